@@ -1,0 +1,211 @@
+// Package drivers defines the backend contract: the resources an instance is
+// rendered into, what a backend reports back when observed, and the Driver
+// interface the reconciler executes plans through. Backends live in
+// subpackages (docker/ for a real engine, fake/ for unit tests only).
+package drivers
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Labels set on every object jackin creates. Observe selects by LabelFleet, and
+// nothing without LabelManagedBy=ManagedByValue is ever touched.
+const (
+	LabelManagedBy = "dev.jackin.managed-by"
+	LabelFleet     = "dev.jackin.fleet"
+	LabelInstance  = "dev.jackin.instance"
+	LabelComponent = "dev.jackin.component"
+	LabelSpecHash  = "dev.jackin.spec-hash"
+
+	ManagedByValue = "jackin"
+)
+
+// Kind is a resource kind. Each kind is observed with one list call.
+type Kind string
+
+const (
+	KindNetwork   Kind = "network"
+	KindVolume    Kind = "volume"
+	KindContainer Kind = "container"
+)
+
+// Component values for LabelComponent.
+const (
+	ComponentAgent   = "agent"
+	ComponentNetwork = "network"
+	ComponentVolume  = "volume"
+)
+
+// Resource is one object a backend creates for an instance. Exactly one of
+// the spec pointers matches Kind. An instance's resources are ordered:
+// dependencies first (network before container); deletion runs in reverse.
+type Resource struct {
+	Kind      Kind
+	Name      string
+	Component string
+	Labels    map[string]string // complete label set, including the dev.jackin.* labels
+	Network   *NetworkSpec
+	Volume    *VolumeSpec
+	Container *ContainerSpec
+}
+
+// NetworkSpec is a per-instance network.
+type NetworkSpec struct {
+	Internal bool // no route out (used by later egress modes)
+}
+
+// VolumeSpec is a named volume owned by an instance.
+type VolumeSpec struct{}
+
+// ImageSpec says where a container's image comes from. Ref is the reference to
+// run; when Build is set, Ref is the tag derived from the build context hash.
+type ImageSpec struct {
+	Ref   string
+	Build *BuildSpec
+}
+
+// BuildSpec is a local image build through the engine API.
+type BuildSpec struct {
+	Context    string // absolute directory
+	Dockerfile string // relative to Context
+	Args       map[string]string
+}
+
+// MountSpec is one container mount. Type is "bind" or "tmpfs".
+type MountSpec struct {
+	Type      string
+	Source    string
+	Target    string
+	ReadOnly  bool
+	SizeBytes int64
+}
+
+// PortSpec publishes a container port.
+type PortSpec struct {
+	ContainerPort int
+	HostPort      int // 0: the engine picks one
+	HostIP        string
+	Protocol      string // tcp or udp
+}
+
+// ContainerSpec is everything a backend needs to create a container.
+type ContainerSpec struct {
+	Image      ImageSpec
+	Command    []string
+	Env        map[string]string
+	Mounts     []MountSpec
+	Ports      []PortSpec
+	Networks   []string // names of networks to attach, first is primary
+	Hostname   string
+	Memory     int64 // bytes, 0 = unlimited
+	MemoryRes  int64 // bytes, 0 = none
+	NanoCPUs   int64 // 0 = unlimited
+	PidsLimit  int64 // 0 = unlimited
+	StopSignal string
+	// Running is the desired state: false creates the container without starting it.
+	Running bool
+}
+
+// Container states as reported by Observe.
+const (
+	StateCreated    = "created"
+	StateRunning    = "running"
+	StatePaused     = "paused"
+	StateRestarting = "restarting"
+	StateExited     = "exited"
+	StateDead       = "dead"
+	StateRemoving   = "removing"
+)
+
+// ObservedResource is one labelled object found on the backend.
+type ObservedResource struct {
+	Kind    Kind
+	ID      string
+	Name    string
+	Labels  map[string]string
+	Created time.Time
+
+	// Containers only.
+	State    string   // one of the State* constants
+	Status   string   // the engine's human status ("Exited (1) 3 seconds ago")
+	Image    string   // the reference the container was created with
+	ImageID  string   // the image ID it runs
+	Networks []string // names of attached networks
+}
+
+// Instance returns the instance label, or "" when absent.
+func (r ObservedResource) Instance() string { return r.Labels[LabelInstance] }
+
+// Observed is the labelled state of one fleet on a backend, one list per kind.
+type Observed struct {
+	Networks   []ObservedResource
+	Volumes    []ObservedResource
+	Containers []ObservedResource
+	// Images maps image references present locally to their image IDs, for the
+	// references the desired state names (used to detect a re-tagged image).
+	Images map[string]string
+}
+
+// Driver is a backend that can observe and change a fleet's objects. Every
+// method is safe for concurrent use.
+type Driver interface {
+	// Name is the backend name ("docker").
+	Name() string
+	// Endpoint is where the backend is reached, for error messages.
+	Endpoint() string
+	// Ping checks the backend answers.
+	Ping(ctx context.Context) error
+	// Observe lists the fleet's labelled objects, one list call per kind, plus
+	// the local image IDs of the given references.
+	Observe(ctx context.Context, fleet string, imageRefs []string) (*Observed, error)
+	// EnsureImage makes the image available: a build when Build is set and the
+	// tag is missing, else a single pull attempt when the ref is missing.
+	// Progress is written to progress. It returns the image ID.
+	EnsureImage(ctx context.Context, img ImageSpec, progress io.Writer) (string, error)
+	// Create creates a resource and returns its ID. A container is not started.
+	// A name already taken by an object without jackin's labels is an
+	// *ErrNameConflict and the object is left alone.
+	Create(ctx context.Context, r Resource) (string, error)
+	// Start starts a container.
+	Start(ctx context.Context, id string) error
+	// Stop stops a container.
+	Stop(ctx context.Context, id string) error
+	// Remove removes a resource by kind and ID (containers forcibly).
+	// Removing something already gone is not an error.
+	Remove(ctx context.Context, kind Kind, id string) error
+}
+
+// ErrNameConflict reports a name taken by an object jackin does not own.
+type ErrNameConflict struct {
+	Kind     Kind
+	Name     string
+	ID       string
+	Owner    string // "unlabelled" or "fleet <name>"
+	Instance string
+}
+
+func (e *ErrNameConflict) Error() string {
+	return "the " + string(e.Kind) + " name " + e.Name + " is already taken by " + e.Owner +
+		" object " + shortID(e.ID) + "; jackin never removes objects it does not own: rename or remove it yourself"
+}
+
+// ErrUnreachable reports a backend that does not answer.
+type ErrUnreachable struct {
+	Endpoint string
+	Err      error
+}
+
+func (e *ErrUnreachable) Error() string {
+	return "cannot reach the Docker engine at " + e.Endpoint + ": " + e.Err.Error()
+}
+
+func (e *ErrUnreachable) Unwrap() error { return e.Err }
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

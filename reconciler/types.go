@@ -1,0 +1,130 @@
+// Package reconciler turns a validated fleet into desired state, diffs it
+// against what a driver observes, plans the actions that converge the two (a
+// pure function), and executes plans through a driver.
+package reconciler
+
+import (
+	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/schema"
+)
+
+// SpecFormatVersion is part of every spec hash. Bump it only when the
+// canonical spec's meaning changes; a bump recreates every instance.
+const SpecFormatVersion = 1
+
+// Spec is jackin's own canonical description of an instance, the input of
+// the spec hash. It never embeds a third-party type, so a library upgrade
+// cannot change hashes. Fields that do not require a recreate (state,
+// description) are not in it. Env values are in it but never printed: diffs
+// name keys only.
+type Spec struct {
+	FormatVersion int               `json:"formatVersion"`
+	Backend       string            `json:"backend"`
+	Image         string            `json:"image"`
+	Agent         string            `json:"agent"`
+	Command       []string          `json:"command"`
+	Env           map[string]string `json:"env"`
+	Labels        map[string]string `json:"labels"`
+	Mounts        []SpecMount       `json:"mounts"`
+	Resources     SpecResources     `json:"resources"`
+	Network       SpecNetwork       `json:"network"`
+	Docker        string            `json:"docker"`
+}
+
+// SpecMount is a mount in canonical form.
+type SpecMount struct {
+	Src       string `json:"src"`
+	Dst       string `json:"dst"`
+	Mode      string `json:"mode"`
+	SizeBytes int64  `json:"sizeBytes"`
+}
+
+// SpecResources are limits in canonical units.
+type SpecResources struct {
+	MemoryBytes            int64 `json:"memoryBytes"`
+	MemoryReservationBytes int64 `json:"memoryReservationBytes"`
+	NanoCPUs               int64 `json:"nanoCPUs"`
+	Pids                   int64 `json:"pids"`
+}
+
+// SpecNetwork is the network posture in canonical form.
+type SpecNetwork struct {
+	Egress string     `json:"egress"`
+	Ports  []SpecPort `json:"ports"`
+}
+
+// SpecPort is a published port in canonical form.
+type SpecPort struct {
+	Container int    `json:"container"`
+	Host      int    `json:"host"`
+	Address   string `json:"address"`
+	Protocol  string `json:"protocol"`
+}
+
+// DesiredInstance is one instance as the manifest wants it.
+type DesiredInstance struct {
+	Name     string
+	Instance schema.Instance
+	Spec     Spec
+	Hash     string // hex sha256 of the canonical Spec encoding
+	// Running is the desired lifecycle state.
+	Running bool
+	// Image says where the agent image comes from.
+	Image drivers.ImageSpec
+	// Resources in creation order (network before container).
+	Resources []drivers.Resource
+}
+
+// Desired is a fleet's desired state.
+type Desired struct {
+	Fleet     string
+	Instances []DesiredInstance // sorted by name
+}
+
+// ActionType is what the planner decided for one instance.
+type ActionType string
+
+const (
+	ActionCreate   ActionType = "create"
+	ActionRecreate ActionType = "recreate"
+	ActionStart    ActionType = "start"
+	ActionStop     ActionType = "stop"
+	ActionDelete   ActionType = "delete"
+	ActionNoop     ActionType = "noop"
+)
+
+// Action is the plan for one instance.
+type Action struct {
+	Instance string
+	Type     ActionType
+	Reasons  []string
+	// Desired is nil for delete.
+	Desired *DesiredInstance
+	// Observed lists the instance's objects found on the backend.
+	Observed []drivers.ObservedResource
+	// Missing lists desired resources that are not observed (created by
+	// create and recreate).
+	Missing []drivers.Resource
+	// Pruned is false for a delete kept back by --prune=false: reported, not executed.
+	Pruned bool
+}
+
+// Mutates reports whether executing the action changes the backend.
+func (a Action) Mutates() bool {
+	if a.Type == ActionNoop {
+		return false
+	}
+	if a.Type == ActionDelete && !a.Pruned {
+		return false
+	}
+	return true
+}
+
+// Plan is the ordered list of actions for a fleet (sorted by instance name).
+type Plan struct {
+	Fleet   string
+	Actions []Action
+}
+
+// LastApplied is the spec last applied to each instance, from the store.
+type LastApplied map[string]Spec

@@ -1,0 +1,124 @@
+// Package schema defines the fleet manifest: the CUE schema embedded in the
+// binary (fleet.cue), the Go types a validated manifest decodes into, and the
+// semantic and policy checks that CUE alone cannot express.
+package schema
+
+// APIVersion and Kind identify a fleet manifest document.
+const (
+	APIVersion = "jackin.dev/v1alpha1"
+	KindFleet  = "Fleet"
+)
+
+// Agent runtimes an instance can run.
+const (
+	AgentClaude   = "claude"
+	AgentCodex    = "codex"
+	AgentAmp      = "amp"
+	AgentOpenCode = "opencode"
+	AgentGemini   = "gemini"
+	AgentShell    = "shell"
+)
+
+// Desired lifecycle states of an instance.
+const (
+	StateRunning = "running"
+	StateStopped = "stopped"
+)
+
+// Mount modes. Later modes (worktree, clone, ephemeral) join this list.
+const (
+	MountRW    = "rw"
+	MountRO    = "ro"
+	MountTmpfs = "tmpfs"
+)
+
+// Egress modes. Only "open" is enforced today; "none" and "allowlist" join later.
+const (
+	EgressOpen = "open"
+)
+
+// Docker access modes. Only "none" today; "private" (a daemon sidecar) joins later.
+const (
+	DockerNone = "none"
+)
+
+// Backends. Only "docker" today.
+const (
+	BackendDocker = "docker"
+)
+
+// Fleet is a validated, resolved manifest: defaults merged into every
+// instance, paths absolute, sizes still as written (see Resources).
+type Fleet struct {
+	APIVersion string              `json:"apiVersion"`
+	Kind       string              `json:"kind"`
+	Name       string              `json:"name"`
+	Instances  map[string]Instance `json:"instances"`
+	// Sources lists the files the fleet was loaded from ("-" for stdin).
+	Sources []string `json:"sources,omitempty"`
+}
+
+// Instance is one agent instance after defaults are applied.
+type Instance struct {
+	Name        string            `json:"name"`
+	Description string            `json:"description,omitempty"`
+	Backend     string            `json:"backend"`
+	Role        Role              `json:"role"`
+	Agent       string            `json:"agent"`
+	Command     []string          `json:"command,omitempty"`
+	State       string            `json:"state"`
+	Env         map[string]string `json:"env,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Mounts      []Mount           `json:"mounts,omitempty"`
+	Resources   Resources         `json:"resources"`
+	Network     Network           `json:"network"`
+	Docker      string            `json:"docker"`
+}
+
+// Role is the image the agent runs: a reference, or a build.
+type Role struct {
+	Image string `json:"image,omitempty"`
+	Build *Build `json:"build,omitempty"`
+}
+
+// Build describes a local image build. Context is an absolute directory;
+// Dockerfile is relative to it (default "Dockerfile").
+type Build struct {
+	Context    string            `json:"context"`
+	Dockerfile string            `json:"dockerfile,omitempty"`
+	Args       map[string]string `json:"args,omitempty"`
+}
+
+// Mount is one filesystem mount. Src is absolute after resolution (empty for tmpfs).
+type Mount struct {
+	Src  string `json:"src,omitempty"`
+	Dst  string `json:"dst"`
+	Mode string `json:"mode"`
+	// Size applies to tmpfs, as written ("64Mi"); SizeBytes is its parsed value.
+	Size      string `json:"size,omitempty"`
+	SizeBytes int64  `json:"sizeBytes,omitempty"`
+}
+
+// Resources are the container limits, as written and parsed. Zero means unlimited.
+type Resources struct {
+	Memory                 string  `json:"memory,omitempty"`
+	MemoryBytes            int64   `json:"memoryBytes,omitempty"`
+	MemoryReservation      string  `json:"memoryReservation,omitempty"`
+	MemoryReservationBytes int64   `json:"memoryReservationBytes,omitempty"`
+	CPUs                   float64 `json:"cpus,omitempty"`
+	Pids                   int64   `json:"pids,omitempty"`
+}
+
+// Network is the instance's network posture.
+type Network struct {
+	Egress string `json:"egress"`
+	Ports  []Port `json:"ports,omitempty"`
+}
+
+// Port publishes a container port on the host.
+type Port struct {
+	Container int    `json:"container"`
+	Host      int    `json:"host,omitempty"`
+	Address   string `json:"address"`
+	Protocol  string `json:"protocol"`
+}
