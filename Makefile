@@ -1,0 +1,50 @@
+# jackin — build, test and demo targets. `make help` lists them.
+GO        ?= go
+BIN       := bin/jackin
+PKGS      := ./...
+export CGO_ENABLED ?= 0
+
+.PHONY: help engine build test unit e2e lint fuzz demo demo-clean bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
+
+engine: ## make sure a Docker engine answers (installs and starts one on Debian if needed)
+	@bash .ci/ensure-engine
+
+build: ## build bin/jackin
+	$(GO) build -o $(BIN) ./cmd/jackin
+
+test: lint ## lint, then every test: unit and end-to-end (starts an engine if it can; CI=true makes the engine required)
+	@bash .ci/ensure-engine || { [ "$${CI:-}" != "true" ] && echo "warning: no Docker engine: end-to-end tests will skip"; }
+	$(GO) test -count=1 -timeout 40m $(PKGS)
+
+unit: ## unit tests only (no engine needed)
+	$(GO) test -count=1 -short $(PKGS)
+
+e2e: ## end-to-end tests only, against the local engine
+	$(GO) test -count=1 -timeout 40m -v ./test/e2e/
+
+lint: ## gofmt check and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fuzz: ## fuzz the manifest loader for 5 minutes
+	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $${FUZZTIME:-5m} ./manifests/
+
+examples/offline/role/agent-bin: $(wildcard examples/offline/role/agent/*.go)
+	$(GO) build -trimpath -ldflags='-s -w' -o $@ ./examples/offline/role/agent
+
+demo: engine build examples/offline/role/agent-bin ## apply the offline example fleet to the local engine
+	$(BIN) apply -f examples/offline
+	$(BIN) get -f examples/offline
+
+demo-clean: build ## remove the demo fleet from the engine
+	$(BIN) delete --fleet demo
+
+bench: engine build examples/offline/role/agent-bin ## benchmarks against docker-compose and raw engine calls
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m -v ./bench/
+
+clean: ## remove build outputs
+	rm -rf bin examples/offline/role/agent-bin

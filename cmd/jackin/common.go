@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/drivers/docker"
+	"github.com/jackin-dev/jackin/manifests"
+	"github.com/jackin-dev/jackin/reconciler"
+	"github.com/jackin-dev/jackin/schema"
+	"github.com/jackin-dev/jackin/store"
+)
+
+// loadFleet loads and validates the manifests; diagnostics go to stderr and
+// an invalid manifest is exit code 2.
+func (a *app) loadFleet(ctx context.Context, files []string) (*schema.Fleet, error) {
+	if len(files) == 0 {
+		return nil, exitWith(exitInvalid, errors.New("no manifest given: use -f PATH (a file, a directory, or - for stdin)"))
+	}
+	res, err := manifests.Load(ctx, files, manifests.Options{Stdin: a.stdin})
+	if res != nil {
+		for _, w := range res.Warnings {
+			fmt.Fprintf(a.stderr, "warning: %s\n", w.String())
+		}
+	}
+	if err != nil {
+		var diags manifests.Diagnostics
+		if errors.As(err, &diags) {
+			for _, d := range diags {
+				fmt.Fprintln(a.stderr, d.String())
+			}
+			fmt.Fprintf(a.stderr, "manifest is invalid: %d error(s)\n", len(diags))
+			return nil, &exitError{code: exitInvalid, err: err, reported: true}
+		}
+		return nil, exitWith(exitInvalid, err)
+	}
+	a.log.V(1).Info("manifest loaded", "fleet", res.Fleet.Name, "instances", len(res.Fleet.Instances), "sources", res.Fleet.Sources)
+	return res.Fleet, nil
+}
+
+// engine is the driver the CLI uses, with its call counters.
+type engine interface {
+	drivers.Driver
+	Calls() map[string]int
+	MutatingCalls() int
+}
+
+// connect opens the Docker engine; unreachable is exit code 2 with one line.
+func (a *app) connect(ctx context.Context) (engine, error) {
+	drv, err := docker.New(ctx, a.log.WithName("docker"))
+	if err != nil {
+		return nil, exitWith(exitInvalid, err)
+	}
+	if err := drv.Ping(ctx); err != nil {
+		return nil, exitWith(exitInvalid, err)
+	}
+	return drv, nil
+}
+
+// logEngineCalls reports how many engine calls the command made, by kind.
+func (a *app) logEngineCalls(drv engine) {
+	calls := drv.Calls()
+	keys := make([]string, 0, len(calls))
+	total := 0
+	for k, n := range calls {
+		keys = append(keys, k)
+		total += n
+	}
+	sort.Strings(keys)
+	kv := []any{"total", total, "mutating", drv.MutatingCalls()}
+	for _, k := range keys {
+		kv = append(kv, k, calls[k])
+	}
+	a.log.V(1).Info("engine calls", kv...)
+}
+
+func (a *app) openStore(ctx context.Context) (*store.Store, error) {
+	st, err := store.Open(ctx, a.global.stateDir)
+	if err != nil {
+		return nil, exitWith(exitInvalid, fmt.Errorf("open state dir: %w", err))
+	}
+	return st, nil
+}
+
+// lastApplied reads the fleet's last-applied specs from the store; a nil
+// store (no state yet) has none.
+func lastApplied(ctx context.Context, st *store.Store, fleet string) (reconciler.LastApplied, error) {
+	if st == nil {
+		return reconciler.LastApplied{}, nil
+	}
+	rows, err := st.LastApplied(ctx, fleet)
+	if err != nil {
+		return nil, fmt.Errorf("read last-applied specs: %w", err)
+	}
+	out := make(reconciler.LastApplied, len(rows))
+	for name, row := range rows {
+		var spec reconciler.Spec
+		if err := json.Unmarshal(row.Spec, &spec); err != nil {
+			// An unreadable record only costs precision in recreate reasons.
+			continue
+		}
+		out[name] = spec
+	}
+	return out, nil
+}
+
+// planResult is everything a plan was computed from.
+type planResult struct {
+	desired  *reconciler.Desired
+	observed *drivers.Observed
+	plan     *reconciler.Plan
+	last     reconciler.LastApplied
+}
+
+// computePlan observes the engine and plans the fleet.
+func computePlan(ctx context.Context, fleet *schema.Fleet, drv drivers.Driver, st *store.Store, opts reconciler.PlanOptions) (*planResult, error) {
+	desired, err := reconciler.BuildDesired(fleet)
+	if err != nil {
+		return nil, exitWith(exitInvalid, err)
+	}
+	refs := imageRefs(desired)
+	observed, err := drv.Observe(ctx, fleet.Name, refs)
+	if err != nil {
+		return nil, exitWith(exitInvalid, err)
+	}
+	last, err := lastApplied(ctx, st, fleet.Name)
+	if err != nil {
+		return nil, exitWith(exitInvalid, err)
+	}
+	plan, err := reconciler.Plan(desired, observed, last, opts)
+	if err != nil {
+		return nil, exitWith(exitInvalid, err)
+	}
+	return &planResult{desired: desired, observed: observed, plan: plan, last: last}, nil
+}
+
+func imageRefs(d *reconciler.Desired) []string {
+	seen := map[string]bool{}
+	var refs []string
+	for _, in := range d.Instances {
+		if ref := in.Image.Ref; ref != "" && !seen[ref] {
+			seen[ref] = true
+			refs = append(refs, ref)
+		}
+	}
+	sort.Strings(refs)
+	return refs
+}

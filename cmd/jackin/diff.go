@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jackin-dev/jackin/reconciler"
+	"github.com/jackin-dev/jackin/store"
+)
+
+// planFlags are the flags that shape a plan, shared by diff and apply.
+type planFlags struct {
+	prune      bool
+	allowEmpty bool
+}
+
+func (p *planFlags) register(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&p.prune, "prune", true, "delete instances of this fleet that are no longer in the manifest (--prune=false only reports them)")
+	cmd.Flags().BoolVar(&p.allowEmpty, "allow-empty", false, "allow a manifest with zero instances to delete the fleet's instances")
+}
+
+func (p planFlags) options() reconciler.PlanOptions {
+	return reconciler.PlanOptions{Prune: p.prune, AllowEmpty: p.allowEmpty}
+}
+
+func newDiffCommand(a *app) *cobra.Command {
+	var mf manifestFlags
+	var pf planFlags
+	var out outputFlag
+	cmd := &cobra.Command{
+		Use:   "diff -f PATH...",
+		Short: "Show what apply would change, and why",
+		Long: `diff compares the manifest with what the engine runs and prints the plan:
+  +    create     -/+  recreate (with the changed fields)
+  ~    start/stop -    delete (an instance no longer in the manifest)
+It changes nothing.
+
+Exit codes: 0 converged, 1 changes pending, 2 error (invalid manifest,
+unreachable engine).`,
+		Example: `  jackin diff -f fleet.cue
+  jackin diff -f fleet.cue -o json | jq '.actions[] | select(.action != "noop")'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.validate(); err != nil {
+				return err
+			}
+			return a.diff(cmd.Context(), mf.files, pf, out.format)
+		},
+	}
+	mf.register(cmd)
+	pf.register(cmd)
+	out.register(cmd, "text", "text", "json")
+	return cmd
+}
+
+// diff prints the plan and returns exit 1 when there are changes.
+func (a *app) diff(ctx context.Context, files []string, pf planFlags, format string) error {
+	fleet, err := a.loadFleet(ctx, files)
+	if err != nil {
+		return err
+	}
+	drv, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.logEngineCalls(drv)
+	st, err := a.openStoreReadOnly(ctx)
+	if err != nil {
+		return err
+	}
+	if st != nil {
+		defer st.Close()
+	}
+	res, err := computePlan(ctx, fleet, drv, st, pf.options())
+	if err != nil {
+		return err
+	}
+	if err := a.printPlan(res.plan, format); err != nil {
+		return err
+	}
+	if res.plan.HasChanges() {
+		return &exitError{code: exitChanges, reported: true}
+	}
+	return nil
+}
+
+func (a *app) printPlan(p *reconciler.Plan, format string) error {
+	if format == "json" {
+		return writeStructured(a.stdout, "json", reconciler.PlanDocument(p))
+	}
+	reconciler.WritePlanText(a.stdout, p, isTerminal(a.stdout))
+	return nil
+}
+
+// openStoreReadOnly opens the store only when it already exists, so a
+// read-only command never creates state.
+func (a *app) openStoreReadOnly(ctx context.Context) (*store.Store, error) {
+	if _, err := os.Stat(filepath.Join(a.global.stateDir, "jackin.db")); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return a.openStore(ctx)
+}

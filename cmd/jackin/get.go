@@ -1,0 +1,171 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/reconciler"
+)
+
+// instanceStatus is one row of `jackin get`.
+type instanceStatus struct {
+	Instance    string    `json:"instance"`
+	Desired     string    `json:"desired"`  // running|stopped|absent
+	Observed    string    `json:"observed"` // running|stopped|missing|orphan
+	InSync      bool      `json:"inSync"`
+	Action      string    `json:"action"`
+	Reasons     []string  `json:"reasons"`
+	SpecHash    string    `json:"specHash,omitempty"`
+	ContainerID string    `json:"containerID,omitempty"`
+	Status      string    `json:"status,omitempty"`
+	Image       string    `json:"image,omitempty"`
+	Created     time.Time `json:"created,omitzero"`
+}
+
+type instanceList struct {
+	APIVersion string           `json:"apiVersion"`
+	Kind       string           `json:"kind"`
+	Fleet      string           `json:"fleet"`
+	Items      []instanceStatus `json:"items"`
+}
+
+func newGetCommand(a *app) *cobra.Command {
+	var mf manifestFlags
+	var out outputFlag
+	cmd := &cobra.Command{
+		Use:   "get -f PATH... [INSTANCE...]",
+		Short: "Show each instance's desired and observed state",
+		Long: `get lists the fleet's instances: desired state (from the manifest), observed
+state (running, stopped, missing, or orphan for an instance of this fleet that
+is no longer in the manifest), whether it is in sync, the spec hash, age and
+image. It changes nothing.`,
+		Example: `  jackin get -f fleet.cue
+  jackin get -f fleet.cue web -o yaml`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.validate(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			fleet, err := a.loadFleet(ctx, mf.files)
+			if err != nil {
+				return err
+			}
+			drv, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer a.logEngineCalls(drv)
+			st, err := a.openStoreReadOnly(ctx)
+			if err != nil {
+				return err
+			}
+			if st != nil {
+				defer st.Close()
+			}
+			res, err := computePlan(ctx, fleet, drv, st, reconciler.PlanOptions{Prune: true, AllowEmpty: true})
+			if err != nil {
+				return err
+			}
+			items, err := statusRows(res, args)
+			if err != nil {
+				return exitWith(exitInvalid, err)
+			}
+			if out.format != "table" {
+				return writeStructured(a.stdout, out.format, instanceList{APIVersion: "jackin.dev/v1alpha1", Kind: "InstanceList", Fleet: fleet.Name, Items: items})
+			}
+			if len(items) == 0 {
+				fmt.Fprintf(a.stdout, "Fleet %q has no instances.\n", fleet.Name)
+				return nil
+			}
+			t := &table{}
+			t.add("INSTANCE", "DESIRED", "OBSERVED", "SYNC", "SPEC", "AGE", "IMAGE")
+			now := time.Now()
+			for _, it := range items {
+				sync := "in-sync"
+				if !it.InSync {
+					sync = "drift: " + it.Action
+				}
+				age := "-"
+				if !it.Created.IsZero() {
+					age = humanAge(now.Sub(it.Created))
+				}
+				t.add(it.Instance, it.Desired, it.Observed, sync, shortHash(it.SpecHash), age, orDash(it.Image))
+			}
+			t.write(a.stdout)
+			return nil
+		},
+	}
+	mf.register(cmd)
+	out.register(cmd, "table", "table", "json", "yaml")
+	return cmd
+}
+
+// statusRows joins the plan with the observed agent containers.
+func statusRows(res *planResult, only []string) ([]instanceStatus, error) {
+	agents := map[string]drivers.ObservedResource{}
+	for _, c := range res.observed.Containers {
+		if c.Labels[drivers.LabelComponent] == drivers.ComponentAgent {
+			agents[c.Instance()] = c
+		}
+	}
+	want := map[string]bool{}
+	for _, n := range only {
+		want[n] = true
+	}
+	var items []instanceStatus
+	for _, act := range res.plan.Actions {
+		if len(want) > 0 && !want[act.Instance] {
+			continue
+		}
+		delete(want, act.Instance)
+		it := instanceStatus{Instance: act.Instance, Action: string(act.Type), Reasons: act.Reasons, InSync: act.Type == reconciler.ActionNoop}
+		if it.Reasons == nil {
+			it.Reasons = []string{}
+		}
+		switch {
+		case act.Desired == nil:
+			it.Desired = "absent"
+		case act.Desired.Running:
+			it.Desired = "running"
+		default:
+			it.Desired = "stopped"
+		}
+		c, ok := agents[act.Instance]
+		switch {
+		case act.Type == reconciler.ActionDelete:
+			it.Observed = "orphan"
+		case !ok:
+			it.Observed = "missing"
+		case c.State == drivers.StateRunning || c.State == drivers.StateRestarting || c.State == drivers.StatePaused:
+			it.Observed = "running"
+		default:
+			it.Observed = "stopped"
+		}
+		if ok {
+			it.SpecHash, it.ContainerID, it.Status, it.Image, it.Created = c.Labels[drivers.LabelSpecHash], c.ID, c.Status, c.Image, c.Created
+		} else if act.Desired != nil {
+			it.SpecHash, it.Image = act.Desired.Hash, act.Desired.Image.Ref
+		}
+		items = append(items, it)
+	}
+	if len(want) > 0 {
+		missing := make([]string, 0, len(want))
+		for n := range want {
+			missing = append(missing, n)
+		}
+		sort.Strings(missing)
+		return nil, fmt.Errorf("no instance named %v in fleet %q or on the engine", missing, res.desired.Fleet)
+	}
+	return items, nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
