@@ -1,0 +1,289 @@
+package docker
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+	"github.com/moby/moby/client/pkg/versions"
+
+	"github.com/jackin-dev/jackin/drivers"
+)
+
+// Create creates r and returns its ID (a volume's ID is its name). Networks
+// and volumes that already exist for the same fleet are returned as they are;
+// a name taken by an object jackin does not own for this fleet is a
+// *drivers.ErrNameConflict and the object is left untouched. A container is
+// created, not started.
+func (d *Driver) Create(ctx context.Context, r drivers.Resource) (string, error) {
+	switch {
+	case r.Kind == drivers.KindNetwork && r.Network != nil:
+		return d.createNetwork(ctx, r)
+	case r.Kind == drivers.KindVolume && r.Volume != nil:
+		return d.createVolume(ctx, r)
+	case r.Kind == drivers.KindContainer && r.Container != nil:
+		return d.createContainer(ctx, r)
+	}
+	return "", fmt.Errorf("create %s %q: %w", r.Kind, r.Name, errNoKind)
+}
+
+// createNetwork creates a bridge network. Engines before API 1.44 accept
+// duplicate network names, and this client no longer sends CheckDuplicate,
+// so the name is looked up first; the engine's name filter matches
+// substrings, so the comparison is exact.
+func (d *Driver) createNetwork(ctx context.Context, r drivers.Resource) (string, error) {
+	fleet := r.Labels[drivers.LabelFleet]
+	if id, found, err := d.existingNetwork(ctx, r, fleet); err != nil || found {
+		return id, err
+	}
+	res, err := d.cli.NetworkCreate(ctx, r.Name, client.NetworkCreateOptions{
+		Driver:     "bridge",
+		Internal:   r.Network.Internal,
+		Attachable: false,
+		Labels:     r.Labels,
+	})
+	if err != nil {
+		if isConflict(err) {
+			// Created concurrently, or an engine that checks names itself.
+			if id, found, lerr := d.existingNetwork(ctx, r, fleet); lerr == nil && found {
+				return id, nil
+			} else if lerr != nil {
+				return "", lerr
+			}
+		}
+		return "", d.wrap(err, "create network %s", r.Name)
+	}
+	for _, w := range res.Warning {
+		d.log.Info("engine warning", "network", r.Name, "warning", w)
+	}
+	d.log.V(2).Info("created network", "name", r.Name, "id", res.ID)
+	return res.ID, nil
+}
+
+// existingNetwork looks for a network named exactly r.Name. It returns the ID
+// when jackin owns it for fleet, and an *ErrNameConflict when someone else
+// does.
+func (d *Driver) existingNetwork(ctx context.Context, r drivers.Resource, fleet string) (string, bool, error) {
+	list, err := d.cli.NetworkList(ctx, client.NetworkListOptions{Filters: client.Filters{}.Add("name", r.Name)})
+	if err != nil {
+		return "", false, d.wrap(err, "look up network %s", r.Name)
+	}
+	for _, n := range list.Items {
+		if n.Name != r.Name {
+			continue
+		}
+		if owner := ownerOf(n.Labels, fleet); owner != "" {
+			return "", true, &drivers.ErrNameConflict{Kind: drivers.KindNetwork, Name: r.Name, ID: n.ID, Owner: owner, Instance: r.Labels[drivers.LabelInstance]}
+		}
+		d.log.V(2).Info("network exists", "name", r.Name, "id", n.ID)
+		return n.ID, true, nil
+	}
+	return "", false, nil
+}
+
+// createVolume creates a local volume. The engine answers a create for an
+// existing name with the existing volume, so its labels decide ownership.
+func (d *Driver) createVolume(ctx context.Context, r drivers.Resource) (string, error) {
+	res, err := d.cli.VolumeCreate(ctx, client.VolumeCreateOptions{
+		Name:   r.Name,
+		Driver: "local",
+		Labels: r.Labels,
+	})
+	if err != nil {
+		return "", d.wrap(err, "create volume %s", r.Name)
+	}
+	if owner := ownerOf(res.Volume.Labels, r.Labels[drivers.LabelFleet]); owner != "" {
+		return "", &drivers.ErrNameConflict{Kind: drivers.KindVolume, Name: r.Name, ID: res.Volume.Name, Owner: owner, Instance: r.Labels[drivers.LabelInstance]}
+	}
+	d.log.V(2).Info("volume ready", "name", r.Name)
+	return res.Volume.Name, nil
+}
+
+// containerCreateOptions renders a container resource into the engine's
+// create request. multiNetwork says whether the engine accepts more than one
+// network at create time (API 1.44 and later); otherwise only the first is
+// configured and the rest are returned to be connected after create.
+func containerCreateOptions(r drivers.Resource, multiNetwork bool) (client.ContainerCreateOptions, []string, error) {
+	s := r.Container
+	cfg := &container.Config{
+		Image:      s.Image.Ref,
+		Cmd:        s.Command,
+		Env:        sortedEnv(s.Env),
+		Labels:     r.Labels,
+		Hostname:   s.Hostname,
+		StopSignal: s.StopSignal,
+	}
+	hc := &container.HostConfig{
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
+	}
+	hc.Memory = s.Memory
+	hc.MemoryReservation = s.MemoryRes
+	hc.NanoCPUs = s.NanoCPUs
+	if s.PidsLimit > 0 {
+		limit := s.PidsLimit
+		hc.PidsLimit = &limit
+	}
+
+	for _, m := range s.Mounts {
+		mt, err := renderMount(m)
+		if err != nil {
+			return client.ContainerCreateOptions{}, nil, fmt.Errorf("container %s: %w", r.Name, err)
+		}
+		hc.Mounts = append(hc.Mounts, mt)
+	}
+
+	if len(s.Ports) > 0 {
+		cfg.ExposedPorts = network.PortSet{}
+		hc.PortBindings = network.PortMap{}
+	}
+	for _, p := range s.Ports {
+		port, binding, err := renderPort(p)
+		if err != nil {
+			return client.ContainerCreateOptions{}, nil, fmt.Errorf("container %s: %w", r.Name, err)
+		}
+		cfg.ExposedPorts[port] = struct{}{}
+		hc.PortBindings[port] = append(hc.PortBindings[port], binding)
+	}
+
+	var nc *network.NetworkingConfig
+	var later []string
+	if len(s.Networks) > 0 {
+		hc.NetworkMode = container.NetworkMode(s.Networks[0])
+		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+			s.Networks[0]: {},
+		}}
+		for _, n := range s.Networks[1:] {
+			if multiNetwork {
+				nc.EndpointsConfig[n] = &network.EndpointSettings{}
+			} else {
+				later = append(later, n)
+			}
+		}
+	}
+	return client.ContainerCreateOptions{
+		Name:             r.Name,
+		Config:           cfg,
+		HostConfig:       hc,
+		NetworkingConfig: nc,
+	}, later, nil
+}
+
+// renderMount turns a mount spec into an engine mount. Besides "bind" and
+// "tmpfs" it accepts "volume" (Source is the volume name).
+func renderMount(m drivers.MountSpec) (mount.Mount, error) {
+	switch m.Type {
+	case "bind":
+		return mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly}, nil
+	case "tmpfs":
+		mt := mount.Mount{Type: mount.TypeTmpfs, Target: m.Target, ReadOnly: m.ReadOnly}
+		if m.SizeBytes > 0 {
+			mt.TmpfsOptions = &mount.TmpfsOptions{SizeBytes: m.SizeBytes}
+		}
+		return mt, nil
+	case "volume":
+		return mount.Mount{Type: mount.TypeVolume, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly}, nil
+	}
+	return mount.Mount{}, fmt.Errorf("mount %s: unsupported mount type %q", m.Target, m.Type)
+}
+
+// renderPort turns a port spec into an exposed port and its host binding. A
+// host port of 0 leaves the choice to the engine.
+func renderPort(p drivers.PortSpec) (network.Port, network.PortBinding, error) {
+	proto := strings.ToLower(p.Protocol)
+	if proto == "" {
+		proto = "tcp"
+	}
+	if p.ContainerPort <= 0 || p.ContainerPort > 65535 {
+		return network.Port{}, network.PortBinding{}, fmt.Errorf("port %d: container port out of range", p.ContainerPort)
+	}
+	if p.HostPort < 0 || p.HostPort > 65535 {
+		return network.Port{}, network.PortBinding{}, fmt.Errorf("port %d: host port %d out of range", p.ContainerPort, p.HostPort)
+	}
+	port, ok := network.PortFrom(uint16(p.ContainerPort), network.IPProtocol(proto))
+	if !ok {
+		return network.Port{}, network.PortBinding{}, fmt.Errorf("port %d/%s: invalid", p.ContainerPort, proto)
+	}
+	var b network.PortBinding
+	if p.HostIP != "" {
+		ip, err := netip.ParseAddr(p.HostIP)
+		if err != nil {
+			return network.Port{}, network.PortBinding{}, fmt.Errorf("port %d: host IP: %w", p.ContainerPort, err)
+		}
+		b.HostIP = ip
+	}
+	if p.HostPort != 0 {
+		b.HostPort = strconv.Itoa(p.HostPort)
+	}
+	return port, b, nil
+}
+
+// createContainer creates (does not start) a container. The container joins
+// its first network at create time and, on engines that accept only one
+// there, the others right after; if that fails the new container is removed
+// again, so no half-connected container is left behind.
+func (d *Driver) createContainer(ctx context.Context, r drivers.Resource) (string, error) {
+	if err := d.ensureNegotiated(ctx); err != nil {
+		return "", err
+	}
+	multi := versions.GreaterThanOrEqualTo(d.cli.ClientVersion(), "1.44")
+	opts, later, err := containerCreateOptions(r, multi)
+	if err != nil {
+		return "", fmt.Errorf("create container %s: %w", r.Name, err)
+	}
+	res, err := d.cli.ContainerCreate(ctx, opts)
+	if err != nil {
+		if isConflict(err) {
+			return "", d.containerNameTaken(ctx, r, err)
+		}
+		if isNotFound(err) {
+			return "", d.wrap(err, "create container %s from image %q", r.Name, r.Container.Image.Ref)
+		}
+		return "", d.wrap(err, "create container %s", r.Name)
+	}
+	for _, w := range res.Warnings {
+		d.log.Info("engine warning", "container", r.Name, "warning", w)
+	}
+	for _, n := range later {
+		if _, err := d.cli.NetworkConnect(ctx, n, client.NetworkConnectOptions{Container: res.ID}); err != nil {
+			cerr := d.wrap(err, "connect container %s to network %s", r.Name, n)
+			if _, rerr := d.cli.ContainerRemove(ctx, res.ID, client.ContainerRemoveOptions{Force: true}); rerr != nil && !isNotFound(rerr) {
+				return "", fmt.Errorf("%w (and removing the half-created container failed: %v)", cerr, rerr)
+			}
+			return "", cerr
+		}
+	}
+	d.log.V(2).Info("created container", "name", r.Name, "id", res.ID)
+	return res.ID, nil
+}
+
+// containerNameTaken explains a create that failed because the name is in
+// use: an object jackin does not own for this fleet is an *ErrNameConflict
+// (and is never removed); one it owns is reported as already existing.
+func (d *Driver) containerNameTaken(ctx context.Context, r drivers.Resource, createErr error) error {
+	res, err := d.cli.ContainerInspect(ctx, r.Name, client.ContainerInspectOptions{})
+	if err != nil {
+		return d.wrap(createErr, "create container %s (and inspecting the container holding the name failed: %v)", r.Name, err)
+	}
+	var labels map[string]string
+	if res.Container.Config != nil {
+		labels = res.Container.Config.Labels
+	}
+	if owner := ownerOf(labels, r.Labels[drivers.LabelFleet]); owner != "" {
+		return &drivers.ErrNameConflict{Kind: drivers.KindContainer, Name: r.Name, ID: res.Container.ID, Owner: owner, Instance: r.Labels[drivers.LabelInstance]}
+	}
+	return fmt.Errorf("create container %s: it already exists as %s (the next observe will see it): %w",
+		r.Name, shortID(res.Container.ID), createErr)
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
