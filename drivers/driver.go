@@ -18,6 +18,9 @@ const (
 	LabelInstance  = "dev.jackin.instance"
 	LabelComponent = "dev.jackin.component"
 	LabelSpecHash  = "dev.jackin.spec-hash"
+	// LabelBuiltBy marks role images jackin built (never LabelManagedBy,
+	// which containers would inherit from their image).
+	LabelBuiltBy = "dev.jackin.built-by"
 
 	ManagedByValue = "jackin"
 )

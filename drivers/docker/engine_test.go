@@ -542,7 +542,7 @@ func TestEngineImages(t *testing.T) {
 		t.Errorf("id %q, progress:\n%s", id, progress.String())
 	}
 	ins, err := cli.ImageInspect(ctx, ref)
-	if err != nil || ins.ID != id || ins.Config.Labels[drivers.LabelManagedBy] != drivers.ManagedByValue {
+	if err != nil || ins.ID != id || ins.Config.Labels[drivers.LabelBuiltBy] != drivers.ManagedByValue {
 		t.Errorf("built image: id %q labels %v err %v", ins.ID, ins.Config, err)
 	}
 	before := d.Calls()

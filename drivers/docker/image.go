@@ -75,8 +75,10 @@ func (d *Driver) build(ctx context.Context, ref string, b *drivers.BuildSpec, pr
 		BuildArgs:   args,
 		Remove:      true,
 		ForceRemove: true,
-		Labels:      map[string]string{drivers.LabelManagedBy: drivers.ManagedByValue},
-		Version:     build.BuilderV1,
+		// Not LabelManagedBy: containers inherit image labels, and a container
+		// someone else runs from this image must not look like jackin's.
+		Labels:  map[string]string{drivers.LabelBuiltBy: drivers.ManagedByValue},
+		Version: build.BuilderV1,
 	})
 	if err != nil {
 		if aerr := archiveErr(); aerr != nil {
