@@ -102,8 +102,9 @@ type Action struct {
 	Desired *DesiredInstance
 	// Observed lists the instance's objects found on the backend.
 	Observed []drivers.ObservedResource
-	// Missing lists desired resources that are not observed (created by
-	// create and recreate).
+	// Missing lists the desired resources the action creates, in creation
+	// order: for create those not observed; for recreate the container
+	// (always replaced) plus the network when it is missing or duplicated.
 	Missing []drivers.Resource
 	// Pruned is false for a delete kept back by --prune=false: reported, not executed.
 	Pruned bool

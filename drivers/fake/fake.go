@@ -83,7 +83,10 @@ func (d *Driver) Name() string { return "fake" }
 func (d *Driver) Endpoint() string { return "fake://memory" }
 
 // FailOn makes every later call of method on the object or image named name
-// fail with err; name "*" matches any object. A nil err clears the failure.
+// fail with err. name is an object name ("jk-demo-web", which matches a
+// network and a container alike), a kind and a name ("container jk-demo-web"),
+// an image reference for EnsureImage, or "*" for any. A nil err clears the
+// failure.
 func (d *Driver) FailOn(method, name string, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -167,9 +170,12 @@ func (d *Driver) begin(method, desc, name string) error {
 			d.maxInflight = d.inflight
 		}
 	}
-	err := d.failures[method+"\x00"+name]
-	if err == nil {
-		err = d.failures[method+"\x00*"]
+	var err error
+	for _, key := range []string{name, desc, "*"} {
+		if e := d.failures[method+"\x00"+key]; e != nil {
+			err = e
+			break
+		}
 	}
 	d.mu.Unlock()
 	if mutating[method] && d.Delay > 0 {

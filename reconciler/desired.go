@@ -1,0 +1,408 @@
+package reconciler
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/schema"
+)
+
+// BuildImageRepo is the repository of images jackin builds from a
+// role.build; the tag is derived from the build context (BuildContextHash).
+const BuildImageRepo = "jackin-role"
+
+// ResourceName is the name of an instance's agent container and of its
+// network: jk-<fleet>-<instance>.
+func ResourceName(fleet, instance string) string {
+	return "jk-" + fleet + "-" + instance
+}
+
+// BuildDesired renders a validated fleet into desired state: per instance
+// (sorted by name) the canonical spec, its hash and the resources to create
+// (network, then container), all carrying jackin's labels.
+//
+// Build contexts are hashed from disk, so a role.build whose context is
+// unreadable is an error.
+func BuildDesired(f *schema.Fleet) (*Desired, error) {
+	if f == nil {
+		return nil, errors.New("build desired state: no fleet")
+	}
+	names := make([]string, 0, len(f.Instances))
+	for name := range f.Instances {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+
+	d := &Desired{Fleet: f.Name, Instances: make([]DesiredInstance, 0, len(names))}
+	tags := map[string]string{} // build key -> tag, so a shared context is hashed once
+	for _, name := range names {
+		in, err := desiredInstance(f.Name, name, f.Instances[name], tags)
+		if err != nil {
+			return nil, fmt.Errorf("instance %q: %w", name, err)
+		}
+		d.Instances = append(d.Instances, in)
+	}
+	return d, nil
+}
+
+// Instance returns the desired instance with the given name, or nil.
+func (d *Desired) Instance(name string) *DesiredInstance {
+	for i := range d.Instances {
+		if d.Instances[i].Name == name {
+			return &d.Instances[i]
+		}
+	}
+	return nil
+}
+
+// ImageRefs returns the distinct image references the desired state runs, sorted.
+func (d *Desired) ImageRefs() []string {
+	seen := map[string]bool{}
+	var refs []string
+	for _, in := range d.Instances {
+		if ref := in.Image.Ref; ref != "" && !seen[ref] {
+			seen[ref] = true
+			refs = append(refs, ref)
+		}
+	}
+	sort.Strings(refs)
+	return refs
+}
+
+func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]string) (DesiredInstance, error) {
+	inst.Name = name
+	var running bool
+	switch inst.State {
+	case schema.StateRunning, "":
+		running = true
+	case schema.StateStopped:
+		running = false
+	default:
+		return DesiredInstance{}, fmt.Errorf("unknown state %q (want %q or %q)", inst.State, schema.StateRunning, schema.StateStopped)
+	}
+
+	img, err := imageSpec(inst.Role, tags)
+	if err != nil {
+		return DesiredInstance{}, err
+	}
+	spec, err := canonicalSpec(inst, img.Ref)
+	if err != nil {
+		return DesiredInstance{}, err
+	}
+	hash, err := HashSpec(spec)
+	if err != nil {
+		return DesiredInstance{}, err
+	}
+
+	rname := ResourceName(fleet, name)
+	base := func(component string) map[string]string {
+		return map[string]string{
+			drivers.LabelManagedBy: drivers.ManagedByValue,
+			drivers.LabelFleet:     fleet,
+			drivers.LabelInstance:  name,
+			drivers.LabelComponent: component,
+			drivers.LabelSpecHash:  hash,
+		}
+	}
+	netLabels := base(drivers.ComponentNetwork)
+	ctrLabels := base(drivers.ComponentAgent)
+	for k, v := range inst.Labels {
+		if strings.HasPrefix(k, "dev.jackin.") {
+			return DesiredInstance{}, fmt.Errorf("label %q: the dev.jackin. prefix is reserved for jackin", k)
+		}
+		ctrLabels[k] = v
+	}
+
+	ctr := &drivers.ContainerSpec{
+		Image:     img,
+		Command:   append([]string(nil), spec.Command...),
+		Env:       copyMap(spec.Env),
+		Networks:  []string{rname},
+		Hostname:  name,
+		Memory:    spec.Resources.MemoryBytes,
+		MemoryRes: spec.Resources.MemoryReservationBytes,
+		NanoCPUs:  spec.Resources.NanoCPUs,
+		PidsLimit: spec.Resources.Pids,
+		Running:   running,
+	}
+	for _, m := range spec.Mounts {
+		ms := drivers.MountSpec{Target: m.Dst}
+		switch m.Mode {
+		case schema.MountRW:
+			ms.Type, ms.Source = "bind", m.Src
+		case schema.MountRO:
+			ms.Type, ms.Source, ms.ReadOnly = "bind", m.Src, true
+		case schema.MountTmpfs:
+			ms.Type, ms.SizeBytes = "tmpfs", m.SizeBytes
+		}
+		ctr.Mounts = append(ctr.Mounts, ms)
+	}
+	for _, p := range spec.Network.Ports {
+		ctr.Ports = append(ctr.Ports, drivers.PortSpec{ContainerPort: p.Container, HostPort: p.Host, HostIP: p.Address, Protocol: p.Protocol})
+	}
+
+	return DesiredInstance{
+		Name:     name,
+		Instance: inst,
+		Spec:     spec,
+		Hash:     hash,
+		Running:  running,
+		Image:    img,
+		Resources: []drivers.Resource{
+			{Kind: drivers.KindNetwork, Name: rname, Component: drivers.ComponentNetwork, Labels: netLabels, Network: &drivers.NetworkSpec{}},
+			{Kind: drivers.KindContainer, Name: rname, Component: drivers.ComponentAgent, Labels: ctrLabels, Container: ctr},
+		},
+	}, nil
+}
+
+// imageSpec resolves a role to the image to run: the reference, or for a
+// build the content-derived tag.
+func imageSpec(role schema.Role, tags map[string]string) (drivers.ImageSpec, error) {
+	switch {
+	case role.Build != nil && role.Image != "":
+		return drivers.ImageSpec{}, errors.New("role: give either image or build, not both")
+	case role.Image != "":
+		return drivers.ImageSpec{Ref: role.Image}, nil
+	case role.Build != nil:
+		b := role.Build
+		key, err := json.Marshal(b)
+		if err != nil {
+			return drivers.ImageSpec{}, fmt.Errorf("role.build: %w", err)
+		}
+		tag, ok := tags[string(key)]
+		if !ok {
+			if tag, err = BuildContextHash(b); err != nil {
+				return drivers.ImageSpec{}, err
+			}
+			tags[string(key)] = tag
+		}
+		return drivers.ImageSpec{Ref: tag, Build: &drivers.BuildSpec{
+			Context:    b.Context,
+			Dockerfile: dockerfileName(b),
+			Args:       copyMap(b.Args),
+		}}, nil
+	default:
+		return drivers.ImageSpec{}, errors.New("role: neither image nor build is set")
+	}
+}
+
+func dockerfileName(b *schema.Build) string {
+	if b.Dockerfile == "" {
+		return "Dockerfile"
+	}
+	return b.Dockerfile
+}
+
+// BuildContextHash returns the image tag for a role.build:
+// "jackin-role:<first 16 hex digits of a sha256>" over the build context
+// (walked in sorted order, skipping .git: each entry's relative path, mode and
+// content or link target), the Dockerfile name (and its content when it lies
+// outside the context) and the build args sorted by name. Identical contexts
+// share one tag, so one image; any change to the context changes the tag.
+func BuildContextHash(b *schema.Build) (string, error) {
+	if b == nil {
+		return "", errors.New("role.build: no build given")
+	}
+	if b.Context == "" {
+		return "", errors.New("role.build: no context directory given")
+	}
+	root, err := filepath.EvalSymlinks(b.Context)
+	if err != nil {
+		return "", fmt.Errorf("role.build context %s: %w", b.Context, err)
+	}
+	if fi, err := os.Stat(root); err != nil {
+		return "", fmt.Errorf("role.build context %s: %w", b.Context, err)
+	} else if !fi.IsDir() {
+		return "", fmt.Errorf("role.build context %s: not a directory", b.Context)
+	}
+
+	h := sha256.New()
+	field := func(s string) { _, _ = io.WriteString(h, s); _, _ = h.Write([]byte{0}) }
+	field("jackin build context v1")
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == root {
+			return nil
+		}
+		if d.Name() == ".git" {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		mode := info.Mode()
+		field("entry")
+		field(filepath.ToSlash(rel))
+		field(mode.String())
+		switch {
+		case mode.Type() == fs.ModeSymlink:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			field(target)
+		case mode.IsRegular():
+			if err := hashFile(h, p, info.Size()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("role.build context %s: %w", b.Context, err)
+	}
+
+	df := dockerfileName(b)
+	field("dockerfile")
+	field(df)
+	dfPath := filepath.Join(root, df)
+	if rel, err := filepath.Rel(root, dfPath); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		fi, err := os.Stat(dfPath)
+		if err != nil {
+			return "", fmt.Errorf("role.build dockerfile %s: %w", df, err)
+		}
+		if err := hashFile(h, dfPath, fi.Size()); err != nil {
+			return "", fmt.Errorf("role.build dockerfile %s: %w", df, err)
+		}
+	}
+
+	keys := sortedKeys(b.Args)
+	field("args")
+	field(strconv.Itoa(len(keys)))
+	for _, k := range keys {
+		field(k)
+		field(b.Args[k])
+	}
+	return BuildImageRepo + ":" + hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// hashFile writes a file's size and content to h.
+func hashFile(h io.Writer, path string, size int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, _ = io.WriteString(h, strconv.FormatInt(size, 10)+"\x00")
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return err
+	}
+	if n != size {
+		return fmt.Errorf("%s changed while it was read", path)
+	}
+	return nil
+}
+
+// canonicalSpec converts an instance to the canonical Spec: nil slices and
+// maps become empty, mounts are sorted by destination and ports by their
+// published address, limits are in canonical units.
+func canonicalSpec(inst schema.Instance, image string) (Spec, error) {
+	s := Spec{
+		FormatVersion: SpecFormatVersion,
+		Backend:       inst.Backend,
+		Image:         image,
+		Agent:         inst.Agent,
+		Command:       append([]string{}, inst.Command...),
+		Env:           copyMap(inst.Env),
+		Labels:        copyMap(inst.Labels),
+		Mounts:        []SpecMount{},
+		Resources: SpecResources{
+			MemoryBytes:            inst.Resources.MemoryBytes,
+			MemoryReservationBytes: inst.Resources.MemoryReservationBytes,
+			NanoCPUs:               int64(math.Round(inst.Resources.CPUs * 1e9)),
+			Pids:                   inst.Resources.Pids,
+		},
+		Network: SpecNetwork{Egress: inst.Network.Egress, Ports: []SpecPort{}},
+		Docker:  inst.Docker,
+	}
+	for _, m := range inst.Mounts {
+		sm := SpecMount{Dst: m.Dst, Mode: m.Mode}
+		switch m.Mode {
+		case schema.MountRW, schema.MountRO:
+			sm.Src = m.Src
+		case schema.MountTmpfs:
+			sm.SizeBytes = m.SizeBytes
+		default:
+			return Spec{}, fmt.Errorf("mount %s: unknown mode %q", m.Dst, m.Mode)
+		}
+		s.Mounts = append(s.Mounts, sm)
+	}
+	sort.SliceStable(s.Mounts, func(i, j int) bool { return s.Mounts[i].Dst < s.Mounts[j].Dst })
+	for _, p := range inst.Network.Ports {
+		s.Network.Ports = append(s.Network.Ports, SpecPort{Container: p.Container, Host: p.Host, Address: p.Address, Protocol: p.Protocol})
+	}
+	sort.SliceStable(s.Network.Ports, func(i, j int) bool { return portString(s.Network.Ports[i]) < portString(s.Network.Ports[j]) })
+	return s, nil
+}
+
+// HashSpec is the spec hash: the hex sha256 of the spec's JSON encoding (maps
+// are encoded with sorted keys). Nil and empty slices and maps hash alike.
+func HashSpec(s Spec) (string, error) {
+	s = normalizeSpec(s)
+	b, err := json.Marshal(s)
+	if err != nil {
+		return "", fmt.Errorf("encode spec: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// normalizeSpec turns nil slices and maps into empty ones.
+func normalizeSpec(s Spec) Spec {
+	if s.Command == nil {
+		s.Command = []string{}
+	}
+	if s.Env == nil {
+		s.Env = map[string]string{}
+	}
+	if s.Labels == nil {
+		s.Labels = map[string]string{}
+	}
+	if s.Mounts == nil {
+		s.Mounts = []SpecMount{}
+	}
+	if s.Network.Ports == nil {
+		s.Network.Ports = []SpecPort{}
+	}
+	return s
+}
+
+func copyMap(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,229 @@
+package reconciler
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// DiffSpecs names the fields that differ between two specs, one reason per
+// field, in a fixed order. Env values never appear (they may be secrets):
+// env and label changes name keys only, commands are reported as changed
+// without their arguments.
+func DiffSpecs(old, cur Spec) []string {
+	old, cur = normalizeSpec(old), normalizeSpec(cur)
+	var r []string
+	if old.FormatVersion != cur.FormatVersion {
+		r = append(r, fmt.Sprintf("spec format version changed: %d → %d", old.FormatVersion, cur.FormatVersion))
+	}
+	if old.Backend != cur.Backend {
+		r = append(r, fmt.Sprintf("backend changed: %s → %s", orNone(old.Backend), orNone(cur.Backend)))
+	}
+	if old.Image != cur.Image {
+		r = append(r, fmt.Sprintf("image changed: %s → %s", orNone(old.Image), orNone(cur.Image)))
+	}
+	if old.Agent != cur.Agent {
+		r = append(r, fmt.Sprintf("agent changed: %s → %s", orNone(old.Agent), orNone(cur.Agent)))
+	}
+	if !reflect.DeepEqual(old.Command, cur.Command) {
+		r = append(r, "command changed")
+	}
+	if d := diffKeys(old.Env, cur.Env); d != "" {
+		r = append(r, "env changed: "+d)
+	}
+	if d := diffKeys(old.Labels, cur.Labels); d != "" {
+		r = append(r, "labels changed: "+d)
+	}
+	if d := diffMounts(old.Mounts, cur.Mounts); d != "" {
+		r = append(r, "mounts changed: "+d)
+	}
+	if d := diffResources(old.Resources, cur.Resources); d != "" {
+		r = append(r, "resources changed: "+d)
+	}
+	if d := diffPorts(old.Network.Ports, cur.Network.Ports); d != "" {
+		r = append(r, "ports changed: "+d)
+	}
+	if old.Network.Egress != cur.Network.Egress {
+		r = append(r, fmt.Sprintf("network egress changed: %s → %s", orNone(old.Network.Egress), orNone(cur.Network.Egress)))
+	}
+	if old.Docker != cur.Docker {
+		r = append(r, fmt.Sprintf("docker access changed: %s → %s", orNone(old.Docker), orNone(cur.Docker)))
+	}
+	return r
+}
+
+// diffKeys is "+ADDED ~CHANGED -REMOVED", keys sorted within each group.
+// Values are never printed.
+func diffKeys(old, cur map[string]string) string {
+	var added, changed, removed []string
+	for _, k := range sortedKeys(cur) {
+		v, ok := old[k]
+		switch {
+		case !ok:
+			added = append(added, "+"+k)
+		case v != cur[k]:
+			changed = append(changed, "~"+k)
+		}
+	}
+	for _, k := range sortedKeys(old) {
+		if _, ok := cur[k]; !ok {
+			removed = append(removed, "-"+k)
+		}
+	}
+	return strings.Join(append(append(added, changed...), removed...), " ")
+}
+
+// diffMounts is "+ /dst (rw), ~ /data (ro → rw), - /old", keyed by destination.
+func diffMounts(old, cur []SpecMount) string {
+	oldBy := map[string]SpecMount{}
+	for _, m := range old {
+		oldBy[m.Dst] = m
+	}
+	curBy := map[string]SpecMount{}
+	for _, m := range cur {
+		curBy[m.Dst] = m
+	}
+	var added, changed, removed []string
+	for _, m := range sortedMounts(cur) {
+		o, ok := oldBy[m.Dst]
+		switch {
+		case !ok:
+			added = append(added, fmt.Sprintf("+ %s (%s)", m.Dst, mountText(m)))
+		case o.Mode != m.Mode:
+			changed = append(changed, fmt.Sprintf("~ %s (%s → %s)", m.Dst, mountText(o), mountText(m)))
+		case o.Src != m.Src:
+			changed = append(changed, fmt.Sprintf("~ %s (source %s → %s)", m.Dst, orNone(o.Src), orNone(m.Src)))
+		case o.SizeBytes != m.SizeBytes:
+			changed = append(changed, fmt.Sprintf("~ %s (size %s → %s)", m.Dst, sizeOr(o.SizeBytes, "unlimited"), sizeOr(m.SizeBytes, "unlimited")))
+		}
+	}
+	for _, m := range sortedMounts(old) {
+		if _, ok := curBy[m.Dst]; !ok {
+			removed = append(removed, "- "+m.Dst)
+		}
+	}
+	return strings.Join(append(append(added, changed...), removed...), ", ")
+}
+
+func sortedMounts(ms []SpecMount) []SpecMount {
+	out := append([]SpecMount(nil), ms...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Dst < out[j].Dst })
+	return out
+}
+
+// mountText is "rw", "ro", "tmpfs" or "tmpfs 64Mi".
+func mountText(m SpecMount) string {
+	if m.Mode == "tmpfs" && m.SizeBytes > 0 {
+		return "tmpfs " + humanBytes(m.SizeBytes)
+	}
+	return m.Mode
+}
+
+// diffResources is "memory 64Mi → 128Mi, cpus 0.5 → 1".
+func diffResources(old, cur SpecResources) string {
+	var parts []string
+	if old.MemoryBytes != cur.MemoryBytes {
+		parts = append(parts, fmt.Sprintf("memory %s → %s", sizeOr(old.MemoryBytes, "unlimited"), sizeOr(cur.MemoryBytes, "unlimited")))
+	}
+	if old.MemoryReservationBytes != cur.MemoryReservationBytes {
+		parts = append(parts, fmt.Sprintf("memory reservation %s → %s", sizeOr(old.MemoryReservationBytes, "none"), sizeOr(cur.MemoryReservationBytes, "none")))
+	}
+	if old.NanoCPUs != cur.NanoCPUs {
+		parts = append(parts, fmt.Sprintf("cpus %s → %s", cpusText(old.NanoCPUs), cpusText(cur.NanoCPUs)))
+	}
+	if old.Pids != cur.Pids {
+		parts = append(parts, fmt.Sprintf("pids %s → %s", countOr(old.Pids, "unlimited"), countOr(cur.Pids, "unlimited")))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// diffPorts is "+ 127.0.0.1:8080->80/tcp, - 127.0.0.1:9090->90/tcp".
+func diffPorts(old, cur []SpecPort) string {
+	set := func(ps []SpecPort) map[string]bool {
+		m := map[string]bool{}
+		for _, p := range ps {
+			m[portString(p)] = true
+		}
+		return m
+	}
+	o, c := set(old), set(cur)
+	var added, removed []string
+	for k := range c {
+		if !o[k] {
+			added = append(added, "+ "+k)
+		}
+	}
+	for k := range o {
+		if !c[k] {
+			removed = append(removed, "- "+k)
+		}
+	}
+	sort.Strings(added)
+	sort.Strings(removed)
+	return strings.Join(append(added, removed...), ", ")
+}
+
+// portString is "[address:]host->container/protocol", host "auto" when the
+// engine picks it.
+func portString(p SpecPort) string {
+	host := "auto"
+	if p.Host != 0 {
+		host = strconv.Itoa(p.Host)
+	}
+	if p.Address != "" {
+		host = p.Address + ":" + host
+	}
+	proto := p.Protocol
+	if proto == "" {
+		proto = "tcp"
+	}
+	return fmt.Sprintf("%s->%d/%s", host, p.Container, proto)
+}
+
+// humanBytes prints a size exactly, in the unit that gives the smallest
+// number: binary ("64Mi", "1536Mi") or decimal ("2G"), else bytes ("1001B").
+func humanBytes(n int64) string {
+	if n == 0 {
+		return "0"
+	}
+	best, suffix := n, "B"
+	for _, u := range []struct {
+		suffix string
+		size   int64
+	}{{"Ki", 1 << 10}, {"k", 1e3}, {"Mi", 1 << 20}, {"M", 1e6}, {"Gi", 1 << 30}, {"G", 1e9}, {"Ti", 1 << 40}, {"T", 1e12}} {
+		if n%u.size == 0 && n/u.size < best {
+			best, suffix = n/u.size, u.suffix
+		}
+	}
+	return strconv.FormatInt(best, 10) + suffix
+}
+
+func sizeOr(n int64, zero string) string {
+	if n == 0 {
+		return zero
+	}
+	return humanBytes(n)
+}
+
+func countOr(n int64, zero string) string {
+	if n == 0 {
+		return zero
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func cpusText(nano int64) string {
+	if nano == 0 {
+		return "unlimited"
+	}
+	return strconv.FormatFloat(float64(nano)/1e9, 'f', -1, 64)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}

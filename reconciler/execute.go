@@ -1,0 +1,360 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/jackin-dev/jackin/drivers"
+)
+
+// DefaultParallel is how many instances Execute changes at once when
+// ExecOptions.Parallel is not set.
+const DefaultParallel = 8
+
+// Outcomes of an executed action.
+const (
+	OutcomeSucceeded = "succeeded"
+	OutcomeFailed    = "failed"
+	OutcomeSkipped   = "skipped"
+)
+
+// ExecOptions tune Execute.
+type ExecOptions struct {
+	// Parallel bounds how many instances (and image builds or pulls) run at
+	// once; 0 means DefaultParallel.
+	Parallel int
+	// Progress receives image build and pull output; nil discards it.
+	Progress io.Writer
+	// Log receives structured logs; the zero Logger discards them.
+	Log logr.Logger
+	// Recorder, when set, is told about every result as it finishes.
+	Recorder Recorder
+	// Images are the image references already present (ref -> image ID), as
+	// observed; these need no EnsureImage call.
+	Images map[string]string
+}
+
+// Recorder is told about each action result as soon as it is known (the CLI
+// records it in the store and keeps last-applied specs). Calls are
+// serialised: an implementation need not be safe for concurrent use.
+type Recorder interface {
+	ActionFinished(ctx context.Context, r ActionResult)
+}
+
+// ActionResult is what happened to one action.
+type ActionResult struct {
+	Action   Action
+	Outcome  string // OutcomeSucceeded, OutcomeFailed or OutcomeSkipped
+	Err      error  // why it failed or was skipped
+	Duration time.Duration
+}
+
+// Execute carries out a plan through a driver and returns one result per
+// mutating action (noops and deletes kept by --prune=false produce none), in
+// plan order.
+//
+// Images that create and recreate actions need, and that opts.Images does
+// not list, are ensured first: each distinct reference once, in parallel up
+// to the bound. A failed image fails only the instances that use it. Then
+// instances run in parallel up to the bound; within an instance, resources
+// are created in order (network before container) and removed in reverse. A
+// failed instance does not stop the others.
+//
+// When ctx is cancelled, the engine call in flight finishes (driver calls
+// are made without ctx's cancellation), the instance stops after it
+// (failed, "interrupted after ...") and actions not yet started are skipped.
+func Execute(ctx context.Context, p *Plan, drv drivers.Driver, opts ExecOptions) []ActionResult {
+	parallel := opts.Parallel
+	if parallel <= 0 {
+		parallel = DefaultParallel
+	}
+	log := opts.Log
+	var todo []int
+	for i, a := range p.Actions {
+		if a.Mutates() {
+			todo = append(todo, i)
+		}
+	}
+	results := make([]ActionResult, len(todo))
+	if len(todo) == 0 {
+		return results
+	}
+
+	var recMu sync.Mutex
+	finish := func(k int, r ActionResult) {
+		results[k] = r
+		if opts.Recorder != nil {
+			recMu.Lock()
+			defer recMu.Unlock()
+			opts.Recorder.ActionFinished(ctx, r)
+		}
+	}
+
+	actions := make([]Action, len(todo))
+	for k, i := range todo {
+		actions[k] = p.Actions[i]
+	}
+	imgErrs := ensureImages(ctx, actions, drv, opts, parallel)
+
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for k, act := range actions {
+		acquired := false
+		select {
+		case sem <- struct{}{}:
+			acquired = true
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			if acquired {
+				<-sem
+			}
+			finish(k, ActionResult{Action: act, Outcome: OutcomeSkipped, Err: fmt.Errorf("interrupted before it started: %w", context.Cause(ctx))})
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if ctx.Err() != nil {
+				finish(k, ActionResult{Action: act, Outcome: OutcomeSkipped, Err: fmt.Errorf("interrupted before it started: %w", context.Cause(ctx))})
+				return
+			}
+			start := time.Now()
+			log.V(1).Info("action started", "instance", act.Instance, "action", string(act.Type))
+			err := runAction(ctx, act, drv, imgErrs, log)
+			r := ActionResult{Action: act, Outcome: OutcomeSucceeded, Err: err, Duration: time.Since(start)}
+			if err != nil {
+				r.Outcome = OutcomeFailed
+			}
+			log.V(1).Info("action finished", "instance", act.Instance, "action", string(act.Type), "outcome", r.Outcome, "error", errString(err), "elapsed", r.Duration.String())
+			finish(k, r)
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// imageNeed is one image reference the plan needs and the instances using it.
+type imageNeed struct {
+	spec      drivers.ImageSpec
+	instances []string
+}
+
+// ensureImages makes sure every image the create and recreate actions need
+// is present, each distinct reference once. It returns the error per
+// reference that could not be made available.
+func ensureImages(ctx context.Context, actions []Action, drv drivers.Driver, opts ExecOptions, parallel int) map[string]error {
+	needs := map[string]*imageNeed{}
+	for _, a := range actions {
+		if a.Type != ActionCreate && a.Type != ActionRecreate {
+			continue
+		}
+		for _, r := range a.Missing {
+			if r.Kind != drivers.KindContainer || r.Container == nil || r.Container.Image.Ref == "" {
+				continue
+			}
+			img := r.Container.Image
+			if _, ok := opts.Images[img.Ref]; ok {
+				continue
+			}
+			n := needs[img.Ref]
+			if n == nil {
+				n = &imageNeed{spec: img}
+				needs[img.Ref] = n
+			}
+			n.instances = append(n.instances, a.Instance)
+		}
+	}
+	errs := map[string]error{}
+	if len(needs) == 0 {
+		return errs
+	}
+	refs := make([]string, 0, len(needs))
+	for ref := range needs {
+		refs = append(refs, ref)
+	}
+	sort.Strings(refs)
+
+	progress := opts.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	progress = &lockedWriter{w: progress}
+	var mu sync.Mutex
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for _, ref := range refs {
+		n := needs[ref]
+		if ctx.Err() != nil {
+			errs[ref] = context.Cause(ctx)
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			start := time.Now()
+			opts.Log.V(1).Info("ensuring image", "image", ref, "build", n.spec.Build != nil, "instances", n.instances)
+			_, err := drv.EnsureImage(ctx, n.spec, progress)
+			opts.Log.V(1).Info("image ensured", "image", ref, "error", errString(err), "elapsed", time.Since(start).String())
+			if err != nil {
+				mu.Lock()
+				errs[ref] = err
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// lockedWriter serialises writes from concurrent image builds and pulls.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// step is one engine call of an action.
+type step struct {
+	desc string
+	run  func(ctx context.Context) error
+}
+
+// runAction executes one action's steps in order, stopping at the first
+// failure, or after the step in flight when ctx is cancelled.
+func runAction(ctx context.Context, act Action, drv drivers.Driver, imgErrs map[string]error, log logr.Logger) error {
+	for _, r := range act.Missing {
+		if r.Kind == drivers.KindContainer && r.Container != nil {
+			if err, ok := imgErrs[r.Container.Image.Ref]; ok {
+				return fmt.Errorf("image %s for instance %s is not available: %w", r.Container.Image.Ref, act.Instance, err)
+			}
+		}
+	}
+	steps := actionSteps(act, drv)
+	callCtx := context.WithoutCancel(ctx)
+	for i, s := range steps {
+		if i > 0 && ctx.Err() != nil {
+			return fmt.Errorf("interrupted after %s: %w", steps[i-1].desc, context.Cause(ctx))
+		}
+		log.V(2).Info("step", "instance", act.Instance, "step", s.desc)
+		if err := s.run(callCtx); err != nil {
+			return fmt.Errorf("%s: %w", s.desc, err)
+		}
+	}
+	return nil
+}
+
+// actionSteps lists the engine calls of an action.
+func actionSteps(act Action, drv drivers.Driver) []step {
+	var steps []step
+	var containers, networks []drivers.ObservedResource
+	for _, o := range act.Observed {
+		switch o.Kind {
+		case drivers.KindContainer:
+			containers = append(containers, o)
+		case drivers.KindNetwork:
+			networks = append(networks, o)
+		}
+	}
+	agentID, agentName, agentState := "", "", ""
+	for _, c := range containers {
+		if c.Labels[drivers.LabelComponent] == drivers.ComponentAgent {
+			agentID, agentName, agentState = c.ID, c.Name, c.State
+			break
+		}
+	}
+
+	stopRemove := func(c drivers.ObservedResource) {
+		if c.State == drivers.StateRunning || c.State == drivers.StateRestarting || c.State == drivers.StatePaused {
+			steps = append(steps, step{"stop container " + c.Name, func(ctx context.Context) error { return drv.Stop(ctx, c.ID) }})
+		}
+		steps = append(steps, step{"remove container " + c.Name, func(ctx context.Context) error {
+			return drv.Remove(ctx, drivers.KindContainer, c.ID)
+		}})
+	}
+	removeNetwork := func(n drivers.ObservedResource) {
+		steps = append(steps, step{"remove network " + n.Name, func(ctx context.Context) error {
+			return drv.Remove(ctx, drivers.KindNetwork, n.ID)
+		}})
+	}
+	createMissing := func() {
+		var created string
+		var ctrName string
+		for _, r := range act.Missing {
+			steps = append(steps, step{"create " + string(r.Kind) + " " + r.Name, func(ctx context.Context) error {
+				id, err := drv.Create(ctx, r)
+				if err == nil && r.Kind == drivers.KindContainer && r.Component == drivers.ComponentAgent {
+					created = id
+				}
+				return err
+			}})
+			if r.Kind == drivers.KindContainer && r.Component == drivers.ComponentAgent {
+				ctrName = r.Name
+			}
+		}
+		if act.Desired != nil && act.Desired.Running && ctrName != "" {
+			steps = append(steps, step{"start container " + ctrName, func(ctx context.Context) error { return drv.Start(ctx, created) }})
+		}
+	}
+
+	switch act.Type {
+	case ActionCreate:
+		createMissing()
+	case ActionRecreate:
+		for _, c := range containers {
+			stopRemove(c)
+		}
+		replace := map[string]bool{}
+		for _, r := range act.Missing {
+			if r.Kind == drivers.KindNetwork {
+				replace[r.Name] = true
+			}
+		}
+		for _, n := range networks {
+			if replace[n.Name] {
+				removeNetwork(n)
+			}
+		}
+		createMissing()
+	case ActionStart:
+		if agentState == drivers.StatePaused {
+			// The Driver contract has no unpause, and an engine refuses to
+			// start a paused container: stop it (an engine can stop a paused
+			// container), then start it.
+			steps = append(steps, step{"stop container " + agentName, func(ctx context.Context) error { return drv.Stop(ctx, agentID) }})
+		}
+		steps = append(steps, step{"start container " + agentName, func(ctx context.Context) error { return drv.Start(ctx, agentID) }})
+	case ActionStop:
+		steps = append(steps, step{"stop container " + agentName, func(ctx context.Context) error { return drv.Stop(ctx, agentID) }})
+	case ActionDelete:
+		// Containers, then networks. Volumes are the instance's work: kept.
+		for _, c := range containers {
+			stopRemove(c)
+		}
+		for _, n := range networks {
+			removeNetwork(n)
+		}
+	}
+	return steps
+}

@@ -1,0 +1,395 @@
+package reconciler
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/jackin-dev/jackin/drivers"
+)
+
+// ErrEmptyFleet refuses a plan that would delete every instance of a fleet
+// because the manifest declares none: an empty or truncated manifest must
+// never cause mass deletion.
+var ErrEmptyFleet = errors.New("the manifest declares no instances, so applying it would delete every instance of the fleet; pass --allow-empty if that is what you want")
+
+// PlanOptions shape a plan.
+type PlanOptions struct {
+	// Prune deletes instances of the fleet that are not in the manifest;
+	// false only reports them (Action.Pruned is false).
+	Prune bool
+	// AllowEmpty lets a manifest with zero instances delete the fleet's instances.
+	AllowEmpty bool
+}
+
+// Reasons the planner gives, as fixed strings.
+const (
+	ReasonNewInstance   = "new instance"
+	ReasonNotInManifest = "not in the manifest"
+	ReasonStateStopped  = "desired state is stopped"
+	ReasonDeleteRequest = "deletion requested"
+	ReasonCreateStopped = "desired state is stopped: created, not started"
+)
+
+// observedInstance is what the backend holds for one instance.
+type observedInstance struct {
+	networks   []drivers.ObservedResource
+	volumes    []drivers.ObservedResource
+	containers []drivers.ObservedResource
+}
+
+// all lists the instance's objects: networks, volumes, containers.
+func (o *observedInstance) all() []drivers.ObservedResource {
+	out := make([]drivers.ObservedResource, 0, len(o.networks)+len(o.volumes)+len(o.containers))
+	out = append(out, o.networks...)
+	out = append(out, o.volumes...)
+	return append(out, o.containers...)
+}
+
+// live reports whether the instance has a container or a network. Volumes
+// alone are kept work of a deleted instance, not an instance.
+func (o *observedInstance) live() bool { return len(o.networks)+len(o.containers) > 0 }
+
+// groupObserved groups the fleet's jackin-managed objects by instance label.
+// Objects of another fleet, unmanaged objects and objects without an
+// instance label are ignored.
+func groupObserved(fleet string, obs *drivers.Observed) map[string]*observedInstance {
+	groups := map[string]*observedInstance{}
+	if obs == nil {
+		return groups
+	}
+	add := func(list []drivers.ObservedResource, pick func(*observedInstance) *[]drivers.ObservedResource) {
+		for _, r := range list {
+			if r.Labels[drivers.LabelManagedBy] != drivers.ManagedByValue || r.Labels[drivers.LabelFleet] != fleet || r.Instance() == "" {
+				continue
+			}
+			r.Name = strings.TrimPrefix(r.Name, "/")
+			g := groups[r.Instance()]
+			if g == nil {
+				g = &observedInstance{}
+				groups[r.Instance()] = g
+			}
+			p := pick(g)
+			*p = append(*p, r)
+		}
+	}
+	add(obs.Networks, func(g *observedInstance) *[]drivers.ObservedResource { return &g.networks })
+	add(obs.Volumes, func(g *observedInstance) *[]drivers.ObservedResource { return &g.volumes })
+	add(obs.Containers, func(g *observedInstance) *[]drivers.ObservedResource { return &g.containers })
+	for _, g := range groups {
+		for _, l := range [][]drivers.ObservedResource{g.networks, g.volumes, g.containers} {
+			sort.Slice(l, func(i, j int) bool {
+				if l[i].Name != l[j].Name {
+					return l[i].Name < l[j].Name
+				}
+				return l[i].ID < l[j].ID
+			})
+		}
+	}
+	return groups
+}
+
+// BuildPlan decides one action per instance: for each desired instance a create,
+// recreate, start, stop or noop, and a delete for each instance of the fleet
+// that the backend holds but the manifest no longer lists. It is a pure
+// function of its inputs. Actions are sorted by instance name.
+//
+// It returns an error wrapping ErrEmptyFleet when the manifest declares no
+// instances, something would be deleted and opts.AllowEmpty is false.
+func BuildPlan(d *Desired, obs *drivers.Observed, last LastApplied, opts PlanOptions) (*Plan, error) {
+	if d == nil {
+		return nil, errors.New("plan: no desired state")
+	}
+	groups := groupObserved(d.Fleet, obs)
+	var images map[string]string
+	if obs != nil {
+		images = obs.Images
+	}
+
+	p := &Plan{Fleet: d.Fleet}
+	desired := map[string]bool{}
+	for i := range d.Instances {
+		in := &d.Instances[i]
+		desired[in.Name] = true
+		g := groups[in.Name]
+		if g == nil {
+			g = &observedInstance{}
+		}
+		p.Actions = append(p.Actions, planInstance(in, g, last, images))
+	}
+
+	var orphans []string
+	for name, g := range groups {
+		if !desired[name] && g.live() {
+			orphans = append(orphans, name)
+		}
+	}
+	sort.Strings(orphans)
+	if len(d.Instances) == 0 && len(orphans) > 0 && opts.Prune && !opts.AllowEmpty {
+		return nil, fmt.Errorf("fleet %q: %w (%d would be deleted: %s)", d.Fleet, ErrEmptyFleet, len(orphans), strings.Join(orphans, ", "))
+	}
+	for _, name := range orphans {
+		p.Actions = append(p.Actions, Action{
+			Instance: name,
+			Type:     ActionDelete,
+			Reasons:  []string{ReasonNotInManifest},
+			Observed: groups[name].all(),
+			Pruned:   opts.Prune,
+		})
+	}
+	sort.SliceStable(p.Actions, func(i, j int) bool { return p.Actions[i].Instance < p.Actions[j].Instance })
+	return p, nil
+}
+
+// DeletePlan plans the deletion of the named instances of a fleet, or of
+// every instance it holds when names is empty. A named instance the backend
+// does not hold is an error. Volumes are kept.
+func DeletePlan(fleet string, obs *drivers.Observed, names []string) (*Plan, error) {
+	groups := groupObserved(fleet, obs)
+	p := &Plan{Fleet: fleet}
+	if len(names) == 0 {
+		for name, g := range groups {
+			if g.live() {
+				names = append(names, name)
+			}
+		}
+	}
+	var unknown []string
+	seen := map[string]bool{}
+	for _, name := range names {
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		g := groups[name]
+		if g == nil || !g.live() {
+			unknown = append(unknown, name)
+			continue
+		}
+		p.Actions = append(p.Actions, Action{
+			Instance: name,
+			Type:     ActionDelete,
+			Reasons:  []string{ReasonDeleteRequest},
+			Observed: g.all(),
+			Pruned:   true,
+		})
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return nil, fmt.Errorf("fleet %q has no instance named %s on the backend", fleet, strings.Join(quoteAll(unknown), ", "))
+	}
+	sort.Slice(p.Actions, func(i, j int) bool { return p.Actions[i].Instance < p.Actions[j].Instance })
+	return p, nil
+}
+
+// planInstance decides the action for one desired instance.
+func planInstance(in *DesiredInstance, g *observedInstance, last LastApplied, images map[string]string) Action {
+	act := Action{Instance: in.Name, Desired: in, Observed: g.all()}
+	netRes, ctrRes := in.Resources[0], in.Resources[1]
+	for _, r := range in.Resources {
+		switch r.Kind {
+		case drivers.KindNetwork:
+			netRes = r
+		case drivers.KindContainer:
+			ctrRes = r
+		}
+	}
+
+	if !g.live() {
+		act.Type = ActionCreate
+		act.Reasons = []string{ReasonNewInstance}
+		act.Missing = append([]drivers.Resource(nil), in.Resources...)
+		if !in.Running {
+			act.Reasons = append(act.Reasons, ReasonCreateStopped)
+		}
+		return act
+	}
+
+	var agents []drivers.ObservedResource
+	for _, c := range g.containers {
+		if c.Labels[drivers.LabelComponent] == drivers.ComponentAgent {
+			agents = append(agents, c)
+		}
+	}
+	var nets []drivers.ObservedResource
+	for _, n := range g.networks {
+		if n.Name == netRes.Name {
+			nets = append(nets, n)
+		}
+	}
+	recreate := func(reasons ...string) Action {
+		act.Type = ActionRecreate
+		act.Reasons = reasons
+		// A recreate always creates the container; the network only when it
+		// is missing or duplicated (the executor then removes the duplicates).
+		if len(nets) != 1 {
+			act.Missing = append(act.Missing, netRes)
+		}
+		act.Missing = append(act.Missing, ctrRes)
+		return act
+	}
+
+	switch {
+	case len(agents) > 1:
+		return recreate(fmt.Sprintf("%d containers found for one instance", len(agents)))
+	case len(nets) > 1:
+		return recreate(fmt.Sprintf("%d networks named %s found for one instance", len(nets), netRes.Name))
+	case len(agents) == 0:
+		act.Type = ActionCreate
+		if len(nets) == 0 {
+			act.Reasons = append(act.Reasons, fmt.Sprintf("network %s is missing", netRes.Name))
+			act.Missing = append(act.Missing, netRes)
+		}
+		act.Reasons = append(act.Reasons, fmt.Sprintf("container %s is missing", ctrRes.Name))
+		act.Missing = append(act.Missing, ctrRes)
+		if !in.Running {
+			act.Reasons = append(act.Reasons, ReasonCreateStopped)
+		}
+		return act
+	}
+
+	c := agents[0]
+	var reasons []string
+	if c.Name != ctrRes.Name {
+		reasons = append(reasons, fmt.Sprintf("container %s should be named %s", c.Name, ctrRes.Name))
+	}
+	if got := c.Labels[drivers.LabelSpecHash]; got != in.Hash {
+		reasons = append(reasons, specReasons(got, in, last)...)
+	} else if id, ok := images[in.Image.Ref]; ok && id != "" && c.ImageID != "" && id != c.ImageID {
+		reasons = append(reasons, fmt.Sprintf("image %s now points to %s (container runs %s)", in.Image.Ref, shortImageID(id), shortImageID(c.ImageID)))
+	}
+	switch {
+	case len(nets) == 0:
+		reasons = append(reasons, fmt.Sprintf("network %s is missing", netRes.Name))
+	case !contains(c.Networks, netRes.Name):
+		reasons = append(reasons, fmt.Sprintf("container is not attached to network %s", netRes.Name))
+	}
+	switch c.State {
+	case drivers.StateDead:
+		reasons = append(reasons, "container is "+stateText(c))
+	case drivers.StateRemoving:
+		reasons = append(reasons, "container is being removed")
+	}
+	if len(reasons) > 0 {
+		return recreate(reasons...)
+	}
+
+	active := c.State == drivers.StateRunning || c.State == drivers.StateRestarting
+	switch {
+	case in.Running && !active:
+		act.Type = ActionStart
+		act.Reasons = []string{"container is " + stateText(c)}
+	case !in.Running && (active || c.State == drivers.StatePaused):
+		act.Type = ActionStop
+		act.Reasons = []string{ReasonStateStopped}
+	default:
+		act.Type = ActionNoop
+	}
+	return act
+}
+
+// stateText is "exited (Exited (1) 3 seconds ago)", or the bare state when
+// the backend gave no status.
+func stateText(c drivers.ObservedResource) string {
+	state := c.State
+	if state == "" {
+		state = "in an unknown state"
+	}
+	if c.Status == "" {
+		return state
+	}
+	return state + " (" + c.Status + ")"
+}
+
+// specReasons explains a spec hash change by diffing the last applied spec
+// against the desired one. The last applied spec only explains the change
+// when it is what the container runs (its hash matches the container's).
+func specReasons(observedHash string, in *DesiredInstance, last LastApplied) []string {
+	unknown := []string{fmt.Sprintf("spec hash changed (%s → %s), last applied spec unknown", shortHash(observedHash), shortHash(in.Hash))}
+	prev, ok := last[in.Name]
+	if !ok {
+		return unknown
+	}
+	if h, err := HashSpec(prev); err != nil || h != observedHash {
+		return unknown
+	}
+	if r := DiffSpecs(prev, in.Spec); len(r) > 0 {
+		return r
+	}
+	return unknown
+}
+
+func shortHash(h string) string {
+	if h == "" {
+		return "none"
+	}
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+// shortImageID shortens "sha256:<64 hex>" to "sha256:<12 hex>".
+func shortImageID(id string) string {
+	algo, hex, ok := strings.Cut(id, ":")
+	if !ok {
+		return shortHash(id)
+	}
+	if len(hex) > 12 {
+		hex = hex[:12]
+	}
+	return algo + ":" + hex
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if strings.TrimPrefix(x, "/") == s {
+			return true
+		}
+	}
+	return false
+}
+
+func quoteAll(s []string) []string {
+	out := make([]string, len(s))
+	for i, x := range s {
+		out[i] = fmt.Sprintf("%q", x)
+	}
+	return out
+}
+
+// Counts returns the number of actions of each type. A delete kept back by
+// --prune=false is not counted: it changes nothing (see KeptOrphans).
+func (p *Plan) Counts() map[ActionType]int {
+	c := map[ActionType]int{}
+	for _, a := range p.Actions {
+		if a.Type == ActionDelete && !a.Pruned {
+			continue
+		}
+		c[a.Type]++
+	}
+	return c
+}
+
+// KeptOrphans returns the number of instances not in the manifest that the
+// plan reports but does not delete (--prune=false).
+func (p *Plan) KeptOrphans() int {
+	n := 0
+	for _, a := range p.Actions {
+		if a.Type == ActionDelete && !a.Pruned {
+			n++
+		}
+	}
+	return n
+}
+
+// HasChanges reports whether executing the plan would change the backend.
+func (p *Plan) HasChanges() bool {
+	for _, a := range p.Actions {
+		if a.Mutates() {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,131 @@
+package reconciler
+
+import (
+	"fmt"
+	"io"
+)
+
+// PlanAPIVersion and PlanKind identify the JSON plan document.
+const (
+	PlanAPIVersion = "jackin.dev/v1alpha1"
+	PlanKind       = "Plan"
+)
+
+// ANSI colours for the text plan.
+const (
+	ansiReset  = "\x1b[0m"
+	ansiGreen  = "\x1b[32m"
+	ansiYellow = "\x1b[33m"
+	ansiRed    = "\x1b[31m"
+	ansiCyan   = "\x1b[36m"
+	ansiBold   = "\x1b[1m"
+)
+
+// WritePlanText prints a plan the way a reviewer reads it: one line per
+// instance with a marker, its reasons indented below. Markers are "+" create,
+// "-/+" recreate, "~" start or stop (named: "~ web (start)"), "-" delete and
+// "!" an orphan kept by --prune=false. Noops are omitted. A summary line
+// follows ("Plan: 1 to create, ..."); a converged plan prints only
+// `No changes. Fleet "NAME" matches the manifest.`. With color, markers are
+// coloured with ANSI escapes.
+func WritePlanText(w io.Writer, p *Plan, color bool) {
+	paint := func(code, s string) string {
+		if !color {
+			return s
+		}
+		return code + s + ansiReset
+	}
+	listed := 0
+	for _, a := range p.Actions {
+		var line string
+		switch a.Type {
+		case ActionCreate:
+			line = paint(ansiGreen, "  +") + " " + a.Instance
+		case ActionRecreate:
+			line = paint(ansiYellow, "-/+") + " " + a.Instance
+		case ActionStart, ActionStop:
+			line = paint(ansiYellow, "  ~") + " " + a.Instance + " (" + string(a.Type) + ")"
+		case ActionDelete:
+			if a.Pruned {
+				line = paint(ansiRed, "  -") + " " + a.Instance
+			} else {
+				line = paint(ansiCyan, "  !") + " " + a.Instance + " (orphan, kept: --prune=false)"
+			}
+		default:
+			continue
+		}
+		listed++
+		fmt.Fprintln(w, line)
+		for _, r := range a.Reasons {
+			fmt.Fprintln(w, "      "+r)
+		}
+	}
+	if listed == 0 {
+		fmt.Fprintf(w, "No changes. Fleet %q matches the manifest.\n", p.Fleet)
+		return
+	}
+	c := p.Counts()
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, paint(ansiBold, fmt.Sprintf("Plan: %d to create, %d to recreate, %d to start, %d to stop, %d to delete.",
+		c[ActionCreate], c[ActionRecreate], c[ActionStart], c[ActionStop], c[ActionDelete])))
+	if n := p.KeptOrphans(); n > 0 {
+		noun := "instances"
+		if n == 1 {
+			noun = "instance"
+		}
+		fmt.Fprintf(w, "%d orphan %s kept (--prune=false).\n", n, noun)
+	}
+}
+
+// PlanDoc is the versioned JSON form of a plan.
+type PlanDoc struct {
+	APIVersion string      `json:"apiVersion"`
+	Kind       string      `json:"kind"`
+	Fleet      string      `json:"fleet"`
+	Summary    PlanSummary `json:"summary"`
+	Actions    []ActionDoc `json:"actions"`
+}
+
+// PlanSummary counts a plan's actions (a delete kept by --prune=false is not counted).
+type PlanSummary struct {
+	Create   int `json:"create"`
+	Recreate int `json:"recreate"`
+	Start    int `json:"start"`
+	Stop     int `json:"stop"`
+	Delete   int `json:"delete"`
+}
+
+// ActionDoc is one action of a PlanDoc. Kept is true for a delete that
+// --prune=false reports without executing.
+type ActionDoc struct {
+	Instance string   `json:"instance"`
+	Action   string   `json:"action"`
+	Reasons  []string `json:"reasons"`
+	Kept     bool     `json:"kept,omitempty"`
+}
+
+// PlanDocument returns the versioned JSON document of a plan (a PlanDoc):
+// every action including noops, reasons never null.
+func PlanDocument(p *Plan) any {
+	c := p.Counts()
+	doc := PlanDoc{
+		APIVersion: PlanAPIVersion,
+		Kind:       PlanKind,
+		Fleet:      p.Fleet,
+		Summary: PlanSummary{
+			Create: c[ActionCreate], Recreate: c[ActionRecreate], Start: c[ActionStart],
+			Stop: c[ActionStop], Delete: c[ActionDelete],
+		},
+		Actions: make([]ActionDoc, 0, len(p.Actions)),
+	}
+	for _, a := range p.Actions {
+		reasons := append([]string{}, a.Reasons...)
+		doc.Actions = append(doc.Actions, ActionDoc{
+			Instance: a.Instance,
+			Action:   string(a.Type),
+			Reasons:  reasons,
+			Kept:     a.Type == ActionDelete && !a.Pruned,
+		})
+	}
+	return doc
+}
