@@ -131,7 +131,7 @@ func computePlan(ctx context.Context, fleet *schema.Fleet, drv drivers.Driver, s
 	if err != nil {
 		return nil, exitWith(exitInvalid, err)
 	}
-	plan, err := reconciler.Plan(desired, observed, last, opts)
+	plan, err := reconciler.BuildPlan(desired, observed, last, opts)
 	if err != nil {
 		return nil, exitWith(exitInvalid, err)
 	}

@@ -1,0 +1,97 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations are applied in order; migration i brings the schema to version
+// i+1. Never edit a released migration: append a new one.
+var migrations = []string{
+	// 1: runs, actions, last-applied specs, events.
+	`CREATE TABLE runs (
+		id          INTEGER PRIMARY KEY AUTOINCREMENT,
+		fleet       TEXT    NOT NULL,
+		verb        TEXT    NOT NULL,
+		pid         INTEGER NOT NULL,
+		started_at  INTEGER NOT NULL,
+		finished_at INTEGER,
+		outcome     TEXT    NOT NULL,
+		summary     TEXT    NOT NULL DEFAULT ''
+	);
+	CREATE INDEX runs_fleet ON runs(fleet, id);
+	CREATE TABLE actions (
+		id          INTEGER PRIMARY KEY AUTOINCREMENT,
+		run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+		instance    TEXT    NOT NULL,
+		action      TEXT    NOT NULL,
+		reasons     TEXT    NOT NULL DEFAULT '[]',
+		outcome     TEXT    NOT NULL,
+		error       TEXT    NOT NULL DEFAULT '',
+		duration_ns INTEGER NOT NULL DEFAULT 0,
+		at          INTEGER NOT NULL
+	);
+	CREATE INDEX actions_run ON actions(run_id);
+	CREATE TABLE last_applied (
+		fleet      TEXT NOT NULL,
+		instance   TEXT NOT NULL,
+		hash       TEXT NOT NULL,
+		spec       TEXT NOT NULL,
+		applied_at INTEGER NOT NULL,
+		PRIMARY KEY (fleet, instance)
+	);
+	CREATE TABLE events (
+		id       INTEGER PRIMARY KEY AUTOINCREMENT,
+		fleet    TEXT NOT NULL,
+		instance TEXT NOT NULL DEFAULT '',
+		kind     TEXT NOT NULL,
+		message  TEXT NOT NULL,
+		at       INTEGER NOT NULL,
+		data     TEXT NOT NULL DEFAULT 'null'
+	);
+	CREATE INDEX events_fleet ON events(fleet, at);`,
+}
+
+// SchemaVersion is the schema version this build writes.
+func SchemaVersion() int { return len(migrations) }
+
+// migrate brings the database to SchemaVersion, one transaction per step.
+// A database from a newer jackin is refused rather than misread.
+func (s *Store) migrate(ctx context.Context) error {
+	if err := s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`)
+		return err
+	}); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	for {
+		done, err := s.migrateStep(ctx)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// migrateStep applies the next migration, if any; done reports there was none.
+func (s *Store) migrateStep(ctx context.Context) (done bool, err error) {
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		var current int
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		if current > len(migrations) {
+			return fmt.Errorf("the state dir was written by a newer jackin (schema version %d; this build knows up to %d): upgrade jackin or use another --state-dir", current, len(migrations))
+		}
+		if current == len(migrations) {
+			done = true
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, migrations[current]); err != nil {
+			return fmt.Errorf("apply migration %d: %w", current+1, err)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES(?, ?)`, current+1, nowNanos())
+		return err
+	})
+	return done, err
+}
