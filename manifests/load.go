@@ -1,0 +1,420 @@
+// Package manifests loads fleet manifests (CUE, YAML, JSON; files,
+// directories, stdin), validates them against the embedded CUE schema,
+// merges defaults, resolves paths and runs the policy checks, reporting every
+// problem at the file, line and column of the user's own text.
+package manifests
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/ast"
+	"cuelang.org/go/cue/build"
+	"cuelang.org/go/cue/cuecontext"
+	cueerrors "cuelang.org/go/cue/errors"
+	"cuelang.org/go/cue/parser"
+	"cuelang.org/go/cue/token"
+	cuejson "cuelang.org/go/encoding/json"
+	cueyaml "cuelang.org/go/encoding/yaml"
+
+	"github.com/jackin-dev/jackin/schema"
+)
+
+// Diagnostic and Diagnostics are the schema package's, re-exported for callers.
+type (
+	Diagnostic  = schema.Diagnostic
+	Diagnostics = schema.Diagnostics
+)
+
+// MaxFileSize bounds one manifest file; larger input is refused, not parsed.
+const MaxFileSize = 4 << 20
+
+// StdinName is how diagnostics name manifest text read from stdin.
+const StdinName = "<stdin>"
+
+// Options tune Load.
+type Options struct {
+	// Stdin is read for the path "-".
+	Stdin io.Reader
+	// Home replaces a leading ~ (default: the user's home directory).
+	Home string
+	// WorkDir is the base of relative paths in stdin (default: the current directory).
+	WorkDir string
+	// HostCPUs bounds resources.cpus (default: runtime.NumCPU()).
+	HostCPUs int
+}
+
+// Result is a loaded, valid fleet and any warnings.
+type Result struct {
+	Fleet    *schema.Fleet
+	Warnings []Diagnostic
+}
+
+// source is one manifest file's text.
+type source struct {
+	name string // as shown in diagnostics
+	dir  string // absolute base for relative paths in it
+	data []byte
+	kind string // "cue", "yaml" or "json"
+}
+
+// Load reads, validates and resolves the manifests at paths. Invalid input
+// returns Diagnostics listing every problem found.
+func Load(ctx context.Context, paths []string, opts Options) (res *Result, err error) {
+	defer func() {
+		// CUE is a large dependency: if it ever panics on odd input, report
+		// it as an error rather than crash the operator's command.
+		if r := recover(); r != nil {
+			res, err = nil, Diagnostics{{Msg: fmt.Sprintf("internal error while evaluating the manifest (please report this): %v", r), Severity: schema.SeverityError}}
+		}
+	}()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if opts.Home == "" {
+		opts.Home, _ = os.UserHomeDir()
+	}
+	if opts.WorkDir == "" {
+		opts.WorkDir, _ = os.Getwd()
+	}
+	if opts.HostCPUs <= 0 {
+		opts.HostCPUs = runtime.NumCPU()
+	}
+	if len(paths) == 0 {
+		return nil, Diagnostics{{Msg: "no manifest given", Severity: schema.SeverityError}}
+	}
+	srcs, diags := collect(paths, opts)
+	if len(diags) > 0 {
+		return nil, diags
+	}
+	l := &loader{opts: opts, dirs: map[string]string{}, cctx: cuecontext.New()}
+	return l.load(srcs)
+}
+
+// collect reads the files named by paths: files, directories (their
+// manifest files, not recursively) and "-" for stdin.
+func collect(paths []string, opts Options) ([]source, Diagnostics) {
+	var srcs []source
+	var diags Diagnostics
+	seen := map[string]bool{}
+	add := func(name string, abs string, kind string) {
+		if seen[abs] {
+			return
+		}
+		seen[abs] = true
+		data, err := readLimited(name, func() (io.ReadCloser, error) { return os.Open(abs) })
+		if err != nil {
+			diags = append(diags, Diagnostic{File: name, Msg: err.Error(), Severity: schema.SeverityError})
+			return
+		}
+		srcs = append(srcs, source{name: name, dir: filepath.Dir(abs), data: data, kind: kind})
+	}
+	for _, p := range paths {
+		if p == "-" {
+			if opts.Stdin == nil {
+				diags = append(diags, Diagnostic{File: StdinName, Msg: "no standard input to read", Severity: schema.SeverityError})
+				continue
+			}
+			data, err := readLimited(StdinName, func() (io.ReadCloser, error) { return io.NopCloser(opts.Stdin), nil })
+			if err != nil {
+				diags = append(diags, Diagnostic{File: StdinName, Msg: err.Error(), Severity: schema.SeverityError})
+				continue
+			}
+			srcs = append(srcs, source{name: StdinName, dir: opts.WorkDir, data: data, kind: sniffKind(data)})
+			continue
+		}
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			diags = append(diags, Diagnostic{File: p, Msg: err.Error(), Severity: schema.SeverityError})
+			continue
+		}
+		st, err := os.Stat(abs)
+		if err != nil {
+			diags = append(diags, Diagnostic{File: p, Msg: "cannot read manifest: " + plainFSError(err), Severity: schema.SeverityError})
+			continue
+		}
+		if !st.IsDir() {
+			kind := kindOf(p)
+			if kind == "" {
+				diags = append(diags, Diagnostic{File: p, Msg: "unknown manifest type: use a .cue, .yaml, .yml or .json file", Severity: schema.SeverityError})
+				continue
+			}
+			add(p, abs, kind)
+			continue
+		}
+		entries, err := os.ReadDir(abs)
+		if err != nil {
+			diags = append(diags, Diagnostic{File: p, Msg: "cannot read directory: " + plainFSError(err), Severity: schema.SeverityError})
+			continue
+		}
+		found := 0
+		for _, e := range entries {
+			if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			if kind := kindOf(e.Name()); kind != "" {
+				add(filepath.Join(p, e.Name()), filepath.Join(abs, e.Name()), kind)
+				found++
+			}
+		}
+		if found == 0 {
+			diags = append(diags, Diagnostic{File: p, Msg: "the directory holds no manifest files (.cue, .yaml, .yml, .json)", Severity: schema.SeverityError})
+		}
+	}
+	return srcs, diags
+}
+
+func readLimited(name string, open func() (io.ReadCloser, error)) ([]byte, error) {
+	r, err := open()
+	if err != nil {
+		return nil, fmt.Errorf("cannot read manifest: %s", plainFSError(err))
+	}
+	defer r.Close()
+	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read manifest: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("manifest is larger than %d MiB", MaxFileSize>>20)
+	}
+	return data, nil
+}
+
+func plainFSError(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+func kindOf(name string) string {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".cue":
+		return "cue"
+	case ".yaml", ".yml":
+		return "yaml"
+	case ".json":
+		return "json"
+	}
+	return ""
+}
+
+// sniffKind picks stdin's format: YAML when it parses as a YAML mapping
+// (plain `key: value` text is both; they mean the same), else CUE, which
+// also covers JSON.
+func sniffKind(data []byte) string {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
+		return "cue"
+	}
+	f, err := cueyaml.Extract(StdinName, data)
+	if err != nil || f == nil {
+		return "cue"
+	}
+	for _, d := range f.Decls {
+		if _, ok := d.(*ast.Field); ok {
+			return "yaml"
+		}
+	}
+	return "cue"
+}
+
+// loader holds one Load's state.
+type loader struct {
+	opts  Options
+	cctx  *cue.Context
+	dirs  map[string]string // file name -> base dir
+	data  cue.Value         // the user's manifests, unified
+	diags Diagnostics
+	names []string // file names, in load order
+}
+
+func (l *loader) load(srcs []source) (*Result, error) {
+	files := l.parse(srcs)
+	if len(l.diags) > 0 {
+		return nil, l.sorted()
+	}
+	inst := build.NewContext().NewInstance("", nil)
+	for _, f := range files {
+		if err := inst.AddSyntax(f); err != nil {
+			l.addCUEErrors(err)
+		}
+	}
+	if len(l.diags) > 0 {
+		return nil, l.sorted()
+	}
+	l.checkDuplicateInstances(files)
+	l.data = l.cctx.BuildInstance(inst)
+	if err := l.data.Err(); err != nil {
+		l.addCUEErrors(err)
+		return nil, l.sorted()
+	}
+	def, err := schema.Compile(l.cctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := def.Unify(l.data).Validate(cue.Concrete(true)); err != nil {
+		l.fieldErrors(l.cctx.CompileBytes(schema.Source, cue.Filename(schema.SourceName)))
+		if len(l.diags) == 0 {
+			l.addCUEErrors(err) // the per-field pass found nothing: keep CUE's own words
+		}
+	}
+	fleet := l.resolve()
+	if len(l.diags) > 0 {
+		return nil, l.sorted()
+	}
+	fleet.Sources = l.names
+	return &Result{Fleet: fleet}, nil
+}
+
+// parse turns each source into CUE syntax, keeping positions.
+func (l *loader) parse(srcs []source) []*ast.File {
+	var files []*ast.File
+	pkg, pkgFile := "", ""
+	for _, s := range srcs {
+		l.dirs[s.name] = s.dir
+		l.names = append(l.names, s.name)
+		var f *ast.File
+		var err error
+		switch s.kind {
+		case "cue":
+			f, err = parser.ParseFile(s.name, s.data, parser.ParseComments)
+		case "yaml":
+			f, err = cueyaml.Extract(s.name, s.data)
+		case "json":
+			var expr ast.Expr
+			expr, err = cuejson.Extract(s.name, s.data)
+			if err == nil {
+				f = &ast.File{Filename: s.name, Decls: []ast.Decl{&ast.EmbedDecl{Expr: expr}}}
+			}
+		}
+		if err != nil {
+			l.addParseError(s.name, err)
+			continue
+		}
+		if f == nil {
+			continue
+		}
+		// The files form one package whatever they declare; different
+		// package names are a mistake worth saying.
+		var decls []ast.Decl
+		for _, d := range f.Decls {
+			if p, ok := d.(*ast.Package); ok {
+				name := p.Name.Name
+				if pkg != "" && name != pkg {
+					l.errAtPos(p.Pos(), "", fmt.Sprintf("package %q differs from package %q in %s: manifest files load as one package", name, pkg, pkgFile))
+				}
+				pkg, pkgFile = name, s.name
+				continue
+			}
+			decls = append(decls, d)
+		}
+		f.Decls = decls
+		files = append(files, f)
+	}
+	return files
+}
+
+func (l *loader) addParseError(name string, err error) {
+	errs := cueerrors.Errors(err)
+	if len(errs) == 0 {
+		l.diags = append(l.diags, Diagnostic{File: name, Msg: "syntax error: " + err.Error(), Severity: schema.SeverityError})
+		return
+	}
+	for _, e := range errs {
+		d := Diagnostic{File: name, Msg: "syntax error: " + errMsg(e), Severity: schema.SeverityError}
+		if p := e.Position(); p.IsValid() {
+			d.Line, d.Col = p.Line(), p.Column()
+			if fn := p.Filename(); fn != "" {
+				d.File = fn
+			}
+		}
+		l.diags = append(l.diags, d)
+	}
+}
+
+// checkDuplicateInstances refuses an instance defined in more than one file:
+// each instance lives in one file; shared settings go in defaults.
+func (l *loader) checkDuplicateInstances(files []*ast.File) {
+	if len(files) < 2 {
+		return
+	}
+	first := map[string]token.Pos{}
+	for _, f := range files {
+		v := l.cctx.BuildFile(f)
+		if v.Err() != nil {
+			continue // a file that needs its package siblings; unification checks it
+		}
+		it, err := v.LookupPath(cue.MakePath(cue.Str("instances"))).Fields()
+		if err != nil {
+			continue
+		}
+		for it.Next() {
+			name := it.Selector().Unquoted()
+			pos := it.Value().Pos()
+			if prev, ok := first[name]; ok {
+				l.errAtPos(pos, "instances."+name, fmt.Sprintf("instance %q is already defined at %s: instance names must be unique across the manifest files", name, posString(prev)))
+				continue
+			}
+			first[name] = pos
+		}
+	}
+}
+
+func posString(p token.Pos) string {
+	if !p.IsValid() {
+		return "another file"
+	}
+	return fmt.Sprintf("%s:%d:%d", p.Filename(), p.Line(), p.Column())
+}
+
+func errMsg(e cueerrors.Error) string {
+	format, args := e.Msg()
+	return fmt.Sprintf(format, args...)
+}
+
+// errAtPos records an error at a position in the user's text.
+func (l *loader) errAtPos(p token.Pos, path, msg string) {
+	d := Diagnostic{Path: path, Msg: msg, Severity: schema.SeverityError}
+	if p.IsValid() {
+		d.File, d.Line, d.Col = p.Filename(), p.Line(), p.Column()
+	}
+	l.diags = append(l.diags, d)
+}
+
+// sorted returns the diagnostics in file order, without duplicates.
+func (l *loader) sorted() Diagnostics {
+	order := map[string]int{}
+	for i, n := range l.names {
+		order[n] = i
+	}
+	sort.SliceStable(l.diags, func(i, j int) bool {
+		a, b := l.diags[i], l.diags[j]
+		if a.File != b.File {
+			return order[a.File] < order[b.File]
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Col < b.Col
+	})
+	var out Diagnostics
+	seen := map[string]bool{}
+	for _, d := range l.diags {
+		if k := d.String(); !seen[k] {
+			seen[k] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}

@@ -1,0 +1,462 @@
+package manifests
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/token"
+
+	"github.com/jackin-dev/jackin/schema"
+)
+
+// raw* mirror the manifest with pointers, so a merge can tell "unset" from
+// "set to the zero value".
+type rawFleet struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Name       string `json:"name"`
+}
+
+type rawInstance struct {
+	Description *string           `json:"description"`
+	Backend     *string           `json:"backend"`
+	Role        *rawRole          `json:"role"`
+	Agent       *string           `json:"agent"`
+	Command     *[]string         `json:"command"`
+	State       *string           `json:"state"`
+	Env         map[string]string `json:"env"`
+	Labels      map[string]string `json:"labels"`
+	Mounts      *[]rawMount       `json:"mounts"`
+	Resources   *rawResources     `json:"resources"`
+	Network     *rawNetwork       `json:"network"`
+	Docker      *string           `json:"docker"`
+}
+
+type rawRole struct {
+	Image *string   `json:"image"`
+	Build *rawBuild `json:"build"`
+}
+
+type rawBuild struct {
+	Context    string            `json:"context"`
+	Dockerfile *string           `json:"dockerfile"`
+	Args       map[string]string `json:"args"`
+}
+
+type rawMount struct {
+	Src  *string `json:"src"`
+	Dst  string  `json:"dst"`
+	Mode string  `json:"mode"`
+	Size *string `json:"size"`
+}
+
+type rawResources struct {
+	Memory            *string  `json:"memory"`
+	MemoryReservation *string  `json:"memoryReservation"`
+	CPUs              *float64 `json:"cpus"`
+	Pids              *int64   `json:"pids"`
+}
+
+type rawNetwork struct {
+	Egress *string    `json:"egress"`
+	Ports  *[]rawPort `json:"ports"`
+}
+
+type rawPort struct {
+	Container int     `json:"container"`
+	Host      *int    `json:"host"`
+	Address   *string `json:"address"`
+	Protocol  *string `json:"protocol"`
+}
+
+// merge applies defaults under an instance: the instance's value wins; maps
+// merge key by key; resources and network merge field by field; a role,
+// lists and scalars come whole from one side.
+func merge(d, in rawInstance) rawInstance {
+	out := in
+	pick := func(a, b *string) *string {
+		if a != nil {
+			return a
+		}
+		return b
+	}
+	out.Description = pick(in.Description, d.Description)
+	out.Backend = pick(in.Backend, d.Backend)
+	out.Agent = pick(in.Agent, d.Agent)
+	out.State = pick(in.State, d.State)
+	out.Docker = pick(in.Docker, d.Docker)
+	if in.Role == nil || (in.Role.Image == nil && in.Role.Build == nil) {
+		out.Role = d.Role
+	}
+	if in.Command == nil {
+		out.Command = d.Command
+	}
+	if in.Mounts == nil {
+		out.Mounts = d.Mounts
+	}
+	out.Env = mergeMaps(d.Env, in.Env)
+	out.Labels = mergeMaps(d.Labels, in.Labels)
+	if d.Resources != nil {
+		r := rawResources{}
+		if in.Resources != nil {
+			r = *in.Resources
+		}
+		if r.Memory == nil {
+			r.Memory = d.Resources.Memory
+		}
+		if r.MemoryReservation == nil {
+			r.MemoryReservation = d.Resources.MemoryReservation
+		}
+		if r.CPUs == nil {
+			r.CPUs = d.Resources.CPUs
+		}
+		if r.Pids == nil {
+			r.Pids = d.Resources.Pids
+		}
+		out.Resources = &r
+	}
+	if d.Network != nil {
+		n := rawNetwork{}
+		if in.Network != nil {
+			n = *in.Network
+		}
+		n.Egress = pick(n.Egress, d.Network.Egress)
+		if n.Ports == nil {
+			n.Ports = d.Network.Ports
+		}
+		out.Network = &n
+	}
+	return out
+}
+
+func mergeMaps(d, in map[string]string) map[string]string {
+	if len(d) == 0 {
+		return in
+	}
+	out := maps.Clone(d)
+	maps.Copy(out, in)
+	return out
+}
+
+// resolve decodes the user's manifests into a fleet: defaults merged, paths
+// absolute, sizes parsed, policy checked. Problems go to l.diags.
+func (l *loader) resolve() *schema.Fleet {
+	var head rawFleet
+	_ = l.data.Decode(&head) // type errors are already reported by the schema
+	fleet := &schema.Fleet{APIVersion: head.APIVersion, Kind: head.Kind, Name: head.Name, Instances: map[string]schema.Instance{}}
+
+	var defaults rawInstance
+	if dv := l.data.LookupPath(cue.ParsePath("defaults")); dv.Exists() {
+		if err := dv.Decode(&defaults); err != nil {
+			return fleet
+		}
+	}
+	it, err := l.data.LookupPath(cue.ParsePath("instances")).Fields()
+	if err != nil {
+		return fleet
+	}
+	ports := map[string][]publishedPort{} // "port/protocol" -> claims, across the fleet
+	for it.Next() {
+		name := it.Selector().Unquoted()
+		var raw rawInstance
+		if err := it.Value().Decode(&raw); err != nil {
+			continue // its type errors are reported by the schema
+		}
+		c := &instanceChecker{l: l, name: name, keyPos: it.Value().Pos()}
+		inst := c.build(merge(defaults, raw))
+		c.checkPorts(inst, ports)
+		fleet.Instances[name] = inst
+	}
+	return fleet
+}
+
+// instanceChecker resolves and checks one instance, placing problems in the
+// instance's own text or, for inherited values, in defaults.
+type instanceChecker struct {
+	l      *loader
+	name   string
+	keyPos token.Pos
+}
+
+// at finds the position of a field: the instance's own value first, then the
+// inherited one in defaults, then the instance itself.
+func (c *instanceChecker) at(rel ...any) (token.Pos, string) {
+	own := append([]cue.Selector{cue.Str("instances"), cue.Str(c.name)}, selectors(rel)...)
+	inherited := append([]cue.Selector{cue.Str("defaults")}, selectors(rel)...)
+	for _, sels := range [][]cue.Selector{own, inherited} {
+		if v := c.l.data.LookupPath(cue.MakePath(sels...)); v.Exists() {
+			if p := v.Pos(); p.IsValid() {
+				return p, pathString(sels)
+			}
+		}
+	}
+	return c.keyPos, pathString(own)
+}
+
+func selectors(rel []any) []cue.Selector {
+	out := make([]cue.Selector, 0, len(rel))
+	for _, r := range rel {
+		switch v := r.(type) {
+		case int:
+			out = append(out, cue.Index(v))
+		case string:
+			out = append(out, cue.Str(v))
+		}
+	}
+	return out
+}
+
+func pathString(sels []cue.Selector) string {
+	parts := make([]string, len(sels))
+	for i, s := range sels {
+		if s.Type() == cue.IndexLabel {
+			parts[i] = fmt.Sprint(s.Index())
+			continue
+		}
+		parts[i] = s.Unquoted()
+	}
+	return formatPath(parts)
+}
+
+func (c *instanceChecker) errorf(rel []any, format string, args ...any) {
+	pos, p := c.at(rel...)
+	c.l.errAtPos(pos, p, fmt.Sprintf(format, args...))
+}
+
+// baseDir is the directory relative paths at rel resolve against: that of
+// the file holding the value.
+func (c *instanceChecker) baseDir(rel ...any) string {
+	pos, _ := c.at(rel...)
+	if d, ok := c.l.dirs[pos.Filename()]; ok {
+		return d
+	}
+	return c.l.opts.WorkDir
+}
+
+// hostPath expands ~ and makes p absolute against the holding file's directory.
+func (c *instanceChecker) hostPath(p string, rel ...any) (string, bool) {
+	expanded, ok := schema.ExpandHome(p, c.l.opts.Home)
+	if !ok {
+		c.errorf(rel, "%q: only ~ and ~/ are expanded (to your home directory), not ~user", p)
+		return "", false
+	}
+	if !filepath.IsAbs(expanded) {
+		expanded = filepath.Join(c.baseDir(rel...), expanded)
+	}
+	return filepath.Clean(expanded), true
+}
+
+func str(p *string, def string) string {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+func (c *instanceChecker) build(r rawInstance) schema.Instance {
+	inst := schema.Instance{
+		Name:        c.name,
+		Description: str(r.Description, ""),
+		Backend:     str(r.Backend, schema.BackendDocker),
+		Agent:       str(r.Agent, schema.AgentShell),
+		State:       str(r.State, schema.StateRunning),
+		Docker:      str(r.Docker, schema.DockerNone),
+		Env:         r.Env,
+		Labels:      r.Labels,
+		Network:     schema.Network{Egress: schema.EgressOpen},
+	}
+	if r.Command != nil {
+		inst.Command = *r.Command
+	}
+	c.role(r.Role, &inst)
+	for k, v := range r.Env {
+		if k == "DOCKER_HOST" {
+			if problem := schema.DockerHostProblem(v); problem != "" {
+				c.errorf([]any{"env", k}, "%s", problem)
+			}
+		}
+	}
+	if r.Mounts != nil {
+		c.mounts(*r.Mounts, &inst)
+	}
+	if r.Resources != nil {
+		c.resources(*r.Resources, &inst)
+	}
+	if r.Network != nil {
+		inst.Network.Egress = str(r.Network.Egress, schema.EgressOpen)
+		if r.Network.Ports != nil {
+			for i, p := range *r.Network.Ports {
+				port := schema.Port{Container: p.Container, Address: str(p.Address, "127.0.0.1"), Protocol: str(p.Protocol, "tcp")}
+				if p.Host != nil {
+					port.Host = *p.Host
+				}
+				if net.ParseIP(port.Address) == nil {
+					c.errorf([]any{"network", "ports", i, "address"}, "address %q is not an IP address (use 127.0.0.1, ::1, 0.0.0.0 or a host address)", port.Address)
+				}
+				inst.Network.Ports = append(inst.Network.Ports, port)
+			}
+		}
+	}
+	return inst
+}
+
+func (c *instanceChecker) role(r *rawRole, inst *schema.Instance) {
+	switch {
+	case r == nil || (r.Image == nil && r.Build == nil):
+		c.l.errAtPos(c.keyPos, "instances."+c.name, "role is required: set role.image (an image reference) or role.build ({context: DIR}), here or in defaults")
+		return
+	case r.Image != nil && r.Build != nil:
+		c.errorf([]any{"role"}, "role sets both image and build: set exactly one")
+		return
+	case r.Image != nil:
+		inst.Role.Image = *r.Image
+		return
+	}
+	b := r.Build
+	ctxDir, ok := c.hostPath(b.Context, "role", "build", "context")
+	if !ok {
+		return
+	}
+	build := &schema.Build{Context: ctxDir, Dockerfile: str(b.Dockerfile, "Dockerfile"), Args: b.Args}
+	inst.Role.Build = build
+	st, err := os.Stat(ctxDir)
+	switch {
+	case err != nil:
+		c.errorf([]any{"role", "build", "context"}, "build context %s does not exist", ctxDir)
+		return
+	case !st.IsDir():
+		c.errorf([]any{"role", "build", "context"}, "build context %s is not a directory", ctxDir)
+		return
+	}
+	df := path.Clean(filepath.ToSlash(build.Dockerfile))
+	if path.IsAbs(df) || df == ".." || strings.HasPrefix(df, "../") {
+		c.errorf([]any{"role", "build", "dockerfile"}, "dockerfile %q must be a path inside the build context", build.Dockerfile)
+		return
+	}
+	if _, err := os.Stat(filepath.Join(ctxDir, df)); err != nil {
+		c.errorf([]any{"role", "build", "dockerfile"}, "dockerfile %s does not exist in the build context %s", df, ctxDir)
+	}
+}
+
+func (c *instanceChecker) mounts(ms []rawMount, inst *schema.Instance) {
+	seen := map[string]int{}
+	for i, m := range ms {
+		mount := schema.Mount{Dst: m.Dst, Mode: m.Mode}
+		if !path.IsAbs(m.Dst) {
+			c.errorf([]any{"mounts", i, "dst"}, "dst %q must be an absolute path inside the container", m.Dst)
+		} else {
+			mount.Dst = path.Clean(m.Dst)
+			if j, dup := seen[mount.Dst]; dup {
+				c.errorf([]any{"mounts", i, "dst"}, "dst %s is already mounted by mounts[%d]: each container path is mounted once", mount.Dst, j)
+			}
+			seen[mount.Dst] = i
+		}
+		switch m.Mode {
+		case schema.MountTmpfs:
+			if m.Src != nil {
+				c.errorf([]any{"mounts", i, "src"}, "a tmpfs mount has no src: it is memory inside the container")
+			}
+			if m.Size != nil {
+				mount.Size = *m.Size
+				n, err := schema.ParseSize(*m.Size)
+				if err != nil {
+					c.errorf([]any{"mounts", i, "size"}, "%v", err)
+				}
+				mount.SizeBytes = n
+			}
+		case schema.MountRW, schema.MountRO:
+			if m.Size != nil {
+				c.errorf([]any{"mounts", i, "size"}, "size applies to tmpfs mounts only, not %q", m.Mode)
+			}
+			if m.Src == nil {
+				c.errorf([]any{"mounts", i}, "a %s mount needs src, the host path to mount", m.Mode)
+				break
+			}
+			src, ok := c.hostPath(*m.Src, "mounts", i, "src")
+			if !ok {
+				break
+			}
+			mount.Src = src
+			if sock, bad := schema.DockerSocketExposure(src); bad {
+				c.errorf([]any{"mounts", i, "src"}, "mounting %s would expose the host Docker socket %s: the host socket is never mounted, in any form (path, parent directory, symlink); Docker access for an agent is a private daemon", src, sock)
+				break
+			}
+			if _, err := os.Stat(src); err != nil {
+				c.errorf([]any{"mounts", i, "src"}, "src %s does not exist: create it, or fix the path (relative paths start at the manifest file's directory)", src)
+			}
+		}
+		inst.Mounts = append(inst.Mounts, mount)
+	}
+}
+
+func (c *instanceChecker) resources(r rawResources, inst *schema.Instance) {
+	res := &inst.Resources
+	size := func(p *string, field string) (string, int64) {
+		if p == nil {
+			return "", 0
+		}
+		n, err := schema.ParseSize(*p)
+		if err != nil {
+			c.errorf([]any{"resources", field}, "%v", err)
+		}
+		return *p, n
+	}
+	res.Memory, res.MemoryBytes = size(r.Memory, "memory")
+	res.MemoryReservation, res.MemoryReservationBytes = size(r.MemoryReservation, "memoryReservation")
+	if res.MemoryBytes > 0 && res.MemoryReservationBytes > res.MemoryBytes {
+		c.errorf([]any{"resources", "memoryReservation"}, "memoryReservation %s is more than memory %s", res.MemoryReservation, res.Memory)
+	}
+	if res.MemoryBytes > 0 && res.MemoryBytes < 6<<20 {
+		c.errorf([]any{"resources", "memory"}, "memory %s is below the engine's minimum of 6Mi", res.Memory)
+	}
+	if r.CPUs != nil {
+		res.CPUs = *r.CPUs
+		if *r.CPUs > float64(c.l.opts.HostCPUs) {
+			c.errorf([]any{"resources", "cpus"}, "cpus %g is more than this host's %d CPUs", *r.CPUs, c.l.opts.HostCPUs)
+		}
+	}
+	if r.Pids != nil {
+		res.Pids = *r.Pids
+	}
+}
+
+// publishedPort is a host port already claimed, for clash checks.
+type publishedPort struct {
+	address string
+	owner   string
+}
+
+// checkPorts refuses a host port published twice, in this instance or
+// another: the same port and protocol on the same address, or on any
+// address when either side binds all of them (0.0.0.0 or ::).
+func (c *instanceChecker) checkPorts(inst schema.Instance, used map[string][]publishedPort) {
+	for i, p := range inst.Network.Ports {
+		if p.Host == 0 {
+			continue
+		}
+		key := fmt.Sprintf("%d/%s", p.Host, p.Protocol)
+		clash := ""
+		for _, u := range used[key] {
+			if u.address == p.Address || isUnspecified(u.address) || isUnspecified(p.Address) {
+				clash = u.owner
+				break
+			}
+		}
+		if clash != "" {
+			c.errorf([]any{"network", "ports", i, "host"}, "host port %s:%d/%s is already published by %s", p.Address, p.Host, p.Protocol, clash)
+			continue
+		}
+		used[key] = append(used[key], publishedPort{address: p.Address, owner: fmt.Sprintf("instance %q (network.ports[%d])", c.name, i)})
+	}
+}
+
+func isUnspecified(addr string) bool {
+	ip := net.ParseIP(addr)
+	return ip != nil && ip.IsUnspecified()
+}

@@ -1,0 +1,105 @@
+package schema
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// HostDockerSockets are the well-known host Docker socket paths.
+var HostDockerSockets = []string{"/var/run/docker.sock", "/run/docker.sock"}
+
+// DockerSocketExposure reports whether bind-mounting src would expose the
+// host Docker socket: src is a socket path, a parent directory of one, or a
+// symlink or ".." spelling that resolves to either. It returns the socket
+// path it would expose.
+func DockerSocketExposure(src string) (string, bool) {
+	if src == "" || !filepath.IsAbs(src) {
+		return "", false
+	}
+	candidates := uniq(filepath.Clean(src), resolveExisting(src))
+	var sockets []string
+	for _, s := range HostDockerSockets {
+		sockets = append(sockets, s, resolveExisting(s))
+	}
+	sockets = uniq(sockets...)
+	for _, c := range candidates {
+		for _, s := range sockets {
+			if c == s || c == "/" || strings.HasPrefix(s, c+"/") {
+				return s, true
+			}
+		}
+	}
+	return "", false
+}
+
+// resolveExisting resolves symlinks in the longest existing prefix of p and
+// appends the rest, so a path through a symlinked directory resolves even
+// when its last element does not exist.
+func resolveExisting(p string) string {
+	p = filepath.Clean(p)
+	rest := ""
+	for cur := p; ; {
+		if r, err := filepath.EvalSymlinks(cur); err == nil {
+			return filepath.Join(r, rest)
+		}
+		parent := filepath.Dir(cur)
+		if parent == cur {
+			return p
+		}
+		rest = filepath.Join(filepath.Base(cur), rest)
+		cur = parent
+	}
+}
+
+func uniq(items ...string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range items {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// DockerHostProblem explains why an agent's DOCKER_HOST value is refused, or
+// returns "" for an empty value. Any endpoint is refused: an agent's Docker
+// endpoint is jackin's to set (a private daemon), and an operator-supplied
+// one would most often be the host's own daemon.
+func DockerHostProblem(value string) string {
+	v := strings.TrimSpace(value)
+	if v == "" {
+		return ""
+	}
+	what := "a Docker endpoint"
+	switch {
+	case strings.HasPrefix(v, "unix://"), strings.HasPrefix(v, "/"):
+		what = "a Docker socket on the host"
+	case strings.HasPrefix(v, "npipe://"), strings.HasPrefix(v, "fd://"):
+		what = "the host's Docker daemon"
+	case strings.HasPrefix(v, "tcp://"), strings.HasPrefix(v, "ssh://"), strings.HasPrefix(v, "http://"), strings.HasPrefix(v, "https://"):
+		what = "a Docker daemon reachable from the agent, such as the host's"
+	}
+	return "DOCKER_HOST=" + v + " points the agent at " + what + ": the host Docker daemon is never exposed to an agent; Docker access for an agent is a private daemon that jackin sets up (docker: \"private\", in a later version)"
+}
+
+// ExpandHome replaces a leading "~" or "~/" with home. "~user" is not supported.
+func ExpandHome(p, home string) (string, bool) {
+	switch {
+	case p == "~":
+		return home, true
+	case strings.HasPrefix(p, "~/"):
+		return filepath.Join(home, p[2:]), true
+	case strings.HasPrefix(p, "~"):
+		return p, false
+	}
+	return p, true
+}
+
+// exists reports whether p exists (following symlinks).
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
