@@ -263,10 +263,16 @@ func (l *loader) load(srcs []source) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := def.Unify(l.data).Validate(cue.Concrete(true)); err != nil {
+	// Fast path: subsumption answers "is this an instance of #Fleet" several
+	// times faster than unifying, and is stricter (a missing apiVersion is
+	// not filled in from the schema). Only on failure do we pay for the
+	// field-by-field pass that places and words every error.
+	if def.Subsume(l.data, cue.Final()) != nil {
 		l.fieldErrors(l.cctx.CompileBytes(schema.Source, cue.Filename(schema.SourceName)))
 		if len(l.diags) == 0 {
-			l.addCUEErrors(err) // the per-field pass found nothing: keep CUE's own words
+			if err := def.Unify(l.data).Validate(cue.Concrete(true)); err != nil {
+				l.addCUEErrors(err) // the per-field pass found nothing: keep CUE's own words
+			}
 		}
 	}
 	fleet := l.resolve()

@@ -1,12 +1,14 @@
 package manifests
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net"
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"cuelang.org/go/cue"
@@ -147,41 +149,54 @@ func mergeMaps(d, in map[string]string) map[string]string {
 // resolve decodes the user's manifests into a fleet: defaults merged, paths
 // absolute, sizes parsed, policy checked. Problems go to l.diags.
 func (l *loader) resolve() *schema.Fleet {
-	var head rawFleet
-	_ = l.data.Decode(&head) // type errors are already reported by the schema
-	fleet := &schema.Fleet{APIVersion: head.APIVersion, Kind: head.Kind, Name: head.Name, Instances: map[string]schema.Instance{}}
-
-	var defaults rawInstance
-	if dv := l.data.LookupPath(cue.ParsePath("defaults")); dv.Exists() {
-		if err := dv.Decode(&defaults); err != nil {
-			return fleet
-		}
+	// One JSON export and a plain unmarshal is much cheaper than decoding
+	// value by value through CUE; the data is concrete once it passed the
+	// schema. Type errors are already reported by the schema pass.
+	var doc struct {
+		rawFleet
+		Defaults  rawInstance                `json:"defaults"`
+		Instances map[string]json.RawMessage `json:"instances"`
 	}
-	it, err := l.data.LookupPath(cue.ParsePath("instances")).Fields()
+	b, err := l.data.MarshalJSON()
 	if err != nil {
-		return fleet
+		l.addCUEErrors(err)
+		return &schema.Fleet{Instances: map[string]schema.Instance{}}
 	}
+	_ = json.Unmarshal(b, &doc) // a mistyped part stays zero; the schema pass reported it
+	fleet := &schema.Fleet{APIVersion: doc.APIVersion, Kind: doc.Kind, Name: doc.Name, Instances: map[string]schema.Instance{}}
 	ports := map[string][]publishedPort{} // "port/protocol" -> claims, across the fleet
-	for it.Next() {
-		name := it.Selector().Unquoted()
+	for _, name := range sortedKeys(doc.Instances) {
 		var raw rawInstance
-		if err := it.Value().Decode(&raw); err != nil {
-			continue // its type errors are reported by the schema
+		if err := json.Unmarshal(doc.Instances[name], &raw); err != nil {
+			continue
 		}
-		c := &instanceChecker{l: l, name: name, keyPos: it.Value().Pos()}
-		inst := c.build(merge(defaults, raw))
+		c := &instanceChecker{l: l, name: name}
+		inst := c.build(merge(doc.Defaults, raw))
 		c.checkPorts(inst, ports)
 		fleet.Instances[name] = inst
 	}
 	return fleet
 }
 
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
 // instanceChecker resolves and checks one instance, placing problems in the
 // instance's own text or, for inherited values, in defaults.
 type instanceChecker struct {
-	l      *loader
-	name   string
-	keyPos token.Pos
+	l    *loader
+	name string
+}
+
+// keyPos is where the instance is named.
+func (c *instanceChecker) keyPos() token.Pos {
+	return c.l.data.LookupPath(cue.MakePath(cue.Str("instances"), cue.Str(c.name))).Pos()
 }
 
 // at finds the position of a field: the instance's own value first, then the
@@ -196,7 +211,7 @@ func (c *instanceChecker) at(rel ...any) (token.Pos, string) {
 			}
 		}
 	}
-	return c.keyPos, pathString(own)
+	return c.keyPos(), pathString(own)
 }
 
 func selectors(rel []any) []cue.Selector {
@@ -232,6 +247,9 @@ func (c *instanceChecker) errorf(rel []any, format string, args ...any) {
 // baseDir is the directory relative paths at rel resolve against: that of
 // the file holding the value.
 func (c *instanceChecker) baseDir(rel ...any) string {
+	if len(c.l.names) == 1 {
+		return c.l.dirs[c.l.names[0]] // one file holds every value
+	}
 	pos, _ := c.at(rel...)
 	if d, ok := c.l.dirs[pos.Filename()]; ok {
 		return d
@@ -309,7 +327,7 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 func (c *instanceChecker) role(r *rawRole, inst *schema.Instance) {
 	switch {
 	case r == nil || (r.Image == nil && r.Build == nil):
-		c.l.errAtPos(c.keyPos, "instances."+c.name, "role is required: set role.image (an image reference) or role.build ({context: DIR}), here or in defaults")
+		c.l.errAtPos(c.keyPos(), "instances."+c.name, "role is required: set role.image (an image reference) or role.build ({context: DIR}), here or in defaults")
 		return
 	case r.Image != nil && r.Build != nil:
 		c.errorf([]any{"role"}, "role sets both image and build: set exactly one")

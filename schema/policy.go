@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // HostDockerSockets are the well-known host Docker socket paths.
@@ -18,13 +19,8 @@ func DockerSocketExposure(src string) (string, bool) {
 		return "", false
 	}
 	candidates := uniq(filepath.Clean(src), resolveExisting(src))
-	var sockets []string
-	for _, s := range HostDockerSockets {
-		sockets = append(sockets, s, resolveExisting(s))
-	}
-	sockets = uniq(sockets...)
 	for _, c := range candidates {
-		for _, s := range sockets {
+		for _, s := range hostSockets() {
 			if c == s || c == "/" || strings.HasPrefix(s, c+"/") {
 				return s, true
 			}
@@ -32,6 +28,16 @@ func DockerSocketExposure(src string) (string, bool) {
 	}
 	return "", false
 }
+
+// hostSockets is HostDockerSockets plus their symlink-resolved forms (on
+// many hosts /var/run is a link to /run), resolved once per process.
+var hostSockets = sync.OnceValue(func() []string {
+	var out []string
+	for _, s := range HostDockerSockets {
+		out = append(out, s, resolveExisting(s))
+	}
+	return uniq(out...)
+})
 
 // resolveExisting resolves symlinks in the longest existing prefix of p and
 // appends the rest, so a path through a symlinked directory resolves even
