@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,8 +64,9 @@ func fleetCUE(fleet string, n int) string {
 }
 
 // composeYAML is the equivalent compose project: one service and one network
-// per instance, as jackin renders them.
-func composeYAML(n int) string {
+// per instance, as jackin renders them, each network with an explicit /28
+// (the engine's default pools hold only about thirty networks).
+func composeYAML(n int, pool int) string {
 	var s strings.Builder
 	s.WriteString("version: \"2.4\"\nservices:\n")
 	for i := 0; i < n; i++ {
@@ -72,7 +74,7 @@ func composeYAML(n int) string {
 	}
 	s.WriteString("networks:\n")
 	for i := 0; i < n; i++ {
-		fmt.Fprintf(&s, "  n%03d: {}\n", i)
+		fmt.Fprintf(&s, "  n%03d:\n    ipam:\n      config: [{subnet: %s}]\n", i, subnet(pool, i))
 	}
 	return s.String()
 }
@@ -115,7 +117,7 @@ func BenchmarkDiffConverged100(b *testing.B) {
 	manifest := filepath.Join(dir, "fleet.cue")
 	compose := filepath.Join(dir, "docker-compose.yml")
 	must(b, os.WriteFile(manifest, []byte(fleetCUE(fleet, n)), 0o644))
-	must(b, os.WriteFile(compose, []byte(composeYAML(n)), 0o644))
+	must(b, os.WriteFile(compose, []byte(composeYAML(n, 215)), 0o644))
 	state := filepath.Join(dir, "state")
 	b.Cleanup(func() { harness.RemoveFleetObjects(fleet); cleanupCompose(b, compose, project) })
 
@@ -154,7 +156,7 @@ func BenchmarkColdApply50(b *testing.B) {
 	manifest := filepath.Join(dir, "fleet.cue")
 	compose := filepath.Join(dir, "docker-compose.yml")
 	must(b, os.WriteFile(manifest, []byte(fleetCUE(fleet, n)), 0o644))
-	must(b, os.WriteFile(compose, []byte(composeYAML(n)), 0o644))
+	must(b, os.WriteFile(compose, []byte(composeYAML(n, 216)), 0o644))
 	hasCompose := true
 	if _, err := exec.LookPath("docker-compose"); err != nil {
 		hasCompose = false
@@ -219,7 +221,8 @@ func rawLoop(ctx context.Context, cli *client.Client, n, parallel int) error {
 			defer func() { <-sem }()
 			name := fmt.Sprintf("jackin-raw-%03d", i)
 			labels := map[string]string{"jackin.bench.raw": "1"}
-			if _, err := cli.NetworkCreate(ctx, name, client.NetworkCreateOptions{Driver: "bridge", Labels: labels}); err != nil {
+			ipam := &network.IPAM{Config: []network.IPAMConfig{{Subnet: netip.MustParsePrefix(subnet(217, i))}}}
+			if _, err := cli.NetworkCreate(ctx, name, client.NetworkCreateOptions{Driver: "bridge", Labels: labels, IPAM: ipam}); err != nil {
 				errs <- err
 				return
 			}
@@ -244,6 +247,12 @@ func rawLoop(ctx context.Context, cli *client.Client, n, parallel int) error {
 		return err
 	}
 	return nil
+}
+
+// subnet is the i-th /28 of 10.<second>.0.0/16, for the comparison runs
+// (jackin allocates its own from 10.213.0.0/16).
+func subnet(second, i int) string {
+	return fmt.Sprintf("10.%d.%d.%d/28", second, i/16, (i%16)*16)
 }
 
 func engineCallsLine(out string) string {

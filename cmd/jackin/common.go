@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 
 	"github.com/jackin-dev/jackin/drivers"
@@ -150,3 +151,8 @@ func imageRefs(d *reconciler.Desired) []string {
 	sort.Strings(refs)
 	return refs
 }
+
+var fleetNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// validFleetName mirrors the schema's rule for names given on the command line.
+func validFleetName(s string) bool { return len(s) <= 30 && fleetNameRE.MatchString(s) }

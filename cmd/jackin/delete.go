@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -47,6 +48,8 @@ engine or lock timeout.`,
 				name = fleet.Name
 			case fleetName == "":
 				return exitWith(exitInvalid, errors.New("name the fleet: -f PATH or --fleet NAME"))
+			case !validFleetName(fleetName):
+				return exitWith(exitInvalid, fmt.Errorf("--fleet %q is not a fleet name: a lowercase DNS label of at most 30 characters", fleetName))
 			}
 			drv, err := a.connect(ctx)
 			if err != nil {
@@ -92,7 +95,10 @@ engine or lock timeout.`,
 			if sum.Failed > 0 {
 				outcome = "failed"
 			}
-			if err := st.FinishRun(ctx, runID, outcome, sum.String()); err != nil {
+			if sum.Failed == 0 && ctx.Err() != nil {
+				outcome = "interrupted"
+			}
+			if err := st.FinishRun(context.WithoutCancel(ctx), runID, outcome, sum.String()); err != nil {
 				a.log.Error(err, "record run outcome")
 			}
 			if out.format == "json" {

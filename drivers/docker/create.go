@@ -33,23 +33,47 @@ func (d *Driver) Create(ctx context.Context, r drivers.Resource) (string, error)
 	return "", fmt.Errorf("create %s %q: %w", r.Kind, r.Name, errNoKind)
 }
 
-// createNetwork creates a bridge network. Engines before API 1.44 accept
-// duplicate network names, and this client no longer sends CheckDuplicate,
-// so the name is looked up first; the engine's name filter matches
-// substrings, so the comparison is exact.
+// createNetwork creates a bridge network with a subnet from jackin's pool.
+// One list of every network answers both questions a create needs: is the
+// name taken (engines before API 1.44 accept duplicate names, and this client
+// no longer sends CheckDuplicate), and which subnets are in use.
 func (d *Driver) createNetwork(ctx context.Context, r drivers.Resource) (string, error) {
 	fleet := r.Labels[drivers.LabelFleet]
-	if id, found, err := d.existingNetwork(ctx, r, fleet); err != nil || found {
+	list, err := d.cli.NetworkList(ctx, client.NetworkListOptions{})
+	if err != nil {
+		return "", d.wrap(err, "list networks to create %s", r.Name)
+	}
+	if id, found, err := d.sameName(list.Items, r, fleet); err != nil || found {
 		return id, err
 	}
-	res, err := d.cli.NetworkCreate(ctx, r.Name, client.NetworkCreateOptions{
-		Driver:     "bridge",
-		Internal:   r.Network.Internal,
-		Attachable: false,
-		Labels:     r.Labels,
-	})
-	if err != nil {
-		if isConflict(err) {
+	used := usedSubnets(list.Items)
+	tried := map[netip.Prefix]bool{}
+	for attempt := 0; attempt < 32; attempt++ {
+		subnet, ok := d.subnets.next(r.Name, used, tried)
+		if !ok {
+			return "", fmt.Errorf("create network %s: no free /%d subnet left in the pool %s (set JACKIN_SUBNET_POOL to a wider range)", r.Name, SubnetBits, d.subnets.pool)
+		}
+		res, err := d.cli.NetworkCreate(ctx, r.Name, client.NetworkCreateOptions{
+			Driver:     "bridge",
+			Internal:   r.Network.Internal,
+			Attachable: false,
+			Labels:     r.Labels,
+			IPAM:       &network.IPAM{Driver: "default", Config: []network.IPAMConfig{{Subnet: subnet}}},
+		})
+		if err == nil {
+			for _, w := range res.Warning {
+				d.log.Info("engine warning", "network", r.Name, "warning", w)
+			}
+			d.log.V(2).Info("created network", "name", r.Name, "id", res.ID, "subnet", subnet.String())
+			return res.ID, nil
+		}
+		d.subnets.release(subnet)
+		switch {
+		case isPoolOverlap(err):
+			// Taken by another writer since we listed: try the next block.
+			tried[subnet] = true
+			continue
+		case isConflict(err):
 			// Created concurrently, or an engine that checks names itself.
 			if id, found, lerr := d.existingNetwork(ctx, r, fleet); lerr == nil && found {
 				return id, nil
@@ -59,22 +83,23 @@ func (d *Driver) createNetwork(ctx context.Context, r drivers.Resource) (string,
 		}
 		return "", d.wrap(err, "create network %s", r.Name)
 	}
-	for _, w := range res.Warning {
-		d.log.Info("engine warning", "network", r.Name, "warning", w)
-	}
-	d.log.V(2).Info("created network", "name", r.Name, "id", res.ID)
-	return res.ID, nil
+	return "", fmt.Errorf("create network %s: every subnet tried was taken concurrently; try again", r.Name)
 }
 
-// existingNetwork looks for a network named exactly r.Name. It returns the ID
-// when jackin owns it for fleet, and an *ErrNameConflict when someone else
-// does.
+// existingNetwork looks for a network named exactly r.Name.
 func (d *Driver) existingNetwork(ctx context.Context, r drivers.Resource, fleet string) (string, bool, error) {
 	list, err := d.cli.NetworkList(ctx, client.NetworkListOptions{Filters: client.Filters{}.Add("name", r.Name)})
 	if err != nil {
 		return "", false, d.wrap(err, "look up network %s", r.Name)
 	}
-	for _, n := range list.Items {
+	return d.sameName(list.Items, r, fleet)
+}
+
+// sameName finds a network named exactly r.Name (the engine's name filter
+// matches substrings). It returns the ID when jackin owns it for fleet, and
+// an *ErrNameConflict when someone else does.
+func (d *Driver) sameName(nets []network.Summary, r drivers.Resource, fleet string) (string, bool, error) {
+	for _, n := range nets {
 		if n.Name != r.Name {
 			continue
 		}

@@ -28,6 +28,7 @@ type Driver struct {
 	log      logr.Logger
 	counter  *callCounter
 	endpoint string
+	subnets  *subnetAllocator
 
 	// negotiated is set once a ping has fixed the API version.
 	negotiated atomic.Bool
@@ -47,7 +48,11 @@ func New(ctx context.Context, log logr.Logger) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configure the Docker engine client from the environment: %w", err)
 	}
-	d := &Driver{cli: cli, log: log, counter: counter, endpoint: cli.DaemonHost()}
+	subnets, err := newSubnetAllocator()
+	if err != nil {
+		return nil, err
+	}
+	d := &Driver{cli: cli, log: log, counter: counter, endpoint: cli.DaemonHost(), subnets: subnets}
 	log.V(2).Info("docker client configured", "endpoint", d.endpoint)
 	return d, nil
 }

@@ -415,3 +415,28 @@ func TestDeleteCommand(t *testing.T) {
 	}
 	mustCode(t, e.jackin("delete", "--fleet", e.fleet), 0, "delete of an empty fleet")
 }
+
+// TestMoreInstancesThanDefaultAddressPools creates more per-instance networks
+// than the engine's default address pools hold (about thirty): jackin assigns
+// each network a /28 from its own pool.
+func TestMoreInstancesThanDefaultAddressPools(t *testing.T) {
+	e := newEnv(t)
+	names := make([]string, 40)
+	for i := range names {
+		names[i] = fmt.Sprintf("p%02d", i)
+	}
+	m := e.manifest(instancesCUE(names, ""))
+	r := e.jackin("apply", "-f", m)
+	mustCode(t, r, 0, "apply of 40 instances")
+	if n := len(e.networks()); n != 40 {
+		t.Fatalf("want 40 networks, got %d", n)
+	}
+	subnets := map[string]bool{}
+	for _, n := range e.networks() {
+		s := docker(t, "network", "inspect", "--format", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", n)
+		if !strings.HasPrefix(s, "10.213.") || !strings.HasSuffix(s, "/28") || subnets[s] {
+			t.Fatalf("network %s has subnet %q: want a distinct /28 from 10.213.0.0/16", n, s)
+		}
+		subnets[s] = true
+	}
+}
