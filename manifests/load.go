@@ -311,22 +311,29 @@ func (l *loader) parse(srcs []source) []*ast.File {
 		if f == nil {
 			continue
 		}
-		// The files form one package whatever they declare; different
-		// package names are a mistake worth saying.
-		var decls []ast.Decl
+		// The files form one package. Different package names are a mistake
+		// worth saying; files without a clause join the declared package
+		// below, so hidden fields (package-scoped) resolve across files.
 		for _, d := range f.Decls {
-			if p, ok := d.(*ast.Package); ok {
-				name := p.Name.Name
-				if pkg != "" && name != pkg {
-					l.errAtPos(p.Pos(), "", fmt.Sprintf("package %q differs from package %q in %s: manifest files load as one package", name, pkg, pkgFile))
-				}
-				pkg, pkgFile = name, s.name
+			p, ok := d.(*ast.Package)
+			if !ok {
 				continue
 			}
-			decls = append(decls, d)
+			name := p.Name.Name
+			if pkg != "" && name != pkg {
+				l.errAtPos(p.Pos(), "", fmt.Sprintf("package %q differs from package %q in %s: manifest files load as one package", name, pkg, pkgFile))
+				continue
+			}
+			pkg, pkgFile = name, s.name
 		}
-		f.Decls = decls
 		files = append(files, f)
+	}
+	if pkg != "" {
+		for _, f := range files {
+			if f.PackageName() == "" {
+				f.Decls = append([]ast.Decl{&ast.Package{Name: ast.NewIdent(pkg)}}, f.Decls...)
+			}
+		}
 	}
 	return files
 }
