@@ -3,7 +3,9 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -438,5 +440,50 @@ func TestMoreInstancesThanDefaultAddressPools(t *testing.T) {
 			t.Fatalf("network %s has subnet %q: want a distinct /28 from 10.213.0.0/16", n, s)
 		}
 		subnets[s] = true
+	}
+}
+
+// TestRoleBuildRebuildsOnlyWhenTheContextChanges builds the role image
+// through the engine API, tagged by a hash of the build context.
+func TestRoleBuildRebuildsOnlyWhenTheContextChanges(t *testing.T) {
+	e := newEnv(t)
+	ctxDir := filepath.Join(e.dir, "role")
+	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// FROM an image already on the engine: no registry is needed.
+	e.writeFile("role/Dockerfile", "FROM "+agentImage+"\nCOPY note.txt /note.txt\n")
+	e.writeFile("role/note.txt", "v1 "+e.fleet+"\n")
+	m := e.manifest(`instances: web: {role: build: context: "./role", command: ["/agent", "idle"]}` + "\n")
+
+	r := e.jackin("apply", "-f", m)
+	mustCode(t, r, 0, "first apply builds")
+	if !strings.Contains(r.stderr, "Successfully built") {
+		t.Errorf("build progress should stream to stderr:\n%s", r)
+	}
+	tag1 := docker(t, "inspect", "--format", "{{.Config.Image}}", e.name("web"))
+	if !strings.HasPrefix(tag1, "jackin-role:") {
+		t.Fatalf("image %q is not a jackin-role:<context hash> tag", tag1)
+	}
+	t.Cleanup(func() { _, _ = exec.Command("docker", "rmi", "-f", tag1).CombinedOutput() })
+
+	r = e.jackin("apply", "-f", m)
+	mustCode(t, r, 0, "second apply")
+	if strings.Contains(r.stderr, "Step 1/") || !strings.Contains(r.stdout, "No changes.") {
+		t.Errorf("an unchanged context must not rebuild or recreate:\n%s", r)
+	}
+
+	e.writeFile("role/note.txt", "v2 "+e.fleet+"\n")
+	r = e.jackin("diff", "-f", m)
+	mustCode(t, r, 1, "diff after a context change")
+	if !strings.Contains(r.stdout, "image changed: "+tag1) {
+		t.Errorf("want an image change from %s:\n%s", tag1, r)
+	}
+	r = e.jackin("apply", "-f", m)
+	mustCode(t, r, 0, "apply rebuilds")
+	tag2 := docker(t, "inspect", "--format", "{{.Config.Image}}", e.name("web"))
+	t.Cleanup(func() { _, _ = exec.Command("docker", "rmi", "-f", tag2).CombinedOutput() })
+	if tag2 == tag1 || !strings.Contains(r.stderr, "Successfully built") {
+		t.Fatalf("context change should rebuild to a new tag: %s -> %s\n%s", tag1, tag2, r)
 	}
 }
