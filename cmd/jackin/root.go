@@ -92,6 +92,7 @@ failed (apply), 2 invalid input, unreachable engine or lock timeout.`,
 		newGetCommand(a),
 		newDeleteCommand(a),
 		newHistoryCommand(a),
+		newExplainCommand(a),
 	)
 	return root
 }

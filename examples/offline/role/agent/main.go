@@ -5,6 +5,7 @@
 //	agent [idle]       print "jackin demo agent <hostname> ready" and wait for SIGTERM or SIGINT
 //	agent exit N       exit with code N at once (crash-loop tests)
 //	agent serve :PORT  answer every HTTP request with 200 "ok <hostname>" until SIGTERM or SIGINT
+//	agent probe [DIR...] print a JSON report of the sandbox as seen from inside (see probe)
 //
 // The image's entrypoint is /agent, so a manifest command that repeats it
 // ("/agent", "idle") works too: a leading argument naming the program is skipped.
@@ -12,13 +13,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -61,6 +65,8 @@ func run(argv []string) int {
 			return usage()
 		}
 		return serve(ctx, args[1], host)
+	case "probe":
+		return probe(args[1:])
 	default:
 		return usage()
 	}
@@ -95,4 +101,119 @@ func serve(ctx context.Context, addr, host string) int {
 func usage() int {
 	fmt.Fprintln(os.Stderr, "usage: agent [idle] | agent exit N | agent serve :PORT")
 	return 2
+}
+
+// probeReport is what `agent probe` prints: facts the session contract
+// claims, as seen from inside the container.
+type probeReport struct {
+	UID    int    `json:"uid"`
+	Cgroup string `json:"cgroup"` // v1, v2 or unknown
+	// MemoryLimit and PidsMax are the raw cgroup values; the parsed forms
+	// are -1 when unlimited and -2 when unreadable.
+	MemoryLimit      string      `json:"memoryLimit"`
+	MemoryLimitBytes int64       `json:"memoryLimitBytes"`
+	PidsMax          string      `json:"pidsMax"`
+	PidsLimit        int64       `json:"pidsLimit"`
+	Paths            []probePath `json:"paths"`
+	// DockerSockets are docker.sock files found: the well-known paths and
+	// any unix socket named docker.sock under /run, /var/run and /tmp.
+	DockerSockets []string `json:"dockerSockets"`
+	// UnixSockets are every unix socket under /run, /var/run and /tmp.
+	UnixSockets []string `json:"unixSockets"`
+}
+
+// probePath says whether a directory can be written, and its filesystem size.
+type probePath struct {
+	Path      string `json:"path"`
+	Writable  bool   `json:"writable"`
+	Error     string `json:"error,omitempty"`
+	SizeBytes int64  `json:"sizeBytes"`
+}
+
+// probe prints a probeReport; each DIR is tested for writability by creating
+// (and removing) a file in it. cgroup v1 (memory/memory.limit_in_bytes,
+// pids/pids.max) and v2 (memory.max, pids.max) are both read.
+func probe(dirs []string) int {
+	r := probeReport{UID: os.Getuid(), Cgroup: "unknown", Paths: []probePath{}, DockerSockets: []string{}, UnixSockets: []string{}}
+	const root = "/sys/fs/cgroup/"
+	memFile, pidsFile := root+"memory.max", root+"pids.max"
+	if _, err := os.Stat(root + "memory/memory.limit_in_bytes"); err == nil {
+		r.Cgroup = "v1"
+		memFile, pidsFile = root+"memory/memory.limit_in_bytes", root+"pids/pids.max"
+	} else if _, err := os.Stat(root + "cgroup.controllers"); err == nil {
+		r.Cgroup = "v2"
+	}
+	r.MemoryLimit, r.MemoryLimitBytes = readLimit(memFile)
+	r.PidsMax, r.PidsLimit = readLimit(pidsFile)
+
+	for _, d := range dirs {
+		p := probePath{Path: d}
+		if f, err := os.CreateTemp(d, ".agent-probe-*"); err != nil {
+			p.Error = err.Error()
+		} else {
+			p.Writable = true
+			name := f.Name()
+			_ = f.Close()
+			_ = os.Remove(name)
+		}
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(d, &st); err == nil {
+			p.SizeBytes = int64(st.Blocks) * int64(st.Bsize)
+		}
+		r.Paths = append(r.Paths, p)
+	}
+
+	seen := map[string]bool{}
+	for _, s := range []string{"/var/run/docker.sock", "/run/docker.sock"} {
+		if _, err := os.Lstat(s); err == nil && !seen[s] {
+			seen[s] = true
+			r.DockerSockets = append(r.DockerSockets, s)
+		}
+	}
+	for _, top := range []string{"/run", "/var/run", "/tmp"} {
+		start, err := filepath.EvalSymlinks(top)
+		if err != nil {
+			continue
+		}
+		_ = filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.Type()&fs.ModeSocket == 0 {
+				return nil
+			}
+			r.UnixSockets = append(r.UnixSockets, p)
+			if d.Name() == "docker.sock" && !seen[p] {
+				seen[p] = true
+				r.DockerSockets = append(r.DockerSockets, p)
+			}
+			return nil
+		})
+	}
+
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		fmt.Fprintf(os.Stderr, "agent: probe: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// readLimit reads a cgroup limit file: -1 for "max" or the cgroup v1
+// "unlimited" value (near the largest int64), -2 when unreadable.
+func readLimit(path string) (string, int64) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", -2
+	}
+	raw := strings.TrimSpace(string(b))
+	if raw == "max" {
+		return raw, -1
+	}
+	n, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil {
+		return raw, -2
+	}
+	if n >= 1<<62 {
+		return raw, -1
+	}
+	return raw, n
 }

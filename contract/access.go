@@ -1,0 +1,284 @@
+package contract
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackin-dev/jackin/reconciler"
+	"github.com/jackin-dev/jackin/schema"
+)
+
+// Access is the part of a contract that says what the agent can reach: the
+// input of Widenings. It is computed the same way from a contract and from
+// a last-applied reconciler.Spec, so a plan can compare what was applied with
+// what is about to be.
+type Access struct {
+	Mounts      []AccessMount `json:"mounts"`
+	Egress      string        `json:"egress"`
+	Ports       []AccessPort  `json:"ports"`
+	Docker      string        `json:"docker"`
+	Credentials []string      `json:"credentials"`
+	// Limits in canonical units; 0 is unlimited.
+	MemoryBytes int64 `json:"memoryBytes"`
+	NanoCPUs    int64 `json:"nanoCPUs"`
+	Pids        int64 `json:"pids"`
+}
+
+// AccessMount is a host bind mount (tmpfs mounts give no host access and are
+// not listed).
+type AccessMount struct {
+	Src  string `json:"src"`
+	Dst  string `json:"dst"`
+	Mode string `json:"mode"` // rw | ro
+	// Sensitive are the SensitivePathFindings of Src.
+	Sensitive []string `json:"sensitive"`
+}
+
+// AccessPort is a published port.
+type AccessPort struct {
+	Address   string `json:"address"`
+	Host      int    `json:"host"`
+	Container int    `json:"container"`
+	Protocol  string `json:"protocol"`
+}
+
+// AccessOfSpec computes the access of a canonical spec (such as a
+// last-applied one from the store). home is the host home directory for the
+// sensitive-path matcher.
+func AccessOfSpec(s reconciler.Spec, home string) Access {
+	a := Access{
+		Mounts:      []AccessMount{},
+		Egress:      s.Network.Egress,
+		Ports:       []AccessPort{},
+		Docker:      s.Docker,
+		Credentials: []string{},
+		MemoryBytes: s.Resources.MemoryBytes,
+		NanoCPUs:    s.Resources.NanoCPUs,
+		Pids:        s.Resources.Pids,
+	}
+	for _, m := range s.Mounts {
+		if m.Mode != schema.MountRW && m.Mode != schema.MountRO {
+			continue
+		}
+		f := SensitivePathFindings(m.Src, home)
+		if f == nil {
+			f = []string{}
+		}
+		a.Mounts = append(a.Mounts, AccessMount{Src: m.Src, Dst: m.Dst, Mode: m.Mode, Sensitive: f})
+	}
+	for _, p := range s.Network.Ports {
+		a.Ports = append(a.Ports, AccessPort{Address: p.Address, Host: p.Host, Container: p.Container, Protocol: protocolOf(p.Protocol)})
+	}
+	return a
+}
+
+// Widening is one way the new access reaches further than the old.
+type Widening struct {
+	// Field is the manifest field that widened: mounts, network.egress,
+	// network.ports, docker, credentials, resources.memory, resources.cpus,
+	// resources.pids.
+	Field   string `json:"field"`
+	Was     string `json:"was"`
+	Now     string `json:"now"`
+	Message string `json:"message"`
+}
+
+// Widenings lists every way next reaches further than prev, in a stable
+// order (field, then message): a host path newly mounted or made writable
+// (a mount under a host path already mounted with at least the same mode is
+// not new), a sensitive path newly exposed, more open egress, a container
+// port newly published or published more widely (loopback, then a specific
+// address, then all interfaces), Docker access granted, a credential added,
+// and a resource limit raised or removed. Narrowing is not reported.
+func Widenings(prev, next Access) []Widening {
+	var out []Widening
+	add := func(field, was, now, msg string) {
+		out = append(out, Widening{Field: field, Was: was, Now: now, Message: msg})
+	}
+
+	// Mounts.
+	prevSensitive := map[string]bool{}
+	for _, m := range prev.Mounts {
+		for _, f := range m.Sensitive {
+			prevSensitive[f] = true
+		}
+	}
+	for _, m := range next.Mounts {
+		cover := coveringMount(prev.Mounts, m)
+		switch {
+		case cover == nil:
+			add("mounts", "not mounted", m.Mode+" "+m.Src, fmt.Sprintf("host path %s is newly mounted at %s (%s)", m.Src, m.Dst, modeWord(m.Mode)))
+		case cover.Mode == schema.MountRO && m.Mode == schema.MountRW:
+			add("mounts", "ro "+cover.Src, "rw "+m.Src, fmt.Sprintf("host path %s becomes writable (mounted at %s)", m.Src, m.Dst))
+		}
+		for _, f := range m.Sensitive {
+			if !prevSensitive[f] {
+				prevSensitive[f] = true
+				add("mounts", "not exposed", m.Src, fmt.Sprintf("mount %s -> %s %s", m.Src, m.Dst, f))
+			}
+		}
+	}
+
+	// Egress.
+	if egressRank(next.Egress) > egressRank(prev.Egress) {
+		add("network.egress", prev.Egress, next.Egress, fmt.Sprintf("egress widens from %q to %q", prev.Egress, next.Egress))
+	}
+
+	// Ports: by container port and protocol, the widest exposure.
+	prevScope := map[string]int{}
+	for _, p := range prev.Ports {
+		k := strconv.Itoa(p.Container) + "/" + protocolOf(p.Protocol)
+		if sc, ok := prevScope[k]; !ok || addressScope(p.Address) > sc {
+			prevScope[k] = addressScope(p.Address)
+		}
+	}
+	for _, p := range next.Ports {
+		k := strconv.Itoa(p.Container) + "/" + protocolOf(p.Protocol)
+		sc, ok := prevScope[k]
+		switch {
+		case !ok:
+			add("network.ports", "not published", portText(p), fmt.Sprintf("container port %s is newly published on %s", k, portText(p)))
+		case addressScope(p.Address) > sc:
+			add("network.ports", scopeWord(sc), portText(p), fmt.Sprintf("container port %s is published more widely: %s (%s)", k, portText(p), scopeWord(addressScope(p.Address))))
+		default:
+			continue
+		}
+		prevScope[k] = max(sc, addressScope(p.Address))
+	}
+
+	// Docker access.
+	if dockerRank(next.Docker) > dockerRank(prev.Docker) {
+		add("docker", prev.Docker, next.Docker, fmt.Sprintf("Docker access changes from %q to %q", prev.Docker, next.Docker))
+	}
+
+	// Credentials.
+	had := map[string]bool{}
+	for _, c := range prev.Credentials {
+		had[c] = true
+	}
+	for _, c := range next.Credentials {
+		if !had[c] {
+			add("credentials", "not delivered", c, fmt.Sprintf("credential %s is newly delivered", c))
+		}
+	}
+
+	// Resources.
+	limit := func(field string, was, now int64, show func(int64) string) {
+		switch {
+		case was > 0 && now == 0:
+			add(field, show(was), "unlimited", fmt.Sprintf("%s limit %s is removed (unlimited)", strings.TrimPrefix(field, "resources."), show(was)))
+		case was > 0 && now > was:
+			add(field, show(was), show(now), fmt.Sprintf("%s limit is raised from %s to %s", strings.TrimPrefix(field, "resources."), show(was), show(now)))
+		}
+	}
+	limit("resources.memory", prev.MemoryBytes, next.MemoryBytes, func(n int64) string { return strconv.FormatInt(n, 10) + " bytes" })
+	limit("resources.cpus", prev.NanoCPUs, next.NanoCPUs, func(n int64) string { return formatCPUs(n) + " CPUs" })
+	limit("resources.pids", prev.Pids, next.Pids, func(n int64) string { return strconv.FormatInt(n, 10) + " processes" })
+
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Field != out[j].Field {
+			return out[i].Field < out[j].Field
+		}
+		return out[i].Message < out[j].Message
+	})
+	return out
+}
+
+// coveringMount returns the prev mount whose host source is m's or a parent
+// of it, preferring a read-write one, or nil.
+func coveringMount(prev []AccessMount, m AccessMount) *AccessMount {
+	var best *AccessMount
+	src := filepath.Clean(m.Src)
+	for i := range prev {
+		p := filepath.Clean(prev[i].Src)
+		if p != src && !isParent(p, src) {
+			continue
+		}
+		if best == nil || (best.Mode != schema.MountRW && prev[i].Mode == schema.MountRW) {
+			best = &prev[i]
+		}
+	}
+	return best
+}
+
+func modeWord(mode string) string {
+	if mode == schema.MountRW {
+		return "read-write"
+	}
+	return "read-only"
+}
+
+// egressRank orders egress modes from most to least restricted; an unknown
+// mode ranks as open.
+func egressRank(mode string) int {
+	switch mode {
+	case "none":
+		return 0
+	case "allowlist":
+		return 1
+	}
+	return 2
+}
+
+// dockerRank: "none" and empty are no access; any other value grants some.
+func dockerRank(mode string) int {
+	if mode == "" || mode == schema.DockerNone {
+		return 0
+	}
+	return 1
+}
+
+// addressScope orders host addresses by reach: loopback 0, a specific
+// address 1, all interfaces (or unset, which the engine binds to all) 2.
+func addressScope(addr string) int {
+	if addr == "" {
+		return 2
+	}
+	ip := net.ParseIP(addr)
+	switch {
+	case ip == nil:
+		return 1
+	case ip.IsLoopback():
+		return 0
+	case ip.IsUnspecified():
+		return 2
+	}
+	return 1
+}
+
+func scopeWord(scope int) string {
+	switch scope {
+	case 0:
+		return "this host only"
+	case 1:
+		return "one host address"
+	}
+	return "all interfaces: reachable from other machines"
+}
+
+func portText(p AccessPort) string {
+	host := "engine-assigned"
+	if p.Host != 0 {
+		host = strconv.Itoa(p.Host)
+	}
+	addr := p.Address
+	if addr == "" {
+		addr = "0.0.0.0"
+	}
+	return net.JoinHostPort(addr, host) + "/" + protocolOf(p.Protocol)
+}
+
+func protocolOf(p string) string {
+	if p == "" {
+		return "tcp"
+	}
+	return strings.ToLower(p)
+}
+
+func formatCPUs(nano int64) string {
+	return strconv.FormatFloat(float64(nano)/1e9, 'f', -1, 64)
+}

@@ -1,0 +1,685 @@
+package contract
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/reconciler"
+	"github.com/jackin-dev/jackin/schema"
+)
+
+// DockerDefaultCapabilities is the capability set the Docker engine gives a
+// container that neither adds nor drops any (moby's default set).
+var DockerDefaultCapabilities = []string{
+	"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+	"NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+}
+
+// HostDockerSocketRule states the validation rule that keeps the host Docker
+// socket out of every instance.
+const HostDockerSocketRule = "validation refuses any mount whose source is a host Docker socket (" +
+	"/var/run/docker.sock, /run/docker.sock), a parent directory of one, or a symlink or .. spelling " +
+	"that resolves to either, and any DOCKER_HOST in env"
+
+// Options are the inputs of Build besides the fleet.
+type Options struct {
+	// Instances limits the contracts to these instances, in this order; empty
+	// means every instance, sorted by name. An unknown name is an
+	// *UnknownInstancesError.
+	Instances []string
+	// Home is the host user's home directory, for SensitivePathFindings.
+	Home string
+	// StateDir is jackin's state directory (history database, locks).
+	StateDir string
+	// ManifestPaths are the paths the manifest was given as, for the restore
+	// command; empty uses the fleet's Sources.
+	ManifestPaths []string
+	// Observation is a read-only observation of the engine and the state
+	// dir; nil marks every host effect's presence unknown.
+	Observation *Observation
+}
+
+// Observation is what explain saw without changing anything.
+type Observation struct {
+	// Endpoint is the engine address.
+	Endpoint string
+	// Engine is the fleet's observed objects; nil when the engine could not
+	// be observed (EngineError says why).
+	Engine      *drivers.Observed
+	EngineError string
+	// StateFiles says, for each path of StatePaths, whether it exists; nil
+	// when the state dir was not looked at.
+	StateFiles map[string]bool
+}
+
+// StatePaths are the files apply writes in the state dir for fleet: the
+// history database and the fleet's lock file.
+func StatePaths(stateDir, fleet string) (db, lock string) {
+	return filepath.Join(stateDir, "jackin.db"), filepath.Join(stateDir, "locks", fleet+".lock")
+}
+
+// ObserveStateDir reports which of StatePaths exist. It only stats: nothing
+// is created or opened.
+func ObserveStateDir(stateDir, fleet string) map[string]bool {
+	db, lock := StatePaths(stateDir, fleet)
+	out := map[string]bool{}
+	for _, p := range []string{db, lock} {
+		_, err := os.Lstat(p)
+		out[p] = err == nil
+	}
+	return out
+}
+
+// UnknownInstancesError names instances that are not in the fleet.
+type UnknownInstancesError struct {
+	Fleet string
+	Names []string
+}
+
+func (e *UnknownInstancesError) Error() string {
+	return fmt.Sprintf("no instance named %s in fleet %q", strings.Join(e.Names, ", "), e.Fleet)
+}
+
+// Build computes the session contracts of a fleet's instances. desired is
+// reconciler.BuildDesired(f); nil computes it. Build reads nothing but the
+// build contexts (through BuildDesired, when desired is nil) and symlinks of
+// mount sources, and writes nothing.
+func Build(f *schema.Fleet, desired *reconciler.Desired, opts Options) (*Document, error) {
+	if f == nil {
+		return nil, errors.New("session contract: no fleet")
+	}
+	if desired == nil {
+		var err error
+		if desired, err = reconciler.BuildDesired(f); err != nil {
+			return nil, err
+		}
+	}
+	var selected []*reconciler.DesiredInstance
+	if len(opts.Instances) == 0 {
+		for i := range desired.Instances {
+			selected = append(selected, &desired.Instances[i])
+		}
+	} else {
+		seen := map[string]bool{}
+		var unknown []string
+		for _, n := range opts.Instances {
+			if seen[n] {
+				continue
+			}
+			seen[n] = true
+			if di := desired.Instance(n); di != nil {
+				selected = append(selected, di)
+			} else {
+				unknown = append(unknown, n)
+			}
+		}
+		if len(unknown) > 0 {
+			return nil, &UnknownInstancesError{Fleet: f.Name, Names: unknown}
+		}
+	}
+
+	doc := &Document{
+		APIVersion: APIVersion,
+		Kind:       KindContract,
+		Fleet:      f.Name,
+		Sources:    nonNil(f.Sources),
+		Engine:     engineStatus(opts.Observation),
+		Instances:  make([]Contract, 0, len(selected)),
+	}
+	paths := opts.ManifestPaths
+	if len(paths) == 0 {
+		paths = f.Sources
+	}
+	b := builder{fleet: f.Name, opts: opts, restore: restoreCommand(paths)}
+	for _, di := range selected {
+		doc.Instances = append(doc.Instances, b.contract(di))
+	}
+	return doc, nil
+}
+
+func engineStatus(o *Observation) EngineStatus {
+	switch {
+	case o == nil:
+		return EngineStatus{Status: EngineNotObserved}
+	case o.Engine == nil:
+		return EngineStatus{Status: EngineUnreachable, Endpoint: o.Endpoint, Error: o.EngineError}
+	}
+	return EngineStatus{Status: EngineObserved, Endpoint: o.Endpoint}
+}
+
+type builder struct {
+	fleet   string
+	opts    Options
+	restore string
+}
+
+// facts are derived once per instance and shared by the sections.
+type facts struct {
+	di         *reconciler.DesiredInstance
+	inst       schema.Instance
+	name       string // jk-<fleet>-<instance>
+	rwMounts   []reconciler.SpecMount
+	roMounts   []reconciler.SpecMount
+	tmpfs      []reconciler.SpecMount
+	openEgress bool
+	unattended bool
+	docker     string
+	sensitive  []SensitivePath
+}
+
+func (b builder) contract(di *reconciler.DesiredInstance) Contract {
+	inst := di.Instance
+	fx := facts{
+		di:         di,
+		inst:       inst,
+		name:       reconciler.ResourceName(b.fleet, di.Name),
+		openEgress: egressRank(di.Spec.Network.Egress) >= 2,
+		unattended: orDefault(inst.Agent, schema.AgentShell) != schema.AgentShell,
+		docker:     orDefault(di.Spec.Docker, schema.DockerNone),
+	}
+	for _, m := range di.Spec.Mounts {
+		switch m.Mode {
+		case schema.MountRW:
+			fx.rwMounts = append(fx.rwMounts, m)
+		case schema.MountRO:
+			fx.roMounts = append(fx.roMounts, m)
+		case schema.MountTmpfs:
+			fx.tmpfs = append(fx.tmpfs, m)
+		}
+		if m.Mode == schema.MountRW || m.Mode == schema.MountRO {
+			if f := SensitivePathFindings(m.Src, b.opts.Home); len(f) > 0 {
+				fx.sensitive = append(fx.sensitive, SensitivePath{Source: m.Src, Destination: m.Dst, Mode: m.Mode, Findings: f, Severity: SeverityWarning})
+			}
+		}
+	}
+
+	c := Contract{Instance: di.Name}
+	var warnings []Warning
+	warn := func(section, format string, args ...any) {
+		warnings = append(warnings, Warning{Section: section, Message: fmt.Sprintf(format, args...)})
+	}
+	c.Identity = b.identity(fx)
+	c.Sandbox = b.sandbox(fx)
+	c.Filesystem = b.filesystem(fx, warn)
+	c.Credentials = b.credentials(fx, warn)
+	c.Network = b.network(fx, warn)
+	c.ServicePorts = b.servicePorts(fx, warn)
+	c.Resources = b.resources(fx, warn)
+	c.HostEffects = b.hostEffects(fx)
+	c.Recovery = b.recovery(fx)
+	c.ResidualRisk = b.residualRisk(fx, c)
+	c.Tier = b.tier(fx)
+	if warnings == nil {
+		warnings = []Warning{}
+	}
+	c.Warnings = warnings
+	c.access = AccessOfSpec(di.Spec, b.opts.Home)
+	return c
+}
+
+func (b builder) identity(fx facts) Identity {
+	di, inst := fx.di, fx.inst
+	id := Identity{
+		Fleet:       b.fleet,
+		Instance:    di.Name,
+		Description: inst.Description,
+		Agent:       orDefault(inst.Agent, schema.AgentShell),
+		Unattended:  fx.unattended,
+		Backend:     orDefault(inst.Backend, schema.BackendDocker),
+		Command:     nonNil(di.Spec.Command),
+		State:       orDefault(inst.State, schema.StateRunning),
+		Container:   fx.name,
+		SpecHash:    di.Hash,
+		Role:        Role{Source: RoleImage, Image: di.Image.Ref},
+	}
+	if bs := di.Image.Build; bs != nil {
+		keys := make([]string, 0, len(bs.Args))
+		for k := range bs.Args {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		id.Role.Source = RoleBuild
+		id.Role.Build = &ImageBuild{Context: bs.Context, Dockerfile: bs.Dockerfile, ArgKeys: keys, Tag: di.Image.Ref}
+	}
+	return id
+}
+
+func (b builder) sandbox(fx facts) Sandbox {
+	backend := orDefault(fx.inst.Backend, schema.BackendDocker)
+	s := Sandbox{
+		Backend:              backend,
+		Boundary:             "a container sharing the host kernel; not a VM",
+		SharedKernel:         true,
+		User:                 "image default (root unless the image sets USER); jackin sets no user",
+		UserNamespace:        "not remapped by jackin: root in the container is uid 0 on the host kernel unless the engine runs with userns-remap",
+		Privileged:           false,
+		Capabilities:         Capabilities{Set: "engine default", Added: []string{}, Dropped: []string{}, Effective: append([]string(nil), DockerDefaultCapabilities...)},
+		NoNewPrivileges:      false,
+		Seccomp:              "engine default profile (not unconfined)",
+		AppArmor:             "engine default (docker-default where the host runs AppArmor)",
+		HostNamespaces:       "none shared: own pid, network, ipc, uts and mount namespaces",
+		HostDockerSocket:     "not mounted",
+		HostDockerSocketRule: HostDockerSocketRule,
+		DockerAccess:         fx.docker,
+		DockerAccessDetail:   "no Docker daemon is reachable from the agent; Docker access, when offered, is a private daemon, never the host's",
+	}
+	if backend != schema.BackendDocker {
+		s.Boundary = "unknown backend " + strconv.Quote(backend) + ": no boundary is claimed"
+	}
+	if fx.docker != schema.DockerNone {
+		s.DockerAccessDetail = "docker " + strconv.Quote(fx.docker) + " is not known to this version"
+	}
+	return s
+}
+
+func (b builder) filesystem(fx facts, warn func(string, string, ...any)) Filesystem {
+	fs := Filesystem{
+		RootFS: RootFS{
+			Writable:    true,
+			Description: "writable (not read-only): the container's own layer; what the agent writes outside its mounts is lost when the container is recreated or deleted",
+		},
+		Mounts:         []Mount{},
+		SensitivePaths: nonNil(fx.sensitive),
+	}
+	sizes := map[string]string{}
+	for _, m := range fx.inst.Mounts {
+		if m.Mode == schema.MountTmpfs {
+			sizes[filepath.Clean(m.Dst)] = m.Size
+		}
+	}
+	for _, m := range fx.di.Spec.Mounts {
+		mt := Mount{Source: m.Src, Destination: m.Dst, Mode: m.Mode}
+		switch m.Mode {
+		case schema.MountRO:
+			mt.Type, mt.Access = MountBind, "read-only"
+			mt.EnforcedBy = "the engine (read-only bind mount)"
+			mt.Persistence = "on the host: survives recreate and delete"
+		case schema.MountRW:
+			mt.Type, mt.Access = MountBind, "read-write"
+			mt.EnforcedBy = "nothing: read-write, the agent can modify and delete these host files"
+			mt.Persistence = "on the host: survives recreate and delete"
+		case schema.MountTmpfs:
+			mt.Type, mt.Access = MountTmpfs, "read-write"
+			mt.SizeBytes = m.SizeBytes
+			if m.SizeBytes > 0 {
+				mt.Size = orDefault(sizes[m.Dst], strconv.FormatInt(m.SizeBytes, 10))
+				mt.EnforcedBy = "the engine (tmpfs of " + mt.Size + " in memory, counted against the memory limit)"
+			} else {
+				mt.EnforcedBy = "the engine (tmpfs in memory, no size set: the kernel default, half of the host's RAM, counted against the memory limit)"
+			}
+			mt.Persistence = "memory: lost when the container stops"
+		}
+		fs.Mounts = append(fs.Mounts, mt)
+	}
+	for _, s := range fx.sensitive {
+		for _, f := range s.Findings {
+			warn(SectionFilesystem, "mount %s -> %s (%s) %s", s.Source, s.Destination, s.Mode, f)
+		}
+	}
+	return fs
+}
+
+// secretLikeKey matches env names that usually hold secrets.
+var secretLikeKey = regexp.MustCompile(`(?i)(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIAL|AUTH)`)
+
+func (b builder) credentials(fx facts, warn func(string, string, ...any)) Credentials {
+	keys := make([]string, 0, len(fx.di.Spec.Env))
+	for k := range fx.di.Spec.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if secretLikeKey.MatchString(k) {
+			warn(SectionCredentials, "env %s looks like a secret: env is not a credential delivery; its value is readable by every process in the container and by anyone who can inspect the container on the host", k)
+		}
+	}
+	return Credentials{
+		Delivered: []Credential{},
+		Summary:   "none: this version delivers no credentials; env values are listed by key only",
+		EnvKeys:   keys,
+	}
+}
+
+func (b builder) network(fx facts, warn func(string, string, ...any)) Network {
+	egress := orDefault(fx.di.Spec.Network.Egress, schema.EgressOpen)
+	n := Network{
+		Egress:           egress,
+		EgressMeaning:    "unrestricted: the agent can reach any host the engine host can reach, including the host's LAN",
+		EgressRestricted: false,
+		EnforcementPoint: "none",
+		InstanceNetwork:  fx.name + ": a bridge network of its own, with a /28 subnet from jackin's pool",
+		HostReachable:    true,
+		HostReachableVia: "the bridge gateway: host services listening on all interfaces or on the gateway address answer",
+		OtherInstances:   "not on this instance's network (each instance has its own bridge network jk-<fleet>-<instance>), but reachable through their published host ports",
+		DNS:              "resolution possible through the engine's resolver: a residual channel out, whatever the egress mode",
+	}
+	if egress != schema.EgressOpen {
+		n.EgressMeaning = "egress mode " + strconv.Quote(egress) + " is not known to this version: treated as unrestricted"
+	}
+	warn(SectionNetwork, "egress is %s", n.EgressMeaning)
+	return n
+}
+
+func (b builder) servicePorts(fx facts, warn func(string, string, ...any)) ServicePorts {
+	sp := ServicePorts{Ports: []Port{}}
+	for _, p := range fx.di.Spec.Network.Ports {
+		addr := orDefault(p.Address, "0.0.0.0")
+		port := Port{
+			HostAddress:    addr,
+			HostPort:       p.Host,
+			EngineAssigned: p.Host == 0,
+			ContainerPort:  p.Container,
+			Protocol:       protocolOf(p.Protocol),
+		}
+		switch addressScope(p.Address) {
+		case 0:
+			port.Exposure = "this host only (loopback)"
+		case 1:
+			port.Exposure = "whoever can reach the host address " + addr
+		default:
+			port.AllInterfaces = true
+			port.Exposure = "all interfaces: reachable from other machines"
+			warn(SectionServicePorts, "%s binds all interfaces: reachable from other machines", portLine(port))
+		}
+		sp.Ports = append(sp.Ports, port)
+	}
+	return sp
+}
+
+// portLine renders "127.0.0.1:13000 -> 3000/tcp".
+func portLine(p Port) string {
+	host := strconv.Itoa(p.HostPort)
+	if p.EngineAssigned {
+		host = "engine-assigned"
+	}
+	return net.JoinHostPort(p.HostAddress, host) + " -> " + strconv.Itoa(p.ContainerPort) + "/" + p.Protocol
+}
+
+func (b builder) resources(fx facts, warn func(string, string, ...any)) Resources {
+	sr, ir := fx.di.Spec.Resources, fx.inst.Resources
+	r := Resources{
+		Memory:            bytesQuantity(ir.Memory, sr.MemoryBytes, "unlimited"),
+		MemoryReservation: bytesQuantity(ir.MemoryReservation, sr.MemoryReservationBytes, "unlimited (no soft limit)"),
+		CPUs:              Quantity{Text: "unlimited", Unit: "nanoCPUs", Unlimited: true},
+		Pids:              Quantity{Text: "unlimited", Unit: "processes", Unlimited: true},
+	}
+	if sr.NanoCPUs > 0 {
+		unit := " CPUs"
+		if sr.NanoCPUs == 1e9 {
+			unit = " CPU"
+		}
+		r.CPUs = Quantity{Text: formatCPUs(sr.NanoCPUs) + unit, Value: sr.NanoCPUs, Unit: "nanoCPUs"}
+	}
+	if sr.Pids > 0 {
+		r.Pids = Quantity{Text: strconv.FormatInt(sr.Pids, 10) + " processes", Value: sr.Pids, Unit: "processes"}
+	}
+	if r.Memory.Unlimited {
+		warn(SectionResources, "no memory limit: the agent can exhaust the host's memory")
+	}
+	if r.CPUs.Unlimited {
+		warn(SectionResources, "no CPU limit: the agent can use every host CPU")
+	}
+	if r.Pids.Unlimited {
+		warn(SectionResources, "no pids limit: a fork bomb can exhaust the host's process table")
+	}
+	return r
+}
+
+func bytesQuantity(written string, n int64, none string) Quantity {
+	if n <= 0 {
+		return Quantity{Text: none, Unit: "bytes", Unlimited: true}
+	}
+	text := strconv.FormatInt(n, 10) + " bytes"
+	if written != "" {
+		text = written + " (" + text + ")"
+	}
+	return Quantity{Text: text, Value: n, Unit: "bytes"}
+}
+
+func (b builder) hostEffects(fx facts) HostEffects {
+	o := b.opts.Observation
+	he := HostEffects{Effects: []HostEffect{}}
+	engineKnown := o != nil && o.Engine != nil
+	switch {
+	case o == nil:
+		he.Presence = "unknown (not observed)"
+	case o.Engine == nil:
+		he.Presence = "unknown (engine unreachable: " + o.EngineError + "); state files observed read-only"
+	default:
+		he.Presence = "observed read-only: the engine"
+		if o.Endpoint != "" {
+			he.Presence += " at " + o.Endpoint
+		}
+		he.Presence += " and the state dir"
+	}
+	status := func(present bool) string {
+		if !engineKnown {
+			return StatusUnknown
+		}
+		if present {
+			return StatusPresent
+		}
+		return StatusPlanned
+	}
+
+	// Image.
+	di := fx.di
+	img := HostEffect{Kind: EffectImage, Name: di.Image.Ref, AfterDelete: AfterDeletePersists}
+	if bs := di.Image.Build; bs != nil {
+		img.Effect = "build " + di.Image.Ref + " from " + bs.Context + " (" + bs.Dockerfile + ") through the engine, when the tag is missing"
+	} else {
+		img.Effect = "pull " + di.Image.Ref + " when it is missing locally (one attempt)"
+	}
+	present := engineKnown && o.Engine.Images[di.Image.Ref] != ""
+	img.Status = status(present)
+
+	// Network and container, by name and instance label.
+	var netObs, ctrObs *drivers.ObservedResource
+	if engineKnown {
+		for i, n := range o.Engine.Networks {
+			if n.Name == fx.name && n.Instance() == di.Name {
+				netObs = &o.Engine.Networks[i]
+			}
+		}
+		for i, c := range o.Engine.Containers {
+			if c.Name == fx.name && c.Instance() == di.Name && c.Labels[drivers.LabelComponent] == drivers.ComponentAgent {
+				ctrObs = &o.Engine.Containers[i]
+			}
+		}
+	}
+	network := HostEffect{Kind: EffectNetwork, Name: fx.name, Effect: "create the bridge network " + fx.name + " (a /28 subnet from jackin's pool)", Status: status(netObs != nil), AfterDelete: AfterDeleteRemoved}
+	ctr := HostEffect{Kind: EffectContainer, Name: fx.name, AfterDelete: AfterDeleteRemoved, Status: status(ctrObs != nil)}
+	if di.Running {
+		ctr.Effect = "create the container " + fx.name + " and start it"
+	} else {
+		ctr.Effect = "create the container " + fx.name + " without starting it (state stopped)"
+	}
+	if ctrObs != nil && ctrObs.Labels[drivers.LabelSpecHash] != di.Hash {
+		ctr.Detail = "spec changed: apply recreates it"
+	}
+	he.Effects = append(he.Effects, img, network, ctr)
+
+	// Ports, bound while the container runs.
+	running := ctrObs != nil && ctrObs.State == drivers.StateRunning
+	for _, p := range di.Spec.Network.Ports {
+		ap := AccessPort{Address: orDefault(p.Address, "0.0.0.0"), Host: p.Host, Container: p.Container, Protocol: p.Protocol}
+		e := HostEffect{Kind: EffectPort, Name: portText(ap), Effect: "bind " + portText(ap) + " on the host while the container runs", Status: status(running), AfterDelete: AfterDeleteReleased}
+		he.Effects = append(he.Effects, e)
+	}
+
+	// State dir.
+	db, lock := StatePaths(b.opts.StateDir, b.fleet)
+	stateStatus := func(p string) string {
+		if o == nil || o.StateFiles == nil {
+			return StatusUnknown
+		}
+		if o.StateFiles[p] {
+			return StatusPresent
+		}
+		return StatusPlanned
+	}
+	he.Effects = append(he.Effects,
+		HostEffect{Kind: EffectStateDir, Name: db, Effect: "write the history database " + db + " (runs, actions, last-applied specs; creates the state dir if missing)", Status: stateStatus(db), AfterDelete: AfterDeletePersists},
+		HostEffect{Kind: EffectStateDir, Name: lock, Effect: "take the fleet's writer lock " + lock, Status: stateStatus(lock), AfterDelete: AfterDeletePersists},
+	)
+	return he
+}
+
+func (b builder) recovery(fx facts) Recovery {
+	r := Recovery{Restore: b.restore}
+	db, _ := StatePaths(b.opts.StateDir, b.fleet)
+	var binds []string
+	for _, m := range fx.di.Spec.Mounts {
+		if m.Mode == schema.MountRW || m.Mode == schema.MountRO {
+			binds = append(binds, "host path "+m.Src+" (mounted "+m.Mode+" at "+m.Dst+")")
+		}
+	}
+	var tmpfs []string
+	for _, m := range fx.tmpfs {
+		tmpfs = append(tmpfs, "tmpfs "+m.Dst)
+	}
+	image := "the image " + fx.di.Image.Ref + " (jackin never removes images)"
+	history := "history in " + db
+	r.SurvivesRecreate = append(append([]string{}, binds...), image, history)
+	r.LostOnRecreate = append([]string{"the container's writable layer: everything written outside the mounts", "running processes"}, tmpfs...)
+	r.SurvivesDelete = append(append([]string{}, binds...), image, history)
+	r.LostOnDelete = append([]string{"the container " + fx.name + " and its writable layer", "the network " + fx.name}, tmpfs...)
+	if len(fx.rwMounts) == 0 {
+		r.PreservedWork = "none: the instance has no read-write mount, so nothing the agent writes outlives the container"
+	} else {
+		var dsts []string
+		for _, m := range fx.rwMounts {
+			dsts = append(dsts, m.Dst+" (host "+m.Src+")")
+		}
+		r.PreservedWork = "only what the agent writes to its read-write mounts: " + strings.Join(dsts, ", ") + "; tmpfs and the container layer are lost"
+	}
+	return r
+}
+
+func (b builder) residualRisk(fx facts, c Contract) []Risk {
+	risks := []Risk{{RiskSharedKernel, "the agent shares the host kernel: a kernel exploit escapes the container to the host"}}
+	risks = append(risks, Risk{RiskRootInContainer, "the agent runs as root in the container unless the image sets USER, with the engine's default capabilities and no user namespace set by jackin"})
+	if fx.openEgress {
+		risks = append(risks, Risk{RiskOpenEgress, "egress is open: the agent can send anything it can read (mounts, env, the image) to any host"})
+	}
+	if len(fx.rwMounts) > 0 {
+		var srcs []string
+		for _, m := range fx.rwMounts {
+			srcs = append(srcs, m.Src)
+		}
+		risks = append(risks, Risk{RiskWritableMounts, "the agent can modify and delete the host files under " + strings.Join(srcs, ", ")})
+	}
+	if len(fx.sensitive) > 0 {
+		var srcs []string
+		for _, s := range fx.sensitive {
+			srcs = append(srcs, s.Source)
+		}
+		risks = append(risks, Risk{RiskSensitiveMounts, "sensitive host paths are mounted (" + strings.Join(srcs, ", ") + "): the agent can read the credentials in them"})
+	}
+	var unlimited []string
+	if c.Resources.Memory.Unlimited {
+		unlimited = append(unlimited, "memory")
+	}
+	if c.Resources.CPUs.Unlimited {
+		unlimited = append(unlimited, "CPUs")
+	}
+	if c.Resources.Pids.Unlimited {
+		unlimited = append(unlimited, "pids")
+	}
+	if len(unlimited) > 0 {
+		risks = append(risks, Risk{RiskNoLimits, "no limit on " + strings.Join(unlimited, ", ") + ": the agent can exhaust the host's " + strings.Join(unlimited, ", ")})
+	}
+	for _, p := range c.ServicePorts.Ports {
+		if p.AllInterfaces {
+			risks = append(risks, Risk{RiskPublicPorts, "ports published on all interfaces are reachable from other machines"})
+			break
+		}
+	}
+	if len(c.Credentials.EnvKeys) > 0 {
+		risks = append(risks, Risk{RiskEnvValues, "env values are readable by every process in the container and by anyone who can inspect the container on the host"})
+	}
+	risks = append(risks, Risk{RiskDNSChannel, "DNS resolution works: a channel out that stays open whatever the egress mode"})
+	return risks
+}
+
+func (b builder) tier(fx facts) Tier {
+	t := Tier{Current: "docker container (shared kernel)", Reasons: []string{}}
+	if fx.docker != schema.DockerNone {
+		t.Reasons = append(t.Reasons, "Docker access ("+fx.docker+"): a daemon next to the agent widens what a container escape reaches")
+	}
+	if fx.unattended {
+		t.Reasons = append(t.Reasons, "unattended runs: the "+orDefault(fx.inst.Agent, schema.AgentShell)+" agent acts on its own, with no person watching each step")
+	}
+	// Credentials: none are delivered in this version.
+	if fx.openEgress && len(fx.rwMounts) > 0 {
+		t.Reasons = append(t.Reasons, "an open network with a writable host mount: the agent can change host files and send them anywhere")
+	}
+	if len(t.Reasons) > 0 {
+		t.Recommendation = TierStronger
+		t.Recommended = "a microVM or VM backend (a kernel of its own); this version has none, so the residual risks apply as stated"
+		t.Summary = "a stronger tier is recommended: " + strings.Join(t.Reasons, "; ")
+		return t
+	}
+	t.Recommendation = TierAdequate
+	t.Recommended = t.Current
+	facts := []string{"an attended shell agent", "no Docker access", "no credentials"}
+	if len(fx.rwMounts) == 0 {
+		facts = append(facts, "no writable host mount")
+	} else {
+		facts = append(facts, "writable host mounts behind restricted egress")
+	}
+	t.Summary = "docker container is adequate for " + strings.Join(facts, ", ")
+	return t
+}
+
+// restoreCommand is the apply command that recreates the fleet.
+func restoreCommand(paths []string) string {
+	if len(paths) == 0 {
+		return "jackin apply -f <the fleet's manifest>"
+	}
+	var b strings.Builder
+	b.WriteString("jackin apply")
+	stdin := false
+	for _, p := range paths {
+		b.WriteString(" -f ")
+		b.WriteString(shellQuote(p))
+		if p == "-" {
+			stdin = true
+		}
+	}
+	if stdin {
+		b.WriteString(" (with the same manifest on stdin)")
+	}
+	return b.String()
+}
+
+var shellSafe = regexp.MustCompile(`^[A-Za-z0-9_./:@%+=,-]+$`)
+
+func shellQuote(s string) string {
+	if shellSafe.MatchString(s) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

@@ -1,0 +1,366 @@
+// Package contract computes the session contract of fleet instances: what
+// one agent can reach (sandbox, filesystem, credentials, network, ports,
+// resources), what applying it does on the host, how to recover, the
+// residual risk and whether a stronger backend is called for. It is computed
+// from the same resolved desired state the reconciler uses and performs no
+// side effects; it renders as text and as a versioned JSON document.
+package contract
+
+// APIVersion and Kind identify the JSON document.
+const (
+	APIVersion   = "jackin.dev/v1alpha1"
+	KindContract = "SessionContract"
+)
+
+// Section names, as used in Warning.Section and in the text headings.
+const (
+	SectionIdentity     = "identity"
+	SectionSandbox      = "sandbox"
+	SectionFilesystem   = "filesystem"
+	SectionCredentials  = "credentials"
+	SectionNetwork      = "network"
+	SectionServicePorts = "servicePorts"
+	SectionResources    = "resources"
+	SectionHostEffects  = "hostEffects"
+	SectionRecovery     = "recovery"
+	SectionResidualRisk = "residualRisk"
+	SectionTier         = "tier"
+)
+
+// Document is the output of `jackin explain -o json`: one document for the
+// fleet, listing the contract of every instance explained.
+//
+// Stability: the JSON field names of Document and of every type it contains
+// are a stable API under APIVersion. Fields may be added in any release; a
+// field is never renamed, removed or given a different meaning without a new
+// APIVersion. Every section is always present: an empty list is [], never
+// null or absent. Consumers must ignore fields they do not know. The document
+// never contains a secret value: env and build args are listed by key only.
+type Document struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Fleet      string `json:"fleet"`
+	// Sources are the manifest files the fleet was loaded from.
+	Sources []string `json:"sources"`
+	// Engine says whether the engine was observed, which decides whether host
+	// effects are "planned"/"present" or "unknown".
+	Engine    EngineStatus `json:"engine"`
+	Instances []Contract   `json:"instances"`
+}
+
+// Engine observation states.
+const (
+	EngineObserved    = "observed"
+	EngineUnreachable = "unreachable"
+	EngineNotObserved = "not observed"
+)
+
+// EngineStatus is how the read-only observation of the engine went.
+type EngineStatus struct {
+	Status   string `json:"status"` // observed | unreachable | not observed
+	Endpoint string `json:"endpoint,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Contract is the session contract of one instance. Its sections appear in
+// this order in the text form.
+type Contract struct {
+	Instance     string       `json:"instance"`
+	Identity     Identity     `json:"identity"`
+	Sandbox      Sandbox      `json:"sandbox"`
+	Filesystem   Filesystem   `json:"filesystem"`
+	Credentials  Credentials  `json:"credentials"`
+	Network      Network      `json:"network"`
+	ServicePorts ServicePorts `json:"servicePorts"`
+	Resources    Resources    `json:"resources"`
+	HostEffects  HostEffects  `json:"hostEffects"`
+	Recovery     Recovery     `json:"recovery"`
+	ResidualRisk []Risk       `json:"residualRisk"`
+	Tier         Tier         `json:"tier"`
+	// Warnings collects every warning of every section, in section order.
+	Warnings []Warning `json:"warnings"`
+
+	access Access
+}
+
+// Access returns the access summary that Widenings compares.
+func (c *Contract) Access() Access { return c.access }
+
+// Warning is something the operator should look at before applying.
+type Warning struct {
+	Section string `json:"section"`
+	Message string `json:"message"`
+}
+
+// Identity names the instance and what it runs.
+type Identity struct {
+	Fleet       string `json:"fleet"`
+	Instance    string `json:"instance"`
+	Description string `json:"description"`
+	Role        Role   `json:"role"`
+	Agent       string `json:"agent"`
+	// Unattended is true for every agent runtime but the interactive shell.
+	Unattended bool   `json:"unattended"`
+	Backend    string `json:"backend"`
+	// Command overrides the image's command; empty runs the image default.
+	Command []string `json:"command"`
+	State   string   `json:"state"`
+	// Container is the agent container's name, jk-<fleet>-<instance>.
+	Container string `json:"container"`
+	SpecHash  string `json:"specHash"`
+}
+
+// Role sources.
+const (
+	RoleImage = "image"
+	RoleBuild = "build"
+)
+
+// Role is the image the agent runs.
+type Role struct {
+	Source string `json:"source"` // image | build
+	// Image is the reference that runs: the manifest's reference, or for a
+	// build the tag derived from the build context.
+	Image string      `json:"image"`
+	Build *ImageBuild `json:"build,omitempty"`
+}
+
+// ImageBuild is a local image build. Build arg values are not listed.
+type ImageBuild struct {
+	Context    string   `json:"context"`
+	Dockerfile string   `json:"dockerfile"`
+	ArgKeys    []string `json:"argKeys"`
+	Tag        string   `json:"tag"`
+}
+
+// Sandbox is the backend's real boundary and the privileges inside it.
+type Sandbox struct {
+	Backend  string `json:"backend"`
+	Boundary string `json:"boundary"`
+	// SharedKernel is true when the agent runs on the host's kernel.
+	SharedKernel         bool         `json:"sharedKernel"`
+	User                 string       `json:"user"`
+	UserNamespace        string       `json:"userNamespace"`
+	Privileged           bool         `json:"privileged"`
+	Capabilities         Capabilities `json:"capabilities"`
+	NoNewPrivileges      bool         `json:"noNewPrivileges"`
+	Seccomp              string       `json:"seccomp"`
+	AppArmor             string       `json:"apparmor"`
+	HostNamespaces       string       `json:"hostNamespaces"`
+	HostDockerSocket     string       `json:"hostDockerSocket"`
+	HostDockerSocketRule string       `json:"hostDockerSocketRule"`
+	// DockerAccess is the manifest's docker field ("none").
+	DockerAccess       string `json:"dockerAccess"`
+	DockerAccessDetail string `json:"dockerAccessDetail"`
+}
+
+// Capabilities are the Linux capabilities the agent's processes hold.
+type Capabilities struct {
+	Set     string   `json:"set"` // "engine default"
+	Added   []string `json:"added"`
+	Dropped []string `json:"dropped"`
+	// Effective lists the resulting set (without the CAP_ prefix).
+	Effective []string `json:"effective"`
+}
+
+// Filesystem is everything the agent can read and write.
+type Filesystem struct {
+	RootFS RootFS  `json:"rootfs"`
+	Mounts []Mount `json:"mounts"`
+	// SensitivePaths lists bind mounts that expose the home directory or a
+	// well-known credential location (see SensitivePathFindings).
+	SensitivePaths []SensitivePath `json:"sensitivePaths"`
+}
+
+// RootFS is the container's own root filesystem.
+type RootFS struct {
+	Writable    bool   `json:"writable"`
+	Description string `json:"description"`
+}
+
+// Mount types.
+const (
+	MountBind  = "bind"
+	MountTmpfs = "tmpfs"
+)
+
+// Mount is one mount as the engine creates it.
+type Mount struct {
+	Type        string `json:"type"`   // bind | tmpfs
+	Source      string `json:"source"` // host path; empty for tmpfs
+	Destination string `json:"destination"`
+	Mode        string `json:"mode"`   // rw | ro | tmpfs
+	Access      string `json:"access"` // read-write | read-only
+	// EnforcedBy says what keeps the access as stated.
+	EnforcedBy string `json:"enforcedBy"`
+	// Size and SizeBytes apply to tmpfs; 0 is the engine default.
+	Size        string `json:"size,omitempty"`
+	SizeBytes   int64  `json:"sizeBytes"`
+	Persistence string `json:"persistence"`
+}
+
+// Severities of a sensitive-path finding.
+const (
+	SeverityWarning = "warning"
+	SeverityError   = "error"
+)
+
+// SensitivePath is a bind mount that exposes sensitive host paths.
+type SensitivePath struct {
+	Source      string   `json:"source"`
+	Destination string   `json:"destination"`
+	Mode        string   `json:"mode"`
+	Findings    []string `json:"findings"`
+	Severity    string   `json:"severity"`
+}
+
+// Credentials are the secrets delivered to the agent.
+type Credentials struct {
+	// Delivered is always empty in this version.
+	Delivered []Credential `json:"delivered"`
+	Summary   string       `json:"summary"`
+	// EnvKeys are the environment variable names set; values are never listed.
+	EnvKeys []string `json:"envKeys"`
+}
+
+// Credential is one delivered secret: its name and how it is delivered,
+// never its value. Reserved: no version delivers credentials yet.
+type Credential struct {
+	Name     string `json:"name"`
+	Delivery string `json:"delivery"`
+}
+
+// Network is what the agent can reach over the network.
+type Network struct {
+	Egress           string `json:"egress"`
+	EgressMeaning    string `json:"egressMeaning"`
+	EgressRestricted bool   `json:"egressRestricted"`
+	EnforcementPoint string `json:"enforcementPoint"`
+	InstanceNetwork  string `json:"instanceNetwork"`
+	HostReachable    bool   `json:"hostReachable"`
+	HostReachableVia string `json:"hostReachableVia"`
+	OtherInstances   string `json:"otherInstances"`
+	DNS              string `json:"dns"`
+}
+
+// ServicePorts are the container ports published on the host.
+type ServicePorts struct {
+	Ports []Port `json:"ports"`
+}
+
+// Port is one published port.
+type Port struct {
+	HostAddress string `json:"hostAddress"`
+	// HostPort is 0 when the engine assigns one (EngineAssigned).
+	HostPort       int    `json:"hostPort"`
+	EngineAssigned bool   `json:"engineAssigned"`
+	ContainerPort  int    `json:"containerPort"`
+	Protocol       string `json:"protocol"`
+	// AllInterfaces is true for 0.0.0.0 and ::: reachable from other machines.
+	AllInterfaces bool   `json:"allInterfaces"`
+	Exposure      string `json:"exposure"`
+}
+
+// Resources are the instance's limits.
+type Resources struct {
+	Memory            Quantity `json:"memory"`
+	MemoryReservation Quantity `json:"memoryReservation"`
+	CPUs              Quantity `json:"cpus"`
+	Pids              Quantity `json:"pids"`
+}
+
+// Quantity is one limit. Value is in Unit; Unlimited means no limit is set
+// (Value is then 0).
+type Quantity struct {
+	Text      string `json:"text"`
+	Value     int64  `json:"value"`
+	Unit      string `json:"unit"` // bytes | nanoCPUs | processes
+	Unlimited bool   `json:"unlimited"`
+}
+
+// HostEffects are what `jackin apply` would create on the host.
+type HostEffects struct {
+	// Presence says how Status was decided: from an observation of the
+	// engine and the state dir, or "unknown (engine unreachable: ...)".
+	Presence string       `json:"presence"`
+	Effects  []HostEffect `json:"effects"`
+}
+
+// Host effect kinds.
+const (
+	EffectImage     = "image"
+	EffectNetwork   = "network"
+	EffectContainer = "container"
+	EffectPort      = "port"
+	EffectStateDir  = "state"
+)
+
+// Host effect statuses.
+const (
+	StatusPlanned = "planned"
+	StatusPresent = "present"
+	StatusUnknown = "unknown"
+)
+
+// What is left of a host effect after `jackin delete`.
+const (
+	AfterDeletePersists = "persists"
+	AfterDeleteRemoved  = "removed"
+	AfterDeleteReleased = "released"
+)
+
+// HostEffect is one thing apply creates on the host.
+type HostEffect struct {
+	Kind   string `json:"kind"` // image | network | container | port | state
+	Name   string `json:"name"`
+	Effect string `json:"effect"`
+	Status string `json:"status"` // planned | present | unknown
+	// Detail qualifies Status (such as "spec changed: apply recreates it").
+	Detail      string `json:"detail,omitempty"`
+	AfterDelete string `json:"afterDelete"` // persists | removed | released
+}
+
+// Recovery is what survives a recreate and a delete, and how to restore.
+type Recovery struct {
+	SurvivesRecreate []string `json:"survivesRecreate"`
+	LostOnRecreate   []string `json:"lostOnRecreate"`
+	SurvivesDelete   []string `json:"survivesDelete"`
+	LostOnDelete     []string `json:"lostOnDelete"`
+	Restore          string   `json:"restore"`
+	PreservedWork    string   `json:"preservedWork"`
+}
+
+// Risk is one residual risk, in plain words. ID is stable (see the Risk*
+// constants); Statement is for people.
+type Risk struct {
+	ID        string `json:"id"`
+	Statement string `json:"statement"`
+}
+
+// Residual risk IDs.
+const (
+	RiskSharedKernel    = "shared-kernel"
+	RiskRootInContainer = "root-in-container"
+	RiskOpenEgress      = "open-egress"
+	RiskWritableMounts  = "writable-mounts"
+	RiskSensitiveMounts = "sensitive-mounts"
+	RiskNoLimits        = "no-resource-limits"
+	RiskPublicPorts     = "public-ports"
+	RiskEnvValues       = "env-values"
+	RiskDNSChannel      = "dns-channel"
+)
+
+// Tier recommendations.
+const (
+	TierAdequate = "adequate"
+	TierStronger = "stronger"
+)
+
+// Tier says whether the instance's needs call for a stronger backend.
+type Tier struct {
+	Current        string   `json:"current"`
+	Recommendation string   `json:"recommendation"` // adequate | stronger
+	Recommended    string   `json:"recommended"`
+	Reasons        []string `json:"reasons"`
+	Summary        string   `json:"summary"`
+}
