@@ -51,6 +51,9 @@ var migrations = []string{
 		data     TEXT NOT NULL DEFAULT 'null'
 	);
 	CREATE INDEX events_fleet ON events(fleet, at);`,
+
+	// 2: newest events of every fleet without a scan and sort.
+	`CREATE INDEX events_at ON events(at);`,
 }
 
 // SchemaVersion is the schema version this build writes.

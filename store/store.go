@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -49,13 +50,12 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	_ = f.Close()
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := sql.Open("sqlite", dsn(path))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	db.SetMaxOpenConns(4)
-	db.SetMaxIdleConns(4)
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
 	s := &Store{db: db, path: path}
 	if err := s.migrate(ctx); err != nil {
 		_ = db.Close()
@@ -64,25 +64,51 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	return s, nil
 }
 
+// maxConns bounds the connection pool. Writers serialise on SQLite's write
+// lock anyway; a few connections let reads proceed beside a write (WAL).
+const maxConns = 4
+
+// dsn is the driver's data source name for the database at path: WAL, a
+// busy timeout so concurrent writers (goroutines or processes) wait instead
+// of failing with SQLITE_BUSY, foreign keys, and BEGIN IMMEDIATE for every
+// transaction, so a writer takes the write lock up front (a deferred
+// transaction upgrading to a write in WAL mode fails with SQLITE_BUSY
+// without waiting). The driver applies the pragmas on every new connection.
+func dsn(path string) string {
+	return "file:" + uriPath(path) +
+		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+}
+
+// uriPath escapes the characters that end or escape the path part of an
+// SQLite "file:" URI, so any state dir can hold the database.
+var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace
+
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
 // Path is the database file's path.
 func (s *Store) Path() string { return s.path }
 
-// tx runs fn in an immediate (write-locking) transaction.
+// tx runs fn in an immediate (write-locking) transaction: every write goes
+// through here. fn's error (or panic) rolls the transaction back.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = tx.Rollback()
+		}
+	}()
 	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	committed = true
 	return nil
 }
 
@@ -115,10 +141,18 @@ type ActionRecord struct {
 // Run outcomes.
 const (
 	OutcomeRunning     = "running"
+	OutcomeSucceeded   = "succeeded"
+	OutcomeFailed      = "failed"
 	OutcomeInterrupted = "interrupted"
 )
 
-// BeginRun records the start of a run by this process.
+// processStart is (a bound on) when this process started: a "running" run
+// with this process's pid that began earlier was left by an earlier process
+// that happened to have the same pid (jackin is often pid 1 in a container).
+var processStart = time.Now()
+
+// BeginRun records the start of a run by this process (its pid is kept to
+// tell a run in progress from one whose process died).
 func (s *Store) BeginRun(ctx context.Context, fleet, verb string) (int64, error) {
 	var id int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -164,19 +198,24 @@ func (s *Store) FinishRun(ctx context.Context, runID int64, outcome, summary str
 	})
 }
 
-// Runs returns recent runs, newest first, with their actions. fleet "" means
-// every fleet. A run still marked running whose process is gone is reported
-// as interrupted.
+// Runs returns recent runs, newest first, with their actions in the order
+// they were recorded. fleet "" means every fleet; limit <= 0 means 20. A run
+// still marked running whose process is gone is reported as interrupted.
 func (s *Store) Runs(ctx context.Context, fleet string, limit int) ([]Run, error) {
 	if limit <= 0 {
 		limit = 20
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, fleet, verb, pid, started_at, finished_at, outcome, summary FROM runs
-		WHERE (?1 = '' OR fleet = ?1) ORDER BY id DESC LIMIT ?2`, fleet, limit)
+	const cols = `SELECT id, fleet, verb, pid, started_at, finished_at, outcome, summary FROM runs`
+	var rows *sql.Rows
+	var err error
+	if fleet == "" {
+		rows, err = s.db.QueryContext(ctx, cols+` ORDER BY id DESC LIMIT ?`, limit)
+	} else {
+		rows, err = s.db.QueryContext(ctx, cols+` WHERE fleet = ? ORDER BY id DESC LIMIT ?`, fleet, limit)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("query runs: %w", err)
 	}
-	defer rows.Close()
 	var runs []Run
 	index := map[int64]int{}
 	for rows.Next() {
@@ -184,26 +223,36 @@ func (s *Store) Runs(ctx context.Context, fleet string, limit int) ([]Run, error
 		var started int64
 		var finished sql.NullInt64
 		if err := rows.Scan(&r.ID, &r.Fleet, &r.Verb, &r.PID, &started, &finished, &r.Outcome, &r.Summary); err != nil {
+			rows.Close()
 			return nil, fmt.Errorf("scan run: %w", err)
 		}
-		r.StartedAt = time.Unix(0, started)
+		r.StartedAt = fromNanos(started)
 		if finished.Valid {
-			r.FinishedAt = time.Unix(0, finished.Int64)
+			r.FinishedAt = fromNanos(finished.Int64)
 		}
-		if r.Outcome == OutcomeRunning && !processAlive(r.PID) {
+		if r.Outcome == OutcomeRunning && !runAlive(r) {
 			r.Outcome = OutcomeInterrupted
 		}
 		index[r.ID] = len(runs)
 		runs = append(runs, r)
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read runs: %w", err)
 	}
 	if len(runs) == 0 {
 		return runs, nil
 	}
-	arows, err := s.db.QueryContext(ctx, `SELECT id, run_id, instance, action, reasons, outcome, error, duration_ns, at FROM actions
-		WHERE run_id BETWEEN ? AND ? ORDER BY id`, runs[len(runs)-1].ID, runs[0].ID)
+	// The runs' actions: a range scan of runs by id, then actions by run.
+	const acols = `SELECT a.id, a.run_id, a.instance, a.action, a.reasons, a.outcome, a.error, a.duration_ns, a.at
+		FROM runs r JOIN actions a ON a.run_id = r.id WHERE r.id BETWEEN ? AND ?`
+	lo, hi := runs[len(runs)-1].ID, runs[0].ID
+	var arows *sql.Rows
+	if fleet == "" {
+		arows, err = s.db.QueryContext(ctx, acols+` ORDER BY a.id`, lo, hi)
+	} else {
+		arows, err = s.db.QueryContext(ctx, acols+` AND r.fleet = ? ORDER BY a.id`, lo, hi, fleet)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("query actions: %w", err)
 	}
@@ -215,15 +264,21 @@ func (s *Store) Runs(ctx context.Context, fleet string, limit int) ([]Run, error
 		if err := arows.Scan(&a.ID, &a.RunID, &a.Instance, &a.Action, &reasons, &a.Outcome, &a.Error, &dur, &at); err != nil {
 			return nil, fmt.Errorf("scan action: %w", err)
 		}
-		i, ok := index[a.RunID]
-		if !ok {
-			continue // a run of another fleet in the id range
+		if err := json.Unmarshal([]byte(reasons), &a.Reasons); err != nil {
+			return nil, fmt.Errorf("decode reasons of action %d: %w", a.ID, err)
 		}
-		_ = json.Unmarshal([]byte(reasons), &a.Reasons)
-		a.Duration, a.At = time.Duration(dur), time.Unix(0, at)
-		runs[i].Actions = append(runs[i].Actions, a)
+		if len(a.Reasons) == 0 {
+			a.Reasons = nil
+		}
+		a.Duration, a.At = time.Duration(dur), fromNanos(at)
+		if i, ok := index[a.RunID]; ok { // not a run begun since the first query
+			runs[i].Actions = append(runs[i].Actions, a)
+		}
 	}
-	return runs, arows.Err()
+	if err := arows.Err(); err != nil {
+		return nil, fmt.Errorf("read actions: %w", err)
+	}
+	return runs, nil
 }
 
 // AppliedSpec is the spec last applied to an instance.
@@ -249,13 +304,17 @@ func (s *Store) LastApplied(ctx context.Context, fleet string) (map[string]Appli
 		if err := rows.Scan(&a.Instance, &a.Hash, &spec, &at); err != nil {
 			return nil, fmt.Errorf("scan last-applied spec: %w", err)
 		}
-		a.Spec, a.AppliedAt = json.RawMessage(spec), time.Unix(0, at)
+		a.Spec, a.AppliedAt = json.RawMessage(spec), fromNanos(at)
 		out[a.Instance] = a
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read last-applied specs: %w", err)
+	}
+	return out, nil
 }
 
-// SetLastApplied records the spec applied to an instance.
+// SetLastApplied records the spec applied to an instance, replacing the
+// previous one. spec is stored as given (the caller's canonical JSON).
 func (s *Store) SetLastApplied(ctx context.Context, fleet, instance, hash string, spec []byte) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO last_applied(fleet, instance, hash, spec, applied_at) VALUES(?,?,?,?,?)
@@ -289,7 +348,7 @@ type Event struct {
 	Data     json.RawMessage
 }
 
-// RecordEvent stores an event.
+// RecordEvent stores an event; a zero At means now, empty Data means null.
 func (s *Store) RecordEvent(ctx context.Context, e Event) error {
 	at := e.At
 	if at.IsZero() {
@@ -309,13 +368,20 @@ func (s *Store) RecordEvent(ctx context.Context, e Event) error {
 	})
 }
 
-// Events returns a fleet's recent events, newest first.
+// Events returns recent events, newest (by At) first. fleet "" means every
+// fleet; limit <= 0 means 100.
 func (s *Store) Events(ctx context.Context, fleet string, limit int) ([]Event, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, fleet, instance, kind, message, at, data FROM events
-		WHERE (?1 = '' OR fleet = ?1) ORDER BY id DESC LIMIT ?2`, fleet, limit)
+	const cols = `SELECT id, fleet, instance, kind, message, at, data FROM events`
+	var rows *sql.Rows
+	var err error
+	if fleet == "" {
+		rows, err = s.db.QueryContext(ctx, cols+` ORDER BY at DESC, id DESC LIMIT ?`, limit)
+	} else {
+		rows, err = s.db.QueryContext(ctx, cols+` WHERE fleet = ? ORDER BY at DESC, id DESC LIMIT ?`, fleet, limit)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("query events: %w", err)
 	}
@@ -328,13 +394,20 @@ func (s *Store) Events(ctx context.Context, fleet string, limit int) ([]Event, e
 		if err := rows.Scan(&e.ID, &e.Fleet, &e.Instance, &e.Kind, &e.Message, &at, &data); err != nil {
 			return nil, fmt.Errorf("scan event: %w", err)
 		}
-		e.At, e.Data = time.Unix(0, at), json.RawMessage(data)
+		e.At, e.Data = fromNanos(at), json.RawMessage(data)
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	return out, nil
 }
 
+// Times are stored as Unix nanoseconds (UTC by definition) and read back
+// in UTC.
 func nowNanos() int64 { return time.Now().UnixNano() }
+
+func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
 
 func nonNil(s []string) []string {
 	if s == nil {
@@ -343,7 +416,17 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// processAlive reports whether pid names a live process.
+// runAlive reports whether a run marked running may still be in progress:
+// its process is alive and, if that is this process, began before the run.
+func runAlive(r Run) bool {
+	if r.PID == os.Getpid() {
+		return !r.StartedAt.Before(processStart)
+	}
+	return processAlive(r.PID)
+}
+
+// processAlive reports whether pid names a live process (EPERM: alive, but
+// another user's).
 func processAlive(pid int) bool {
 	if pid <= 0 {
 		return false
