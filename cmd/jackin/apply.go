@@ -145,8 +145,7 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 // lockFleet takes the per-fleet writer lock, saying who holds it while waiting.
 func (a *app) lockFleet(ctx context.Context, fleet, verb string, timeout time.Duration) (*store.Lock, error) {
 	lock, err := store.AcquireLock(ctx, a.global.stateDir, fleet, verb, timeout, func(h store.Holder) {
-		fmt.Fprintf(a.stderr, "Waiting for the lock on fleet %q: held by jackin %s (pid %d on %s) since %s; waiting up to %s.\n",
-			fleet, h.Verb, h.PID, h.Host, h.Since.Local().Format(time.RFC3339), timeout)
+		fmt.Fprintf(a.stderr, "Waiting for the lock on fleet %q: held by %s; waiting up to %s.\n", fleet, h, timeout)
 	})
 	if err != nil {
 		if errors.Is(err, store.ErrLockTimeout) {
