@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"github.com/jackin-dev/jackin/schema"
 	"path/filepath"
 	"strings"
 )
@@ -43,8 +44,8 @@ func SensitivePathFindings(src, home string) []string {
 	if src == "" || home == "" || !filepath.IsAbs(src) || !filepath.IsAbs(home) {
 		return nil
 	}
-	srcs := uniq(filepath.Clean(src), resolveExisting(src))
-	homes := uniq(filepath.Clean(home), resolveExisting(home))
+	srcs := uniq(filepath.Clean(src), schema.ResolveExisting(src))
+	homes := uniq(filepath.Clean(home), schema.ResolveExisting(home))
 
 	for _, s := range srcs {
 		for _, h := range homes {
@@ -95,25 +96,6 @@ func isParent(dir, p string) bool {
 		return strings.HasPrefix(p, dir)
 	}
 	return strings.HasPrefix(p, dir+string(filepath.Separator))
-}
-
-// resolveExisting resolves symlinks in the longest existing prefix of p and
-// appends the rest, so a path through a symlinked directory resolves even
-// when its last element does not exist.
-func resolveExisting(p string) string {
-	p = filepath.Clean(p)
-	rest := ""
-	for cur := p; ; {
-		if r, err := filepath.EvalSymlinks(cur); err == nil {
-			return filepath.Join(r, rest)
-		}
-		parent := filepath.Dir(cur)
-		if parent == cur {
-			return p
-		}
-		rest = filepath.Join(filepath.Base(cur), rest)
-		cur = parent
-	}
 }
 
 func uniq(items ...string) []string {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 
 	"cuelang.org/go/cue"
@@ -339,13 +340,17 @@ func (l *loader) parse(srcs []source) []*ast.File {
 }
 
 func (l *loader) addParseError(name string, err error) {
-	errs := cueerrors.Errors(err)
-	if len(errs) == 0 {
-		l.diags = append(l.diags, Diagnostic{File: name, Msg: "syntax error: " + err.Error(), Severity: schema.SeverityError})
+	var cerr cueerrors.Error
+	if !errors.As(err, &cerr) {
+		l.diags = append(l.diags, plainParseError(name, err))
 		return
 	}
-	for _, e := range errs {
-		d := Diagnostic{File: name, Msg: "syntax error: " + errMsg(e), Severity: schema.SeverityError}
+	for _, e := range cueerrors.Errors(err) {
+		msg := errMsg(e)
+		if cause := errors.Unwrap(e); cause != nil && !strings.Contains(msg, cause.Error()) {
+			msg += ": " + cause.Error() // JSON's: what is wrong, not only where
+		}
+		d := Diagnostic{File: name, Msg: "syntax error: " + msg, Severity: schema.SeverityError}
 		if p := e.Position(); p.IsValid() {
 			d.Line, d.Col = p.Line(), p.Column()
 			if fn := p.Filename(); fn != "" {
@@ -356,6 +361,24 @@ func (l *loader) addParseError(name string, err error) {
 	}
 }
 
+// plainParseError places an error that carries its place only in its text,
+// as YAML's do ("f.yaml:7: message", or "f.yaml: message"): at the start of
+// the line it names, as YAML gives no column.
+func plainParseError(name string, err error) Diagnostic {
+	d := Diagnostic{File: name, Severity: schema.SeverityError}
+	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, name+":"); ok {
+		msg = rest
+		if num, after, ok := strings.Cut(rest, ":"); ok {
+			if n, err := strconv.Atoi(num); err == nil && n > 0 {
+				d.Line, d.Col, msg = n, 1, after
+			}
+		}
+	}
+	d.Msg = "syntax error: " + strings.TrimSpace(msg)
+	return d
+}
+
 // checkDuplicateInstances refuses an instance defined in more than one file:
 // each instance lives in one file; shared settings go in defaults.
 func (l *loader) checkDuplicateInstances(files []*ast.File) {
@@ -364,24 +387,73 @@ func (l *loader) checkDuplicateInstances(files []*ast.File) {
 	}
 	first := map[string]token.Pos{}
 	for _, f := range files {
-		v := l.cctx.BuildFile(f)
-		if v.Err() != nil {
-			continue // a file that needs its package siblings; unification checks it
-		}
-		it, err := v.LookupPath(cue.MakePath(cue.Str("instances"))).Fields()
-		if err != nil {
-			continue
-		}
-		for it.Next() {
-			name := it.Selector().Unquoted()
-			pos := it.Value().Pos()
-			if prev, ok := first[name]; ok {
-				l.errAtPos(pos, "instances."+name, fmt.Sprintf("instance %q is already defined at %s: instance names must be unique across the manifest files", name, posString(prev)))
+		here := map[string]token.Pos{} // a file may name an instance twice (CUE merges them)
+		for _, in := range l.fileInstances(f) {
+			if _, ok := here[in.name]; ok {
 				continue
 			}
-			first[name] = pos
+			here[in.name] = in.pos
+			if prev, ok := first[in.name]; ok {
+				l.errAtPos(in.pos, "instances."+in.name, fmt.Sprintf("instance %q is already defined at %s: instance names must be unique across the manifest files", in.name, posString(prev)))
+			}
+		}
+		for name, pos := range here {
+			if _, ok := first[name]; !ok {
+				first[name] = pos
+			}
 		}
 	}
+}
+
+type namedPos struct {
+	name string
+	pos  token.Pos
+}
+
+// fileInstances lists the instances one file defines. A file that stands
+// alone is evaluated, so generated names count; one that needs its package
+// siblings (a hidden field or definition from another file) is read as
+// written: the fields of its top-level instances struct.
+func (l *loader) fileInstances(f *ast.File) []namedPos {
+	var out []namedPos
+	if v := l.cctx.BuildFile(f); v.Err() == nil {
+		it, err := v.LookupPath(cue.MakePath(cue.Str("instances"))).Fields()
+		if err != nil {
+			return nil
+		}
+		for it.Next() {
+			out = append(out, namedPos{it.Selector().Unquoted(), it.Value().Pos()})
+		}
+		return out
+	}
+	var walk func(decls []ast.Decl)
+	walk = func(decls []ast.Decl) {
+		for _, d := range decls {
+			switch d := d.(type) {
+			case *ast.EmbedDecl: // a JSON document is one embedded struct
+				if s, ok := d.Expr.(*ast.StructLit); ok {
+					walk(s.Elts)
+				}
+			case *ast.Field:
+				if name, _, err := ast.LabelName(d.Label); err != nil || name != "instances" {
+					continue
+				}
+				s, ok := d.Value.(*ast.StructLit)
+				if !ok {
+					continue
+				}
+				for _, e := range s.Elts {
+					if in, ok := e.(*ast.Field); ok {
+						if name, _, err := ast.LabelName(in.Label); err == nil {
+							out = append(out, namedPos{name, in.Label.Pos()})
+						}
+					}
+				}
+			}
+		}
+	}
+	walk(f.Decls)
+	return out
 }
 
 func posString(p token.Pos) string {

@@ -199,19 +199,55 @@ func (c *instanceChecker) keyPos() token.Pos {
 	return c.l.data.LookupPath(cue.MakePath(cue.Str("instances"), cue.Str(c.name))).Pos()
 }
 
-// at finds the position of a field: the instance's own value first, then the
-// inherited one in defaults, then the instance itself.
+// at finds the position of a field in the text its merged value came from:
+// the instance's own, or the inherited one in defaults (by the rules of
+// merge). A field with no text (an implicit default such as the Dockerfile)
+// is placed at the nearest enclosing value on that side.
 func (c *instanceChecker) at(rel ...any) (token.Pos, string) {
 	own := append([]cue.Selector{cue.Str("instances"), cue.Str(c.name)}, selectors(rel)...)
 	inherited := append([]cue.Selector{cue.Str("defaults")}, selectors(rel)...)
-	for _, sels := range [][]cue.Selector{own, inherited} {
-		if v := c.l.data.LookupPath(cue.MakePath(sels...)); v.Exists() {
+	side, root := own, 2
+	if !c.ownsValue(rel) {
+		side, root = inherited, 1
+	}
+	for n := len(side); n > root; n-- {
+		if v := c.l.data.LookupPath(cue.MakePath(side[:n]...)); v.Exists() {
 			if p := v.Pos(); p.IsValid() {
-				return p, pathString(sels)
+				return p, pathString(side)
 			}
 		}
 	}
 	return c.keyPos(), pathString(own)
+}
+
+// ownsValue reports whether the merged value at rel comes from the instance
+// rather than defaults: the unit of merge (a role, a list, a scalar; one
+// field of resources or network; one key of env or labels) is the
+// instance's own when the instance sets it.
+func (c *instanceChecker) ownsValue(rel []any) bool {
+	if len(rel) == 0 {
+		return true
+	}
+	unit := rel[:1]
+	switch rel[0] {
+	case "resources", "network", "env", "labels":
+		if len(rel) >= 2 {
+			unit = rel[:2]
+		}
+	case "role":
+		// An instance's role counts only when it names an image or a build.
+		return c.ownHas("role", "image") || c.ownHas("role", "build")
+	}
+	if c.ownHas(unit...) {
+		return true
+	}
+	// Nothing inherited either: the instance is where to look.
+	return !c.l.data.LookupPath(cue.MakePath(append([]cue.Selector{cue.Str("defaults")}, selectors(unit)...)...)).Exists()
+}
+
+func (c *instanceChecker) ownHas(rel ...any) bool {
+	sels := append([]cue.Selector{cue.Str("instances"), cue.Str(c.name)}, selectors(rel)...)
+	return c.l.data.LookupPath(cue.MakePath(sels...)).Exists()
 }
 
 func selectors(rel []any) []cue.Selector {
@@ -461,7 +497,7 @@ func (c *instanceChecker) checkPorts(inst schema.Instance, used map[string][]pub
 		key := fmt.Sprintf("%d/%s", p.Host, p.Protocol)
 		clash := ""
 		for _, u := range used[key] {
-			if u.address == p.Address || isUnspecified(u.address) || isUnspecified(p.Address) {
+			if sameAddress(u.address, p.Address) || isUnspecified(u.address) || isUnspecified(p.Address) {
 				clash = u.owner
 				break
 			}
@@ -472,6 +508,15 @@ func (c *instanceChecker) checkPorts(inst schema.Instance, used map[string][]pub
 		}
 		used[key] = append(used[key], publishedPort{address: p.Address, owner: fmt.Sprintf("instance %q (network.ports[%d])", c.name, i)})
 	}
+}
+
+// sameAddress compares IP addresses, not their spellings ("::1" and
+// "0:0:0:0:0:0:0:1" are one address).
+func sameAddress(a, b string) bool {
+	if ia, ib := net.ParseIP(a), net.ParseIP(b); ia != nil && ib != nil {
+		return ia.Equal(ib)
+	}
+	return a == b
 }
 
 func isUnspecified(addr string) bool {

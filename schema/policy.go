@@ -18,7 +18,7 @@ func DockerSocketExposure(src string) (string, bool) {
 	if src == "" || !filepath.IsAbs(src) {
 		return "", false
 	}
-	candidates := uniq(filepath.Clean(src), resolveExisting(src))
+	candidates := uniq(filepath.Clean(src), ResolveExisting(src))
 	for _, c := range candidates {
 		for _, s := range hostSockets() {
 			if c == s || c == "/" || strings.HasPrefix(s, c+"/") {
@@ -34,24 +34,50 @@ func DockerSocketExposure(src string) (string, bool) {
 var hostSockets = sync.OnceValue(func() []string {
 	var out []string
 	for _, s := range HostDockerSockets {
-		out = append(out, s, resolveExisting(s))
+		out = append(out, s, ResolveExisting(s))
 	}
 	return uniq(out...)
 })
 
-// resolveExisting resolves symlinks in the longest existing prefix of p and
+// ResolveExisting resolves symlinks in the longest existing prefix of p and
 // appends the rest, so a path through a symlinked directory resolves even
-// when its last element does not exist.
-func resolveExisting(p string) string {
+// when its last element does not exist. A dangling symlink is followed by
+// its text: a link to a socket that is missing now (the daemon is not
+// running yet) still names it.
+func ResolveExisting(p string) string {
 	p = filepath.Clean(p)
+	for hops := 0; hops < 40; hops++ { // as many links as the kernel follows
+		next, ok := resolveStep(p)
+		if !ok {
+			return next
+		}
+		p = next
+	}
+	return p
+}
+
+// resolveStep resolves p's longest existing prefix. When that prefix ends
+// in a dangling symlink, it returns the path with the link replaced by its
+// target, and true: there is more to resolve.
+func resolveStep(p string) (string, bool) {
 	rest := ""
 	for cur := p; ; {
 		if r, err := filepath.EvalSymlinks(cur); err == nil {
-			return filepath.Join(r, rest)
+			return filepath.Join(r, rest), false
+		}
+		if target, err := os.Readlink(cur); err == nil {
+			if !filepath.IsAbs(target) {
+				dir := filepath.Dir(cur)
+				if r, err := filepath.EvalSymlinks(dir); err == nil {
+					dir = r // ".." in the target leaves the real directory
+				}
+				target = filepath.Join(dir, target)
+			}
+			return filepath.Join(target, rest), true
 		}
 		parent := filepath.Dir(cur)
 		if parent == cur {
-			return p
+			return p, false
 		}
 		rest = filepath.Join(filepath.Base(cur), rest)
 		cur = parent

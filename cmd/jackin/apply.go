@@ -67,20 +67,12 @@ Exit codes: 0 all actions succeeded (or nothing to do), 1 an action failed,
 }
 
 func (a *app) apply(ctx context.Context, files []string, opts applyOptions, format string) error {
-	fleet, err := a.loadFleet(ctx, files)
+	sess, err := a.openSession(ctx, files, true)
 	if err != nil {
 		return err
 	}
-	drv, err := a.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer a.logEngineCalls(drv)
-	st, err := a.openStore(ctx)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer a.closeSession(sess)
+	fleet, drv, st := sess.fleet, sess.drv, sess.st
 
 	lock, err := a.lockFleet(ctx, fleet.Name, "apply", opts.lockTimeout)
 	if err != nil {

@@ -156,3 +156,44 @@ var fleetNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
 // validFleetName mirrors the schema's rule for names given on the command line.
 func validFleetName(s string) bool { return len(s) <= 30 && fleetNameRE.MatchString(s) }
+
+// session is what the engine-facing commands share: the validated fleet,
+// the engine and the store.
+type session struct {
+	fleet *schema.Fleet
+	drv   engine
+	st    *store.Store // nil for a read-only command before any state exists
+}
+
+// openSession loads the manifests, connects to the engine and opens the
+// store. A writable session creates the state dir; a read-only one never
+// does. Close it with closeSession.
+func (a *app) openSession(ctx context.Context, files []string, writable bool) (*session, error) {
+	fleet, err := a.loadFleet(ctx, files)
+	if err != nil {
+		return nil, err
+	}
+	drv, err := a.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var st *store.Store
+	if writable {
+		st, err = a.openStore(ctx)
+	} else {
+		st, err = a.openStoreReadOnly(ctx)
+	}
+	if err != nil {
+		a.logEngineCalls(drv)
+		return nil, err
+	}
+	return &session{fleet: fleet, drv: drv, st: st}, nil
+}
+
+// closeSession logs the engine calls the command made and closes the store.
+func (a *app) closeSession(s *session) {
+	a.logEngineCalls(s.drv)
+	if s.st != nil {
+		s.st.Close()
+	}
+}

@@ -59,23 +59,12 @@ unreachable engine).`,
 
 // diff prints the plan and returns exit 1 when there are changes.
 func (a *app) diff(ctx context.Context, files []string, pf planFlags, format string) error {
-	fleet, err := a.loadFleet(ctx, files)
+	sess, err := a.openSession(ctx, files, false)
 	if err != nil {
 		return err
 	}
-	drv, err := a.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer a.logEngineCalls(drv)
-	st, err := a.openStoreReadOnly(ctx)
-	if err != nil {
-		return err
-	}
-	if st != nil {
-		defer st.Close()
-	}
-	res, err := computePlan(ctx, fleet, drv, st, pf.options())
+	defer a.closeSession(sess)
+	res, err := computePlan(ctx, sess.fleet, sess.drv, sess.st, pf.options())
 	if err != nil {
 		return err
 	}

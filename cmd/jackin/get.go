@@ -50,23 +50,13 @@ image. It changes nothing.`,
 				return err
 			}
 			ctx := cmd.Context()
-			fleet, err := a.loadFleet(ctx, mf.files)
+			sess, err := a.openSession(ctx, mf.files, false)
 			if err != nil {
 				return err
 			}
-			drv, err := a.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer a.logEngineCalls(drv)
-			st, err := a.openStoreReadOnly(ctx)
-			if err != nil {
-				return err
-			}
-			if st != nil {
-				defer st.Close()
-			}
-			res, err := computePlan(ctx, fleet, drv, st, reconciler.PlanOptions{Prune: true, AllowEmpty: true})
+			defer a.closeSession(sess)
+			fleet := sess.fleet
+			res, err := computePlan(ctx, fleet, sess.drv, sess.st, reconciler.PlanOptions{Prune: true, AllowEmpty: true})
 			if err != nil {
 				return err
 			}
