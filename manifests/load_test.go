@@ -767,7 +767,7 @@ func TestLoadResolvesPaths(t *testing.T) {
 
 	t.Run("inherited relative paths resolve against the file that holds them", func(t *testing.T) {
 		fx := newFixture(t, map[string]string{
-			"base/defaults.yaml": yamlHead + "defaults:\n  role: {build: {context: role}}\n  mounts: [{src: data, dst: /d, mode: ro}]\n",
+			"base/defaults.yaml":   yamlHead + "defaults:\n  role: {build: {context: role}}\n  mounts: [{src: data, dst: /d, mode: ro}]\n",
 			"base/role/Dockerfile": "FROM scratch\n",
 			"base/data/.keep":      "",
 			"team/web.cue":         "instances: web: {}\n",
