@@ -229,3 +229,25 @@ func TestParseSizeCore(t *testing.T) {
 		}
 	}
 }
+
+func TestOutOfRangeNumbersNeverDropAnInstance(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"f.cue": header + "instances: {\n\ta: {role: image: \"x\"}\n\tb: {role: image: \"x\", resources: pids: 99999999999999999999999}\n\tc: {role: image: \"x\", resources: cpus: 1e400}\n}\n"})
+	res, diags := load(t, dir, "f.cue")
+	if res != nil {
+		t.Fatalf("accepted with instances %v: an instance must never be dropped silently", sortedKeys(res.Fleet.Instances))
+	}
+	wantDiag(t, diags, dir, "f.cue:6:35", "instances.b.resources.pids", "out of range")
+	wantDiag(t, diags, dir, "f.cue:7:35", "instances.c.resources.cpus", "at most 1024")
+}
+
+func TestBareCarriageReturnsInYAML(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"f.yaml": "\r\r00", "g.yaml": "apiVersion: jackin.dev/v1alpha1\r\nkind: Fleet\r\nname: t\r\ninstances:\r\n  a:\r\n    role: {image: x}\r\n    agent: bogus\r\n"})
+	_, diags := load(t, dir, "f.yaml")
+	for _, d := range diags {
+		if strings.Contains(d.Msg, "internal error") {
+			t.Fatalf("the YAML decoder panicked: %v", d)
+		}
+	}
+	_, diags = load(t, dir, "g.yaml")
+	wantDiag(t, diags, dir, "g.yaml:7:5", "instances.a.agent", "agent must be one of")
+}

@@ -218,7 +218,7 @@ func sniffKind(data []byte) string {
 	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
 		return "cue"
 	}
-	f, err := cueyaml.Extract(StdinName, data)
+	f, err := cueyaml.Extract(StdinName, normalizeNewlines(data))
 	if err != nil || f == nil {
 		return "cue"
 	}
@@ -297,7 +297,9 @@ func (l *loader) parse(srcs []source) []*ast.File {
 		case "cue":
 			f, err = parser.ParseFile(s.name, s.data, parser.ParseComments)
 		case "yaml":
-			f, err = cueyaml.Extract(s.name, s.data)
+			// YAML reads a bare CR as a line break; the YAML decoder CUE uses
+			// mishandles it, so hand it plain newlines (lines stay the same).
+			f, err = cueyaml.Extract(s.name, normalizeNewlines(s.data))
 		case "json":
 			var expr ast.Expr
 			expr, err = cuejson.Extract(s.name, s.data)
@@ -502,4 +504,12 @@ func (l *loader) sorted() Diagnostics {
 		}
 	}
 	return out
+}
+
+func normalizeNewlines(b []byte) []byte {
+	if !bytes.Contains(b, []byte("\r")) {
+		return b
+	}
+	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
+	return bytes.ReplaceAll(b, []byte("\r"), []byte("\n"))
 }

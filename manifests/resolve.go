@@ -168,6 +168,11 @@ func (l *loader) resolve() *schema.Fleet {
 	for _, name := range sortedKeys(doc.Instances) {
 		var raw rawInstance
 		if err := json.Unmarshal(doc.Instances[name], &raw); err != nil {
+			// Never drop an instance silently: a missing instance is a delete.
+			path := []string{"instances", name}
+			if !l.hasErrorUnder(path) {
+				l.errAtPos(l.posOfPath(path), formatPath(path), fmt.Sprintf("cannot read this instance: %v", err))
+			}
 			continue
 		}
 		c := &instanceChecker{l: l, name: name}
@@ -176,6 +181,17 @@ func (l *loader) resolve() *schema.Fleet {
 		fleet.Instances[name] = inst
 	}
 	return fleet
+}
+
+// hasErrorUnder reports whether an error is already recorded at or under path.
+func (l *loader) hasErrorUnder(path []string) bool {
+	prefix := formatPath(path)
+	for _, d := range l.diags {
+		if d.Path == prefix || strings.HasPrefix(d.Path, prefix+".") || strings.HasPrefix(d.Path, prefix+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 func sortedKeys[V any](m map[string]V) []string {
