@@ -123,8 +123,7 @@ func computePlan(ctx context.Context, fleet *schema.Fleet, drv drivers.Driver, s
 	if err != nil {
 		return nil, exitWith(exitInvalid, err)
 	}
-	refs := imageRefs(desired)
-	observed, err := drv.Observe(ctx, fleet.Name, refs)
+	observed, err := drv.Observe(ctx, fleet.Name, desired.ImageRefs())
 	if err != nil {
 		return nil, exitWith(exitInvalid, err)
 	}
@@ -137,19 +136,6 @@ func computePlan(ctx context.Context, fleet *schema.Fleet, drv drivers.Driver, s
 		return nil, exitWith(exitInvalid, err)
 	}
 	return &planResult{desired: desired, observed: observed, plan: plan, last: last}, nil
-}
-
-func imageRefs(d *reconciler.Desired) []string {
-	seen := map[string]bool{}
-	var refs []string
-	for _, in := range d.Instances {
-		if ref := in.Image.Ref; ref != "" && !seen[ref] {
-			seen[ref] = true
-			refs = append(refs, ref)
-		}
-	}
-	sort.Strings(refs)
-	return refs
 }
 
 var fleetNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
