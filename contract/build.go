@@ -185,6 +185,12 @@ func (b builder) contract(di *reconciler.DesiredInstance) Contract {
 		unattended: orDefault(inst.Agent, schema.AgentShell) != schema.AgentShell,
 		docker:     orDefault(di.Spec.Docker, schema.DockerNone),
 	}
+	allowed := map[string]bool{} // by container path: the spec does not carry allowSensitive
+	for _, m := range inst.Mounts {
+		if m.AllowSensitive {
+			allowed[filepath.Clean(m.Dst)] = true
+		}
+	}
 	for _, m := range di.Spec.Mounts {
 		switch m.Mode {
 		case schema.MountRW:
@@ -196,7 +202,7 @@ func (b builder) contract(di *reconciler.DesiredInstance) Contract {
 		}
 		if m.Mode == schema.MountRW || m.Mode == schema.MountRO {
 			if f := SensitivePathFindings(m.Src, b.opts.Home); len(f) > 0 {
-				fx.sensitive = append(fx.sensitive, SensitivePath{Source: m.Src, Destination: m.Dst, Mode: m.Mode, Findings: f, Severity: SeverityWarning})
+				fx.sensitive = append(fx.sensitive, SensitivePath{Source: m.Src, Destination: m.Dst, Mode: m.Mode, Findings: f, Severity: SeverityWarning, Allowed: allowed[filepath.Clean(m.Dst)]})
 			}
 		}
 	}
@@ -320,8 +326,12 @@ func (b builder) filesystem(fx facts, warn func(string, string, ...any)) Filesys
 		fs.Mounts = append(fs.Mounts, mt)
 	}
 	for _, s := range fx.sensitive {
+		mode := s.Mode
+		if s.Allowed {
+			mode += ", allowSensitive"
+		}
 		for _, f := range s.Findings {
-			warn(SectionFilesystem, "mount %s -> %s (%s) %s", s.Source, s.Destination, s.Mode, f)
+			warn(SectionFilesystem, "mount %s -> %s (%s) %s", s.Source, s.Destination, mode, f)
 		}
 	}
 	return fs

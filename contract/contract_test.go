@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackin-dev/jackin/manifests"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/schema"
 )
@@ -128,6 +130,56 @@ func TestSensitiveMountInContract(t *testing.T) {
 	}
 	if got := c.Access().Mounts; len(got) != 1 || len(got[0].Sensitive) != 1 {
 		t.Errorf("access mounts: %+v", got)
+	}
+}
+
+// TestAllowedSensitiveMountStillWarns goes through the real loader: a mount
+// of a symlink to ~/.ssh is refused without allowSensitive, and with it the
+// contract still lists the mount as a sensitive path and a warning.
+func TestAllowedSensitiveMountStillWarns(t *testing.T) {
+	tmp := t.TempDir()
+	home := filepath.Join(tmp, "home")
+	mustMkdir(t, filepath.Join(home, ".ssh"))
+	mustSymlink(t, filepath.Join(home, ".ssh"), filepath.Join(tmp, "keys"))
+	load := func(allow string) (*schema.Fleet, error) {
+		p := filepath.Join(tmp, "fleet.cue")
+		text := `apiVersion: "jackin.dev/v1alpha1"
+kind: "Fleet"
+name: "edge"
+instances: a: {role: image: "x", mounts: [{src: "./keys", dst: "/keys", mode: "ro"` + allow + `}]}
+`
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res, err := manifests.Load(context.Background(), []string{p}, manifests.Options{Home: home, HostCPUs: 2})
+		if err != nil {
+			return nil, err
+		}
+		return res.Fleet, nil
+	}
+	if _, err := load(""); err == nil || !strings.Contains(err.Error(), "exposes ~/.ssh") {
+		t.Fatalf("without allowSensitive: want the mount refused, got %v", err)
+	}
+	f, err := load(", allowSensitive: true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := Build(f, nil, Options{Home: home, StateDir: fakeStateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := doc.Instances[0]
+	if sp := c.Filesystem.SensitivePaths; len(sp) != 1 || !sp[0].Allowed || sp[0].Severity != SeverityWarning {
+		t.Errorf("sensitive paths: %+v", sp)
+	}
+	found := false
+	for _, w := range c.Warnings {
+		if w.Section == SectionFilesystem && strings.Contains(w.Message, "(ro, allowSensitive) exposes ~/.ssh") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no filesystem warning for the allowed ~/.ssh mount: %+v", c.Warnings)
 	}
 }
 

@@ -107,9 +107,10 @@ func goldenCases() []goldenCase {
 					in.Agent = schema.AgentClaude
 					in.Env = map[string]string{"GITHUB_TOKEN": "never-printed-value", "TZ": "UTC"}
 					in.Mounts = []schema.Mount{
-						{Src: fakeHome + "/.ssh", Dst: "/root/.ssh", Mode: schema.MountRO},
-						{Src: fakeHome + "/.config", Dst: "/root/.config", Mode: schema.MountRO},
-						{Src: fakeHome, Dst: "/home", Mode: schema.MountRW},
+						// As validation lets them through: each sets allowSensitive.
+						{Src: fakeHome + "/.ssh", Dst: "/root/.ssh", Mode: schema.MountRO, AllowSensitive: true},
+						{Src: fakeHome + "/.config", Dst: "/root/.config", Mode: schema.MountRO, AllowSensitive: true},
+						{Src: fakeHome, Dst: "/home", Mode: schema.MountRW, AllowSensitive: true},
 						{Src: "/srv/project", Dst: "/work", Mode: schema.MountRW},
 					}
 				})})

@@ -1,90 +1,27 @@
 package contract
 
 import (
-	"github.com/jackin-dev/jackin/schema"
 	"path/filepath"
 	"strings"
+
+	"github.com/jackin-dev/jackin/schema"
 )
 
 // SensitiveHomePath is a well-known credential location under the home
-// directory.
-type SensitiveHomePath struct {
-	Rel  string // relative to the home directory, slash-separated
-	What string // what it holds
-}
+// directory (schema.SensitiveHomePath).
+type SensitiveHomePath = schema.SensitiveHomePath
 
 // SensitiveHomePaths are the credential locations SensitivePathFindings
-// looks for under the home directory.
-var SensitiveHomePaths = []SensitiveHomePath{
-	{".ssh", "SSH keys"},
-	{".aws", "AWS credentials"},
-	{".gnupg", "GnuPG keys"},
-	{".config/gh", "GitHub CLI token"},
-	{".docker", "Docker registry credentials"},
-	{".kube", "Kubernetes credentials"},
-	{".netrc", "login passwords"},
-	{".npmrc", "npm tokens"},
-	{".git-credentials", "git passwords and tokens"},
-	{".config/gcloud", "Google Cloud credentials"},
-	{".azure", "Azure credentials"},
-	{".config/op", "1Password CLI session"},
-}
+// looks for under the home directory. The list lives in schema, which
+// manifest validation uses to refuse these mounts; this is the same slice.
+var SensitiveHomePaths = schema.SensitiveHomePaths
 
 // SensitivePathFindings reports what a bind mount of the host path src
-// exposes of home: the home directory itself (src is home or a parent of it)
-// or well-known credential locations (src is one of them, inside one, or a
-// parent of one, such as ~/.config). Symlinks are resolved first, in src and
-// in home, so a link to ~/.ssh is found; both the spelled and the resolved
-// forms are checked. It returns one human-readable finding per exposure, in
-// SensitiveHomePaths order, or nil.
-//
-// The contract lists findings as warnings; manifest validation (a later
-// version) uses the same matcher to refuse such mounts unless allowed.
+// exposes of home (see schema.SensitivePathFindings, the one matcher that
+// validation and the contract share). The contract lists findings as
+// warnings, also for mounts that set allowSensitive.
 func SensitivePathFindings(src, home string) []string {
-	if src == "" || home == "" || !filepath.IsAbs(src) || !filepath.IsAbs(home) {
-		return nil
-	}
-	srcs := uniq(filepath.Clean(src), schema.ResolveExisting(src))
-	homes := uniq(filepath.Clean(home), schema.ResolveExisting(home))
-
-	for _, s := range srcs {
-		for _, h := range homes {
-			if s == h || isParent(s, h) {
-				return []string{"exposes the home directory " + filepath.Clean(home) + " and every credential in it (such as ~/.ssh, ~/.aws, ~/.config/gh)"}
-			}
-		}
-	}
-	var out []string
-	for _, p := range SensitiveHomePaths {
-		name := "~/" + p.Rel + " (" + p.What + ")"
-		best := 0 // 3: src is it, 2: src contains it, 1: src is inside it
-		for _, s := range srcs {
-			for _, h := range homes {
-				c := filepath.Join(h, filepath.FromSlash(p.Rel))
-				switch {
-				case s == c:
-					best = max(best, 3)
-				case isParent(s, c):
-					best = max(best, 2)
-				case isParent(c, s):
-					best = max(best, 1)
-				}
-			}
-		}
-		finding := ""
-		switch best {
-		case 3:
-			finding = "exposes " + name
-		case 2:
-			finding = "exposes " + name + ", which it contains"
-		case 1:
-			finding = "exposes part of " + name
-		}
-		if finding != "" {
-			out = append(out, finding)
-		}
-	}
-	return out
+	return schema.SensitivePathFindings(src, home)
 }
 
 // isParent reports whether dir is a proper ancestor of p (both clean).
@@ -96,16 +33,4 @@ func isParent(dir, p string) bool {
 		return strings.HasPrefix(p, dir)
 	}
 	return strings.HasPrefix(p, dir+string(filepath.Separator))
-}
-
-func uniq(items ...string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range items {
-		if s != "" && !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
 }

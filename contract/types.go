@@ -212,6 +212,9 @@ type SensitivePath struct {
 	Mode        string   `json:"mode"`
 	Findings    []string `json:"findings"`
 	Severity    string   `json:"severity"`
+	// Allowed is true when the mount sets allowSensitive: validation
+	// refuses such a mount otherwise, so a loaded manifest always has it.
+	Allowed bool `json:"allowed"`
 }
 
 // Credentials are the secrets delivered to the agent.

@@ -235,7 +235,7 @@ func TestLoadRejectsSchemaViolations(t *testing.T) {
 		{name: "unknown resources field", src: inst("resources: {memory: \"1Gi\", «memry: \"1G\"}"),
 			path: "instances.a.resources.memry", msg: `field "memry" is not allowed here; allowed fields: cpus, memory, memoryReservation, pids`},
 		{name: "unknown mount field", src: inst("mounts: [{dst: \"/x\", mode: \"tmpfs\", «sz: \"1G\"}]"),
-			path: "instances.a.mounts[0].sz", msg: "allowed fields: dst, mode, size, src"},
+			path: "instances.a.mounts[0].sz", msg: "allowed fields: allowSensitive, dst, mode, size, src"},
 		{name: "unknown port field", src: inst("network: ports: [{container: 80, «hostPort: 8080}]"),
 			path: "instances.a.network.ports[0].hostPort", msg: "allowed fields: address, container, host, protocol"},
 		{name: "unknown role field", src: fleetHead + "instances: a: role: {image: \"x\", «tag: \"1\"}\n",
@@ -366,7 +366,8 @@ func TestLoadRejectsSemanticMistakes(t *testing.T) {
 			path: "instances.a.mounts[0].src", msg: "src $DIR/nope does not exist"},
 		{name: "tmpfs with src", src: inst("mounts: [{«src: \".\", dst: \"/w\", mode: \"tmpfs\"}]"),
 			path: "instances.a.mounts[0].src", msg: "a tmpfs mount has no src"},
-		{name: "size on a rw mount", src: inst("mounts: [{src: \".\", dst: \"/w\", mode: \"rw\", «size: \"1G\"}]"),
+		// (Not src ".": the fixture's directory holds the test's home directory.)
+		{name: "size on a rw mount", files: map[string]string{"f.cue": inst("mounts: [{src: \"sub\", dst: \"/w\", mode: \"rw\", «size: \"1G\"}]"), "sub/": ""},
 			path: "instances.a.mounts[0].size", msg: `size applies to tmpfs mounts only, not "rw"`},
 		{name: "unparsable tmpfs size", src: inst("mounts: [{dst: \"/w\", mode: \"tmpfs\", «size: \"12Qi\"}]"),
 			path: "instances.a.mounts[0].size", msg: `"12Qi" is not a size`},
@@ -546,6 +547,145 @@ func TestLoadRejectsTheHostDockerSocket(t *testing.T) {
 		fx := newFixture(t, map[string]string{"f.cue": fleetHead + "instances: a: {role: image: \"x\", mounts: [{«src: \"/var/run/\", dst: \"/var/run\", mode: \"ro\"}]}\n"})
 		_, diags := fx.load(t, fx.opts(), "f.cue")
 		expect(t, diags, fx.where, "instances.a.mounts[0].src", "would expose the host Docker socket")
+	})
+}
+
+// sensitiveHome lays out a home directory under the fixture, with the
+// credential locations the issue names, and links that lead into it.
+func sensitiveHome(t *testing.T, fx fixture) {
+	t.Helper()
+	home := filepath.Join(fx.dir, "home")
+	for _, d := range []string{".ssh", ".aws", ".gnupg", ".config/gh", ".config/gcloud", ".config/op", ".config/nvim", ".docker", ".kube", ".azure", "projects", ".sshx"} {
+		if err := os.MkdirAll(filepath.Join(home, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{".netrc", ".npmrc", ".git-credentials", ".ssh/id_ed25519"} {
+		if err := os.WriteFile(filepath.Join(home, f), []byte("secret"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fx.symlink(t, "keys", "$DIR/home/.ssh")           // a link to ~/.ssh
+	fx.symlink(t, "rel-keys", "home/.ssh")            // relative target
+	fx.symlink(t, "to-home", "$DIR/home")             // a link to $HOME
+	fx.symlink(t, "chain", "$DIR/keys")               // a link to a link to ~/.ssh
+	fx.symlink(t, "home/work-link", "$DIR/home/.aws") // a harmless-looking name inside home
+}
+
+// TestLoadRefusesSensitivePaths mounts the credential locations of the
+// issue, the home directory and its parents, in every spelling (~,
+// absolute, "..", trailing slash, symlinks to them or through them), and
+// checks each is refused at the src field unless the mount sets
+// allowSensitive: true.
+func TestLoadRefusesSensitivePaths(t *testing.T) {
+	sensitive := []struct{ name, src, msg string }{
+		// The issue's list, spelled from ~.
+		{"ssh", "~/.ssh", "exposes ~/.ssh (SSH keys)"},
+		{"aws", "~/.aws", "exposes ~/.aws (AWS credentials)"},
+		{"gnupg", "~/.gnupg", "exposes ~/.gnupg"},
+		{"gh", "~/.config/gh", "exposes ~/.config/gh (GitHub CLI token)"},
+		{"docker", "~/.docker", "exposes ~/.docker"},
+		{"kube", "~/.kube", "exposes ~/.kube"},
+		{"netrc", "~/.netrc", "exposes ~/.netrc"},
+		{"npmrc", "~/.npmrc", "exposes ~/.npmrc"},
+		{"git-credentials", "~/.git-credentials", "exposes ~/.git-credentials"},
+		{"gcloud", "~/.config/gcloud", "exposes ~/.config/gcloud"},
+		{"azure", "~/.azure", "exposes ~/.azure"},
+		{"op", "~/.config/op", "exposes ~/.config/op"},
+		// Parents, the home directory itself, and parts.
+		{"home as ~", "~", "exposes the home directory $DIR/home and every credential in it"},
+		{"home as ~/", "~/", "exposes the home directory $DIR/home"},
+		{"home, absolute ($HOME)", "$DIR/home", "exposes the home directory $DIR/home"},
+		{"parent of home", "$DIR", "exposes the home directory $DIR/home"},
+		{"parent of home, relative", ".", "exposes the home directory $DIR/home"},
+		{"parent of a credential dir", "~/.config", "exposes ~/.config/gh (GitHub CLI token), which it contains; exposes ~/.config/gcloud"},
+		{"file inside a credential dir", "~/.ssh/id_ed25519", "exposes part of ~/.ssh (SSH keys)"},
+		{"missing file inside a credential dir", "~/.ssh/not-there-yet", "exposes part of ~/.ssh"},
+		// Other spellings.
+		{"trailing slash", "~/.aws/", "exposes ~/.aws"},
+		{"dot-dot", "~/projects/../.ssh", "exposes ~/.ssh"},
+		{"absolute", "$DIR/home/.kube", "exposes ~/.kube"},
+		// Symlinks are resolved before matching.
+		{"symlink to ~/.ssh", "$DIR/keys", "exposes ~/.ssh (SSH keys)"},
+		{"relative symlink to ~/.ssh, relative src", "rel-keys", "exposes ~/.ssh"},
+		{"chain of symlinks to ~/.ssh", "chain", "exposes ~/.ssh"},
+		{"symlink to $HOME", "to-home", "exposes the home directory $DIR/home"},
+		{"through a symlink to $HOME", "to-home/.ssh", "exposes ~/.ssh"},
+		{"symlink inside home to ~/.aws", "~/work-link", "exposes ~/.aws"},
+	}
+	for _, s := range sensitive {
+		for _, mode := range []string{"ro", "rw"} {
+			t.Run(s.name+"/"+mode, func(t *testing.T) {
+				mount := "{«src: \"" + s.src + "\", dst: \"/y\", mode: \"" + mode + "\"}"
+				fx := newFixture(t, map[string]string{"f.cue": fleetHead + "instances: a: {\n\trole: image: \"x\"\n\tmounts: [{dst: \"/x\", mode: \"tmpfs\"}, " + mount + "]\n}\n"})
+				sensitiveHome(t, fx)
+				_, diags := fx.load(t, fx.opts(), "f.cue")
+				expect(t, diags, fx.where, "instances.a.mounts[1].src", fx.expand(s.msg))
+				expect(t, diags, fx.where, "instances.a.mounts[1].src", "set allowSensitive: true on this mount")
+				if len(diags) != 1 {
+					t.Errorf("want 1 diagnostic, got:\n%s", dump(diags))
+				}
+			})
+			t.Run(s.name+"/"+mode+"/allowed", func(t *testing.T) {
+				if strings.Contains(s.name, "missing") {
+					t.Skip("allowed, it is refused for not existing")
+				}
+				fx := newFixture(t, map[string]string{"f.cue": fleetHead + "instances: a: {\n\trole: image: \"x\"\n\tmounts: [{src: \"" + s.src + "\", dst: \"/y\", mode: \"" + mode + "\", allowSensitive: true}]\n}\n"})
+				sensitiveHome(t, fx)
+				f := fx.mustLoad(t, "f.cue")
+				m := f.Instances["a"].Mounts
+				if len(m) != 1 || !m[0].AllowSensitive || m[0].Mode != mode {
+					t.Errorf("mounts: %+v", m)
+				}
+			})
+		}
+	}
+
+	t.Run("allowSensitive: false is refused", func(t *testing.T) {
+		fx := newFixture(t, map[string]string{"f.yaml": yamlHead + "instances:\n  a:\n    role: {image: x}\n    mounts:\n      - {«src: ~/.ssh, dst: /k, mode: ro, allowSensitive: false}\n"})
+		sensitiveHome(t, fx)
+		_, diags := fx.load(t, fx.opts(), "f.yaml")
+		expect(t, diags, fx.where, "instances.a.mounts[0].src", "exposes ~/.ssh")
+	})
+	t.Run("through defaults, said once", func(t *testing.T) {
+		fx := newFixture(t, map[string]string{"f.yaml": yamlHead + "defaults:\n  mounts:\n    - {«src: ~/.aws, dst: /aws, mode: ro}\ninstances:\n  a: {role: {image: x}}\n  b: {role: {image: y}}\n"})
+		sensitiveHome(t, fx)
+		_, diags := fx.load(t, fx.opts(), "f.yaml")
+		expect(t, diags, fx.where, "defaults.mounts[0].src", "mounting "+filepath.Join(fx.dir, "home", ".aws")+" exposes ~/.aws (AWS credentials)")
+		if len(diags) != 1 {
+			t.Errorf("want 1 diagnostic, got:\n%s", dump(diags))
+		}
+	})
+	t.Run("allowed through defaults", func(t *testing.T) {
+		fx := newFixture(t, map[string]string{"f.yaml": yamlHead + "defaults:\n  mounts:\n    - {src: ~/.aws, dst: /aws, mode: ro, allowSensitive: true}\ninstances:\n  a: {role: {image: x}}\n"})
+		sensitiveHome(t, fx)
+		if m := fx.mustLoad(t, "f.yaml").Instances["a"].Mounts; len(m) != 1 || !m[0].AllowSensitive {
+			t.Errorf("mounts: %+v", m)
+		}
+	})
+	t.Run("home reached through a symlink", func(t *testing.T) {
+		// $HOME itself is a link (as on hosts where /home is one): the real
+		// path of a credential dir is refused too.
+		fx := newFixture(t, map[string]string{"f.cue": fleetHead + "instances: a: {role: image: \"x\", mounts: [{«src: \"$DIR/real/.ssh\", dst: \"/k\", mode: \"ro\"}]}\n", "real/.ssh/": ""})
+		fx.symlink(t, "home-link", "$DIR/real")
+		opts := fx.opts()
+		opts.Home = filepath.Join(fx.dir, "home-link")
+		_, diags := fx.load(t, opts, "f.cue")
+		expect(t, diags, fx.where, "instances.a.mounts[0].src", "exposes ~/.ssh")
+	})
+	t.Run("allowSensitive on tmpfs", func(t *testing.T) {
+		fx := newFixture(t, map[string]string{"f.cue": inst("mounts: [{dst: \"/t\", mode: \"tmpfs\", «allowSensitive: true}]")})
+		_, diags := fx.load(t, fx.opts(), "f.cue")
+		expect(t, diags, fx.where, "instances.a.mounts[0].allowSensitive", "allowSensitive applies to rw and ro mounts only")
+	})
+	t.Run("not sensitive", func(t *testing.T) {
+		// Inside home but not a credential location; a name that only
+		// starts like one; a sibling of home.
+		fx := newFixture(t, map[string]string{"f.cue": inst("mounts: [{src: \"~/projects\", dst: \"/p\", mode: \"rw\"}, {src: \"~/.config/nvim\", dst: \"/n\", mode: \"ro\"}, {src: \"~/.sshx\", dst: \"/s\", mode: \"ro\"}, {src: \"other\", dst: \"/o\", mode: \"rw\"}]"), "other/": ""})
+		sensitiveHome(t, fx)
+		if m := fx.mustLoad(t, "f.cue").Instances["a"].Mounts; len(m) != 4 || m[0].AllowSensitive {
+			t.Errorf("mounts: %+v", m)
+		}
 	})
 }
 
@@ -745,7 +885,7 @@ func TestLoadResolvesPaths(t *testing.T) {
 	fx := newFixture(t, map[string]string{
 		"repo/fleet/f.cue": fleetHead + "instances: {\n" +
 			"\ta: {role: build: context: \"../ctx\", mounts: [{src: \"../work\", dst: \"/w\", mode: \"rw\"}, {src: \".\", dst: \"/f\", mode: \"ro\"}]}\n" +
-			"\tb: {role: image: \"x\", mounts: [{src: \"~/cfg\", dst: \"/c\", mode: \"ro\"}, {src: \"~\", dst: \"/h\", mode: \"ro\"}, {src: \"$DIR/repo/work/\", dst: \"/abs\", mode: \"ro\"}]}\n" +
+			"\tb: {role: image: \"x\", mounts: [{src: \"~/cfg\", dst: \"/c\", mode: \"ro\"}, {src: \"~\", dst: \"/h\", mode: \"ro\", allowSensitive: true}, {src: \"$DIR/repo/work/\", dst: \"/abs\", mode: \"ro\"}]}\n" +
 			"}\n",
 		"repo/ctx/Dockerfile": "FROM scratch\n",
 		"repo/work/.keep":     "",

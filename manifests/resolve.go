@@ -52,10 +52,11 @@ type rawBuild struct {
 }
 
 type rawMount struct {
-	Src  *string `json:"src"`
-	Dst  string  `json:"dst"`
-	Mode string  `json:"mode"`
-	Size *string `json:"size"`
+	Src            *string `json:"src"`
+	Dst            string  `json:"dst"`
+	Mode           string  `json:"mode"`
+	Size           *string `json:"size"`
+	AllowSensitive *bool   `json:"allowSensitive"`
 }
 
 type rawResources struct {
@@ -417,7 +418,7 @@ func (c *instanceChecker) role(r *rawRole, inst *schema.Instance) {
 func (c *instanceChecker) mounts(ms []rawMount, inst *schema.Instance) {
 	seen := map[string]int{}
 	for i, m := range ms {
-		mount := schema.Mount{Dst: m.Dst, Mode: m.Mode}
+		mount := schema.Mount{Dst: m.Dst, Mode: m.Mode, AllowSensitive: m.AllowSensitive != nil && *m.AllowSensitive}
 		if !path.IsAbs(m.Dst) {
 			c.errorf([]any{"mounts", i, "dst"}, "dst %q must be an absolute path inside the container", m.Dst)
 		} else {
@@ -431,6 +432,9 @@ func (c *instanceChecker) mounts(ms []rawMount, inst *schema.Instance) {
 		case schema.MountTmpfs:
 			if m.Src != nil {
 				c.errorf([]any{"mounts", i, "src"}, "a tmpfs mount has no src: it is memory inside the container")
+			}
+			if m.AllowSensitive != nil {
+				c.errorf([]any{"mounts", i, "allowSensitive"}, "allowSensitive applies to rw and ro mounts only: a tmpfs mount exposes no host path")
 			}
 			if m.Size != nil {
 				mount.Size = *m.Size
@@ -456,6 +460,14 @@ func (c *instanceChecker) mounts(ms []rawMount, inst *schema.Instance) {
 			if sock, bad := schema.DockerSocketExposure(src); bad {
 				c.errorf([]any{"mounts", i, "src"}, "mounting %s would expose the host Docker socket %s: the host socket is never mounted, in any form (path, parent directory, symlink); Docker access for an agent is a private daemon", src, sock)
 				break
+			}
+			if !mount.AllowSensitive {
+				// Symlinks are resolved by the matcher, so a link to ~/.ssh
+				// is refused like ~/.ssh itself.
+				if findings := schema.SensitivePathFindings(src, c.l.opts.Home); len(findings) > 0 {
+					c.errorf([]any{"mounts", i, "src"}, "mounting %s %s: sensitive host paths are refused; set allowSensitive: true on this mount to mount it anyway (explain still warns about it)", src, strings.Join(findings, "; "))
+					break
+				}
 			}
 			if _, err := os.Stat(src); err != nil {
 				c.errorf([]any{"mounts", i, "src"}, "src %s does not exist: create it, or fix the path (relative paths start at the manifest file's directory)", src)

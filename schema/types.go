@@ -97,6 +97,11 @@ type Mount struct {
 	// Size applies to tmpfs, as written ("64Mi"); SizeBytes is its parsed value.
 	Size      string `json:"size,omitempty"`
 	SizeBytes int64  `json:"sizeBytes,omitempty"`
+	// AllowSensitive lets a bind mount expose the home directory or a
+	// credential location (see SensitivePathFindings); validation refuses
+	// such a mount without it. It is not part of the spec hash: it changes
+	// what validation accepts, not the container.
+	AllowSensitive bool `json:"allowSensitive,omitempty"`
 }
 
 // Resources are the container limits, as written and parsed. Zero means unlimited.
