@@ -76,16 +76,9 @@ func AccessOfSpec(s reconciler.Spec, home string) Access {
 	return a
 }
 
-// Widening is one way the new access reaches further than the old.
-type Widening struct {
-	// Field is the manifest field that widened: mounts, network.egress,
-	// network.ports, docker, credentials, resources.memory, resources.cpus,
-	// resources.pids.
-	Field   string `json:"field"`
-	Was     string `json:"was"`
-	Now     string `json:"now"`
-	Message string `json:"message"`
-}
+// Widening is one way the new access reaches further than the old. It is
+// the reconciler's type, so a plan's actions can carry it.
+type Widening = reconciler.Widening
 
 // Widenings lists every way next reaches further than prev, in a stable
 // order (field, then message): a host path newly mounted or made writable

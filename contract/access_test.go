@@ -129,3 +129,76 @@ func TestContractAccessMatchesSpec(t *testing.T) {
 		t.Errorf("adding a rw mount: %+v", w)
 	}
 }
+
+// TestMarkWidenings: creates and recreates are compared with the last
+// applied spec, or with no access at all when none is recorded; other
+// actions change no spec and widen nothing.
+func TestMarkWidenings(t *testing.T) {
+	narrow := baseSpec()
+	wide := baseSpec()
+	wide.Mounts = append([]reconciler.SpecMount{{Src: "/srv/cache", Dst: "/cache", Mode: schema.MountRW}}, wide.Mounts...)
+	desired := func(name string, s reconciler.Spec) *reconciler.DesiredInstance {
+		return &reconciler.DesiredInstance{Name: name, Spec: s}
+	}
+	p := &reconciler.Plan{Fleet: "f", Actions: []reconciler.Action{
+		{Instance: "fresh", Type: reconciler.ActionCreate, Desired: desired("fresh", narrow)},
+		{Instance: "missing", Type: reconciler.ActionCreate, Desired: desired("missing", narrow)},
+		{Instance: "grown", Type: reconciler.ActionRecreate, Desired: desired("grown", wide)},
+		{Instance: "same", Type: reconciler.ActionRecreate, Desired: desired("same", narrow)},
+		{Instance: "unknown", Type: reconciler.ActionRecreate, Desired: desired("unknown", narrow)},
+		{Instance: "started", Type: reconciler.ActionStart, Desired: desired("started", wide)},
+		{Instance: "kept", Type: reconciler.ActionNoop, Desired: desired("kept", wide), Widens: []Widening{{Field: "stale"}}},
+		{Instance: "gone", Type: reconciler.ActionDelete},
+	}}
+	last := reconciler.LastApplied{"missing": narrow, "grown": narrow, "same": narrow, "started": narrow, "kept": narrow}
+	if n := MarkWidenings(p, last, fakeHome); n != 3 {
+		t.Errorf("MarkWidenings = %d, want 3 (fresh, grown, unknown)", n)
+	}
+	want := map[string][]string{
+		// Nothing before: the mount, open egress and the port are all new.
+		"fresh":   {"mounts: host path /srv/project is newly mounted", `network.egress: egress widens from "none" to "open"`, "network.ports: container port 3000/tcp is newly published"},
+		"grown":   {"mounts: host path /srv/cache is newly mounted at /cache (read-write)"},
+		"unknown": {"mounts: host path /srv/project is newly mounted", "network.egress: egress widens", "network.ports: container port 3000/tcp"},
+	}
+	for _, a := range p.Actions {
+		w := want[a.Instance]
+		if len(a.Widens) != len(w) {
+			t.Errorf("%s (%s): %d widening(s), want %d: %+v", a.Instance, a.Type, len(a.Widens), len(w), a.Widens)
+			continue
+		}
+		for i, s := range w {
+			field, msg, _ := strings.Cut(s, ": ")
+			if a.Widens[i].Field != field || !strings.Contains(a.Widens[i].Message, msg) {
+				t.Errorf("%s widening %d = %s: %q, want %s: %q", a.Instance, i, a.Widens[i].Field, a.Widens[i].Message, field, msg)
+			}
+		}
+	}
+	if MarkWidenings(nil, nil, fakeHome) != 0 {
+		t.Error("a nil plan widens")
+	}
+}
+
+// TestWideningKindsTheSchemaCannotExpressYet: credentials and a private
+// Docker daemon are not manifest fields yet, so no plan can carry them; the
+// comparison already reports them, for a new instance and for a change.
+func TestWideningKindsTheSchemaCannotExpressYet(t *testing.T) {
+	next := NoAccess()
+	next.Docker = "private"
+	next.Credentials = []string{"github"}
+	got := Widenings(NoAccess(), next)
+	if len(got) != 2 || got[0].Field != "credentials" || got[0].Message != "credential github is newly delivered" ||
+		got[1].Field != "docker" || got[1].Was != schema.DockerNone || got[1].Now != "private" {
+		t.Errorf("new instance with a credential and a private daemon: %+v", got)
+	}
+	prev := next
+	next.Credentials = []string{"github", "npm"}
+	if got := Widenings(prev, next); len(got) != 1 || got[0].Field != "credentials" || !strings.Contains(got[0].Message, "npm") {
+		t.Errorf("one more credential: %+v", got)
+	}
+	if got := Widenings(next, prev); len(got) != 0 {
+		t.Errorf("fewer credentials and the same daemon widen: %+v", got)
+	}
+	if got := Widenings(next, NoAccess()); len(got) != 0 {
+		t.Errorf("dropping Docker access and credentials widens: %+v", got)
+	}
+}

@@ -8,6 +8,21 @@ import (
 	"strings"
 )
 
+// Widening is one way an action widens an instance's access: a host path
+// newly mounted or made writable, more open egress, a port newly or more
+// widely published, Docker access, a credential, a limit raised. It is
+// computed by contract.Widenings; it lives here so a Plan can carry it.
+// Its JSON field names are part of the plan document's stable API.
+type Widening struct {
+	// Field is the manifest field that widened: mounts, network.egress,
+	// network.ports, docker, credentials, resources.memory, resources.cpus,
+	// resources.pids.
+	Field   string `json:"field"`
+	Was     string `json:"was"`
+	Now     string `json:"now"`
+	Message string `json:"message"`
+}
+
 // DiffSpecs names the fields that differ between two specs, one reason per
 // field, in a fixed order. Env values never appear (they may be secrets):
 // env and label changes name keys only, commands are reported as changed

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackin-dev/jackin/contract"
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/drivers/fake"
 	"github.com/jackin-dev/jackin/reconciler"
@@ -29,6 +30,11 @@ type goldenCase struct {
 }
 
 var prune = reconciler.PlanOptions{Prune: true}
+
+// goldenHome is the host home directory the plans' widenings assume (the
+// rich instance mounts paths under it; only ~/.ssh and the like are
+// sensitive).
+const goldenHome = "/home/dev"
 
 // applied is a backend converged to f.
 func applied(t *testing.T, f *schema.Fleet) (*fake.Driver, reconciler.LastApplied) {
@@ -137,6 +143,38 @@ func goldenCases() []goldenCase {
 		})},
 		{name: "recreate_egress_changed", setup: changed(web, "web", func(in *schema.Instance) { in.Network.Egress = "none" })},
 		{name: "recreate_docker_changed", setup: changed(web, "web", func(in *schema.Instance) { in.Docker = "private" })},
+		// Widening access: each kind the plan marks. (Credentials are not in
+		// the spec yet: contract.TestWideningCredentials covers them.)
+		{name: "widen_new_rw_mount", setup: changed(rich, "web", func(in *schema.Instance) {
+			in.Mounts = append(append([]schema.Mount(nil), in.Mounts...), schema.Mount{Src: "/srv/cache", Dst: "/cache", Mode: schema.MountRW})
+		})},
+		{name: "widen_mount_made_writable", setup: changed(rich, "web", func(in *schema.Instance) {
+			in.Mounts = append([]schema.Mount(nil), in.Mounts...)
+			in.Mounts[1].Mode = schema.MountRW
+		})},
+		{name: "widen_sensitive_mount", setup: changed(rich, "web", func(in *schema.Instance) {
+			in.Mounts = append(append([]schema.Mount(nil), in.Mounts...), schema.Mount{Src: goldenHome + "/.ssh", Dst: "/root/.ssh", Mode: schema.MountRO, AllowSensitive: true})
+		})},
+		{name: "widen_new_port", setup: changed(rich, "web", func(in *schema.Instance) {
+			in.Network.Ports = append(append([]schema.Port(nil), in.Network.Ports...), schema.Port{Container: 9229, Host: 9229, Address: "127.0.0.1", Protocol: "tcp"})
+		})},
+		{name: "widen_port_all_interfaces", setup: changed(rich, "web", func(in *schema.Instance) {
+			in.Network.Ports = []schema.Port{{Container: 80, Host: 8080, Address: "0.0.0.0", Protocol: "tcp"}}
+		})},
+		{name: "widen_egress", setup: changed(with(web, "web", func(in *schema.Instance) { in.Network.Egress = "none" }), "web", func(in *schema.Instance) {
+			in.Network.Egress = schema.EgressOpen
+		})},
+		{name: "widen_new_instance_with_mounts", setup: func(t *testing.T) (*fake.Driver, *schema.Fleet, reconciler.LastApplied, reconciler.PlanOptions) {
+			drv, last := applied(t, web)
+			return drv, with(web, "agent", richInstance), last, prune
+		}},
+		{name: "narrow_only", setup: changed(rich, "web", func(in *schema.Instance) {
+			// Read-only instead of read-write, a mount and a port removed,
+			// limits lowered: nothing widens.
+			in.Mounts = []schema.Mount{{Src: "/home/dev/project", Dst: "/work", Mode: schema.MountRO}, {Src: "/home/dev/docs", Dst: "/docs", Mode: schema.MountRO}}
+			in.Network.Ports = nil
+			in.Resources = schema.Resources{Memory: "32Mi", MemoryBytes: 32 << 20, CPUs: 0.25, Pids: 50}
+		})},
 		{name: "recreate_backend_changed", setup: changed(web, "web", func(in *schema.Instance) { in.Backend = "orbstack" })},
 		{name: "recreate_many_fields_changed", setup: changed(rich, "web", func(in *schema.Instance) {
 			in.Role.Image = imageV2
@@ -250,6 +288,8 @@ func TestGoldenPlans(t *testing.T) {
 				mustDo(t, err)
 			} else {
 				p = plan(t, drv, f, last, opts)
+				// As diff and apply do: mark what widens access.
+				contract.MarkWidenings(p, last, goldenHome)
 			}
 			var text bytes.Buffer
 			reconciler.WritePlanText(&text, p, c.color)
@@ -342,4 +382,42 @@ func TestGoldenCoverage(t *testing.T) {
 		}
 	}
 	sort.Strings(reasons)
+}
+
+// TestGoldenWideningCoverage checks the golden plans mark every kind of
+// widening the spec can express, and that narrowing marks nothing.
+func TestGoldenWideningCoverage(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.json.golden"))
+	mustDo(t, err)
+	fields := map[string]bool{}
+	var messages []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		mustDo(t, err)
+		var doc reconciler.PlanDoc
+		mustDo(t, json.Unmarshal(b, &doc))
+		for _, a := range doc.Actions {
+			if len(a.Widens) > 0 && a.Action != string(reconciler.ActionCreate) && a.Action != string(reconciler.ActionRecreate) {
+				t.Errorf("%s: a %s action widens access: %+v", f, a.Action, a.Widens)
+			}
+			for _, w := range a.Widens {
+				fields[w.Field] = true
+				messages = append(messages, w.Message)
+			}
+			if strings.HasPrefix(filepath.Base(f), "narrow_") && len(a.Widens) > 0 {
+				t.Errorf("%s: narrowing marked as widening: %+v", f, a.Widens)
+			}
+		}
+	}
+	for _, want := range []string{"mounts", "network.egress", "network.ports", "docker", "resources.memory", "resources.cpus", "resources.pids"} {
+		if !fields[want] {
+			t.Errorf("no golden plan marks a widening of %s", want)
+		}
+	}
+	all := strings.Join(messages, "\n")
+	for _, want := range []string{"is newly mounted", "becomes writable", "exposes ~/.ssh", "is newly published", "is published more widely", `egress widens from "none" to "open"`, "Docker access changes"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no golden plan marks a widening saying %q", want)
+		}
+	}
 }

@@ -26,8 +26,11 @@ const (
 // "-/+" recreate, "~" start or stop (named: "~ web (start)"), "-" delete and
 // "!" an orphan kept by --prune=false. Noops are omitted. A summary line
 // follows ("Plan: 1 to create, ..."); a converged plan prints only
-// `No changes. Fleet "NAME" matches the manifest.`. With color, markers are
-// coloured with ANSI escapes.
+// `No changes. Fleet "NAME" matches the manifest.`. An action that widens
+// access (Action.Widens) lists each widening below its reasons as
+// "! widens access: ...", and a line after the summary counts them, so a
+// reviewer cannot miss a new grant among routine changes. With color,
+// markers are coloured with ANSI escapes.
 func WritePlanText(w io.Writer, p *Plan, color bool) {
 	paint := func(code, s string) string {
 		if !color {
@@ -59,6 +62,9 @@ func WritePlanText(w io.Writer, p *Plan, color bool) {
 		for _, r := range a.Reasons {
 			fmt.Fprintln(w, "      "+r)
 		}
+		for _, wd := range a.Widens {
+			fmt.Fprintln(w, "      "+paint(ansiRed, "! widens access:")+" "+wd.Message)
+		}
 	}
 	if listed == 0 {
 		fmt.Fprintf(w, "No changes. Fleet %q matches the manifest.\n", p.Fleet)
@@ -75,6 +81,24 @@ func WritePlanText(w io.Writer, p *Plan, color bool) {
 		}
 		fmt.Fprintf(w, "%d orphan %s kept (--prune=false).\n", n, noun)
 	}
+	if n := p.WideningActions(); n > 0 {
+		noun := "instances widen"
+		if n == 1 {
+			noun = "instance widens"
+		}
+		fmt.Fprintln(w, paint(ansiRed, fmt.Sprintf("%d %s access (marked \"! widens access\").", n, noun)))
+	}
+}
+
+// WideningActions counts the actions that widen access (see Action.Widens).
+func (p *Plan) WideningActions() int {
+	n := 0
+	for _, a := range p.Actions {
+		if len(a.Widens) > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // PlanDoc is the versioned JSON form of a plan.
@@ -96,12 +120,15 @@ type PlanSummary struct {
 }
 
 // ActionDoc is one action of a PlanDoc. Kept is true for a delete that
-// --prune=false reports without executing.
+// --prune=false reports without executing. Widens lists how a create or
+// recreate widens the instance's access; it is absent when it widens
+// nothing.
 type ActionDoc struct {
-	Instance string   `json:"instance"`
-	Action   string   `json:"action"`
-	Reasons  []string `json:"reasons"`
-	Kept     bool     `json:"kept,omitempty"`
+	Instance string     `json:"instance"`
+	Action   string     `json:"action"`
+	Reasons  []string   `json:"reasons"`
+	Kept     bool       `json:"kept,omitempty"`
+	Widens   []Widening `json:"widens,omitempty"`
 }
 
 // PlanDocument returns the versioned JSON document of a plan (a PlanDoc):
@@ -125,6 +152,7 @@ func PlanDocument(p *Plan) any {
 			Action:   string(a.Type),
 			Reasons:  reasons,
 			Kept:     a.Type == ActionDelete && !a.Pruned,
+			Widens:   append([]Widening(nil), a.Widens...),
 		})
 	}
 	return doc

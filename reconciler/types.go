@@ -108,6 +108,11 @@ type Action struct {
 	Missing []drivers.Resource
 	// Pruned is false for a delete kept back by --prune=false: reported, not executed.
 	Pruned bool
+	// Widens lists how a create or recreate widens the instance's access
+	// compared with what was last applied. The planner leaves it empty: the
+	// contract package fills it (contract.MarkWidenings), as the reconciler
+	// cannot depend on the contract.
+	Widens []Widening
 }
 
 // Mutates reports whether executing the action changes the backend.

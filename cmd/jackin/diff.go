@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/jackin-dev/jackin/contract"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/store"
 )
@@ -39,10 +40,18 @@ func newDiffCommand(a *app) *cobra.Command {
   ~    start/stop -    delete (an instance no longer in the manifest)
 It changes nothing.
 
+A create or recreate that widens the instance's access compared with what was
+last applied is marked "! widens access: ..." (in -o json: the action's
+"widens" list): a host path newly mounted or made writable, a sensitive path
+exposed, wider egress, a port newly or more widely published, Docker access,
+a new credential, a resource limit raised or removed. A new instance, or one
+whose last-applied spec is unknown, is compared with no access at all.
+
 Exit codes: 0 converged, 1 changes pending, 2 error (invalid manifest,
 unreachable engine).`,
 		Example: `  jackin diff -f fleet.cue
-  jackin diff -f fleet.cue -o json | jq '.actions[] | select(.action != "noop")'`,
+  jackin diff -f fleet.cue -o json | jq '.actions[] | select(.action != "noop")'
+  jackin diff -f fleet.cue -o json | jq '.actions[] | select(.widens) | {instance, widens}'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := out.validate(); err != nil {
@@ -68,6 +77,7 @@ func (a *app) diff(ctx context.Context, files []string, pf planFlags, format str
 	if err != nil {
 		return err
 	}
+	markWidenings(res)
 	if err := a.printPlan(res.plan, format); err != nil {
 		return err
 	}
@@ -75,6 +85,14 @@ func (a *app) diff(ctx context.Context, files []string, pf planFlags, format str
 		return &exitError{code: exitChanges, reported: true}
 	}
 	return nil
+}
+
+// markWidenings marks each create and recreate that widens access over the
+// last-applied spec, matching sensitive paths against the same home
+// directory the manifest's ~ expands to. It returns how many actions widen.
+func markWidenings(res *planResult) int {
+	home, _ := os.UserHomeDir()
+	return contract.MarkWidenings(res.plan, res.last, home)
 }
 
 func (a *app) printPlan(p *reconciler.Plan, format string) error {
