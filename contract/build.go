@@ -228,6 +228,7 @@ func (b builder) contract(di *reconciler.DesiredInstance) Contract {
 	}
 	c.Warnings = warnings
 	c.access = AccessOfSpec(di.Spec, b.opts.Home)
+	c.spec = di.Spec
 	return c
 }
 

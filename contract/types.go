@@ -6,6 +6,8 @@
 // side effects; it renders as text and as a versioned JSON document.
 package contract
 
+import "github.com/jackin-dev/jackin/reconciler"
+
 // APIVersion and Kind identify the JSON document.
 const (
 	APIVersion   = "jackin.dev/v1alpha1"
@@ -81,6 +83,7 @@ type Contract struct {
 	Warnings []Warning `json:"warnings"`
 
 	access Access
+	spec   reconciler.Spec // the canonical spec it was built from, for WriteCompact
 }
 
 // Access returns the access summary that Widenings compares.

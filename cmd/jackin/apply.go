@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 
+	"github.com/jackin-dev/jackin/contract"
 	"github.com/jackin-dev/jackin/reconciler"
+	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/store"
 )
 
@@ -19,6 +23,9 @@ type applyOptions struct {
 	dryRun      bool
 	parallel    int
 	lockTimeout time.Duration
+	// requireApproval refuses a plan that widens access unless approve is set.
+	requireApproval bool
+	approve         bool
 }
 
 func newApplyCommand(a *app) *cobra.Command {
@@ -38,11 +45,21 @@ to --lock-timeout, saying who holds it, then fails.
 Instances removed from the manifest are deleted (--prune=false only reports
 them). A manifest with zero instances deletes nothing without --allow-empty.
 
+The plan marks every create or recreate that widens access ("! widens
+access", as in jackin diff). With --require-approval-for-widening, such a plan
+is refused (exit 2, nothing changed) unless --approve is also given: CI can
+gate access changes in review. After the plan, apply prints the changed
+sections of the session contract of each instance it creates or recreates
+(jackin explain prints the whole contract).
+
 Exit codes: 0 all actions succeeded (or nothing to do), 1 an action failed,
-2 invalid manifest, unreachable engine or lock timeout.`,
+2 invalid manifest, unreachable engine, lock timeout, or a widening plan
+refused by --require-approval-for-widening.`,
 		Example: `  jackin apply -f fleet.cue
   jackin apply -f fleet.cue --dry-run
-  jackin apply -f fleets/ --parallel 16 -o json`,
+  jackin apply -f fleets/ --parallel 16 -o json
+  jackin apply -f fleet.cue --require-approval-for-widening          # in CI
+  jackin apply -f fleet.cue --require-approval-for-widening --approve # after review`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := out.validate(); err != nil {
@@ -63,6 +80,8 @@ Exit codes: 0 all actions succeeded (or nothing to do), 1 an action failed,
 	cmd.Flags().BoolVar(&opts.dryRun, "dry-run", false, "print the plan and change nothing (the same as diff, with its exit codes)")
 	cmd.Flags().IntVar(&opts.parallel, "parallel", defaultParallel, "how many instances to change at once")
 	cmd.Flags().DurationVar(&opts.lockTimeout, "lock-timeout", defaultLockTimeout, "how long to wait for another writer of the same fleet")
+	cmd.Flags().BoolVar(&opts.requireApproval, "require-approval-for-widening", false, "refuse (exit 2, change nothing) a plan that widens any instance's access, unless --approve is given")
+	cmd.Flags().BoolVar(&opts.approve, "approve", false, "approve the access widenings of this plan (with --require-approval-for-widening)")
 	return cmd
 }
 
@@ -84,8 +103,17 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 	if err != nil {
 		return err
 	}
+	widening := markWidenings(res)
 	if format == "text" {
 		reconciler.WritePlanText(a.stdout, res.plan, isTerminal(a.stdout))
+	}
+	// Checked before anything is recorded or executed: a refused plan
+	// changes nothing on the engine.
+	if opts.requireApproval && widening > 0 && !opts.approve {
+		return a.refuseWidening(fleet.Name, res.plan, format)
+	}
+	if format == "text" {
+		a.writeCompactContracts(fleet, res)
 	}
 
 	runID, err := st.BeginRun(ctx, fleet.Name, "apply")
@@ -132,6 +160,73 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 		return &exitError{code: exitChanges, reported: true}
 	}
 	return nil
+}
+
+// refuseWidening reports a plan refused by --require-approval-for-widening:
+// each widening on stderr (and, with -o json, the plan and the refusal on
+// stdout), exit code 2.
+func (a *app) refuseWidening(fleet string, p *reconciler.Plan, format string) error {
+	n := p.WideningActions()
+	noun := "instances"
+	if n == 1 {
+		noun = "instance"
+	}
+	msg := fmt.Sprintf("apply refused: the plan widens the access of %d %s and --require-approval-for-widening is set; nothing was changed", n, noun)
+	var b strings.Builder
+	b.WriteString(msg + ":\n")
+	for _, act := range p.Actions {
+		for _, w := range act.Widens {
+			fmt.Fprintf(&b, "  %s (%s): %s\n", act.Instance, act.Type, w.Message)
+		}
+	}
+	b.WriteString("Review these widenings, then run apply again with --approve to apply them.\n")
+	fmt.Fprint(a.stderr, b.String())
+	if format == "json" {
+		doc := applyDocument{
+			APIVersion: "jackin.dev/v1alpha1", Kind: "ApplyResult", Fleet: fleet,
+			Plan: reconciler.PlanDocument(p), Results: []resultDoc{}, Refused: msg,
+		}
+		if err := writeStructured(a.stdout, "json", doc); err != nil {
+			return err
+		}
+	}
+	return &exitError{code: exitInvalid, err: errors.New(msg), reported: true}
+}
+
+// writeCompactContracts prints, after the plan, the changed sections of the
+// session contract of each instance the plan creates or recreates, so the
+// operator sees what an agent is about to be able to reach. It has no side
+// effects: the contract is computed from the desired state already built.
+func (a *app) writeCompactContracts(fleet *schema.Fleet, res *planResult) {
+	var names []string
+	for _, act := range res.plan.Actions {
+		if act.Desired != nil && (act.Type == reconciler.ActionCreate || act.Type == reconciler.ActionRecreate) {
+			names = append(names, act.Instance)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	home, _ := os.UserHomeDir()
+	doc, err := contract.Build(fleet, res.desired, contract.Options{Instances: names, Home: home})
+	if err != nil {
+		// The contract is a report: failing to compute it must not stop apply.
+		a.log.Error(err, "compute session contracts")
+		return
+	}
+	fmt.Fprintln(a.stdout)
+	for i := range doc.Instances {
+		c := &doc.Instances[i]
+		var prev *reconciler.Spec
+		if spec, ok := res.last[c.Instance]; ok {
+			prev = &spec
+		}
+		if err := contract.WriteCompact(a.stdout, c, prev); err != nil {
+			a.log.Error(err, "print session contract", "instance", c.Instance)
+			return
+		}
+	}
+	fmt.Fprintln(a.stdout, "(jackin explain -f PATH INSTANCE prints a whole session contract.)")
 }
 
 // lockFleet takes the per-fleet writer lock, saying who holds it while waiting.
@@ -242,6 +337,8 @@ type applyDocument struct {
 	Plan       any           `json:"plan"`
 	Summary    resultSummary `json:"summary"`
 	Results    []resultDoc   `json:"results"`
+	// Refused says why nothing was applied (--require-approval-for-widening).
+	Refused string `json:"refused,omitempty"`
 }
 
 type resultDoc struct {

@@ -1,0 +1,162 @@
+package contract
+
+import (
+	"fmt"
+	"io"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/jackin-dev/jackin/reconciler"
+)
+
+// compactSection is one line of the compact contract: a section that
+// changed, in one line, and its warnings.
+type compactSection struct {
+	num     int
+	id      string
+	title   string
+	changed func(prev, next reconciler.Spec) bool
+	line    func(c *Contract) string
+}
+
+// compactSections are the sections WriteCompact can print: those a spec
+// change can alter. The others (host effects, recovery, residual risk,
+// tier) follow from these; `jackin explain` prints them.
+var compactSections = []compactSection{
+	{1, SectionIdentity, "Identity", func(p, n reconciler.Spec) bool {
+		return p.Image != n.Image || p.Agent != n.Agent || p.Backend != n.Backend || !reflect.DeepEqual(p.Command, n.Command)
+	}, func(c *Contract) string {
+		return fmt.Sprintf("image %s, agent %s, backend %s", c.Identity.Role.Image, c.Identity.Agent, c.Identity.Backend)
+	}},
+	{2, SectionSandbox, "Sandbox", func(p, n reconciler.Spec) bool { return p.Docker != n.Docker }, func(c *Contract) string {
+		return "Docker access " + c.Sandbox.DockerAccess + "; host Docker socket " + c.Sandbox.HostDockerSocket
+	}},
+	{3, SectionFilesystem, "Filesystem", func(p, n reconciler.Spec) bool { return !sameMounts(p.Mounts, n.Mounts) }, func(c *Contract) string {
+		var parts []string
+		for _, m := range c.Filesystem.Mounts {
+			if m.Type == MountTmpfs {
+				size := ""
+				if m.Size != "" {
+					size = " " + m.Size
+				}
+				parts = append(parts, "tmpfs"+size+" -> "+m.Destination)
+				continue
+			}
+			parts = append(parts, m.Mode+" "+m.Source+" -> "+m.Destination)
+		}
+		return listOrNoneSep(parts, ", ", "no mounts")
+	}},
+	{4, SectionCredentials, "Credentials", func(p, n reconciler.Spec) bool { return !sameKeys(p.Env, n.Env) }, func(c *Contract) string {
+		line := fmt.Sprintf("%d delivered", len(c.Credentials.Delivered))
+		if len(c.Credentials.EnvKeys) > 0 {
+			line += "; env keys " + strings.Join(c.Credentials.EnvKeys, ", ") + " (values not shown)"
+		}
+		return line
+	}},
+	{5, SectionNetwork, "Network", func(p, n reconciler.Spec) bool { return p.Network.Egress != n.Network.Egress }, func(c *Contract) string {
+		return "egress " + c.Network.Egress
+	}},
+	{6, SectionServicePorts, "Service ports", func(p, n reconciler.Spec) bool { return !samePorts(p.Network.Ports, n.Network.Ports) }, func(c *Contract) string {
+		var parts []string
+		for _, p := range c.ServicePorts.Ports {
+			parts = append(parts, portLine(p))
+		}
+		return listOrNoneSep(parts, ", ", "none published")
+	}},
+	{7, SectionResources, "Resources", func(p, n reconciler.Spec) bool { return p.Resources != n.Resources }, func(c *Contract) string {
+		r := c.Resources
+		short := func(q Quantity) string { // "1Gi (1073741824 bytes)" -> "1Gi"
+			text, _, _ := strings.Cut(q.Text, " (")
+			return text
+		}
+		return fmt.Sprintf("memory %s, reservation %s, CPUs %s, pids %s", short(r.Memory), short(r.MemoryReservation), short(r.CPUs), short(r.Pids))
+	}},
+}
+
+// WriteCompact writes the compact form of a contract, as apply prints it
+// for an instance it creates or recreates: one line per section that
+// differs from prev (the last-applied spec; nil when there is none, which
+// prints every section it covers), followed by those sections' warnings.
+// Only the sections a spec change can alter are covered; `jackin explain`
+// prints the whole contract.
+func WriteCompact(w io.Writer, c *Contract, prev *reconciler.Spec) error {
+	var b strings.Builder
+	var shown []compactSection
+	for _, s := range compactSections {
+		if prev == nil || s.changed(*prev, c.spec) {
+			shown = append(shown, s)
+		}
+	}
+	what := "changed sections"
+	if prev == nil {
+		what = "no earlier contract recorded"
+	}
+	fmt.Fprintf(&b, "Contract of %s (%s):\n", c.Instance, what)
+	if len(shown) == 0 {
+		b.WriteString("    no section changed\n")
+	}
+	width := 0
+	for _, s := range shown {
+		width = max(width, len(s.title))
+	}
+	ids := map[string]bool{}
+	for _, s := range shown {
+		ids[s.id] = true
+		fmt.Fprintf(&b, "  %2d. %-*s  %s\n", s.num, width, s.title, s.line(c))
+	}
+	for _, wn := range c.Warnings {
+		if ids[wn.Section] {
+			b.WriteString("    ! " + wn.Message + "\n")
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func listOrNoneSep(parts []string, sep, none string) string {
+	if len(parts) == 0 {
+		return none
+	}
+	return strings.Join(parts, sep)
+}
+
+// sameMounts compares mounts as sets: the order of mounts in a manifest
+// does not change what the agent can reach.
+func sameMounts(a, b []reconciler.SpecMount) bool {
+	key := func(ms []reconciler.SpecMount) []string {
+		out := make([]string, len(ms))
+		for i, m := range ms {
+			out[i] = fmt.Sprintf("%s\x00%s\x00%s\x00%d", m.Src, m.Dst, m.Mode, m.SizeBytes)
+		}
+		sort.Strings(out)
+		return out
+	}
+	return slices.Equal(key(a), key(b))
+}
+
+func samePorts(a, b []reconciler.SpecPort) bool {
+	key := func(ps []reconciler.SpecPort) []string {
+		out := make([]string, len(ps))
+		for i, p := range ps {
+			out[i] = fmt.Sprintf("%s\x00%d\x00%d\x00%s", p.Address, p.Host, p.Container, protocolOf(p.Protocol))
+		}
+		sort.Strings(out)
+		return out
+	}
+	return slices.Equal(key(a), key(b))
+}
+
+// sameKeys compares env keys only: values are not part of the contract.
+func sameKeys(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			return false
+		}
+	}
+	return true
+}

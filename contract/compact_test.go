@@ -1,0 +1,83 @@
+package contract
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/jackin-dev/jackin/reconciler"
+	"github.com/jackin-dev/jackin/schema"
+)
+
+func compactOf(t *testing.T, in schema.Instance, prev *reconciler.Spec) string {
+	t.Helper()
+	d, err := reconciler.BuildDesired(fleetOf("edge", map[string]schema.Instance{"web": in}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := Build(fleetOf("edge", map[string]schema.Instance{"web": in}), d, Options{Home: fakeHome})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := WriteCompact(&b, &doc.Instances[0], prev); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func specOf(t *testing.T, in schema.Instance) *reconciler.Spec {
+	t.Helper()
+	d, err := reconciler.BuildDesired(fleetOf("edge", map[string]schema.Instance{"web": in}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &d.Instances[0].Spec
+}
+
+func TestWriteCompact(t *testing.T) {
+	base := instance(limited, func(in *schema.Instance) {
+		in.Mounts = []schema.Mount{{Src: "/srv/project", Dst: "/work", Mode: schema.MountRO}, {Dst: "/tmp", Mode: schema.MountTmpfs, Size: "64Mi", SizeBytes: 64 << 20}}
+		in.Env = map[string]string{"TZ": "UTC"}
+	})
+	grown := base
+	grown.Mounts = []schema.Mount{{Src: "/srv/project", Dst: "/work", Mode: schema.MountRW}, {Src: fakeHome + "/.ssh", Dst: "/root/.ssh", Mode: schema.MountRO, AllowSensitive: true}, {Dst: "/tmp", Mode: schema.MountTmpfs, Size: "64Mi", SizeBytes: 64 << 20}}
+	grown.Network.Ports = []schema.Port{{Container: 80, Host: 8080, Address: "0.0.0.0", Protocol: "tcp"}}
+	valueOnly := base
+	valueOnly.Env = map[string]string{"TZ": "Europe/Paris"}
+	reordered := base
+	reordered.Mounts = []schema.Mount{base.Mounts[1], base.Mounts[0]}
+
+	cases := []struct {
+		name string
+		in   schema.Instance
+		prev *reconciler.Spec
+		want string
+	}{
+		{"new instance: every section it covers", base, nil, `Contract of web (no earlier contract recorded):
+   1. Identity       image registry.example/agent:1, agent shell, backend docker
+   2. Sandbox        Docker access none; host Docker socket not mounted
+   3. Filesystem     tmpfs 64Mi -> /tmp, ro /srv/project -> /work
+   4. Credentials    0 delivered; env keys TZ (values not shown)
+   5. Network        egress open
+   6. Service ports  none published
+   7. Resources      memory 1Gi, reservation unlimited, CPUs 1 CPU, pids 256 processes
+    ! egress is unrestricted: the agent can reach any host the engine host can reach, including the host's LAN
+`},
+		{"recreate: only the changed sections and their warnings", grown, specOf(t, base), `Contract of web (changed sections):
+   3. Filesystem     ro /home/alice/.ssh -> /root/.ssh, tmpfs 64Mi -> /tmp, rw /srv/project -> /work
+   6. Service ports  0.0.0.0:8080 -> 80/tcp
+    ! mount /home/alice/.ssh -> /root/.ssh (ro, allowSensitive) exposes ~/.ssh (SSH keys)
+    ! 0.0.0.0:8080 -> 80/tcp binds all interfaces: reachable from other machines
+`},
+		{"recreate for drift: nothing changed", base, specOf(t, base), "Contract of web (changed sections):\n    no section changed\n"},
+		{"an env value is not part of the contract", valueOnly, specOf(t, base), "Contract of web (changed sections):\n    no section changed\n"},
+		{"mount order is not part of the contract", reordered, specOf(t, base), "Contract of web (changed sections):\n    no section changed\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := compactOf(t, tc.in, tc.prev); got != tc.want {
+				t.Errorf("got:\n%s\nwant:\n%s", got, tc.want)
+			}
+		})
+	}
+}
