@@ -212,3 +212,35 @@ func shortID(id string) string {
 	}
 	return id
 }
+
+// Event is a change a backend reports about one of a fleet's objects.
+type Event struct {
+	Kind     Kind   // KindContainer or KindNetwork
+	Action   string // die, destroy, stop, oom, disconnect
+	ID       string
+	Name     string
+	Instance string // the instance label, or the instance a network name belongs to
+	// Component is the container's component label ("agent"); empty for networks.
+	Component string
+	ExitCode  string // die events only
+	Time      time.Time
+}
+
+// Event actions a backend reports.
+const (
+	EventDie        = "die"
+	EventDestroy    = "destroy"
+	EventStop       = "stop"
+	EventOOM        = "oom"
+	EventDisconnect = "disconnect"
+)
+
+// EventSource is a backend that can stream changes to a fleet's objects.
+type EventSource interface {
+	// Events streams the fleet's container die, destroy, stop and oom events
+	// and its networks' destroy and disconnect events, from the moment it
+	// returns. The stream ends when ctx ends or the connection breaks; then
+	// one error is sent on the error channel and both channels are closed.
+	// A nil error return means the backend accepted the subscription.
+	Events(ctx context.Context, fleet string) (<-chan Event, <-chan error, error)
+}

@@ -38,6 +38,10 @@ type ExecOptions struct {
 	// Images are the image references already present (ref -> image ID), as
 	// observed; these need no EnsureImage call.
 	Images map[string]string
+	// FinishStarted lets an action that has started run all its steps after
+	// ctx is cancelled (watch stops between actions, never inside one);
+	// actions not yet started are still skipped.
+	FinishStarted bool
 }
 
 // Recorder is told about each action result as soon as it is known (the CLI
@@ -128,7 +132,7 @@ func Execute(ctx context.Context, p *Plan, drv drivers.Driver, opts ExecOptions)
 			}
 			start := time.Now()
 			log.V(1).Info("action started", "instance", act.Instance, "action", string(act.Type))
-			err := runAction(ctx, act, drv, imgErrs, log)
+			err := runAction(ctx, act, drv, imgErrs, log, opts.FinishStarted)
 			r := ActionResult{Action: act, Outcome: OutcomeSucceeded, Err: err, Duration: time.Since(start)}
 			if err != nil {
 				r.Outcome = OutcomeFailed
@@ -242,8 +246,9 @@ type step struct {
 }
 
 // runAction executes one action's steps in order, stopping at the first
-// failure, or after the step in flight when ctx is cancelled.
-func runAction(ctx context.Context, act Action, drv drivers.Driver, imgErrs map[string]error, log logr.Logger) error {
+// failure, or after the step in flight when ctx is cancelled (unless
+// finishStarted).
+func runAction(ctx context.Context, act Action, drv drivers.Driver, imgErrs map[string]error, log logr.Logger, finishStarted bool) error {
 	for _, r := range act.Missing {
 		if r.Kind == drivers.KindContainer && r.Container != nil {
 			if err, ok := imgErrs[r.Container.Image.Ref]; ok {
@@ -253,6 +258,9 @@ func runAction(ctx context.Context, act Action, drv drivers.Driver, imgErrs map[
 	}
 	steps := actionSteps(act, drv)
 	callCtx := context.WithoutCancel(ctx)
+	if finishStarted {
+		ctx = callCtx
+	}
 	for i, s := range steps {
 		if i > 0 && ctx.Err() != nil {
 			return fmt.Errorf("interrupted after %s: %w", steps[i-1].desc, context.Cause(ctx))

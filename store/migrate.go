@@ -54,6 +54,18 @@ var migrations = []string{
 
 	// 2: newest events of every fleet without a scan and sort.
 	`CREATE INDEX events_at ON events(at);`,
+
+	// 3: crash-loop state kept by watch, shown by get.
+	`CREATE TABLE crash_state (
+		fleet        TEXT    NOT NULL,
+		instance     TEXT    NOT NULL,
+		restarts     INTEGER NOT NULL,
+		last_exit    TEXT    NOT NULL DEFAULT '',
+		next_attempt INTEGER NOT NULL,
+		pid          INTEGER NOT NULL,
+		updated_at   INTEGER NOT NULL,
+		PRIMARY KEY (fleet, instance)
+	);`,
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -434,3 +434,64 @@ func processAlive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
+
+// CrashState is an instance's crash loop as watch sees it: how many times
+// in a row it exited soon after starting, and when watch starts it next.
+type CrashState struct {
+	Instance    string
+	Restarts    int
+	LastExit    string
+	NextAttempt time.Time
+	// Watching reports whether the watch that wrote it is still running.
+	Watching  bool
+	UpdatedAt time.Time
+}
+
+// SetCrashState records an instance's crash-loop state, replacing the last.
+func (s *Store) SetCrashState(ctx context.Context, fleet string, c CrashState) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO crash_state(fleet, instance, restarts, last_exit, next_attempt, pid, updated_at) VALUES(?,?,?,?,?,?,?)
+			ON CONFLICT(fleet, instance) DO UPDATE SET restarts=excluded.restarts, last_exit=excluded.last_exit,
+			next_attempt=excluded.next_attempt, pid=excluded.pid, updated_at=excluded.updated_at`,
+			fleet, c.Instance, c.Restarts, c.LastExit, c.NextAttempt.UnixNano(), os.Getpid(), nowNanos())
+		if err != nil {
+			return fmt.Errorf("record crash-loop state of %s: %w", c.Instance, err)
+		}
+		return nil
+	})
+}
+
+// ClearCrashState forgets an instance's crash loop.
+func (s *Store) ClearCrashState(ctx context.Context, fleet, instance string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM crash_state WHERE fleet=? AND instance=?`, fleet, instance); err != nil {
+			return fmt.Errorf("clear crash-loop state of %s: %w", instance, err)
+		}
+		return nil
+	})
+}
+
+// CrashStates returns the fleet's crash-loop states by instance.
+func (s *Store) CrashStates(ctx context.Context, fleet string) (map[string]CrashState, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT instance, restarts, last_exit, next_attempt, pid, updated_at FROM crash_state WHERE fleet = ?`, fleet)
+	if err != nil {
+		return nil, fmt.Errorf("query crash-loop states: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]CrashState{}
+	for rows.Next() {
+		var c CrashState
+		var next, updated int64
+		var pid int
+		if err := rows.Scan(&c.Instance, &c.Restarts, &c.LastExit, &next, &pid, &updated); err != nil {
+			return nil, fmt.Errorf("scan crash-loop state: %w", err)
+		}
+		c.NextAttempt, c.UpdatedAt = fromNanos(next), fromNanos(updated)
+		c.Watching = processAlive(pid)
+		out[c.Instance] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read crash-loop states: %w", err)
+	}
+	return out, nil
+}

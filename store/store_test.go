@@ -64,7 +64,7 @@ func TestOlderSchemaIsMigratedStepwise(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir)
 	// Make it a version-1 database, as an earlier jackin left it.
-	if _, err := s.db.Exec(`DROP INDEX events_at; DELETE FROM schema_migrations WHERE version > 1`); err != nil {
+	if _, err := s.db.Exec(`DROP INDEX events_at; DROP TABLE crash_state; DELETE FROM schema_migrations WHERE version > 1`); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -73,11 +73,11 @@ func TestOlderSchemaIsMigratedStepwise(t *testing.T) {
 	if err := s2.db.QueryRow(`SELECT MAX(version) FROM schema_migrations`).Scan(&v); err != nil {
 		t.Fatal(err)
 	}
-	if err := s2.db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type='index' AND name='events_at'`).Scan(&idx); err != nil {
+	if err := s2.db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE (type='index' AND name='events_at') OR (type='table' AND name='crash_state')`).Scan(&idx); err != nil {
 		t.Fatal(err)
 	}
-	if v != SchemaVersion() || idx != 1 {
-		t.Fatalf("version %d (want %d), events_at present %d", v, SchemaVersion(), idx)
+	if v != SchemaVersion() || idx != 2 {
+		t.Fatalf("version %d (want %d), events_at and crash_state present: %d of 2", v, SchemaVersion(), idx)
 	}
 }
 
@@ -630,5 +630,34 @@ func TestDefaultDir(t *testing.T) {
 	t.Setenv("HOME", "/home/op")
 	if d := DefaultDir(); d != "/home/op/.local/state/jackin" {
 		t.Errorf("default: %s", d)
+	}
+}
+
+func TestCrashStateRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	next := time.Now().Add(4 * time.Second).Truncate(time.Millisecond)
+	if err := s.SetCrashState(ctx, "demo", CrashState{Instance: "web", Restarts: 3, LastExit: "1", NextAttempt: next}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetCrashState(ctx, "demo", CrashState{Instance: "web", Restarts: 4, LastExit: "2", NextAttempt: next}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.CrashStates(ctx, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := got["web"]
+	if !ok || c.Restarts != 4 || c.LastExit != "2" || !c.NextAttempt.Equal(next) || !c.Watching {
+		t.Fatalf("crash state = %+v (ok %v)", c, ok)
+	}
+	if other, _ := s.CrashStates(ctx, "other"); len(other) != 0 {
+		t.Fatalf("another fleet sees %v", other)
+	}
+	if err := s.ClearCrashState(ctx, "demo", "web"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.CrashStates(ctx, "demo"); len(got) != 0 {
+		t.Fatalf("cleared state still there: %v", got)
 	}
 }

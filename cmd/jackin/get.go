@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/reconciler"
+	"github.com/jackin-dev/jackin/store"
 )
 
 // instanceStatus is one row of `jackin get`.
@@ -24,6 +25,9 @@ type instanceStatus struct {
 	Status      string    `json:"status,omitempty"`
 	Image       string    `json:"image,omitempty"`
 	Created     time.Time `json:"created,omitzero"`
+	// Crash loop, as the running watch reports it.
+	Restarts    int       `json:"restarts,omitempty"`
+	NextAttempt time.Time `json:"nextAttempt,omitzero"`
 }
 
 type instanceList struct {
@@ -40,9 +44,10 @@ func newGetCommand(a *app) *cobra.Command {
 		Use:   "get -f PATH... [INSTANCE...]",
 		Short: "Show each instance's desired and observed state",
 		Long: `get lists the fleet's instances: desired state (from the manifest), observed
-state (running, stopped, missing, or orphan for an instance of this fleet that
-is no longer in the manifest), whether it is in sync, the spec hash, age and
-image. It changes nothing.`,
+state (running, stopped, missing, crashloop while jackin watch is delaying the
+restarts of an instance that keeps exiting, or orphan for an instance of this
+fleet that is no longer in the manifest), whether it is in sync, the spec
+hash, age and image. It changes nothing.`,
 		Example: `  jackin get -f fleet.cue
   jackin get -f fleet.cue web -o yaml`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -64,6 +69,13 @@ image. It changes nothing.`,
 			if err != nil {
 				return exitWith(exitInvalid, err)
 			}
+			if sess.st != nil {
+				crashes, err := sess.st.CrashStates(ctx, fleet.Name)
+				if err != nil {
+					return exitWith(exitInvalid, err)
+				}
+				markCrashLoops(items, crashes)
+			}
 			if out.format != "table" {
 				return writeStructured(a.stdout, out.format, instanceList{APIVersion: "jackin.dev/v1alpha1", Kind: "InstanceList", Fleet: fleet.Name, Items: items})
 			}
@@ -83,7 +95,11 @@ image. It changes nothing.`,
 				if !it.Created.IsZero() {
 					age = humanAge(now.Sub(it.Created))
 				}
-				t.add(it.Instance, it.Desired, it.Observed, sync, shortHash(it.SpecHash), age, orDash(it.Image))
+				observed := it.Observed
+				if it.Observed == observedCrashLoop {
+					observed = fmt.Sprintf("crashloop (%d restarts, next %s)", it.Restarts, it.NextAttempt.Local().Format("15:04:05"))
+				}
+				t.add(it.Instance, it.Desired, observed, sync, shortHash(it.SpecHash), age, orDash(it.Image))
 			}
 			t.write(a.stdout)
 			return nil
@@ -158,4 +174,21 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// observedCrashLoop is the observed state of an instance a running watch is
+// restarting with backoff.
+const observedCrashLoop = "crashloop"
+
+// markCrashLoops shows the crash loops a running watch has recorded. A
+// record left by a watch that has exited says nothing about now: skipped.
+func markCrashLoops(items []instanceStatus, crashes map[string]store.CrashState) {
+	for i := range items {
+		c, ok := crashes[items[i].Instance]
+		if !ok || !c.Watching || items[i].Desired != "running" {
+			continue
+		}
+		items[i].Observed = observedCrashLoop
+		items[i].Restarts, items[i].NextAttempt = c.Restarts, c.NextAttempt
+	}
 }

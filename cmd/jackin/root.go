@@ -93,6 +93,7 @@ failed (apply), 2 invalid input, unreachable engine or lock timeout.`,
 		newDeleteCommand(a),
 		newHistoryCommand(a),
 		newExplainCommand(a),
+		newWatchCommand(a),
 	)
 	return root
 }

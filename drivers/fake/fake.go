@@ -31,6 +31,7 @@ const (
 	MethodStart       = "Start"
 	MethodStop        = "Stop"
 	MethodRemove      = "Remove"
+	MethodEvents      = "Events"
 )
 
 var mutating = map[string]bool{MethodEnsureImage: true, MethodCreate: true, MethodStart: true, MethodStop: true, MethodRemove: true}
@@ -60,7 +61,11 @@ type Driver struct {
 	Delay time.Duration
 	// BeforeCall, when set, runs at the start of every call with the method
 	// and the object name (or image reference). Set it before use.
-	BeforeCall func(method, name string)
+	BeforeCall   func(method, name string)
+	crashOnStart map[string]bool // see SetCrashOnStart
+
+	subscribers []chan drivers.Event
+	subErrs     []chan error
 }
 
 // New returns an empty fake backend.
@@ -319,6 +324,10 @@ func (d *Driver) Start(ctx context.Context, id string) error {
 			}
 		}
 		o.State, o.Status = drivers.StateRunning, "Up Less than a second"
+		if d.crashOnStart[o.Name] {
+			o.State, o.Status = drivers.StateExited, "Exited (1) Less than a second ago"
+			d.emitLocked(containerEvent(o, drivers.EventDie, "1"))
+		}
 		return nil
 	})
 }
@@ -443,9 +452,109 @@ func (d *Driver) Objects() []Object {
 	return out
 }
 
-// Kill simulates a container killed out of band: exited with code 137.
+// Kill simulates a container killed out of band: exited with code 137, and
+// a die event.
 func (d *Driver) Kill(name string) error {
-	return d.setState(name, drivers.StateExited, "Exited (137) Less than a second ago")
+	if err := d.setState(name, drivers.StateExited, "Exited (137) Less than a second ago"); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if o := d.findLocked(drivers.KindContainer, name); o != nil {
+		d.emitLocked(containerEvent(o, drivers.EventDie, "137"))
+	}
+	return nil
+}
+
+var _ drivers.EventSource = (*Driver)(nil)
+
+// Events implements drivers.EventSource: events emitted by Kill, a crash on
+// start, or Emit reach every open stream. Fleet filtering is the caller's
+// test setup: every event is delivered.
+func (d *Driver) Events(ctx context.Context, fleet string) (<-chan drivers.Event, <-chan error, error) {
+	if err := d.begin(MethodEvents, "", fleet); err != nil {
+		return nil, nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ch := make(chan drivers.Event, 256)
+	errs := make(chan error, 1)
+	d.subscribers = append(d.subscribers, ch)
+	d.subErrs = append(d.subErrs, errs)
+	go func() {
+		<-ctx.Done()
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.closeStreamLocked(ch, ctx.Err())
+	}()
+	return ch, errs, nil
+}
+
+// SetCrashOnStart makes the named container exit as soon as it starts, with
+// a die event, like an agent whose command fails at once (or stop doing so).
+func (d *Driver) SetCrashOnStart(name string, crash bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.crashOnStart == nil {
+		d.crashOnStart = map[string]bool{}
+	}
+	d.crashOnStart[name] = crash
+}
+
+// Emit sends an event to every open stream.
+func (d *Driver) Emit(ev drivers.Event) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.emitLocked(ev)
+}
+
+// EndStreams ends every open event stream with err, as an engine restart does.
+func (d *Driver) EndStreams(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for len(d.subscribers) > 0 {
+		d.closeStreamLocked(d.subscribers[0], err)
+	}
+}
+
+// Streams returns how many event streams are open.
+func (d *Driver) Streams() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.subscribers)
+}
+
+func (d *Driver) closeStreamLocked(ch chan drivers.Event, err error) {
+	for i, c := range d.subscribers {
+		if c == ch {
+			d.subErrs[i] <- err
+			close(d.subErrs[i])
+			close(c)
+			d.subscribers = append(d.subscribers[:i], d.subscribers[i+1:]...)
+			d.subErrs = append(d.subErrs[:i], d.subErrs[i+1:]...)
+			return
+		}
+	}
+}
+
+func (d *Driver) emitLocked(ev drivers.Event) {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	for _, c := range d.subscribers {
+		select {
+		case c <- ev:
+		default: // a stalled reader loses events, as with a real engine
+		}
+	}
+}
+
+func containerEvent(o *Object, action, exit string) drivers.Event {
+	return drivers.Event{
+		Kind: drivers.KindContainer, Action: action, ID: o.ID, Name: o.Name,
+		Instance: o.Labels[drivers.LabelInstance], Component: o.Labels[drivers.LabelComponent],
+		ExitCode: exit, Time: time.Now(),
+	}
 }
 
 // StopContainer simulates `docker stop` done out of band.

@@ -1,0 +1,329 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/manifests"
+	"github.com/jackin-dev/jackin/reconciler"
+	"github.com/jackin-dev/jackin/schema"
+	"github.com/jackin-dev/jackin/store"
+)
+
+type watchOptions struct {
+	mode        string
+	resync      time.Duration
+	allowEmpty  bool
+	parallel    int
+	lockTimeout time.Duration
+	minUptime   time.Duration
+	backoffMax  time.Duration
+	debounce    time.Duration
+}
+
+func newWatchCommand(a *app) *cobra.Command {
+	var mf manifestFlags
+	var opts watchOptions
+	var out outputFlag
+	cmd := &cobra.Command{
+		Use:   "watch -f PATH...",
+		Short: "Keep the fleet matching the manifest: heal drift as it happens",
+		Long: `watch runs the apply pipeline in a loop. A pass runs at start, then after:
+  - a change to a manifest file (the directories holding them are watched, so
+    editors that save by rename are seen; a burst of changes is one pass);
+  - an engine event about the fleet: a container of it dies, stops, is
+    destroyed or is OOM-killed, or one of its networks is removed or
+    disconnected (the stream is reopened when it ends, for example after an
+    engine restart, and a full resync follows every reopening);
+  - every --resync, as a safety net.
+
+--mode heal (the default) applies each plan; --mode warn only reports drift,
+a line per instance and an event in the store, and changes nothing.
+
+Safety: an invalid, unreadable or emptied manifest keeps the last valid one
+(the errors are printed once, with file:line) and deletes nothing; an emptied
+fleet is only deleted with --allow-empty. An instance that keeps exiting
+within --min-uptime of being started is restarted with exponential backoff
+(1s, 2s, 4s ... up to --backoff-max), shown as crashloop by jackin get. The
+fleet lock is held only while a heal runs, so jackin apply can run alongside.
+
+One line per trigger and action goes to stdout, with timestamps (-o json:
+JSON lines). Each heal is recorded in the store (jackin history) with its
+trigger and latency. The first SIGINT or SIGTERM finishes the action in
+flight, records it and exits 0; a second exits at once.`,
+		Example: `  jackin watch -f fleet.cue
+  jackin watch -f fleets/ --mode warn -o json
+  jackin watch -f fleet.cue --resync 10s --min-uptime 30s`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.validate(); err != nil {
+				return err
+			}
+			if opts.mode != reconciler.ModeHeal && opts.mode != reconciler.ModeWarn {
+				return exitWith(exitInvalid, fmt.Errorf("unknown --mode %q: use heal or warn", opts.mode))
+			}
+			if opts.parallel < 1 {
+				return exitWith(exitInvalid, fmt.Errorf("--parallel must be at least 1, got %d", opts.parallel))
+			}
+			if opts.resync < 100*time.Millisecond {
+				return exitWith(exitInvalid, fmt.Errorf("--resync must be at least 100ms, got %s", opts.resync))
+			}
+			if opts.minUptime <= 0 || opts.backoffMax < time.Second {
+				return exitWith(exitInvalid, errors.New("--min-uptime must be positive and --backoff-max at least 1s"))
+			}
+			return a.watch(cmd.Context(), mf.files, opts, out.format)
+		},
+	}
+	mf.register(cmd)
+	out.register(cmd, "text", "text", "json")
+	f := cmd.Flags()
+	f.StringVar(&opts.mode, "mode", reconciler.ModeHeal, "heal: apply every plan; warn: report drift and change nothing")
+	f.DurationVar(&opts.resync, "resync", 30*time.Second, "interval of the full resync that backs up file and engine events")
+	f.BoolVar(&opts.allowEmpty, "allow-empty", false, "let a manifest edited down to zero instances delete the fleet")
+	f.IntVar(&opts.parallel, "parallel", defaultParallel, "how many instances to change at once")
+	f.DurationVar(&opts.lockTimeout, "lock-timeout", defaultLockTimeout, "how long a heal waits for another writer of the same fleet before trying again later")
+	f.DurationVar(&opts.minUptime, "min-uptime", reconciler.DefaultBackoff.MinUptime, "an instance that exits sooner than this after a start is crashing")
+	f.DurationVar(&opts.backoffMax, "backoff-max", reconciler.DefaultBackoff.Max, "the longest delay between restarts of a crashing instance")
+	f.DurationVar(&opts.debounce, "debounce", 100*time.Millisecond, "quiet time that ends a burst of manifest file changes")
+	return cmd
+}
+
+func (a *app) watch(ctx context.Context, files []string, opts watchOptions, format string) error {
+	for _, f := range files {
+		if f == "-" {
+			return exitWith(exitInvalid, errors.New("watch cannot read the manifest from stdin (-f -): name files or directories"))
+		}
+	}
+	sess, err := a.openSession(ctx, files, true)
+	if err != nil {
+		return err
+	}
+	defer a.closeSession(sess)
+	fleet, drv, st := sess.fleet, sess.drv, sess.st
+
+	changes, err := manifests.WatchFiles(ctx, files, manifests.WatchOptions{Quiet: opts.debounce, Log: a.log.WithName("files")})
+	if err != nil {
+		return exitWith(exitInvalid, err)
+	}
+	fileTriggers := make(chan reconciler.Trigger)
+	go func() {
+		defer close(fileTriggers)
+		for fc := range changes {
+			select {
+			case fileTriggers <- reconciler.Trigger{Source: reconciler.TriggerFile, Detail: strings.Join(fc.Paths, ", "), At: fc.First}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	var events drivers.EventSource
+	if es, ok := drv.(drivers.EventSource); ok {
+		events = es
+	}
+	w := &watchOutput{w: a.stdout, format: format, fleet: fleet.Name}
+	w.emit(reconciler.WatchEvent{Time: time.Now(), Type: reconciler.EventInfo, Message: fmt.Sprintf(
+		"watching fleet %q (%d instances) on %s: mode %s, resync every %s; stop with Ctrl-C",
+		fleet.Name, len(fleet.Instances), drv.Endpoint(), opts.mode, opts.resync)})
+
+	err = reconciler.Watch(ctx, reconciler.WatchConfig{
+		Fleet: fleet,
+		Load: func(ctx context.Context) (*schema.Fleet, error) {
+			return a.reloadFleet(ctx, files)
+		},
+		Files:  fileTriggers,
+		Driver: drv,
+		Events: events,
+		Store:  &watchStore{st: st, app: a},
+		Lock: func(ctx context.Context) (func(), error) {
+			lock, err := a.lockFleet(ctx, fleet.Name, "watch", opts.lockTimeout)
+			if err != nil {
+				return nil, err
+			}
+			return func() {
+				if err := lock.Release(); err != nil {
+					a.log.Error(err, "release the fleet lock")
+				}
+			}, nil
+		},
+		Report:     w.emit,
+		Log:        a.log.WithName("watch"),
+		Progress:   a.stderr,
+		Mode:       opts.mode,
+		Resync:     opts.resync,
+		AllowEmpty: opts.allowEmpty,
+		Parallel:   opts.parallel,
+		Backoff:    reconciler.BackoffPolicy{MinUptime: opts.minUptime, Initial: time.Second, Max: opts.backoffMax},
+	})
+	if err != nil {
+		return exitWith(exitInvalid, err)
+	}
+	w.emit(reconciler.WatchEvent{Time: time.Now(), Type: reconciler.EventInfo, Message: "watch stopped"})
+	return nil
+}
+
+// reloadFleet loads the manifests again for watch: diagnostics become the
+// error, one line each, so watch can report them once.
+func (a *app) reloadFleet(ctx context.Context, files []string) (*schema.Fleet, error) {
+	res, err := manifests.Load(ctx, files, manifests.Options{})
+	if err != nil {
+		var diags manifests.Diagnostics
+		if errors.As(err, &diags) {
+			lines := make([]string, 0, len(diags))
+			for _, d := range diags {
+				lines = append(lines, d.String())
+			}
+			return nil, fmt.Errorf("manifest is invalid: %d error(s):\n%s", len(diags), strings.Join(lines, "\n"))
+		}
+		return nil, err
+	}
+	return res.Fleet, nil
+}
+
+// watchOutput prints watch events as timestamped lines or JSON lines.
+type watchOutput struct {
+	mu     sync.Mutex
+	w      io.Writer
+	format string
+	fleet  string
+}
+
+// watchLine is the JSON-lines form of a watch event.
+type watchLine struct {
+	Fleet string `json:"fleet"`
+	reconciler.WatchEvent
+}
+
+func (o *watchOutput) emit(ev reconciler.WatchEvent) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.format == "json" {
+		b, err := json.Marshal(watchLine{Fleet: o.fleet, WatchEvent: ev})
+		if err == nil {
+			fmt.Fprintf(o.w, "%s\n", b)
+		}
+		return
+	}
+	ts := ev.Time.Local().Format("2006-01-02T15:04:05.000Z07:00")
+	fmt.Fprintf(o.w, "%s  %s\n", ts, indentRest(watchText(ev)))
+}
+
+// watchText is the human form of one watch event.
+func watchText(ev reconciler.WatchEvent) string {
+	who := ""
+	if ev.Instance != "" {
+		who = ev.Instance + ": "
+	}
+	switch ev.Type {
+	case reconciler.EventTrigger:
+		return "trigger " + ev.Message
+	case reconciler.EventAction:
+		cause := ""
+		if ev.Trigger != nil {
+			cause = fmt.Sprintf(" (latency %dms after %s)", ev.LatencyMs, ev.Trigger.String())
+		}
+		switch ev.Outcome {
+		case reconciler.OutcomeSucceeded:
+			return fmt.Sprintf("%s%s in %dms%s", who, pastTense[reconciler.ActionType(ev.Action)], ev.DurationMs, cause)
+		case reconciler.OutcomeFailed:
+			return fmt.Sprintf("%s%s failed after %dms: %s", who, ev.Action, ev.DurationMs, ev.Message)
+		default:
+			return fmt.Sprintf("%s%s skipped: %s", who, ev.Action, ev.Message)
+		}
+	case reconciler.EventDrift:
+		if ev.Message != "" {
+			return who + ev.Message
+		}
+		return fmt.Sprintf("%sdrift: would %s: %s", who, ev.Action, strings.Join(ev.Reasons, "; "))
+	case reconciler.EventCrashLoop:
+		return who + "crashloop: " + ev.Message
+	case reconciler.EventRecovered:
+		return who + ev.Message
+	case reconciler.EventError:
+		return "error: " + who + ev.Message
+	}
+	return who + ev.Message
+}
+
+// indentRest indents the continuation lines of a multi-line message under
+// its first line.
+func indentRest(s string) string {
+	return strings.ReplaceAll(s, "\n", "\n    ")
+}
+
+// watchStore is the store as the watch loop sees it.
+type watchStore struct {
+	st  *store.Store
+	app *app
+}
+
+func (s *watchStore) LastApplied(ctx context.Context, fleet string) (reconciler.LastApplied, error) {
+	return lastApplied(ctx, s.st, fleet)
+}
+
+func (s *watchStore) BeginPass(ctx context.Context, fleet string, triggers []reconciler.Trigger) (reconciler.PassRecorder, error) {
+	runID, err := s.st.BeginRun(ctx, fleet, "watch")
+	if err != nil {
+		return nil, err
+	}
+	causes := make([]string, 0, len(triggers))
+	seen := map[string]bool{}
+	for _, t := range triggers {
+		if c := t.String(); !seen[c] {
+			seen[c] = true
+			causes = append(causes, c)
+		}
+	}
+	return &watchPass{
+		storeRecorder: storeRecorder{st: s.st, fleet: fleet, runID: runID, log: s.app.log},
+		triggers:      strings.Join(causes, "; "),
+	}, nil
+}
+
+func (s *watchStore) RecordEvent(ctx context.Context, fleet string, ev reconciler.WatchEvent) error {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode watch event: %w", err)
+	}
+	msg := ev.Message
+	if msg == "" && ev.Type == reconciler.EventAction {
+		msg = watchText(ev)
+	}
+	return s.st.RecordEvent(ctx, store.Event{Fleet: fleet, Instance: ev.Instance, Kind: "watch-" + ev.Type, Message: msg, At: ev.Time, Data: data})
+}
+
+func (s *watchStore) SetCrashState(ctx context.Context, fleet, instance string, c *reconciler.CrashState) error {
+	if c == nil {
+		return s.st.ClearCrashState(ctx, fleet, instance)
+	}
+	return s.st.SetCrashState(ctx, fleet, store.CrashState{Instance: instance, Restarts: c.Restarts, LastExit: c.LastExit, NextAttempt: c.NextAttempt})
+}
+
+// watchPass records one heal as a run of verb "watch".
+type watchPass struct {
+	storeRecorder
+	triggers string
+}
+
+func (p *watchPass) Finish(ctx context.Context, results []reconciler.ActionResult) {
+	sum := summarize(results)
+	outcome := store.OutcomeSucceeded
+	switch {
+	case sum.Failed > 0:
+		outcome = store.OutcomeFailed
+	case sum.Skipped > 0:
+		outcome = store.OutcomeInterrupted
+	}
+	if err := p.st.FinishRun(ctx, p.runID, outcome, sum.String()+"; trigger: "+p.triggers); err != nil {
+		p.log.Error(err, "record watch pass outcome")
+	}
+}

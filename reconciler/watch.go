@@ -1,0 +1,812 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/schema"
+)
+
+// Watch modes.
+const (
+	ModeHeal = "heal" // apply every plan
+	ModeWarn = "warn" // report drift, change nothing
+)
+
+// Trigger sources: why a watch pass ran.
+const (
+	TriggerStart     = "start"     // the first pass
+	TriggerFile      = "file"      // a manifest file changed
+	TriggerEngine    = "engine"    // an engine event about the fleet
+	TriggerResync    = "resync"    // the periodic full resync
+	TriggerReconnect = "reconnect" // the engine event stream was reopened
+	// TriggerStreamEnded: the engine event stream ended or cannot be opened
+	// (an engine restart); the pass finds out whether the engine answers.
+	TriggerStreamEnded = "stream-ended"
+	TriggerBackoff     = "backoff" // a crash-loop delay ran out
+)
+
+// Trigger is one reason for a watch pass.
+type Trigger struct {
+	Source   string    `json:"source"`
+	Detail   string    `json:"detail,omitempty"`
+	Instance string    `json:"instance,omitempty"`
+	At       time.Time `json:"at"`
+	// Event is the engine event behind an engine trigger.
+	Event *drivers.Event `json:"-"`
+}
+
+func (t Trigger) String() string {
+	if t.Detail == "" {
+		return t.Source
+	}
+	return t.Source + " (" + t.Detail + ")"
+}
+
+// WatchEvent types, one output line each.
+const (
+	EventTrigger   = "trigger"   // something happened that starts a pass
+	EventAction    = "action"    // an action ran (heal mode)
+	EventDrift     = "drift"     // drift found (warn mode), or held back by a crash loop
+	EventCrashLoop = "crashloop" // an instance keeps exiting: restarts are delayed
+	EventRecovered = "recovered" // a crash-looping instance has stayed up
+	EventError     = "error"     // a pass or the manifest failed; watch goes on
+	EventInfo      = "info"      // anything else worth a line
+)
+
+// WatchEvent is one line of watch output, and what the store records.
+type WatchEvent struct {
+	Time       time.Time   `json:"time"`
+	Type       string      `json:"type"`
+	Instance   string      `json:"instance,omitempty"`
+	Trigger    *Trigger    `json:"trigger,omitempty"`
+	Action     string      `json:"action,omitempty"`
+	Outcome    string      `json:"outcome,omitempty"`
+	Reasons    []string    `json:"reasons,omitempty"`
+	Message    string      `json:"message,omitempty"`
+	DurationMs int64       `json:"durationMs,omitempty"`
+	LatencyMs  int64       `json:"latencyMs,omitempty"`
+	Crash      *CrashState `json:"crash,omitempty"`
+}
+
+// CrashState is the crash-loop state of an instance: how many times in a row
+// it exited soon after being started, and when the next start is allowed.
+type CrashState struct {
+	Restarts    int       `json:"restarts"`
+	LastExit    string    `json:"lastExit,omitempty"`
+	DelayMs     int64     `json:"delayMs"`
+	NextAttempt time.Time `json:"nextAttempt"`
+}
+
+// WatchStore is what the watch loop records to.
+type WatchStore interface {
+	LastApplied(ctx context.Context, fleet string) (LastApplied, error)
+	// BeginPass starts the record of a pass that changes the engine.
+	BeginPass(ctx context.Context, fleet string, triggers []Trigger) (PassRecorder, error)
+	// RecordEvent keeps a watch event (drift, heal, crash loop, error).
+	RecordEvent(ctx context.Context, fleet string, ev WatchEvent) error
+	// SetCrashState records an instance's crash-loop state; nil clears it.
+	SetCrashState(ctx context.Context, fleet, instance string, st *CrashState) error
+}
+
+// PassRecorder records the actions of one pass.
+type PassRecorder interface {
+	Recorder
+	Finish(ctx context.Context, results []ActionResult)
+}
+
+// BackoffPolicy delays restarts of an instance that keeps exiting.
+type BackoffPolicy struct {
+	// MinUptime: an exit sooner than this after jackin started the
+	// container counts as a crash.
+	MinUptime time.Duration
+	// Initial is the delay after the second crash in a row (the first is
+	// restarted at once); it doubles with each further crash up to Max.
+	Initial time.Duration
+	Max     time.Duration
+}
+
+// DefaultBackoff is the crash-loop policy watch uses unless told otherwise.
+var DefaultBackoff = BackoffPolicy{MinUptime: 10 * time.Second, Initial: time.Second, Max: time.Minute}
+
+// delay is the wait before restart number n (n crashes in a row).
+func (p BackoffPolicy) delay(n int) time.Duration {
+	if n <= 1 {
+		return 0
+	}
+	d := p.Initial
+	for i := 2; i < n && d < p.Max; i++ {
+		d *= 2
+	}
+	return min(d, p.Max)
+}
+
+// WatchConfig is everything the watch loop needs.
+type WatchConfig struct {
+	// Fleet is the manifest as loaded (and validated) at start.
+	Fleet *schema.Fleet
+	// Load reloads the manifests after a file event.
+	Load func(ctx context.Context) (*schema.Fleet, error)
+	// Files delivers manifest file changes (already debounced); nil: none.
+	Files  <-chan Trigger
+	Driver drivers.Driver
+	// Events streams engine events; nil: rely on resyncs.
+	Events drivers.EventSource
+	Store  WatchStore
+	// Lock takes the fleet's writer lock for one heal; release frees it.
+	Lock func(ctx context.Context) (release func(), err error)
+	// Report receives every watch event, in order, from one goroutine.
+	Report func(WatchEvent)
+	Log    logr.Logger
+	// Progress receives image build output; nil discards it.
+	Progress io.Writer
+
+	Mode       string
+	Resync     time.Duration
+	AllowEmpty bool
+	Parallel   int
+	Backoff    BackoffPolicy
+	// Coalesce is how long a pass waits for more engine events after the
+	// first (a `docker rm -f` is a die then a destroy); 0 means 20ms.
+	Coalesce time.Duration
+}
+
+// watcher is the state of one watch loop. Only the loop goroutine touches it.
+type watcher struct {
+	cfg      WatchConfig
+	fleet    *schema.Fleet
+	desired  *Desired
+	loadErr  string            // the manifest error last reported, to report it once
+	drift    map[string]string // warn mode: the drift last reported per instance
+	crashes  map[string]*crashEntry
+	expected map[string]time.Time // container IDs jackin itself stopped or removed
+	// unhealed is the first engine trigger about each instance not yet healed
+	// or found in sync: the engine's list can lag its events, so the pass a
+	// die event starts may see nothing to do and the next one heals.
+	unhealed  map[string]Trigger
+	wakeTimer *time.Timer
+}
+
+// crashEntry tracks one instance's exits.
+type crashEntry struct {
+	hash      string    // the spec the crashes happened with
+	startedAt time.Time // when watch last started the container
+	crashes   int       // exits in a row sooner than MinUptime after a start
+	lastExit  string
+	notBefore time.Time // no start before this
+	reported  time.Time // notBefore last reported
+}
+
+// Watch runs the reconcile loop until ctx ends: a pass at start, then one
+// after each manifest change, each engine event about the fleet (a burst of
+// them is one pass), each reconnect of the event stream, each crash-loop
+// delay that runs out, and every cfg.Resync. A pass that finds nothing to do
+// costs one observe. Heal mode takes the fleet lock only to execute, and
+// re-plans under it, so a concurrent apply and watch agree.
+//
+// It returns nil when ctx ends: the action in flight finishes and is
+// recorded first. Failures inside a pass are reported and the loop goes on.
+func Watch(ctx context.Context, cfg WatchConfig) error {
+	if cfg.Fleet == nil {
+		return errors.New("watch: no manifest")
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = ModeHeal
+	}
+	if cfg.Mode != ModeHeal && cfg.Mode != ModeWarn {
+		return fmt.Errorf("watch: unknown mode %q (heal or warn)", cfg.Mode)
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = 30 * time.Second
+	}
+	if cfg.Backoff == (BackoffPolicy{}) {
+		cfg.Backoff = DefaultBackoff
+	}
+	if cfg.Coalesce <= 0 {
+		cfg.Coalesce = 20 * time.Millisecond
+	}
+	desired, err := BuildDesired(cfg.Fleet)
+	if err != nil {
+		return err
+	}
+	w := &watcher{
+		cfg: cfg, fleet: cfg.Fleet, desired: desired,
+		drift: map[string]string{}, crashes: map[string]*crashEntry{}, expected: map[string]time.Time{},
+		unhealed:  map[string]Trigger{},
+		wakeTimer: time.NewTimer(time.Hour),
+	}
+	w.wakeTimer.Stop()
+
+	triggers := make(chan Trigger, 1024)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	streamCtx, stopStream := context.WithCancel(ctx)
+	defer stopStream()
+	if cfg.Events != nil {
+		ready := make(chan struct{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.streamEvents(streamCtx, triggers, ready)
+		}()
+		// Subscribe before the first observe, so nothing falls between them.
+		select {
+		case <-ready:
+		case <-time.After(5 * time.Second):
+		case <-ctx.Done():
+		}
+	}
+	if cfg.Files != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case t, ok := <-cfg.Files:
+					if !ok {
+						return
+					}
+					select {
+					case triggers <- t:
+					case <-streamCtx.Done():
+						return
+					}
+				case <-streamCtx.Done():
+					return
+				}
+			}
+		}()
+	}
+
+	resync := time.NewTicker(cfg.Resync)
+	defer resync.Stop()
+	pending := []Trigger{{Source: TriggerStart, At: time.Now()}}
+	for {
+		if len(pending) > 0 {
+			pending = w.gather(ctx, triggers, pending)
+			w.pass(ctx, pending)
+			pending = nil
+			if ctx.Err() != nil {
+				return nil
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case t := <-triggers:
+			pending = append(pending, t)
+		case <-resync.C:
+			pending = append(pending, Trigger{Source: TriggerResync, At: time.Now()})
+		case now := <-w.wakeTimer.C:
+			pending = append(pending, Trigger{Source: TriggerBackoff, At: now})
+		}
+	}
+}
+
+// gather adds the triggers already queued, and, when the batch holds an
+// engine event, those that follow within the coalescing window.
+func (w *watcher) gather(ctx context.Context, triggers <-chan Trigger, batch []Trigger) []Trigger {
+	var window <-chan time.Time
+	for {
+		if window == nil && slices.ContainsFunc(batch, func(t Trigger) bool { return t.Source == TriggerEngine }) {
+			window = time.After(w.cfg.Coalesce)
+		}
+		if window == nil {
+			select {
+			case t := <-triggers:
+				batch = append(batch, t)
+				continue
+			default:
+				return batch
+			}
+		}
+		select {
+		case t := <-triggers:
+			batch = append(batch, t)
+		case <-window:
+			return batch
+		case <-ctx.Done():
+			return batch
+		}
+	}
+}
+
+// streamEvents keeps an engine event stream open, reopening it with a
+// growing delay after it ends. The end of a stream and every reopening queue
+// a trigger: a full resync covers whatever changed while it was down.
+func (w *watcher) streamEvents(ctx context.Context, out chan<- Trigger, ready chan<- struct{}) {
+	const minRetry, maxRetry = 100 * time.Millisecond, 5 * time.Second
+	retry := minRetry
+	signalReady := func() {
+		if ready != nil {
+			close(ready)
+			ready = nil
+		}
+	}
+	defer signalReady()
+	var downSince time.Time
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		events, errs, err := w.cfg.Events.Events(ctx, w.fleet.Name)
+		signalReady()
+		if err != nil {
+			if downSince.IsZero() {
+				downSince = time.Now()
+				w.send(ctx, out, Trigger{Source: TriggerStreamEnded, Detail: "cannot open the engine event stream: " + err.Error(), At: downSince})
+			}
+			select {
+			case <-time.After(retry):
+			case <-ctx.Done():
+				return
+			}
+			retry = min(retry*2, maxRetry)
+			continue
+		}
+		if attempt > 0 {
+			detail := "engine event stream reopened"
+			if !downSince.IsZero() {
+				detail += fmt.Sprintf(" after %s", time.Since(downSince).Round(time.Millisecond))
+			}
+			w.send(ctx, out, Trigger{Source: TriggerReconnect, Detail: detail, At: time.Now()})
+		}
+		downSince = time.Time{}
+		retry = minRetry
+		for ev := range events {
+			w.send(ctx, out, engineTrigger(ev))
+		}
+		err = <-errs
+		if ctx.Err() != nil {
+			return
+		}
+		downSince = time.Now()
+		w.send(ctx, out, Trigger{Source: TriggerStreamEnded, Detail: "engine event stream ended: " + errString(err), At: downSince})
+	}
+}
+
+func (w *watcher) send(ctx context.Context, out chan<- Trigger, t Trigger) {
+	select {
+	case out <- t:
+	case <-ctx.Done():
+	}
+}
+
+func engineTrigger(ev drivers.Event) Trigger {
+	detail := string(ev.Kind) + " " + ev.Action + " " + ev.Name
+	if ev.Action == drivers.EventDie && ev.ExitCode != "" {
+		detail += " (exit " + ev.ExitCode + ")"
+	}
+	return Trigger{Source: TriggerEngine, Detail: detail, Instance: ev.Instance, At: ev.Time, Event: &ev}
+}
+
+// pass runs one reconcile pass for a batch of triggers.
+func (w *watcher) pass(ctx context.Context, batch []Trigger) {
+	reload := false
+	for _, t := range batch {
+		if t.Source != TriggerStart {
+			t := t
+			w.report(WatchEvent{Time: time.Now(), Type: EventTrigger, Instance: t.Instance, Trigger: &t, Message: t.String()})
+		}
+		switch t.Source {
+		case TriggerFile:
+			reload = true
+		case TriggerEngine:
+			w.noteEngineEvent(ctx, t)
+			if old, ok := w.unhealed[t.Instance]; t.Instance != "" && (!ok || t.At.Before(old.At)) {
+				t.Event = nil
+				w.unhealed[t.Instance] = t
+			}
+		}
+	}
+	if reload {
+		w.reload(ctx)
+	}
+	w.clearStable(ctx, time.Now())
+	plan, _, err := w.plan(ctx)
+	if err != nil {
+		w.reportError(err)
+		return
+	}
+	w.holdCrashing(ctx, plan, time.Now())
+	if !plan.HasChanges() {
+		w.clearDrift(plan)
+		w.scheduleWake(time.Now())
+		return
+	}
+	if w.cfg.Mode == ModeWarn {
+		w.reportDrift(ctx, plan)
+		w.scheduleWake(time.Now())
+		return
+	}
+	w.heal(ctx, batch)
+	w.scheduleWake(time.Now())
+}
+
+// plan observes the engine and plans the last valid desired state.
+func (w *watcher) plan(ctx context.Context) (*Plan, *drivers.Observed, error) {
+	observed, err := w.cfg.Driver.Observe(ctx, w.fleet.Name, w.desired.ImageRefs())
+	if err != nil {
+		return nil, nil, err
+	}
+	last, err := w.cfg.Store.LastApplied(ctx, w.fleet.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	plan, err := BuildPlan(w.desired, observed, last, PlanOptions{Prune: true, AllowEmpty: w.cfg.AllowEmpty})
+	if err != nil {
+		return nil, nil, err
+	}
+	return plan, observed, nil
+}
+
+// reload reads the manifests again. An invalid, unreadable or emptied
+// manifest keeps the last valid desired state: it is reported once, and
+// nothing is deleted because of it.
+func (w *watcher) reload(ctx context.Context) {
+	fleet, err := w.cfg.Load(ctx)
+	if err == nil && fleet.Name != w.fleet.Name {
+		err = fmt.Errorf("the fleet name changed from %q to %q: watch keeps %q; restart watch to switch fleets", w.fleet.Name, fleet.Name, w.fleet.Name)
+	}
+	if err == nil && len(fleet.Instances) == 0 && !w.cfg.AllowEmpty {
+		err = fmt.Errorf("the manifest now declares no instances; watch keeps the last valid manifest and deletes nothing (pass --allow-empty to let an empty manifest delete the fleet)")
+	}
+	var desired *Desired
+	if err == nil {
+		desired, err = BuildDesired(fleet)
+	}
+	if err != nil {
+		msg := err.Error()
+		if msg != w.loadErr {
+			w.loadErr = msg
+			w.report(WatchEvent{Time: time.Now(), Type: EventError, Message: "manifest not applied, keeping the last valid one: " + msg})
+			w.record(ctx, WatchEvent{Time: time.Now(), Type: EventError, Message: "manifest not applied: " + msg})
+		}
+		return
+	}
+	if w.loadErr != "" {
+		w.report(WatchEvent{Time: time.Now(), Type: EventInfo, Message: "manifest is valid again"})
+	}
+	w.loadErr = ""
+	w.fleet, w.desired = fleet, desired
+}
+
+// noteEngineEvent updates crash bookkeeping from an engine event.
+func (w *watcher) noteEngineEvent(ctx context.Context, t Trigger) {
+	ev := t.Event
+	if ev == nil || ev.Kind != drivers.KindContainer || ev.Component != drivers.ComponentAgent {
+		return
+	}
+	if ev.Action == drivers.EventDestroy {
+		delete(w.expected, ev.ID)
+		return
+	}
+	if ev.Action != drivers.EventDie {
+		return
+	}
+	if _, ok := w.expected[ev.ID]; ok {
+		return // jackin stopped it
+	}
+	e := w.crashes[ev.Instance]
+	if e == nil {
+		e = &crashEntry{}
+		w.crashes[ev.Instance] = e
+	}
+	e.lastExit = ev.ExitCode
+	if !e.startedAt.IsZero() && ev.Time.Sub(e.startedAt) < w.cfg.Backoff.MinUptime {
+		e.crashes++
+	} else {
+		e.crashes = 1
+	}
+	e.startedAt = time.Time{}
+	w.backOff(ctx, ev.Instance, e, ev.Time, fmt.Sprintf("exited %d time(s) in a row within %s of starting (last exit code %s)",
+		e.crashes, w.cfg.Backoff.MinUptime, orUnknown(e.lastExit)))
+}
+
+// backOff sets the delay before the instance's next start from its count of
+// failures in a row, and reports and records it once it is more than zero.
+func (w *watcher) backOff(ctx context.Context, instance string, e *crashEntry, from time.Time, what string) {
+	delay := w.cfg.Backoff.delay(e.crashes)
+	e.notBefore = from.Add(delay)
+	if delay <= 0 {
+		return
+	}
+	st := e.state(delay)
+	ev := WatchEvent{Time: time.Now(), Type: EventCrashLoop, Instance: instance, Crash: st,
+		Message: fmt.Sprintf("%s; next start in %s, at %s", what, delay, st.NextAttempt.Local().Format("15:04:05.000"))}
+	w.report(ev)
+	w.record(ctx, ev)
+	if err := w.cfg.Store.SetCrashState(ctx, w.fleet.Name, instance, st); err != nil {
+		w.cfg.Log.Error(err, "record crash-loop state", "instance", instance)
+	}
+}
+
+func (e *crashEntry) state(delay time.Duration) *CrashState {
+	return &CrashState{Restarts: e.crashes, LastExit: e.lastExit, DelayMs: delay.Milliseconds(), NextAttempt: e.notBefore}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// holdCrashing turns the start, create and recreate actions of instances
+// still in their crash-loop delay into noops. A new spec ends the delay: it
+// may be the fix.
+func (w *watcher) holdCrashing(ctx context.Context, p *Plan, now time.Time) {
+	for i := range p.Actions {
+		a := &p.Actions[i]
+		e := w.crashes[a.Instance]
+		if e == nil || a.Desired == nil {
+			continue
+		}
+		if e.hash != "" && e.hash != a.Desired.Hash {
+			w.clearCrash(ctx, a.Instance, "spec changed")
+			continue
+		}
+		if a.Type != ActionStart && a.Type != ActionCreate && a.Type != ActionRecreate {
+			continue
+		}
+		if !now.Before(e.notBefore) {
+			continue
+		}
+		if !e.reported.Equal(e.notBefore) {
+			e.reported = e.notBefore
+			w.report(WatchEvent{Time: now, Type: EventDrift, Instance: a.Instance, Action: string(a.Type), Reasons: a.Reasons,
+				Message: fmt.Sprintf("held back by the crash-loop delay until %s", e.notBefore.Local().Format("15:04:05.000"))})
+		}
+		a.Type, a.Reasons = ActionNoop, nil
+	}
+}
+
+// clearStable ends the crash loop of instances that have stayed up for
+// MinUptime since their last start.
+func (w *watcher) clearStable(ctx context.Context, now time.Time) {
+	for name, e := range w.crashes {
+		if !e.startedAt.IsZero() && now.Sub(e.startedAt) >= w.cfg.Backoff.MinUptime {
+			if e.crashes >= 2 {
+				w.clearCrash(ctx, name, fmt.Sprintf("up for %s", now.Sub(e.startedAt).Round(time.Second)))
+			} else {
+				delete(w.crashes, name)
+			}
+		}
+	}
+}
+
+func (w *watcher) clearCrash(ctx context.Context, name, why string) {
+	e := w.crashes[name]
+	delete(w.crashes, name)
+	if e == nil || e.crashes < 2 {
+		return
+	}
+	w.report(WatchEvent{Time: time.Now(), Type: EventRecovered, Instance: name, Message: "crash loop over: " + why})
+	if err := w.cfg.Store.SetCrashState(ctx, w.fleet.Name, name, nil); err != nil {
+		w.cfg.Log.Error(err, "clear crash-loop state", "instance", name)
+	}
+}
+
+// scheduleWake sets the timer for the next crash-loop deadline: a delay
+// that runs out, or an instance that will have stayed up long enough.
+func (w *watcher) scheduleWake(now time.Time) {
+	var next time.Time
+	for _, e := range w.crashes {
+		var t time.Time
+		switch {
+		case e.notBefore.After(now):
+			t = e.notBefore
+		case !e.startedAt.IsZero() && e.crashes >= 2:
+			t = e.startedAt.Add(w.cfg.Backoff.MinUptime)
+		default:
+			continue
+		}
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	w.wakeTimer.Stop()
+	select {
+	case <-w.wakeTimer.C:
+	default:
+	}
+	if !next.IsZero() {
+		w.wakeTimer.Reset(max(next.Sub(now), time.Millisecond))
+	}
+}
+
+// heal executes a plan under the fleet lock. The plan is made again under
+// the lock: a concurrent apply may have changed the engine meanwhile.
+func (w *watcher) heal(ctx context.Context, batch []Trigger) {
+	release, err := w.cfg.Lock(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.reportError(fmt.Errorf("not healing now: %w", err))
+		}
+		return
+	}
+	defer release()
+	plan, observed, err := w.plan(ctx)
+	if err != nil {
+		w.reportError(err)
+		return
+	}
+	w.holdCrashing(ctx, plan, time.Now())
+	if !plan.HasChanges() {
+		return
+	}
+	for _, a := range plan.Actions {
+		if !a.Mutates() {
+			continue
+		}
+		for _, o := range a.Observed {
+			if o.Kind == drivers.KindContainer && (a.Type != ActionStart) {
+				w.expected[o.ID] = time.Now()
+			}
+		}
+	}
+	rec, err := w.cfg.Store.BeginPass(context.WithoutCancel(ctx), w.fleet.Name, batch)
+	if err != nil {
+		w.reportError(fmt.Errorf("record watch pass: %w", err))
+		return
+	}
+	pr := &passReporter{w: w, rec: rec, batch: batch}
+	results := Execute(ctx, plan, w.cfg.Driver, ExecOptions{
+		Parallel:      w.cfg.Parallel,
+		Progress:      w.cfg.Progress,
+		Log:           w.cfg.Log.WithName("execute"),
+		Recorder:      pr,
+		Images:        observed.Images,
+		FinishStarted: true,
+	})
+	rec.Finish(context.WithoutCancel(ctx), results)
+	w.pruneExpected()
+}
+
+// pruneExpected forgets container IDs jackin stopped long ago (their die
+// event has come or never will).
+func (w *watcher) pruneExpected() {
+	for id, at := range w.expected {
+		if time.Since(at) > time.Minute {
+			delete(w.expected, id)
+		}
+	}
+}
+
+// passReporter reports and records each result with its trigger and latency.
+type passReporter struct {
+	w     *watcher
+	rec   PassRecorder
+	batch []Trigger
+}
+
+func (p *passReporter) ActionFinished(ctx context.Context, r ActionResult) {
+	p.rec.ActionFinished(ctx, r)
+	w := p.w
+	now := time.Now()
+	trig := causeOf(p.batch, r.Action.Instance)
+	if t, ok := w.unhealed[r.Action.Instance]; ok && t.At.Before(trig.At) {
+		trig = t
+	}
+	if r.Outcome == OutcomeSucceeded {
+		delete(w.unhealed, r.Action.Instance)
+	}
+	ev := WatchEvent{
+		Time: now, Type: EventAction, Instance: r.Action.Instance, Trigger: &trig, Action: string(r.Action.Type),
+		Outcome: r.Outcome, Reasons: r.Action.Reasons, DurationMs: r.Duration.Milliseconds(),
+		LatencyMs: now.Sub(trig.At).Milliseconds(),
+	}
+	if r.Err != nil {
+		ev.Message = r.Err.Error()
+	}
+	w.report(ev)
+	w.record(ctx, ev)
+	starts := r.Action.Type == ActionStart || r.Action.Type == ActionCreate || r.Action.Type == ActionRecreate
+	if !starts || r.Action.Desired == nil {
+		return
+	}
+	e := w.crashes[r.Action.Instance]
+	if e == nil {
+		e = &crashEntry{}
+		w.crashes[r.Action.Instance] = e
+	}
+	e.hash = r.Action.Desired.Hash
+	switch r.Outcome {
+	case OutcomeSucceeded:
+		if r.Action.Desired.Running {
+			e.startedAt = now
+		}
+	case OutcomeFailed:
+		// A failing create or start (an image that does not build, a port
+		// taken) is retried with the same backoff as a crash, not at every
+		// resync at full rate.
+		e.crashes++
+		e.lastExit = ""
+		w.backOff(ctx, r.Action.Instance, e, now, fmt.Sprintf("%s failed %d time(s) in a row", r.Action.Type, e.crashes))
+	}
+}
+
+// causeOf picks the trigger a result answers: the earliest about the
+// instance, else the earliest of the batch.
+func causeOf(batch []Trigger, instance string) Trigger {
+	var best, first *Trigger
+	for i := range batch {
+		t := &batch[i]
+		if first == nil || t.At.Before(first.At) {
+			first = t
+		}
+		if t.Instance == instance && (best == nil || t.At.Before(best.At)) {
+			best = t
+		}
+	}
+	if best == nil {
+		best = first
+	}
+	out := *best
+	out.Event = nil
+	return out
+}
+
+// forgetInSync drops the unhealed trigger of instances found in sync by a
+// pass that another trigger started.
+func (w *watcher) forgetInSync(p *Plan, batch []Trigger) {
+	for _, a := range p.Actions {
+		if a.Mutates() {
+			continue
+		}
+		if !slices.ContainsFunc(batch, func(t Trigger) bool { return t.Instance == a.Instance }) {
+			delete(w.unhealed, a.Instance)
+		}
+	}
+}
+
+// reportDrift reports each instance whose drift changed since last said.
+func (w *watcher) reportDrift(ctx context.Context, p *Plan) {
+	w.clearDrift(p)
+	for _, a := range p.Actions {
+		if !a.Mutates() {
+			continue
+		}
+		key := string(a.Type) + "\x00" + strings.Join(a.Reasons, "\x00")
+		if w.drift[a.Instance] == key {
+			continue
+		}
+		w.drift[a.Instance] = key
+		ev := WatchEvent{Time: time.Now(), Type: EventDrift, Instance: a.Instance, Action: string(a.Type), Reasons: a.Reasons,
+			Message: "drift: would " + string(a.Type) + ": " + strings.Join(a.Reasons, "; ")}
+		w.report(ev)
+		w.record(ctx, ev)
+	}
+}
+
+// clearDrift forgets the reported drift of instances now in sync.
+func (w *watcher) clearDrift(p *Plan) {
+	for _, a := range p.Actions {
+		if !a.Mutates() {
+			delete(w.drift, a.Instance)
+		}
+	}
+}
+
+func (w *watcher) reportError(err error) {
+	w.report(WatchEvent{Time: time.Now(), Type: EventError, Message: err.Error()})
+}
+
+func (w *watcher) report(ev WatchEvent) {
+	if w.cfg.Report != nil {
+		w.cfg.Report(ev)
+	}
+}
+
+func (w *watcher) record(ctx context.Context, ev WatchEvent) {
+	if err := w.cfg.Store.RecordEvent(context.WithoutCancel(ctx), w.fleet.Name, ev); err != nil {
+		w.cfg.Log.Error(err, "record watch event")
+	}
+}
