@@ -216,7 +216,7 @@ func shortID(id string) string {
 // Event is a change a backend reports about one of a fleet's objects.
 type Event struct {
 	Kind     Kind   // KindContainer or KindNetwork
-	Action   string // die, destroy, stop, oom, disconnect
+	Action   string // kill, die, destroy, stop, oom, disconnect
 	ID       string
 	Name     string
 	Instance string // the instance label, or the instance a network name belongs to
@@ -228,6 +228,7 @@ type Event struct {
 
 // Event actions a backend reports.
 const (
+	EventKill       = "kill"
 	EventDie        = "die"
 	EventDestroy    = "destroy"
 	EventStop       = "stop"
@@ -237,7 +238,7 @@ const (
 
 // EventSource is a backend that can stream changes to a fleet's objects.
 type EventSource interface {
-	// Events streams the fleet's container die, destroy, stop and oom events
+	// Events streams the fleet's container kill, die, destroy, stop and oom events
 	// and its networks' destroy and disconnect events, from the moment it
 	// returns. The stream ends when ctx ends or the connection breaks; then
 	// one error is sent on the error channel and both channels are closed.

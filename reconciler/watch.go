@@ -169,6 +169,7 @@ type watcher struct {
 	drift    map[string]string // warn mode: the drift last reported per instance
 	crashes  map[string]*crashEntry
 	expected map[string]time.Time // container IDs jackin itself stopped or removed
+	killed   map[string]time.Time // container IDs someone else signalled
 	// unhealed is the first engine trigger about each instance not yet healed
 	// or found in sync: the engine's list can lag its events, so the pass a
 	// die event starts may see nothing to do and the next one heals.
@@ -221,7 +222,7 @@ func Watch(ctx context.Context, cfg WatchConfig) error {
 	w := &watcher{
 		cfg: cfg, fleet: cfg.Fleet, desired: desired,
 		drift: map[string]string{}, crashes: map[string]*crashEntry{}, expected: map[string]time.Time{},
-		unhealed:  map[string]Trigger{},
+		unhealed: map[string]Trigger{}, killed: map[string]time.Time{},
 		wakeTimer: time.NewTimer(time.Hour),
 	}
 	w.wakeTimer.Stop()
@@ -399,10 +400,11 @@ func (w *watcher) pass(ctx context.Context, batch []Trigger) {
 		case TriggerFile:
 			reload = true
 		case TriggerEngine:
-			w.noteEngineEvent(ctx, t)
-			if old, ok := w.unhealed[t.Instance]; t.Instance != "" && (!ok || t.At.Before(old.At)) {
-				t.Event = nil
-				w.unhealed[t.Instance] = t
+			if w.noteEngineEvent(ctx, t) {
+				if old, ok := w.unhealed[t.Instance]; !ok || t.At.Before(old.At) {
+					t.Event = nil
+					w.unhealed[t.Instance] = t
+				}
 			}
 		}
 	}
@@ -478,21 +480,36 @@ func (w *watcher) reload(ctx context.Context) {
 	w.fleet, w.desired = fleet, desired
 }
 
-// noteEngineEvent updates crash bookkeeping from an engine event.
-func (w *watcher) noteEngineEvent(ctx context.Context, t Trigger) {
+// noteEngineEvent updates crash bookkeeping from an engine event, and
+// reports whether the event is drift: an agent container that died or went
+// away, and not because jackin stopped or removed it.
+func (w *watcher) noteEngineEvent(ctx context.Context, t Trigger) bool {
 	ev := t.Event
-	if ev == nil || ev.Kind != drivers.KindContainer || ev.Component != drivers.ComponentAgent {
-		return
+	if ev == nil || ev.Kind != drivers.KindContainer || ev.Component != drivers.ComponentAgent || ev.Instance == "" {
+		return false
 	}
-	if ev.Action == drivers.EventDestroy {
+	_, ours := w.expected[ev.ID]
+	switch {
+	case ev.Action == drivers.EventDestroy:
 		delete(w.expected, ev.ID)
-		return
+		delete(w.killed, ev.ID)
+		return !ours
+	case ev.Action == drivers.EventKill:
+		// Someone signalled it (docker kill, docker stop): the exit that
+		// follows is drift to heal at once, not a crash to back off from.
+		if !ours {
+			w.killed[ev.ID] = ev.Time
+		}
+		return false
+	case ev.Action != drivers.EventDie || ours:
+		return !ours
 	}
-	if ev.Action != drivers.EventDie {
-		return
-	}
-	if _, ok := w.expected[ev.ID]; ok {
-		return // jackin stopped it
+	if _, killed := w.killed[ev.ID]; killed {
+		delete(w.killed, ev.ID)
+		if e := w.crashes[ev.Instance]; e != nil {
+			e.startedAt = time.Time{}
+		}
+		return true
 	}
 	e := w.crashes[ev.Instance]
 	if e == nil {
@@ -508,6 +525,7 @@ func (w *watcher) noteEngineEvent(ctx context.Context, t Trigger) {
 	e.startedAt = time.Time{}
 	w.backOff(ctx, ev.Instance, e, ev.Time, fmt.Sprintf("exited %d time(s) in a row within %s of starting (last exit code %s)",
 		e.crashes, w.cfg.Backoff.MinUptime, orUnknown(e.lastExit)))
+	return true
 }
 
 // backOff sets the delay before the instance's next start from its count of
@@ -673,9 +691,11 @@ func (w *watcher) heal(ctx context.Context, batch []Trigger) {
 // pruneExpected forgets container IDs jackin stopped long ago (their die
 // event has come or never will).
 func (w *watcher) pruneExpected() {
-	for id, at := range w.expected {
-		if time.Since(at) > time.Minute {
-			delete(w.expected, id)
+	for _, m := range []map[string]time.Time{w.expected, w.killed} {
+		for id, at := range m {
+			if time.Since(at) > time.Minute {
+				delete(m, id)
+			}
 		}
 	}
 }
@@ -774,7 +794,9 @@ func (w *watcher) reportDrift(ctx context.Context, p *Plan) {
 		if !a.Mutates() {
 			continue
 		}
-		key := string(a.Type) + "\x00" + strings.Join(a.Reasons, "\x00")
+		// The reasons carry the engine's status text ("Exited (1) 3
+		// seconds ago"), which changes every pass: the action is the key.
+		key := string(a.Type)
 		if w.drift[a.Instance] == key {
 			continue
 		}

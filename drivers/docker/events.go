@@ -31,7 +31,7 @@ func (d *Driver) Events(ctx context.Context, fleet string) (<-chan drivers.Event
 	}
 	filters := client.Filters{}.
 		Add("type", string(events.ContainerEventType), string(events.NetworkEventType)).
-		Add("event", drivers.EventDie, drivers.EventDestroy, drivers.EventStop, drivers.EventOOM, drivers.EventDisconnect)
+		Add("event", drivers.EventKill, drivers.EventDie, drivers.EventDestroy, drivers.EventStop, drivers.EventOOM, drivers.EventDisconnect)
 	res := d.cli.Events(ctx, client.EventsListOptions{Filters: filters})
 	out := make(chan drivers.Event, 64)
 	errs := make(chan error, 1)

@@ -452,8 +452,8 @@ func (d *Driver) Objects() []Object {
 	return out
 }
 
-// Kill simulates a container killed out of band: exited with code 137, and
-// a die event.
+// Kill simulates `docker kill` done out of band: exited with code 137, with
+// a kill event then a die event.
 func (d *Driver) Kill(name string) error {
 	if err := d.setState(name, drivers.StateExited, "Exited (137) Less than a second ago"); err != nil {
 		return err
@@ -461,6 +461,7 @@ func (d *Driver) Kill(name string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if o := d.findLocked(drivers.KindContainer, name); o != nil {
+		d.emitLocked(containerEvent(o, drivers.EventKill, ""))
 		d.emitLocked(containerEvent(o, drivers.EventDie, "137"))
 	}
 	return nil
