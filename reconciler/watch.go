@@ -170,6 +170,10 @@ type watcher struct {
 	crashes  map[string]*crashEntry
 	expected map[string]time.Time // container IDs jackin itself stopped or removed
 	killed   map[string]time.Time // container IDs someone else signalled
+	// died holds agent containers an engine die event reported, until the
+	// engine's container list agrees: the list can say "running" for a
+	// while after the event.
+	died map[string]time.Time
 	// unhealed is the first engine trigger about each instance not yet healed
 	// or found in sync: the engine's list can lag its events, so the pass a
 	// die event starts may see nothing to do and the next one heals.
@@ -222,7 +226,7 @@ func Watch(ctx context.Context, cfg WatchConfig) error {
 	w := &watcher{
 		cfg: cfg, fleet: cfg.Fleet, desired: desired,
 		drift: map[string]string{}, crashes: map[string]*crashEntry{}, expected: map[string]time.Time{},
-		unhealed: map[string]Trigger{}, killed: map[string]time.Time{},
+		unhealed: map[string]Trigger{}, killed: map[string]time.Time{}, died: map[string]time.Time{},
 		wakeTimer: time.NewTimer(time.Hour),
 	}
 	w.wakeTimer.Stop()
@@ -438,6 +442,7 @@ func (w *watcher) plan(ctx context.Context) (*Plan, *drivers.Observed, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	w.applyDied(observed, time.Now())
 	last, err := w.cfg.Store.LastApplied(ctx, w.fleet.Name)
 	if err != nil {
 		return nil, nil, err
@@ -447,6 +452,27 @@ func (w *watcher) plan(ctx context.Context) (*Plan, *drivers.Observed, error) {
 		return nil, nil, err
 	}
 	return plan, observed, nil
+}
+
+// applyDied marks as exited the containers a die event reported that the
+// engine's list still shows running, so the pass the event starts heals at
+// once. A list that agrees (or 10s without agreement) ends the override.
+func (w *watcher) applyDied(obs *drivers.Observed, now time.Time) {
+	if len(w.died) == 0 {
+		return
+	}
+	for i := range obs.Containers {
+		c := &obs.Containers[i]
+		at, ok := w.died[c.ID]
+		if !ok {
+			continue
+		}
+		if c.State != drivers.StateRunning || now.Sub(at) > 10*time.Second {
+			delete(w.died, c.ID)
+			continue
+		}
+		c.State, c.Status = drivers.StateExited, "exited (an engine event said so; its list still says running)"
+	}
 }
 
 // reload reads the manifests again. An invalid, unreadable or emptied
@@ -493,6 +519,7 @@ func (w *watcher) noteEngineEvent(ctx context.Context, t Trigger) bool {
 	case ev.Action == drivers.EventDestroy:
 		delete(w.expected, ev.ID)
 		delete(w.killed, ev.ID)
+		delete(w.died, ev.ID)
 		return !ours
 	case ev.Action == drivers.EventKill:
 		// Someone signalled it (docker kill, docker stop): the exit that
@@ -504,6 +531,7 @@ func (w *watcher) noteEngineEvent(ctx context.Context, t Trigger) bool {
 	case ev.Action != drivers.EventDie || ours:
 		return !ours
 	}
+	w.died[ev.ID] = ev.Time
 	if _, killed := w.killed[ev.ID]; killed {
 		delete(w.killed, ev.ID)
 		if e := w.crashes[ev.Instance]; e != nil {
@@ -691,7 +719,7 @@ func (w *watcher) heal(ctx context.Context, batch []Trigger) {
 // pruneExpected forgets container IDs jackin stopped long ago (their die
 // event has come or never will).
 func (w *watcher) pruneExpected() {
-	for _, m := range []map[string]time.Time{w.expected, w.killed} {
+	for _, m := range []map[string]time.Time{w.expected, w.killed, w.died} {
 		for id, at := range m {
 			if time.Since(at) > time.Minute {
 				delete(m, id)
@@ -740,6 +768,9 @@ func (p *passReporter) ActionFinished(ctx context.Context, r ActionResult) {
 	e.hash = r.Action.Desired.Hash
 	switch r.Outcome {
 	case OutcomeSucceeded:
+		for _, o := range r.Action.Observed {
+			delete(w.died, o.ID)
+		}
 		if r.Action.Desired.Running {
 			e.startedAt = now
 		}

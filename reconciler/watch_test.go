@@ -454,3 +454,18 @@ func mustObject(t *testing.T, drv *fake.Driver, instance string) fake.Object {
 	}
 	return o
 }
+
+func TestWatchTrustsDieEventOverALaggingList(t *testing.T) {
+	drv := newDriver()
+	w := startWatch(t, drv, fleetOf("a"), nil)
+	eventually(t, "created", running(drv, "a"))
+	starts := drv.Calls()[fake.MethodStart]
+	// The engine said it died, but its list still says running: start it
+	// now rather than wait for the list (or the next resync).
+	o := mustObject(t, drv, "a")
+	drv.Emit(drivers.Event{Kind: drivers.KindContainer, Action: drivers.EventDie, ID: o.ID, Name: o.Name, Instance: "a", Component: drivers.ComponentAgent, ExitCode: "137"})
+	eventually(t, "a started again", func() bool { return drv.Calls()[fake.MethodStart] > starts })
+	if acts := w.reported(reconciler.EventAction); acts[len(acts)-1].Trigger.Source != reconciler.TriggerEngine {
+		t.Fatalf("last action %+v", acts[len(acts)-1])
+	}
+}
