@@ -168,7 +168,7 @@ func Widenings(prev, next Access) []Widening {
 			add(field, show(was), show(now), fmt.Sprintf("%s limit is raised from %s to %s", strings.TrimPrefix(field, "resources."), show(was), show(now)))
 		}
 	}
-	limit("resources.memory", prev.MemoryBytes, next.MemoryBytes, func(n int64) string { return strconv.FormatInt(n, 10) + " bytes" })
+	limit("resources.memory", prev.MemoryBytes, next.MemoryBytes, schema.FormatSize)
 	limit("resources.cpus", prev.NanoCPUs, next.NanoCPUs, func(n int64) string { return formatCPUs(n) + " CPUs" })
 	limit("resources.pids", prev.Pids, next.Pids, func(n int64) string { return strconv.FormatInt(n, 10) + " processes" })
 

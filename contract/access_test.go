@@ -61,7 +61,7 @@ func TestWidenings(t *testing.T) {
 		{"docker access", func(s *reconciler.Spec) { s.Docker = "private" }, []string{`docker: Docker access changes from "none" to "private"`}},
 		{"limits", func(s *reconciler.Spec) {
 			s.Resources = reconciler.SpecResources{MemoryBytes: 0, NanoCPUs: 2e9, Pids: 100}
-		}, []string{"resources.cpus: cpus limit is raised from 1 CPUs to 2 CPUs", "resources.memory: memory limit 1073741824 bytes is removed"}},
+		}, []string{"resources.cpus: cpus limit is raised from 1 CPUs to 2 CPUs", "resources.memory: memory limit 1Gi is removed"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
