@@ -98,16 +98,24 @@ func reportLatency(b *testing.B, what string, ds []time.Duration, target string)
 	return p50, p95
 }
 
+// appliedFleet writes an n-instance manifest into a new directory and
+// applies it; the fleet is removed when the benchmark ends.
+func appliedFleet(b *testing.B, fleet string, n int) (dir, state, manifest string) {
+	b.Helper()
+	dir = b.TempDir()
+	manifest = filepath.Join(dir, "fleet.cue")
+	must(b, os.WriteFile(manifest, []byte(fleetCUE(fleet, n)), 0o644))
+	state = filepath.Join(dir, "state")
+	b.Cleanup(func() { harness.RemoveFleetObjects(fleet) })
+	run(b, jackinBin, "--state-dir", state, "apply", "-f", manifest, "--parallel", "8")
+	return dir, state, manifest
+}
+
 // healBench applies an n-instance fleet, starts watch, and times healTrials
 // drifts made by drift(instance) until the instance's container starts again.
 func healBench(b *testing.B, fleet string, n int, drift func(ctx context.Context, cli *client.Client, instance string, manifest string, i int) error) []time.Duration {
 	b.Helper()
-	dir := b.TempDir()
-	manifest := filepath.Join(dir, "fleet.cue")
-	must(b, os.WriteFile(manifest, []byte(fleetCUE(fleet, n)), 0o644))
-	state := filepath.Join(dir, "state")
-	b.Cleanup(func() { harness.RemoveFleetObjects(fleet) })
-	run(b, jackinBin, "--state-dir", state, "apply", "-f", manifest, "--parallel", "8")
+	dir, state, manifest := appliedFleet(b, fleet, n)
 	startWatcher(b, state, manifest)
 
 	cli, err := client.New(client.FromEnv)
@@ -242,13 +250,7 @@ func BenchmarkWatchRSS200(b *testing.B) {
 		must(b, err)
 		minutes = f
 	}
-	fleet := "bench-watch-rss"
-	dir := b.TempDir()
-	manifest := filepath.Join(dir, "fleet.cue")
-	must(b, os.WriteFile(manifest, []byte(fleetCUE(fleet, n)), 0o644))
-	state := filepath.Join(dir, "state")
-	b.Cleanup(func() { harness.RemoveFleetObjects(fleet) })
-	run(b, jackinBin, "--state-dir", state, "apply", "-f", manifest, "--parallel", "8")
+	_, state, manifest := appliedFleet(b, "bench-watch-rss", n)
 	cmd := startWatcher(b, state, manifest, "--resync", "2s")
 
 	total := time.Duration(minutes * float64(time.Minute))
