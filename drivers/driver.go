@@ -39,6 +39,9 @@ const (
 	ComponentAgent   = "agent"
 	ComponentNetwork = "network"
 	ComponentVolume  = "volume"
+	// ComponentEphemeral is an ephemeral mount's volume: kept across
+	// recreates, removed with its instance (unlike ComponentVolume).
+	ComponentEphemeral = "ephemeral"
 )
 
 // Resource is one object a backend creates for an instance. Exactly one of
@@ -60,7 +63,12 @@ type NetworkSpec struct {
 }
 
 // VolumeSpec is a named volume owned by an instance.
-type VolumeSpec struct{}
+type VolumeSpec struct {
+	// Seed, when set, is a host directory copied into the volume when the
+	// volume is created (through the container, mounted at Target).
+	Seed   string
+	Target string
+}
 
 // ImageSpec says where a container's image comes from. Ref is the reference to
 // run; when Build is set, Ref is the tag derived from the build context hash.
@@ -76,7 +84,8 @@ type BuildSpec struct {
 	Args       map[string]string
 }
 
-// MountSpec is one container mount. Type is "bind" or "tmpfs".
+// MountSpec is one container mount. Type is "bind", "tmpfs" or "volume"
+// (Source is then the volume name).
 type MountSpec struct {
 	Type      string
 	Source    string
@@ -178,6 +187,12 @@ type Driver interface {
 	// Remove removes a resource by kind and ID (containers forcibly).
 	// Removing something already gone is not an error.
 	Remove(ctx context.Context, kind Kind, id string) error
+}
+
+// Seeder is a backend that can copy a host directory into a created, not
+// yet started container, filling the volume mounted at target.
+type Seeder interface {
+	Seed(ctx context.Context, containerID, target, srcDir string) error
 }
 
 // ErrNameConflict reports a name taken by an object jackin does not own.

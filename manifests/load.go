@@ -97,7 +97,7 @@ func Load(ctx context.Context, paths []string, opts Options) (res *Result, err e
 	if len(diags) > 0 {
 		return nil, diags
 	}
-	l := &loader{opts: opts, dirs: map[string]string{}, cctx: cuecontext.New()}
+	l := &loader{ctx: ctx, opts: opts, dirs: map[string]string{}, cctx: cuecontext.New()}
 	return l.load(srcs)
 }
 
@@ -232,6 +232,8 @@ func sniffKind(data []byte) string {
 
 // loader holds one Load's state.
 type loader struct {
+	// ctx bounds the git calls that check worktree and clone sources.
+	ctx   context.Context
 	opts  Options
 	cctx  *cue.Context
 	dirs  map[string]string // file name -> base dir

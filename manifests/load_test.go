@@ -235,7 +235,7 @@ func TestLoadRejectsSchemaViolations(t *testing.T) {
 		{name: "unknown resources field", src: inst("resources: {memory: \"1Gi\", «memry: \"1G\"}"),
 			path: "instances.a.resources.memry", msg: `field "memry" is not allowed here; allowed fields: cpus, memory, memoryReservation, pids`},
 		{name: "unknown mount field", src: inst("mounts: [{dst: \"/x\", mode: \"tmpfs\", «sz: \"1G\"}]"),
-			path: "instances.a.mounts[0].sz", msg: "allowed fields: allowSensitive, dst, mode, size, src"},
+			path: "instances.a.mounts[0].sz", msg: "allowed fields: allowSensitive, dst, mode, ref, size, src"},
 		{name: "unknown port field", src: inst("network: ports: [{container: 80, «hostPort: 8080}]"),
 			path: "instances.a.network.ports[0].hostPort", msg: "allowed fields: address, container, host, protocol"},
 		{name: "unknown role field", src: fleetHead + "instances: a: role: {image: \"x\", «tag: \"1\"}\n",
@@ -676,7 +676,7 @@ func TestLoadRefusesSensitivePaths(t *testing.T) {
 	t.Run("allowSensitive on tmpfs", func(t *testing.T) {
 		fx := newFixture(t, map[string]string{"f.cue": inst("mounts: [{dst: \"/t\", mode: \"tmpfs\", «allowSensitive: true}]")})
 		_, diags := fx.load(t, fx.opts(), "f.cue")
-		expect(t, diags, fx.where, "instances.a.mounts[0].allowSensitive", "allowSensitive applies to rw and ro mounts only")
+		expect(t, diags, fx.where, "instances.a.mounts[0].allowSensitive", "allowSensitive applies to mounts with a host src only")
 	})
 	t.Run("not sensitive", func(t *testing.T) {
 		// Inside home but not a credential location; a name that only

@@ -1,7 +1,9 @@
 package manifests
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -15,6 +17,7 @@ import (
 	"cuelang.org/go/cue/token"
 
 	"github.com/jackin-dev/jackin/schema"
+	"github.com/jackin-dev/jackin/workspace"
 )
 
 // raw* mirror the manifest with pointers, so a merge can tell "unset" from
@@ -57,6 +60,7 @@ type rawMount struct {
 	Mode           string  `json:"mode"`
 	Size           *string `json:"size"`
 	AllowSensitive *bool   `json:"allowSensitive"`
+	Ref            *string `json:"ref"`
 }
 
 type rawResources struct {
@@ -417,6 +421,8 @@ func (c *instanceChecker) role(r *rawRole, inst *schema.Instance) {
 
 func (c *instanceChecker) mounts(ms []rawMount, inst *schema.Instance) {
 	seen := map[string]int{}
+	slugs := map[string]int{} // checkout and volume names, by slug
+	repos := map[string]int{} // worktree sources, by git common dir
 	for i, m := range ms {
 		mount := schema.Mount{Dst: m.Dst, Mode: m.Mode, AllowSensitive: m.AllowSensitive != nil && *m.AllowSensitive}
 		if !path.IsAbs(m.Dst) {
@@ -427,6 +433,23 @@ func (c *instanceChecker) mounts(ms []rawMount, inst *schema.Instance) {
 				c.errorf([]any{"mounts", i, "dst"}, "dst %s is already mounted by mounts[%d]: each container path is mounted once", mount.Dst, j)
 			}
 			seen[mount.Dst] = i
+			if schema.IsCheckout(m.Mode) || m.Mode == schema.MountEphemeral {
+				slug := workspace.Slug(mount.Dst)
+				if j, dup := slugs[slug]; dup {
+					c.errorf([]any{"mounts", i, "dst"}, "dst %s and mounts[%d].dst %s both name the checkout or volume %q (from the container path): change one of them", mount.Dst, j, ms[j].Dst, slug)
+				}
+				slugs[slug] = i
+			}
+		}
+		if m.Ref != nil {
+			if schema.IsCheckout(m.Mode) {
+				mount.Ref = *m.Ref
+			} else {
+				c.errorf([]any{"mounts", i, "ref"}, "ref applies to worktree and clone mounts only, not %q", m.Mode)
+			}
+		}
+		if m.Size != nil && m.Mode != schema.MountTmpfs {
+			c.errorf([]any{"mounts", i, "size"}, "size applies to tmpfs mounts only, not %q", m.Mode)
 		}
 		switch m.Mode {
 		case schema.MountTmpfs:
@@ -434,7 +457,7 @@ func (c *instanceChecker) mounts(ms []rawMount, inst *schema.Instance) {
 				c.errorf([]any{"mounts", i, "src"}, "a tmpfs mount has no src: it is memory inside the container")
 			}
 			if m.AllowSensitive != nil {
-				c.errorf([]any{"mounts", i, "allowSensitive"}, "allowSensitive applies to rw and ro mounts only: a tmpfs mount exposes no host path")
+				c.errorf([]any{"mounts", i, "allowSensitive"}, "allowSensitive applies to mounts with a host src only: a tmpfs mount exposes no host path")
 			}
 			if m.Size != nil {
 				mount.Size = *m.Size
@@ -444,12 +467,16 @@ func (c *instanceChecker) mounts(ms []rawMount, inst *schema.Instance) {
 				}
 				mount.SizeBytes = n
 			}
-		case schema.MountRW, schema.MountRO:
-			if m.Size != nil {
-				c.errorf([]any{"mounts", i, "size"}, "size applies to tmpfs mounts only, not %q", m.Mode)
-			}
+		case schema.MountRW, schema.MountRO, schema.MountWorktree, schema.MountClone, schema.MountEphemeral:
 			if m.Src == nil {
-				c.errorf([]any{"mounts", i}, "a %s mount needs src, the host path to mount", m.Mode)
+				switch m.Mode {
+				case schema.MountEphemeral:
+					// An ephemeral volume starts empty without src.
+				case schema.MountWorktree, schema.MountClone:
+					c.errorf([]any{"mounts", i}, "a %s mount needs src, the git repository to check out", m.Mode)
+				default:
+					c.errorf([]any{"mounts", i}, "a %s mount needs src, the host path to mount", m.Mode)
+				}
 				break
 			}
 			src, ok := c.hostPath(*m.Src, "mounts", i, "src")
@@ -463,18 +490,58 @@ func (c *instanceChecker) mounts(ms []rawMount, inst *schema.Instance) {
 			}
 			if !mount.AllowSensitive {
 				// Symlinks are resolved by the matcher, so a link to ~/.ssh
-				// is refused like ~/.ssh itself.
+				// is refused like ~/.ssh itself. A checkout or a volume seeded
+				// from src exposes src's content just as a bind mount does.
 				if findings := schema.SensitivePathFindings(src, c.l.opts.Home); len(findings) > 0 {
 					c.errorf([]any{"mounts", i, "src"}, "mounting %s %s: sensitive host paths are refused; set allowSensitive: true on this mount to mount it anyway (explain still warns about it)", src, strings.Join(findings, "; "))
 					break
 				}
 			}
-			if _, err := os.Stat(src); err != nil {
+			st, err := os.Stat(src)
+			if err != nil {
 				c.errorf([]any{"mounts", i, "src"}, "src %s does not exist: create it, or fix the path (relative paths start at the manifest file's directory)", src)
+				break
+			}
+			switch {
+			case m.Mode == schema.MountEphemeral && !st.IsDir():
+				c.errorf([]any{"mounts", i, "src"}, "src %s is not a directory: an ephemeral volume is seeded from a directory", src)
+			case schema.IsCheckout(m.Mode):
+				c.checkoutSource(i, &mount, repos)
 			}
 		}
 		inst.Mounts = append(inst.Mounts, mount)
 	}
+}
+
+// checkoutSource checks a worktree or clone source with git: a repository's
+// top directory, a ref that names a commit, and for a worktree the
+// repository's git directory (which the container also mounts). Two
+// worktree mounts of one repository in one instance would share the scratch
+// branch, so the second is refused.
+func (c *instanceChecker) checkoutSource(i int, mount *schema.Mount, repos map[string]int) {
+	ctx := c.l.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	src, err := workspace.InspectSource(ctx, mount.Src, mount.Ref)
+	if err != nil {
+		var refErr *workspace.UnknownRefError
+		if errors.As(err, &refErr) {
+			c.errorf([]any{"mounts", i, "ref"}, "%v", err)
+			return
+		}
+		c.errorf([]any{"mounts", i, "src"}, "%v", err)
+		return
+	}
+	if mount.Mode != schema.MountWorktree {
+		return
+	}
+	mount.GitCommonDir = src.CommonDir
+	if j, dup := repos[src.CommonDir]; dup {
+		c.errorf([]any{"mounts", i, "src"}, "mounts[%d] already makes a worktree of the repository %s for instance %q: both worktrees would need the one scratch branch %s; use one worktree mount per repository, or mode \"clone\" for the second", j, src.TopLevel, c.name, "jackin/<fleet>/"+c.name)
+		return
+	}
+	repos[src.CommonDir] = i
 }
 
 func (c *instanceChecker) resources(r rawResources, inst *schema.Instance) {

@@ -17,6 +17,8 @@ import (
 
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/schema"
+	"github.com/jackin-dev/jackin/store"
+	"github.com/jackin-dev/jackin/workspace"
 )
 
 // BuildImageRepo is the repository of images jackin builds from a
@@ -47,8 +49,12 @@ func BuildDesired(f *schema.Fleet) (*Desired, error) {
 
 	d := &Desired{Fleet: f.Name, Instances: make([]DesiredInstance, 0, len(names))}
 	tags := map[string]string{} // build key -> tag, so a shared context is hashed once
+	stateDir := f.StateDir
+	if stateDir == "" {
+		stateDir = store.DefaultDir()
+	}
 	for _, name := range names {
-		in, err := desiredInstance(f.Name, name, f.Instances[name], tags)
+		in, err := desiredInstance(f.Name, name, f.Instances[name], tags, stateDir)
 		if err != nil {
 			return nil, fmt.Errorf("instance %q: %w", name, err)
 		}
@@ -81,7 +87,13 @@ func (d *Desired) ImageRefs() []string {
 	return refs
 }
 
-func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]string) (DesiredInstance, error) {
+// VolumeName is the name of an instance's ephemeral volume for the mount
+// at dst: jk-<fleet>-<instance>-<slug of dst>.
+func VolumeName(fleet, instance, dst string) string {
+	return ResourceName(fleet, instance) + "-" + workspace.Slug(dst)
+}
+
+func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]string, stateDir string) (DesiredInstance, error) {
 	inst.Name = name
 	var running bool
 	switch inst.State {
@@ -137,6 +149,10 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 		PidsLimit: spec.Resources.Pids,
 		Running:   running,
 	}
+	var volumes []drivers.Resource
+	var checkouts []workspace.Want
+	commonDirs := map[string]bool{}
+	var gitDirs []string
 	for _, m := range spec.Mounts {
 		ms := drivers.MountSpec{Target: m.Dst}
 		switch m.Mode {
@@ -146,25 +162,60 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 			ms.Type, ms.Source, ms.ReadOnly = "bind", m.Src, true
 		case schema.MountTmpfs:
 			ms.Type, ms.SizeBytes = "tmpfs", m.SizeBytes
+		case schema.MountWorktree, schema.MountClone:
+			w := workspace.Want{StateDir: stateDir, Fleet: fleet, Instance: name, Mode: m.Mode, Src: m.Src, Ref: m.Ref, Dst: m.Dst}
+			checkouts = append(checkouts, w)
+			ms.Type, ms.Source = "bind", workspace.Path(stateDir, fleet, name, workspace.Slug(m.Dst))
+			if m.Mode == schema.MountWorktree {
+				// The worktree's .git file names <common dir>/worktrees/<name>
+				// by its absolute host path: git in the container finds it
+				// only at that same path, and writes objects and refs there.
+				if cd := commonDir(inst, m.Dst); cd != "" && !commonDirs[cd] {
+					commonDirs[cd] = true
+					gitDirs = append(gitDirs, cd)
+				}
+			}
+		case schema.MountEphemeral:
+			vname := VolumeName(fleet, name, m.Dst)
+			labels := base(drivers.ComponentEphemeral)
+			// A volume outlives recreates: a spec hash on it would go stale.
+			delete(labels, drivers.LabelSpecHash)
+			volumes = append(volumes, drivers.Resource{Kind: drivers.KindVolume, Name: vname, Component: drivers.ComponentEphemeral, Labels: labels,
+				Volume: &drivers.VolumeSpec{Seed: m.Src, Target: m.Dst}})
+			ms.Type, ms.Source = "volume", vname
 		}
 		ctr.Mounts = append(ctr.Mounts, ms)
+	}
+	for _, cd := range gitDirs {
+		ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: cd, Target: cd})
 	}
 	for _, p := range spec.Network.Ports {
 		ctr.Ports = append(ctr.Ports, drivers.PortSpec{ContainerPort: p.Container, HostPort: p.Host, HostIP: p.Address, Protocol: p.Protocol})
 	}
 
+	res := []drivers.Resource{{Kind: drivers.KindNetwork, Name: rname, Component: drivers.ComponentNetwork, Labels: netLabels, Network: &drivers.NetworkSpec{}}}
+	res = append(res, volumes...)
+	res = append(res, drivers.Resource{Kind: drivers.KindContainer, Name: rname, Component: drivers.ComponentAgent, Labels: ctrLabels, Container: ctr})
 	return DesiredInstance{
-		Name:     name,
-		Instance: inst,
-		Spec:     spec,
-		Hash:     hash,
-		Running:  running,
-		Image:    img,
-		Resources: []drivers.Resource{
-			{Kind: drivers.KindNetwork, Name: rname, Component: drivers.ComponentNetwork, Labels: netLabels, Network: &drivers.NetworkSpec{}},
-			{Kind: drivers.KindContainer, Name: rname, Component: drivers.ComponentAgent, Labels: ctrLabels, Container: ctr},
-		},
+		Name:      name,
+		Instance:  inst,
+		Spec:      spec,
+		Hash:      hash,
+		Running:   running,
+		Image:     img,
+		Resources: res,
+		Checkouts: checkouts,
 	}, nil
+}
+
+// commonDir is the git common dir resolved at load for the worktree mount at dst.
+func commonDir(inst schema.Instance, dst string) string {
+	for _, m := range inst.Mounts {
+		if m.Dst == dst && m.Mode == schema.MountWorktree {
+			return m.GitCommonDir
+		}
+	}
+	return ""
 }
 
 // imageSpec resolves a role to the image to run: the reference, or for a
@@ -341,8 +392,10 @@ func canonicalSpec(inst schema.Instance, image string) (Spec, error) {
 	for _, m := range inst.Mounts {
 		sm := SpecMount{Dst: m.Dst, Mode: m.Mode}
 		switch m.Mode {
-		case schema.MountRW, schema.MountRO:
+		case schema.MountRW, schema.MountRO, schema.MountEphemeral:
 			sm.Src = m.Src
+		case schema.MountWorktree, schema.MountClone:
+			sm.Src, sm.Ref = m.Src, m.Ref
 		case schema.MountTmpfs:
 			sm.SizeBytes = m.SizeBytes
 		default:

@@ -38,10 +38,25 @@ type ExecOptions struct {
 	// Images are the image references already present (ref -> image ID), as
 	// observed; these need no EnsureImage call.
 	Images map[string]string
+	// Workspaces makes the worktrees and clones of created and recreated
+	// instances before their containers, and releases those of deleted
+	// instances. Nil: an action that needs a checkout fails with a clear
+	// error, and a delete leaves checkouts alone (nothing is lost).
+	Workspaces Workspaces
 	// FinishStarted lets an action that has started run all its steps after
 	// ctx is cancelled (watch stops between actions, never inside one);
 	// actions not yet started are still skipped.
 	FinishStarted bool
+}
+
+// Workspaces are the host-side isolated checkouts of instances.
+type Workspaces interface {
+	// Prepare makes (or finds) every checkout in.Checkouts lists. It is
+	// idempotent.
+	Prepare(ctx context.Context, fleet string, in *DesiredInstance) error
+	// Release handles the checkouts of a deleted instance: removes those
+	// whose work is safe elsewhere and keeps (and records) the others.
+	Release(ctx context.Context, fleet, instance string) error
 }
 
 // Recorder is told about each action result as soon as it is known (the CLI
@@ -132,7 +147,7 @@ func Execute(ctx context.Context, p *Plan, drv drivers.Driver, opts ExecOptions)
 			}
 			start := time.Now()
 			log.V(1).Info("action started", "instance", act.Instance, "action", string(act.Type))
-			err := runAction(ctx, act, drv, imgErrs, log, opts.FinishStarted)
+			err := runAction(ctx, p.Fleet, act, drv, imgErrs, log, opts)
 			r := ActionResult{Action: act, Outcome: OutcomeSucceeded, Err: err, Duration: time.Since(start)}
 			if err != nil {
 				r.Outcome = OutcomeFailed
@@ -248,7 +263,8 @@ type step struct {
 // runAction executes one action's steps in order, stopping at the first
 // failure, or after the step in flight when ctx is cancelled (unless
 // finishStarted).
-func runAction(ctx context.Context, act Action, drv drivers.Driver, imgErrs map[string]error, log logr.Logger, finishStarted bool) error {
+func runAction(ctx context.Context, fleet string, act Action, drv drivers.Driver, imgErrs map[string]error, log logr.Logger, opts ExecOptions) error {
+	finishStarted := opts.FinishStarted
 	for _, r := range act.Missing {
 		if r.Kind == drivers.KindContainer && r.Container != nil {
 			if err, ok := imgErrs[r.Container.Image.Ref]; ok {
@@ -256,7 +272,7 @@ func runAction(ctx context.Context, act Action, drv drivers.Driver, imgErrs map[
 			}
 		}
 	}
-	steps := actionSteps(act, drv)
+	steps := actionSteps(fleet, act, drv, opts.Workspaces)
 	callCtx := context.WithoutCancel(ctx)
 	if finishStarted {
 		ctx = callCtx
@@ -273,9 +289,21 @@ func runAction(ctx context.Context, act Action, drv drivers.Driver, imgErrs map[
 	return nil
 }
 
-// actionSteps lists the engine calls of an action.
-func actionSteps(act Action, drv drivers.Driver) []step {
+// actionSteps lists the engine calls of an action, with the host-side
+// checkout steps: made first on create and recreate (before anything is
+// removed, so a failure leaves the old container running), released last
+// on delete (after the container that used them is gone).
+func actionSteps(fleet string, act Action, drv drivers.Driver, ws Workspaces) []step {
 	var steps []step
+	if (act.Type == ActionCreate || act.Type == ActionRecreate) && act.Desired != nil && len(act.Desired.Checkouts) > 0 {
+		in := act.Desired
+		steps = append(steps, step{"prepare worktree and clone checkouts", func(ctx context.Context) error {
+			if ws == nil {
+				return fmt.Errorf("instance %s has worktree or clone mounts, and this command cannot make checkouts: use jackin apply", in.Name)
+			}
+			return ws.Prepare(ctx, fleet, in)
+		}})
+	}
 	var containers, networks []drivers.ObservedResource
 	for _, o := range act.Observed {
 		switch o.Kind {
@@ -309,6 +337,7 @@ func actionSteps(act Action, drv drivers.Driver) []step {
 	createMissing := func() {
 		var created string
 		var ctrName string
+		var seeds []drivers.Resource // volumes created here that start as a copy of a host directory
 		for _, r := range act.Missing {
 			steps = append(steps, step{"create " + string(r.Kind) + " " + r.Name, func(ctx context.Context) error {
 				id, err := drv.Create(ctx, r)
@@ -320,6 +349,23 @@ func actionSteps(act Action, drv drivers.Driver) []step {
 			if r.Kind == drivers.KindContainer && r.Component == drivers.ComponentAgent {
 				ctrName = r.Name
 			}
+			if r.Kind == drivers.KindVolume && r.Volume != nil && r.Volume.Seed != "" {
+				seeds = append(seeds, r)
+			}
+		}
+		for _, v := range seeds {
+			// Through the new container, before it first starts: the copy
+			// lands in the volume mounted at the target.
+			steps = append(steps, step{"copy " + v.Volume.Seed + " into volume " + v.Name, func(ctx context.Context) error {
+				s, ok := drv.(drivers.Seeder)
+				if !ok {
+					return fmt.Errorf("the %s backend cannot copy %s into a volume", drv.Name(), v.Volume.Seed)
+				}
+				if created == "" {
+					return fmt.Errorf("no container was created to copy %s through", v.Volume.Seed)
+				}
+				return s.Seed(ctx, created, v.Volume.Target, v.Volume.Seed)
+			}})
 		}
 		if act.Desired != nil && act.Desired.Running && ctrName != "" {
 			steps = append(steps, step{"start container " + ctrName, func(ctx context.Context) error { return drv.Start(ctx, created) }})
@@ -356,12 +402,25 @@ func actionSteps(act Action, drv drivers.Driver) []step {
 	case ActionStop:
 		steps = append(steps, step{"stop container " + agentName, func(ctx context.Context) error { return drv.Stop(ctx, agentID) }})
 	case ActionDelete:
-		// Containers, then networks. Volumes are the instance's work: kept.
+		// Containers, then networks, then the ephemeral volumes (which
+		// live as long as the instance). Other volumes are kept.
 		for _, c := range containers {
 			stopRemove(c)
 		}
 		for _, n := range networks {
 			removeNetwork(n)
+		}
+		for _, o := range act.Observed {
+			if o.Kind == drivers.KindVolume && o.Labels[drivers.LabelComponent] == drivers.ComponentEphemeral {
+				steps = append(steps, step{"remove volume " + o.Name, func(ctx context.Context) error {
+					return drv.Remove(ctx, drivers.KindVolume, o.ID)
+				}})
+			}
+		}
+		if ws != nil {
+			steps = append(steps, step{"release worktree and clone checkouts", func(ctx context.Context) error {
+				return ws.Release(ctx, fleet, act.Instance)
+			}})
 		}
 	}
 	return steps

@@ -196,10 +196,27 @@ func planInstance(in *DesiredInstance, g *observedInstance, last LastApplied, im
 		}
 	}
 
+	// Volumes found are kept as they are (an ephemeral volume outlives
+	// recreates); those not found are created before the container.
+	haveVolume := map[string]bool{}
+	for _, v := range g.volumes {
+		haveVolume[v.Name] = true
+	}
+	var missingVolumes []drivers.Resource
+	for _, r := range in.Resources {
+		if r.Kind == drivers.KindVolume && !haveVolume[r.Name] {
+			missingVolumes = append(missingVolumes, r)
+		}
+	}
+
 	if !g.live() {
 		act.Type = ActionCreate
 		act.Reasons = []string{ReasonNewInstance}
-		act.Missing = append([]drivers.Resource(nil), in.Resources...)
+		for _, r := range in.Resources {
+			if r.Kind != drivers.KindVolume || !haveVolume[r.Name] {
+				act.Missing = append(act.Missing, r)
+			}
+		}
 		if !in.Running {
 			act.Reasons = append(act.Reasons, ReasonCreateStopped)
 		}
@@ -226,6 +243,7 @@ func planInstance(in *DesiredInstance, g *observedInstance, last LastApplied, im
 		if len(nets) != 1 {
 			act.Missing = append(act.Missing, netRes)
 		}
+		act.Missing = append(act.Missing, missingVolumes...)
 		act.Missing = append(act.Missing, ctrRes)
 		return act
 	}
@@ -242,6 +260,7 @@ func planInstance(in *DesiredInstance, g *observedInstance, last LastApplied, im
 			act.Missing = append(act.Missing, netRes)
 		}
 		act.Reasons = append(act.Reasons, fmt.Sprintf("container %s is missing", ctrRes.Name))
+		act.Missing = append(act.Missing, missingVolumes...)
 		act.Missing = append(act.Missing, ctrRes)
 		if !in.Running {
 			act.Reasons = append(act.Reasons, ReasonCreateStopped)

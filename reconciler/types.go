@@ -6,6 +6,7 @@ package reconciler
 import (
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/schema"
+	"github.com/jackin-dev/jackin/workspace"
 )
 
 // SpecFormatVersion is part of every spec hash. Bump it only when the
@@ -37,6 +38,9 @@ type SpecMount struct {
 	Dst       string `json:"dst"`
 	Mode      string `json:"mode"`
 	SizeBytes int64  `json:"sizeBytes"`
+	// Ref is a worktree or clone mount's start ref. omitempty keeps the
+	// encoding, so the hash, of every other mount as it was.
+	Ref string `json:"ref,omitempty"`
 }
 
 // SpecResources are limits in canonical units.
@@ -71,8 +75,11 @@ type DesiredInstance struct {
 	Running bool
 	// Image says where the agent image comes from.
 	Image drivers.ImageSpec
-	// Resources in creation order (network before container).
+	// Resources in creation order (network, volumes, container).
 	Resources []drivers.Resource
+	// Checkouts are the worktrees and clones the instance's mounts need,
+	// made on the host before its container is created.
+	Checkouts []workspace.Want
 }
 
 // Desired is a fleet's desired state.

@@ -25,12 +25,19 @@ const (
 	StateStopped = "stopped"
 )
 
-// Mount modes. Later modes (worktree, clone, ephemeral) join this list.
+// Mount modes.
 const (
-	MountRW    = "rw"
-	MountRO    = "ro"
-	MountTmpfs = "tmpfs"
+	MountRW        = "rw"
+	MountRO        = "ro"
+	MountTmpfs     = "tmpfs"
+	MountWorktree  = "worktree"  // a git worktree of src under the state dir
+	MountClone     = "clone"     // a local clone of src under the state dir
+	MountEphemeral = "ephemeral" // a named volume owned by the instance
 )
+
+// IsCheckout reports whether a mount mode makes an isolated checkout
+// (worktree or clone).
+func IsCheckout(mode string) bool { return mode == MountWorktree || mode == MountClone }
 
 // Egress modes. Only "open" is enforced today; "none" and "allowlist" join later.
 const (
@@ -56,6 +63,10 @@ type Fleet struct {
 	Instances  map[string]Instance `json:"instances"`
 	// Sources lists the files the fleet was loaded from ("-" for stdin).
 	Sources []string `json:"sources,omitempty"`
+	// StateDir is jackin's state directory, where worktree and clone
+	// checkouts live. Commands set it; empty means the default
+	// ($JACKIN_HOME or ~/.local/state/jackin).
+	StateDir string `json:"-"`
 }
 
 // Instance is one agent instance after defaults are applied.
@@ -102,6 +113,12 @@ type Mount struct {
 	// such a mount without it. It is not part of the spec hash: it changes
 	// what validation accepts, not the container.
 	AllowSensitive bool `json:"allowSensitive,omitempty"`
+	// Ref (worktree and clone) is where the scratch branch starts; empty
+	// is src's HEAD at the time the checkout is made.
+	Ref string `json:"ref,omitempty"`
+	// GitCommonDir (worktree only, resolved at load) is src's git
+	// directory, which a worktree's .git file points into.
+	GitCommonDir string `json:"gitCommonDir,omitempty"`
 }
 
 // Resources are the container limits, as written and parsed. Zero means unlimited.

@@ -66,6 +66,22 @@ var migrations = []string{
 		updated_at   INTEGER NOT NULL,
 		PRIMARY KEY (fleet, instance)
 	);`,
+
+	// 4: worktree and clone checkouts and their lifecycle status
+	// (active, preserved-dirty, preserved-unpushed).
+	`CREATE TABLE checkouts (
+		fleet      TEXT    NOT NULL,
+		instance   TEXT    NOT NULL,
+		slug       TEXT    NOT NULL,
+		mode       TEXT    NOT NULL,
+		path       TEXT    NOT NULL,
+		branch     TEXT    NOT NULL,
+		base       TEXT    NOT NULL,
+		status     TEXT    NOT NULL,
+		detail     TEXT    NOT NULL DEFAULT '',
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (fleet, instance, slug)
+	);`,
 }
 
 // SchemaVersion is the schema version this build writes.

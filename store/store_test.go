@@ -64,7 +64,7 @@ func TestOlderSchemaIsMigratedStepwise(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir)
 	// Make it a version-1 database, as an earlier jackin left it.
-	if _, err := s.db.Exec(`DROP INDEX events_at; DROP TABLE crash_state; DELETE FROM schema_migrations WHERE version > 1`); err != nil {
+	if _, err := s.db.Exec(`DROP INDEX events_at; DROP TABLE crash_state; DROP TABLE checkouts; DELETE FROM schema_migrations WHERE version > 1`); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -73,11 +73,11 @@ func TestOlderSchemaIsMigratedStepwise(t *testing.T) {
 	if err := s2.db.QueryRow(`SELECT MAX(version) FROM schema_migrations`).Scan(&v); err != nil {
 		t.Fatal(err)
 	}
-	if err := s2.db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE (type='index' AND name='events_at') OR (type='table' AND name='crash_state')`).Scan(&idx); err != nil {
+	if err := s2.db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE (type='index' AND name='events_at') OR (type='table' AND name IN ('crash_state', 'checkouts'))`).Scan(&idx); err != nil {
 		t.Fatal(err)
 	}
-	if v != SchemaVersion() || idx != 2 {
-		t.Fatalf("version %d (want %d), events_at and crash_state present: %d of 2", v, SchemaVersion(), idx)
+	if v != SchemaVersion() || idx != 3 {
+		t.Fatalf("version %d (want %d), events_at, crash_state and checkouts present: %d of 3", v, SchemaVersion(), idx)
 	}
 }
 
@@ -659,5 +659,37 @@ func TestCrashStateRoundTrip(t *testing.T) {
 	}
 	if got, _ := s.CrashStates(ctx, "demo"); len(got) != 0 {
 		t.Fatalf("cleared state still there: %v", got)
+	}
+}
+
+func TestCheckoutRecords(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	rec := CheckoutRecord{Fleet: "f", Instance: "web", Slug: "work", Mode: "worktree", Path: "/p", Branch: "jackin/f/web", Base: "abc", Status: "active"}
+	if err := s.SetCheckout(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	rec.Status, rec.Detail = "preserved-dirty", "2 uncommitted files"
+	if err := s.SetCheckout(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetCheckout(ctx, CheckoutRecord{Fleet: "g", Instance: "web", Slug: "work", Status: "active"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Checkouts(ctx, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := got["f/web/work"]; len(got) != 1 || !ok || c.Status != "preserved-dirty" || c.Detail != "2 uncommitted files" || c.Base != "abc" {
+		t.Fatalf("checkouts of f: %+v", got)
+	}
+	if err := s.DeleteCheckout(ctx, "f", "web", "work"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Checkouts(ctx, "f"); len(got) != 0 {
+		t.Fatalf("after delete: %+v", got)
+	}
+	if all, _ := s.Checkouts(ctx, ""); len(all) != 1 {
+		t.Fatalf("every fleet: %+v", all)
 	}
 }

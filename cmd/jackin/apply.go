@@ -16,6 +16,7 @@ import (
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/store"
+	"github.com/jackin-dev/jackin/workspace"
 )
 
 type applyOptions struct {
@@ -26,6 +27,8 @@ type applyOptions struct {
 	// requireApproval refuses a plan that widens access unless approve is set.
 	requireApproval bool
 	approve         bool
+	// force makes worktrees and clones from a source with uncommitted changes.
+	force bool
 }
 
 func newApplyCommand(a *app) *cobra.Command {
@@ -82,6 +85,7 @@ refused by --require-approval-for-widening.`,
 	cmd.Flags().DurationVar(&opts.lockTimeout, "lock-timeout", defaultLockTimeout, "how long to wait for another writer of the same fleet")
 	cmd.Flags().BoolVar(&opts.requireApproval, "require-approval-for-widening", false, "refuse (exit 2, change nothing) a plan that widens any instance's access, unless --approve is given")
 	cmd.Flags().BoolVar(&opts.approve, "approve", false, "approve the access widenings of this plan (with --require-approval-for-widening)")
+	cmd.Flags().BoolVar(&opts.force, "force", false, "make worktree and clone checkouts even when their src has uncommitted changes (which the checkout does not include)")
 	return cmd
 }
 
@@ -112,6 +116,9 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 	if opts.requireApproval && widening > 0 && !opts.approve {
 		return a.refuseWidening(fleet.Name, res.plan, format)
 	}
+	if err := a.checkDirtySources(ctx, res.plan, opts.force); err != nil {
+		return err
+	}
 	if format == "text" {
 		a.writeCompactContracts(fleet, res)
 	}
@@ -124,12 +131,14 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 	rec.backfillNoops(ctx, res)
 
 	start := time.Now()
+	ws := &checkoutManager{st: st, stateDir: a.global.stateDir, log: a.log.WithName("workspace")}
 	results := reconciler.Execute(ctx, res.plan, drv, reconciler.ExecOptions{
-		Parallel: opts.parallel,
-		Progress: a.stderr,
-		Log:      a.log.WithName("execute"),
-		Recorder: rec,
-		Images:   res.observed.Images,
+		Parallel:   opts.parallel,
+		Progress:   a.stderr,
+		Log:        a.log.WithName("execute"),
+		Recorder:   rec,
+		Images:     res.observed.Images,
+		Workspaces: ws,
 	})
 	sum := summarize(results)
 	outcome := "succeeded"
@@ -154,12 +163,52 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 	} else if len(results) > 0 {
 		fmt.Fprintln(a.stdout)
 		writeResultsText(a, results)
+		ws.writeReleased(a.stdout)
 		fmt.Fprintf(a.stdout, "Apply complete: %s.\n", sum.String())
 	}
 	if sum.Failed > 0 {
 		return &exitError{code: exitChanges, reported: true}
 	}
 	return nil
+}
+
+// checkDirtySources warns about each worktree or clone about to be made
+// from a source with uncommitted changes and no ref: the checkout starts
+// from HEAD, so those changes are not in it, which the operator may not
+// expect. Without force it refuses (exit 2) before anything is changed.
+func (a *app) checkDirtySources(ctx context.Context, p *reconciler.Plan, force bool) error {
+	dirty := 0
+	for _, act := range p.Actions {
+		if act.Desired == nil || (act.Type != reconciler.ActionCreate && act.Type != reconciler.ActionRecreate) {
+			continue
+		}
+		for _, w := range act.Desired.Checkouts {
+			if w.Ref != "" || workspace.Exists(w) {
+				continue
+			}
+			src, err := workspace.InspectSource(ctx, w.Src, w.Ref)
+			if err != nil {
+				return exitWith(exitInvalid, fmt.Errorf("instance %s, %s mount %s: %w", act.Instance, w.Mode, w.Dst, err))
+			}
+			if len(src.Dirty) == 0 {
+				continue
+			}
+			dirty++
+			fmt.Fprintf(a.stderr, "warning: instance %s, %s mount %s: src %s has uncommitted changes (%s); the %s starts from HEAD %s and will not include them\n",
+				act.Instance, w.Mode, w.Dst, w.Src, strings.Join(src.Dirty, ", "), w.Mode, shortCommit(src.Head))
+		}
+	}
+	if dirty > 0 && !force {
+		return exitWith(exitInvalid, errors.New("apply refused: a worktree or clone source has uncommitted changes (see the warnings above); commit or stash them, set ref on the mount, or pass --force to proceed without them; nothing was changed"))
+	}
+	return nil
+}
+
+func shortCommit(c string) string {
+	if len(c) > 12 {
+		return c[:12]
+	}
+	return c
 }
 
 // refuseWidening reports a plan refused by --require-approval-for-widening:

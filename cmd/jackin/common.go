@@ -39,6 +39,9 @@ func (a *app) loadFleet(ctx context.Context, files []string) (*schema.Fleet, err
 		}
 		return nil, exitWith(exitInvalid, err)
 	}
+	// Worktree and clone checkouts live under the state dir, so the
+	// desired mounts depend on it.
+	res.Fleet.StateDir = a.global.stateDir
 	a.log.V(1).Info("manifest loaded", "fleet", res.Fleet.Name, "instances", len(res.Fleet.Instances), "sources", res.Fleet.Sources)
 	return res.Fleet, nil
 }

@@ -1,14 +1,21 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/reconciler"
+	"github.com/jackin-dev/jackin/workspace"
 )
 
 func newDeleteCommand(a *app) *cobra.Command {
@@ -17,20 +24,30 @@ func newDeleteCommand(a *app) *cobra.Command {
 	var parallel int
 	var lockTimeout time.Duration
 	var out outputFlag
+	var purge, yes bool
 	cmd := &cobra.Command{
-		Use:   "delete (-f PATH... | --fleet NAME) [INSTANCE...]",
+		Use:   "delete (-f PATH... | --fleet NAME) [INSTANCE...] [--purge [--yes]]",
 		Short: "Remove named instances, or the whole fleet, from the engine",
 		Long: `delete removes the named instances' containers and networks, or every
 instance of the fleet when none is named. It touches only objects labelled
 for that fleet. The fleet is named by the manifest (-f) or by --fleet, so a
 fleet whose manifest is gone can still be removed.
 
+Ephemeral volumes are removed with their instance. Worktree and clone
+checkouts are removed when their work is safe elsewhere (clean, and pushed
+or merged); otherwise they are kept and recorded as preserved-dirty or
+preserved-unpushed (jackin work lists them). --purge removes them too, and
+an instance's kept checkouts even when it has nothing left on the engine:
+it lists the work that will be lost first, and asks for confirmation on a
+terminal; when stdin is not a terminal, --yes is required.
+
 The manifest is not changed: a later apply recreates what it still lists.
 
 Exit codes: 0 all removed, 1 a removal failed, 2 invalid input, unreachable
 engine or lock timeout.`,
 		Example: `  jackin delete -f fleet.cue web
-  jackin delete --fleet demo`,
+  jackin delete --fleet demo
+  jackin delete --fleet demo web --purge --yes`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := out.validate(); err != nil {
 				return err
@@ -71,15 +88,21 @@ engine or lock timeout.`,
 			if err != nil {
 				return exitWith(exitInvalid, err)
 			}
-			plan, err := reconciler.DeletePlan(name, observed, args)
+			plan, purgeOnly, err := a.deletePlan(name, observed, args, purge)
 			if err != nil {
 				return exitWith(exitInvalid, err)
 			}
-			if len(plan.Actions) == 0 {
+			ws := &checkoutManager{st: st, stateDir: a.global.stateDir, purge: purge, log: a.log.WithName("workspace")}
+			if purge {
+				if err := a.confirmPurge(ctx, name, plan, purgeOnly, yes); err != nil {
+					return err
+				}
+			}
+			if len(plan.Actions) == 0 && len(purgeOnly) == 0 {
 				fmt.Fprintf(a.stdout, "Nothing to delete: fleet %q has no instances on the engine.\n", name)
 				return nil
 			}
-			if out.format == "text" {
+			if out.format == "text" && len(plan.Actions) > 0 {
 				reconciler.WritePlanText(a.stdout, plan, isTerminal(a.stdout))
 			}
 			runID, err := st.BeginRun(ctx, name, "delete")
@@ -88,14 +111,22 @@ engine or lock timeout.`,
 			}
 			rec := &storeRecorder{st: st, fleet: name, runID: runID, log: a.log}
 			results := reconciler.Execute(ctx, plan, drv, reconciler.ExecOptions{
-				Parallel: parallel, Progress: a.stderr, Log: a.log.WithName("execute"), Recorder: rec,
+				Parallel: parallel, Progress: a.stderr, Log: a.log.WithName("execute"), Recorder: rec, Workspaces: ws,
 			})
+			// Instances with nothing on the engine but kept checkouts: only
+			// their checkouts are purged.
+			var purgeErr error
+			for _, inst := range purgeOnly {
+				if err := ws.Release(ctx, name, inst); err != nil {
+					purgeErr = errors.Join(purgeErr, fmt.Errorf("purge the checkouts of %s: %w", inst, err))
+				}
+			}
 			sum := summarize(results)
 			outcome := "succeeded"
-			if sum.Failed > 0 {
+			if sum.Failed > 0 || purgeErr != nil {
 				outcome = "failed"
 			}
-			if sum.Failed == 0 && ctx.Err() != nil {
+			if outcome == "succeeded" && ctx.Err() != nil {
 				outcome = "interrupted"
 			}
 			if err := st.FinishRun(context.WithoutCancel(ctx), runID, outcome, sum.String()); err != nil {
@@ -109,11 +140,17 @@ engine or lock timeout.`,
 					return err
 				}
 			} else {
-				fmt.Fprintln(a.stdout)
-				writeResultsText(a, results)
+				if len(results) > 0 {
+					fmt.Fprintln(a.stdout)
+					writeResultsText(a, results)
+				}
+				ws.writeReleased(a.stdout)
 				fmt.Fprintf(a.stdout, "Delete complete: %s.\n", sum.String())
 			}
-			if sum.Failed > 0 {
+			if purgeErr != nil {
+				fmt.Fprintln(a.stderr, purgeErr)
+			}
+			if sum.Failed > 0 || purgeErr != nil {
 				return &exitError{code: exitChanges, reported: true}
 			}
 			return nil
@@ -123,6 +160,116 @@ engine or lock timeout.`,
 	cmd.Flags().StringVar(&fleetName, "fleet", "", "fleet name, instead of -f")
 	cmd.Flags().IntVar(&parallel, "parallel", defaultParallel, "how many instances to remove at once")
 	cmd.Flags().DurationVar(&lockTimeout, "lock-timeout", defaultLockTimeout, "how long to wait for another writer of the same fleet")
+	cmd.Flags().BoolVar(&purge, "purge", false, "also remove worktree and clone checkouts holding uncommitted or unpushed work (listed first)")
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm --purge without a prompt (required when stdin is not a terminal)")
 	out.register(cmd, "text", "text", "json")
 	return cmd
+}
+
+// deletePlan plans the deletion of the named instances (every live one when
+// none is named). With purge, an instance that has nothing on the engine
+// but kept checkouts is not an error: it is returned in purgeOnly (and,
+// when no instance is named, every such instance is).
+func (a *app) deletePlan(fleet string, observed *drivers.Observed, names []string, purge bool) (*reconciler.Plan, []string, error) {
+	if !purge {
+		p, err := reconciler.DeletePlan(fleet, observed, names)
+		return p, nil, err
+	}
+	all, err := reconciler.DeletePlan(fleet, observed, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	live := map[string]bool{}
+	for _, act := range all.Actions {
+		live[act.Instance] = true
+	}
+	checkouts, err := workspace.List(a.global.stateDir, fleet, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	kept := map[string]bool{}
+	for _, c := range checkouts {
+		kept[c.Instance] = true
+	}
+	var purgeOnly []string
+	if len(names) == 0 {
+		for inst := range kept {
+			if !live[inst] {
+				purgeOnly = append(purgeOnly, inst)
+			}
+		}
+		sort.Strings(purgeOnly)
+		return all, purgeOnly, nil
+	}
+	var liveNames []string
+	seen := map[string]bool{}
+	for _, n := range names {
+		switch {
+		case seen[n]:
+		case live[n]:
+			liveNames = append(liveNames, n)
+		case kept[n]:
+			purgeOnly = append(purgeOnly, n)
+		default:
+			// Not on the engine and nothing kept: DeletePlan says so.
+			liveNames = append(liveNames, n)
+		}
+		seen[n] = true
+	}
+	if len(liveNames) == 0 {
+		return &reconciler.Plan{Fleet: fleet}, purgeOnly, nil
+	}
+	p, err := reconciler.DeletePlan(fleet, observed, liveNames)
+	return p, purgeOnly, err
+}
+
+// confirmPurge lists the work --purge would destroy and asks for
+// confirmation: --yes, or "yes" typed on a terminal. Nothing to lose needs
+// no confirmation.
+func (a *app) confirmPurge(ctx context.Context, fleet string, p *reconciler.Plan, purgeOnly []string, yes bool) error {
+	instances := append([]string(nil), purgeOnly...)
+	for _, act := range p.Actions {
+		instances = append(instances, act.Instance)
+	}
+	var lost []string
+	for _, inst := range instances {
+		list, err := workspace.List(a.global.stateDir, fleet, inst)
+		if err != nil {
+			return exitWith(exitInvalid, err)
+		}
+		for _, c := range list {
+			st := workspace.Inspect(ctx, c)
+			if st.Safe() {
+				continue
+			}
+			lost = append(lost, fmt.Sprintf("  %s: %s %s on %s (%s)", c.Instance, c.Mode, c.Path, c.Branch, stateDetail(st)))
+		}
+	}
+	if len(lost) == 0 {
+		return nil
+	}
+	sort.Strings(lost)
+	fmt.Fprintf(a.stderr, "--purge removes this work for good (uncommitted files and unpushed commits on the scratch branches):\n%s\n", strings.Join(lost, "\n"))
+	if yes {
+		return nil
+	}
+	if !stdinIsTerminal(a.stdin) {
+		return exitWith(exitInvalid, errors.New("delete --purge refused: it would remove the work listed above, and stdin is not a terminal to confirm it; pass --yes to confirm; nothing was changed"))
+	}
+	fmt.Fprint(a.stderr, "Type yes to remove it: ")
+	answer, _ := bufio.NewReader(a.stdin).ReadString('\n')
+	if strings.TrimSpace(answer) != "yes" {
+		return exitWith(exitInvalid, errors.New("delete --purge not confirmed; nothing was changed"))
+	}
+	return nil
+}
+
+// stdinIsTerminal reports whether r is a terminal a person can answer on.
+func stdinIsTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

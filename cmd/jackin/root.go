@@ -94,6 +94,7 @@ failed (apply), 2 invalid input, unreachable engine or lock timeout.`,
 		newHistoryCommand(a),
 		newExplainCommand(a),
 		newWatchCommand(a),
+		newWorkCommand(a),
 	)
 	return root
 }

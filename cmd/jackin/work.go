@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jackin-dev/jackin/workspace"
+)
+
+func newWorkCommand(a *app) *cobra.Command {
+	var mf manifestFlags
+	var fleetName string
+	var out outputFlag
+	cmd := &cobra.Command{
+		Use:   "work [-f PATH... | --fleet NAME] [INSTANCE]",
+		Short: "List the worktree and clone checkouts of instances, with their unreviewed work",
+		Long: `work lists each instance's isolated checkouts (worktree and clone mounts):
+the host path, the scratch branch and the commit it started from, whether it
+has uncommitted changes or unpushed commits, how many files changed, its
+status (active, or preserved-dirty / preserved-unpushed once the instance is
+deleted and its work kept), and the command to review it on the host:
+git -C PATH diff BASE.
+
+Without -f or --fleet it lists every fleet's checkouts in the state dir. It
+reads the state dir and runs git; it needs no engine and changes nothing.
+
+Exit codes: 0 listed (also when there is nothing to list), 2 invalid input.`,
+		Example: `  jackin work
+  jackin work -f fleet.cue web
+  jackin work --fleet demo -o json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.validate(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			name := fleetName
+			switch {
+			case len(mf.files) > 0 && fleetName != "":
+				return exitWith(exitInvalid, errors.New("give either -f or --fleet, not both"))
+			case len(mf.files) > 0:
+				fleet, err := a.loadFleet(ctx, mf.files)
+				if err != nil {
+					return err
+				}
+				name = fleet.Name
+			case fleetName != "" && !validFleetName(fleetName):
+				return exitWith(exitInvalid, fmt.Errorf("--fleet %q is not a fleet name: a lowercase DNS label of at most 30 characters", fleetName))
+			}
+			instance := ""
+			if len(args) == 1 {
+				instance = args[0]
+			}
+			return a.work(ctx, name, instance, out.format)
+		},
+	}
+	mf.register(cmd)
+	cmd.Flags().StringVar(&fleetName, "fleet", "", "fleet name, instead of -f")
+	out.register(cmd, "text", "text", "json")
+	return cmd
+}
+
+// workDoc is the JSON form of jackin work.
+type workDoc struct {
+	APIVersion string         `json:"apiVersion"`
+	Kind       string         `json:"kind"`
+	Checkouts  []workCheckout `json:"checkouts"`
+}
+
+type workCheckout struct {
+	Fleet    string `json:"fleet"`
+	Instance string `json:"instance"`
+	Dst      string `json:"dst"`
+	Mode     string `json:"mode"`
+	Src      string `json:"src"`
+	Path     string `json:"path"`
+	Branch   string `json:"branch"`
+	Base     string `json:"base"`
+	// Status is active, preserved-dirty or preserved-unpushed.
+	Status string `json:"status"`
+	workspace.State
+	Review string `json:"review"`
+}
+
+func (a *app) work(ctx context.Context, fleet, instance, format string) error {
+	list, err := workspace.List(a.global.stateDir, fleet, instance)
+	if err != nil {
+		return exitWith(exitInvalid, err)
+	}
+	statuses := map[string]string{}
+	if st, err := a.openStoreReadOnly(ctx); err != nil {
+		return err
+	} else if st != nil {
+		defer st.Close()
+		recs, err := st.Checkouts(ctx, fleet)
+		if err != nil {
+			return exitWith(exitInvalid, err)
+		}
+		for k, r := range recs {
+			statuses[k] = r.Status
+		}
+	}
+	doc := workDoc{APIVersion: "jackin.dev/v1alpha1", Kind: "WorkList", Checkouts: []workCheckout{}}
+	for _, c := range list {
+		status := statuses[c.Fleet+"/"+c.Instance+"/"+c.Slug]
+		if status == "" {
+			status = workspace.StatusActive
+		}
+		doc.Checkouts = append(doc.Checkouts, workCheckout{
+			Fleet: c.Fleet, Instance: c.Instance, Dst: c.Dst, Mode: c.Mode, Src: c.Src, Path: c.Path,
+			Branch: c.Branch, Base: c.Base, Status: status, State: workspace.Inspect(ctx, c), Review: c.ReviewCommand(),
+		})
+	}
+	if format == "json" {
+		return writeStructured(a.stdout, "json", doc)
+	}
+	if len(doc.Checkouts) == 0 {
+		switch {
+		case instance != "":
+			fmt.Fprintf(a.stdout, "No worktree or clone checkouts for instance %q.\n", instance)
+		case fleet != "":
+			fmt.Fprintf(a.stdout, "No worktree or clone checkouts in fleet %q.\n", fleet)
+		default:
+			fmt.Fprintln(a.stdout, "No worktree or clone checkouts.")
+		}
+		return nil
+	}
+	for i, c := range doc.Checkouts {
+		if i > 0 {
+			fmt.Fprintln(a.stdout)
+		}
+		who := c.Instance
+		if fleet == "" {
+			who = c.Fleet + "/" + c.Instance
+		}
+		fmt.Fprintf(a.stdout, "%s %s (%s of %s): %s\n", who, c.Dst, c.Mode, c.Src, c.Status)
+		fmt.Fprintf(a.stdout, "  path:    %s\n", c.Path)
+		fmt.Fprintf(a.stdout, "  branch:  %s, from %s\n", c.Branch, shortCommit(c.Base))
+		fmt.Fprintf(a.stdout, "  state:   %s\n", workStateText(c.State))
+		fmt.Fprintf(a.stdout, "  review:  %s\n", c.Review)
+	}
+	return nil
+}
+
+// workStateText is "dirty (2 uncommitted files), 1 unpushed commit, 3
+// files changed since base", or "clean, pushed, ...".
+func workStateText(st workspace.State) string {
+	if st.Error != "" {
+		return "unknown: " + st.Error
+	}
+	dirty := "clean"
+	if st.Dirty {
+		dirty = "dirty (" + plural(st.Uncommitted, "uncommitted file", "uncommitted files") + ")"
+	}
+	pushed := "nothing unpushed"
+	if st.Unpushed > 0 {
+		pushed = plural(st.Unpushed, "unpushed commit", "unpushed commits")
+	}
+	return dirty + ", " + pushed + ", " + plural(st.ChangedFiles, "file", "files") + " changed since base"
+}

@@ -1,0 +1,653 @@
+package workspace
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Modes of an isolated checkout (the mount modes that make one).
+const (
+	ModeWorktree = "worktree"
+	ModeClone    = "clone"
+)
+
+// Statuses of a checkout, as recorded in the store.
+const (
+	StatusActive            = "active"
+	StatusPreservedDirty    = "preserved-dirty"
+	StatusPreservedUnpushed = "preserved-unpushed"
+)
+
+// DirName is the state dir's subdirectory holding every checkout.
+const DirName = "worktrees"
+
+// Checkout is one isolated checkout: a git worktree or a local clone at
+// Path, on Branch, started from the commit Base.
+type Checkout struct {
+	Fleet    string `json:"fleet"`
+	Instance string `json:"instance"`
+	Slug     string `json:"slug"`
+	Mode     string `json:"mode"`
+	// Src is the source repository's top directory on the host.
+	Src string `json:"src"`
+	// Dst is where the checkout is mounted in the container.
+	Dst string `json:"dst"`
+	// Ref is the manifest's ref ("" for the source's HEAD).
+	Ref string `json:"ref,omitempty"`
+	// Path is the checkout on the host, under the state dir.
+	Path   string `json:"path"`
+	Branch string `json:"branch"`
+	// Base is the commit the scratch branch started from.
+	Base string `json:"base"`
+	// GitCommonDir is the source's git directory a worktree's .git file
+	// points into (worktrees only).
+	GitCommonDir string    `json:"gitCommonDir,omitempty"`
+	CreatedAt    time.Time `json:"createdAt"`
+}
+
+// ReviewCommand is how to review the checkout's work on the host.
+func (c Checkout) ReviewCommand() string {
+	return "git -C " + shellQuote(c.Path) + " diff " + c.Base
+}
+
+var shellSafe = regexp.MustCompile(`^[A-Za-z0-9_./:@%+=,-]+$`)
+
+func shellQuote(s string) string {
+	if shellSafe.MatchString(s) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Root is the directory holding every fleet's checkouts.
+func Root(stateDir string) string { return filepath.Join(stateDir, DirName) }
+
+// InstanceDir holds one instance's checkouts.
+func InstanceDir(stateDir, fleet, instance string) string {
+	return filepath.Join(Root(stateDir), fleet, instance)
+}
+
+// Path is where an instance's checkout for one mount lives:
+// <state dir>/worktrees/<fleet>/<instance>/<slug>.
+func Path(stateDir, fleet, instance, slug string) string {
+	return filepath.Join(InstanceDir(stateDir, fleet, instance), slug)
+}
+
+// Branch is an instance's scratch branch: jackin/<fleet>/<instance>.
+func Branch(fleet, instance string) string { return "jackin/" + fleet + "/" + instance }
+
+var slugUnsafe = regexp.MustCompile(`[^a-z0-9._-]+`)
+
+// Slug names a mount's checkout after its container path: "/work" is
+// "work", "/home/agent/src" is "home-agent-src", "/" is "root".
+func Slug(dst string) string {
+	s := slugUnsafe.ReplaceAllString(strings.ToLower(strings.Trim(dst, "/")), "-")
+	s = strings.Trim(s, "-.")
+	if s == "" {
+		return "root"
+	}
+	return s
+}
+
+// Source is what a worktree or clone is made from, as git sees it.
+type Source struct {
+	// TopLevel is the repository's top directory (symlinks resolved).
+	TopLevel string
+	// CommonDir is its git directory (for a linked worktree, the main one's).
+	CommonDir string
+	// Head is the commit HEAD points to.
+	Head string
+	// Commit is the commit ref names (Head when ref is empty).
+	Commit string
+	// Dirty lists up to 10 paths with uncommitted changes ("" when clean).
+	Dirty []string
+}
+
+// NotRepoError reports a src that is not a git checkout.
+type NotRepoError struct {
+	Src string
+	Err error
+}
+
+func (e *NotRepoError) Error() string {
+	return fmt.Sprintf("src %s is not a git repository (%v): worktree and clone mounts need a git checkout; use mode \"rw\" to mount a plain directory", e.Src, e.Err)
+}
+
+func (e *NotRepoError) Unwrap() error { return e.Err }
+
+// UnknownRefError reports a ref that names no commit in the source.
+type UnknownRefError struct {
+	Src, Ref string
+	Err      error
+}
+
+func (e *UnknownRefError) Error() string {
+	return fmt.Sprintf("ref %q is not a commit in %s (%v): give a branch, tag or commit that exists there", e.Ref, e.Src, e.Err)
+}
+
+func (e *UnknownRefError) Unwrap() error { return e.Err }
+
+// InspectSource checks that src is the top of a git work tree and resolves
+// ref (HEAD when empty). It writes nothing: git runs with optional locks
+// off, so not even the index is refreshed.
+func InspectSource(ctx context.Context, src, ref string) (Source, error) {
+	if _, err := os.Stat(src); err != nil {
+		return Source{}, fmt.Errorf("src %s: %w", src, err)
+	}
+	out, err := git(ctx, src, "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir", "--is-bare-repository")
+	if err != nil {
+		if errors.Is(err, ErrNoGit) {
+			return Source{}, err
+		}
+		return Source{}, &NotRepoError{Src: src, Err: err}
+	}
+	f := lines(out)
+	if len(f) != 3 || f[2] == "true" {
+		return Source{}, &NotRepoError{Src: src, Err: errors.New("a bare repository has no work tree")}
+	}
+	top, common := f[0], f[1]
+	realSrc, err := filepath.EvalSymlinks(src)
+	if err != nil {
+		return Source{}, fmt.Errorf("src %s: %w", src, err)
+	}
+	if realTop, err := filepath.EvalSymlinks(top); err == nil && realTop != realSrc {
+		return Source{}, fmt.Errorf("src %s lies inside the git repository %s: give the repository's top directory", src, top)
+	}
+	if real, err := filepath.EvalSymlinks(common); err == nil {
+		common = real
+	}
+	s := Source{TopLevel: realSrc, CommonDir: filepath.Clean(common)}
+	if s.Head, err = git(ctx, src, "rev-parse", "--verify", "-q", "HEAD^{commit}"); err != nil {
+		return Source{}, fmt.Errorf("src %s has no commit yet (an empty repository): commit something first: %w", src, err)
+	}
+	s.Commit = s.Head
+	if ref != "" {
+		c, err := git(ctx, src, "rev-parse", "--verify", "-q", "--end-of-options", ref+"^{commit}")
+		if err != nil {
+			return Source{}, &UnknownRefError{Src: src, Ref: ref, Err: err}
+		}
+		s.Commit = c
+	}
+	status, err := git(ctx, src, "status", "--porcelain=v1", "--untracked-files=normal")
+	if err != nil {
+		return Source{}, fmt.Errorf("read the status of %s: %w", src, err)
+	}
+	for i, l := range lines(status) {
+		if i == 10 {
+			s.Dirty = append(s.Dirty, "...")
+			break
+		}
+		s.Dirty = append(s.Dirty, strings.TrimSpace(l))
+	}
+	return s, nil
+}
+
+// Want is a checkout the manifest asks for.
+type Want struct {
+	StateDir string
+	Fleet    string
+	Instance string
+	Mode     string // ModeWorktree or ModeClone
+	Src      string
+	Ref      string
+	Dst      string
+}
+
+func (w Want) slug() string   { return Slug(w.Dst) }
+func (w Want) path() string   { return Path(w.StateDir, w.Fleet, w.Instance, w.slug()) }
+func (w Want) branch() string { return Branch(w.Fleet, w.Instance) }
+func (w Want) dir() string    { return InstanceDir(w.StateDir, w.Fleet, w.Instance) }
+func (w Want) meta() string   { return filepath.Join(w.dir(), w.slug()+".json") }
+func (w Want) marker() string { return filepath.Join(w.dir(), w.slug()+".creating") }
+
+// CollisionError reports a checkout that cannot be made because something
+// else holds its path or its scratch branch.
+type CollisionError struct{ Msg string }
+
+func (e *CollisionError) Error() string { return e.Msg }
+
+// Exists reports whether the checkout w asks for is already made (a
+// half-made one, being repaired by Prepare, does not count).
+func Exists(w Want) bool {
+	if _, err := os.Stat(w.marker()); err == nil {
+		return false
+	}
+	_, err := os.Stat(w.path())
+	return err == nil
+}
+
+// Prepare makes the checkout w asks for, or returns the existing one. It is
+// idempotent and crash-safe: a marker file is written before git starts and
+// removed once the checkout and its metadata are complete, so a checkout
+// found with its marker was half-made by a killed run; it is removed (with
+// its worktree entry in the source repository) and made again. The scratch
+// branch is kept across that repair: it may already hold the start commit.
+func Prepare(ctx context.Context, w Want) (Checkout, error) {
+	src, err := InspectSource(ctx, w.Src, w.Ref)
+	if err != nil {
+		return Checkout{}, err
+	}
+	if err := os.MkdirAll(w.dir(), 0o700); err != nil {
+		return Checkout{}, fmt.Errorf("create %s: %w", w.dir(), err)
+	}
+	if err := repair(ctx, w, src); err != nil {
+		return Checkout{}, err
+	}
+	if _, err := os.Stat(w.path()); err == nil {
+		return reuse(ctx, w, src)
+	}
+	if err := writeFileSync(w.marker(), []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
+		return Checkout{}, fmt.Errorf("mark %s as being made: %w", w.path(), err)
+	}
+	c := Checkout{
+		Fleet: w.Fleet, Instance: w.Instance, Slug: w.slug(), Mode: w.Mode, Src: src.TopLevel, Dst: w.Dst,
+		Ref: w.Ref, Path: w.path(), Branch: w.branch(), Base: src.Commit, CreatedAt: time.Now().UTC(),
+	}
+	switch w.Mode {
+	case ModeWorktree:
+		c.GitCommonDir = src.CommonDir
+		if c.Base, err = addWorktree(ctx, w, src); err != nil {
+			return Checkout{}, err
+		}
+	case ModeClone:
+		if err := addClone(ctx, w, src); err != nil {
+			return Checkout{}, err
+		}
+	default:
+		return Checkout{}, fmt.Errorf("mount %s: %q is not a checkout mode", w.Dst, w.Mode)
+	}
+	if err := writeMeta(w.meta(), c); err != nil {
+		return Checkout{}, err
+	}
+	if err := os.Remove(w.marker()); err != nil {
+		return Checkout{}, fmt.Errorf("finish %s: %w", w.path(), err)
+	}
+	return c, nil
+}
+
+// repair removes what a killed run left: a checkout still marked as being
+// made, and worktree entries in the source repository whose directory
+// under this instance's dir is gone (git worktree prune keeps entries that
+// git itself locked while it was creating them).
+func repair(ctx context.Context, w Want, src Source) error {
+	if _, err := os.Stat(w.marker()); err == nil {
+		if w.Mode == ModeWorktree {
+			// Ignore the error: the entry may not exist, or be half-written.
+			_, _ = git(ctx, src.TopLevel, "worktree", "remove", "--force", "--force", w.path())
+		}
+		if err := os.RemoveAll(w.path()); err != nil {
+			return fmt.Errorf("remove the half-made checkout %s: %w", w.path(), err)
+		}
+		_ = os.Remove(w.meta())
+	}
+	if w.Mode == ModeWorktree {
+		if err := dropDanglingEntries(src.CommonDir, w.dir()); err != nil {
+			return err
+		}
+		if _, err := git(ctx, src.TopLevel, "worktree", "prune"); err != nil {
+			return fmt.Errorf("prune stale worktrees of %s: %w", src.TopLevel, err)
+		}
+	}
+	if err := os.Remove(w.marker()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("clear marker %s: %w", w.marker(), err)
+	}
+	return nil
+}
+
+// dropDanglingEntries removes the source repository's worktree entries
+// (<common dir>/worktrees/<name>) that point into dir at a checkout that no
+// longer exists. Only entries under jackin's own instance dir are touched.
+func dropDanglingEntries(commonDir, dir string) error {
+	admin := filepath.Join(commonDir, "worktrees")
+	entries, err := os.ReadDir(admin)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", admin, err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(admin, e.Name(), "gitdir"))
+		if err != nil {
+			continue
+		}
+		target := filepath.Dir(strings.TrimSpace(string(b))) // the gitdir file names <checkout>/.git
+		if !within(target, dir) {
+			continue
+		}
+		if _, err := os.Stat(target); errors.Is(err, fs.ErrNotExist) {
+			if err := os.RemoveAll(filepath.Join(admin, e.Name())); err != nil {
+				return fmt.Errorf("remove the dangling worktree entry %s: %w", filepath.Join(admin, e.Name()), err)
+			}
+		}
+	}
+	return nil
+}
+
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && !filepath.IsAbs(rel)
+}
+
+// reuse checks that an existing checkout at w's path is w's, and returns it.
+func reuse(ctx context.Context, w Want, src Source) (Checkout, error) {
+	c, err := readMeta(w.meta())
+	if err != nil {
+		return Checkout{}, &CollisionError{Msg: fmt.Sprintf("%s exists but jackin has no record of making it (%v): move it away, or remove it if it holds nothing you need", w.path(), err)}
+	}
+	if c.Mode != w.Mode || c.Src != src.TopLevel {
+		return Checkout{}, &CollisionError{Msg: fmt.Sprintf("%s is a %s of %s, not a %s of %s: the mount changed; review and remove it (jackin delete --purge, or by hand) before using another source or mode", w.path(), c.Mode, c.Src, w.Mode, src.TopLevel)}
+	}
+	if w.Mode == ModeWorktree {
+		common, err := git(ctx, w.path(), "rev-parse", "--path-format=absolute", "--git-common-dir")
+		if err != nil {
+			return Checkout{}, &CollisionError{Msg: fmt.Sprintf("%s is recorded as a worktree of %s but git does not see it as one: %v", w.path(), src.TopLevel, err)}
+		}
+		if real, err := filepath.EvalSymlinks(common); err == nil {
+			common = real
+		}
+		if filepath.Clean(common) != src.CommonDir {
+			return Checkout{}, &CollisionError{Msg: fmt.Sprintf("%s is a worktree of %s, not of %s", w.path(), common, src.CommonDir)}
+		}
+	}
+	return c, nil
+}
+
+// addWorktree adds the worktree on the scratch branch, creating the branch
+// at the source's commit unless it exists. It returns the base commit.
+func addWorktree(ctx context.Context, w Want, src Source) (string, error) {
+	branch := w.branch()
+	list, err := git(ctx, src.TopLevel, "worktree", "list", "--porcelain")
+	if err != nil {
+		return "", fmt.Errorf("list worktrees of %s: %w", src.TopLevel, err)
+	}
+	var at string
+	for _, l := range lines(list) {
+		if p, ok := strings.CutPrefix(l, "worktree "); ok {
+			at = p
+		}
+		if l == "branch refs/heads/"+branch && at != w.path() {
+			return "", &CollisionError{Msg: fmt.Sprintf("the scratch branch %s of instance %q is already checked out in the worktree %s: another instance (a second state dir for the same fleet?) or a person uses it; remove that worktree (git -C %s worktree remove %s) or rename the fleet or instance", branch, w.Instance, at, src.TopLevel, at)}
+		}
+	}
+	base := src.Commit
+	if tip, err := git(ctx, src.TopLevel, "rev-parse", "--verify", "-q", "refs/heads/"+branch); err == nil && tip != "" {
+		// Kept from an earlier checkout (or a repaired half-made one): its
+		// work is the agent's, so reuse it; the base is where it forked.
+		if mb, err := git(ctx, src.TopLevel, "merge-base", tip, src.Commit); err == nil {
+			base = mb
+		} else {
+			base = tip
+		}
+		if _, err := git(ctx, src.TopLevel, "worktree", "add", "--quiet", w.path(), branch); err != nil {
+			return "", fmt.Errorf("add worktree %s on the existing branch %s: %w", w.path(), branch, err)
+		}
+		return base, nil
+	}
+	if _, err := git(ctx, src.TopLevel, "worktree", "add", "--quiet", "-b", branch, w.path(), src.Commit); err != nil {
+		return "", fmt.Errorf("add worktree %s on a new branch %s: %w", w.path(), branch, err)
+	}
+	return base, nil
+}
+
+// addClone makes a full local clone that shares no file with the source
+// (no hard links: the agent cannot change the source's objects through
+// them) and checks out the scratch branch. The source's remotes are set on
+// the clone, so the agent pushes where the operator's repository does;
+// the source itself is the remote "source".
+func addClone(ctx context.Context, w Want, src Source) error {
+	if _, err := git(ctx, "", "clone", "--quiet", "--no-hardlinks", "--origin", "source", src.TopLevel, w.path()); err != nil {
+		return fmt.Errorf("clone %s into %s: %w", src.TopLevel, w.path(), err)
+	}
+	if _, err := git(ctx, w.path(), "checkout", "--quiet", "-b", w.branch(), src.Commit); err != nil {
+		return fmt.Errorf("check out the scratch branch %s in %s: %w", w.branch(), w.path(), err)
+	}
+	remotes, err := git(ctx, src.TopLevel, "remote")
+	if err != nil {
+		return fmt.Errorf("list the remotes of %s: %w", src.TopLevel, err)
+	}
+	for _, r := range lines(remotes) {
+		if r == "source" {
+			continue
+		}
+		url, err := git(ctx, src.TopLevel, "remote", "get-url", r)
+		if err != nil {
+			return fmt.Errorf("read remote %s of %s: %w", r, src.TopLevel, err)
+		}
+		if _, err := git(ctx, w.path(), "remote", "add", r, url); err != nil {
+			return fmt.Errorf("set remote %s on %s: %w", r, w.path(), err)
+		}
+		if push, err := git(ctx, src.TopLevel, "remote", "get-url", "--push", r); err == nil && push != url {
+			if _, err := git(ctx, w.path(), "remote", "set-url", "--push", r, push); err != nil {
+				return fmt.Errorf("set the push URL of remote %s on %s: %w", r, w.path(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// State is a checkout's work as git sees it now.
+type State struct {
+	// Dirty is true when the checkout has uncommitted changes or untracked files.
+	Dirty bool `json:"dirty"`
+	// Uncommitted counts files with uncommitted changes, untracked included.
+	Uncommitted int `json:"uncommitted"`
+	// Unpushed counts commits not on any remote-tracking branch (for a
+	// worktree, nor on any other branch of the source repository).
+	Unpushed int `json:"unpushed"`
+	// ChangedFiles counts files that differ from Base, committed or not,
+	// untracked included.
+	ChangedFiles int `json:"changedFiles"`
+	// Head is the checkout's current commit.
+	Head string `json:"head"`
+	// Error says why the state could not be read (the other fields are then zero).
+	Error string `json:"error,omitempty"`
+}
+
+// Safe reports whether removing the checkout loses nothing.
+func (s State) Safe() bool { return s.Error == "" && !s.Dirty && s.Unpushed == 0 }
+
+// Status is the lifecycle status a checkout whose instance is deleted
+// gets: preserved-dirty, preserved-unpushed, or "" when it is safe to remove.
+func (s State) Status() string {
+	switch {
+	case s.Error != "" || s.Dirty:
+		return StatusPreservedDirty
+	case s.Unpushed > 0:
+		return StatusPreservedUnpushed
+	}
+	return ""
+}
+
+// Inspect reads a checkout's state.
+func Inspect(ctx context.Context, c Checkout) State {
+	st, err := inspect(ctx, c)
+	if err != nil {
+		return State{Error: err.Error()}
+	}
+	return st
+}
+
+func inspect(ctx context.Context, c Checkout) (State, error) {
+	var st State
+	if _, err := os.Stat(c.Path); err != nil {
+		return st, fmt.Errorf("checkout %s: %w", c.Path, err)
+	}
+	status, err := git(ctx, c.Path, "status", "--porcelain=v1", "--untracked-files=all")
+	if err != nil {
+		return st, err
+	}
+	untracked := 0
+	for _, l := range lines(status) {
+		st.Uncommitted++
+		if strings.HasPrefix(l, "??") {
+			untracked++
+		}
+	}
+	st.Dirty = st.Uncommitted > 0
+	if st.Head, err = git(ctx, c.Path, "rev-parse", "--verify", "-q", "HEAD"); err != nil {
+		return st, err
+	}
+	args := []string{"rev-list", "--count", "HEAD"}
+	if c.Mode == ModeWorktree {
+		// The source repository's other branches outlive the worktree:
+		// work merged into one of them is not lost. Other instances'
+		// scratch branches do not count.
+		args = append(args, "refs/heads/"+c.Branch, "--not", "--exclude=jackin/*", "--branches", "--remotes")
+	} else {
+		args = append(args, "--branches", "--not", "--remotes")
+	}
+	n, err := git(ctx, c.Path, args...)
+	if err != nil {
+		return st, err
+	}
+	if st.Unpushed, err = strconv.Atoi(strings.TrimSpace(n)); err != nil {
+		return st, fmt.Errorf("count unpushed commits in %s: %w", c.Path, err)
+	}
+	if c.Base != "" {
+		diff, err := git(ctx, c.Path, "diff", "--name-only", c.Base)
+		if err != nil {
+			return st, err
+		}
+		st.ChangedFiles = len(lines(diff)) + untracked
+	}
+	return st, nil
+}
+
+// Remove deletes a checkout: a worktree through git (its entry in the
+// source repository goes too) and its scratch branch; a clone's
+// directory. Without force a dirty worktree is refused by git itself, a
+// second guard behind the caller's check.
+func Remove(ctx context.Context, c Checkout, force bool) error {
+	switch c.Mode {
+	case ModeWorktree:
+		args := []string{"worktree", "remove"}
+		if force {
+			args = append(args, "--force", "--force")
+		}
+		_, err := git(ctx, c.Src, append(args, c.Path)...)
+		if err != nil {
+			if !force {
+				return fmt.Errorf("remove worktree %s: %w", c.Path, err)
+			}
+			// The source may be gone or the entry broken: purge the files.
+			if rerr := os.RemoveAll(c.Path); rerr != nil {
+				return fmt.Errorf("remove worktree %s: %w (and removing its files failed: %v)", c.Path, err, rerr)
+			}
+			_ = dropDanglingEntries(c.GitCommonDir, filepath.Dir(c.Path))
+		}
+		if _, err := git(ctx, c.Src, "rev-parse", "--verify", "-q", "refs/heads/"+c.Branch); err == nil {
+			if _, err := git(ctx, c.Src, "branch", "--quiet", "-D", c.Branch); err != nil {
+				return fmt.Errorf("delete the scratch branch %s in %s: %w", c.Branch, c.Src, err)
+			}
+		}
+	default:
+		if err := os.RemoveAll(c.Path); err != nil {
+			return fmt.Errorf("remove clone %s: %w", c.Path, err)
+		}
+	}
+	meta := c.Path + ".json"
+	if err := os.Remove(meta); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", meta, err)
+	}
+	// Leave no empty directories behind; a non-empty one stays.
+	dir := filepath.Dir(c.Path)
+	_ = os.Remove(dir)
+	_ = os.Remove(filepath.Dir(dir))
+	return nil
+}
+
+// List returns the checkouts made for a fleet (every fleet when fleet is
+// ""), or for one instance, sorted by fleet, instance and slug. It reads
+// the metadata jackin writes next to each checkout, so it works without the
+// engine and after the instance is gone.
+func List(stateDir, fleet, instance string) ([]Checkout, error) {
+	pattern := filepath.Join(Root(stateDir), orStar(fleet), orStar(instance), "*.json")
+	files, err := filepath.Glob(pattern)
+	if err != nil {
+		return nil, fmt.Errorf("list checkouts: %w", err)
+	}
+	var out []Checkout
+	for _, f := range files {
+		if _, err := os.Stat(strings.TrimSuffix(f, ".json") + ".creating"); err == nil {
+			continue // half-made: the next apply repairs it
+		}
+		c, err := readMeta(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Fleet != b.Fleet {
+			return a.Fleet < b.Fleet
+		}
+		if a.Instance != b.Instance {
+			return a.Instance < b.Instance
+		}
+		return a.Slug < b.Slug
+	})
+	return out, nil
+}
+
+func orStar(s string) string {
+	if s == "" {
+		return "*"
+	}
+	return s
+}
+
+func readMeta(path string) (Checkout, error) {
+	var c Checkout
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("read checkout record %s: %w", path, err)
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("read checkout record %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// writeMeta writes the record atomically: a temp file, fsynced, renamed.
+func writeMeta(path string, c Checkout) error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode checkout record: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := writeFileSync(tmp, append(b, '\n')); err != nil {
+		return fmt.Errorf("write checkout record %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write checkout record %s: %w", path, err)
+	}
+	return nil
+}
+
+func writeFileSync(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
