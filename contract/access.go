@@ -61,14 +61,27 @@ func AccessOfSpec(s reconciler.Spec, home string) Access {
 		Pids:        s.Resources.Pids,
 	}
 	for _, m := range s.Mounts {
-		if m.Mode != schema.MountRW && m.Mode != schema.MountRO {
+		// What a mount gives access to on the host: a worktree writes the
+		// source repository's git directory (so counts as rw of src); a
+		// clone or a seeded volume is a copy of src's content (ro).
+		mode := m.Mode
+		switch m.Mode {
+		case schema.MountRW, schema.MountRO:
+		case schema.MountWorktree:
+			mode = schema.MountRW
+		case schema.MountClone, schema.MountEphemeral:
+			if m.Src == "" {
+				continue
+			}
+			mode = schema.MountRO
+		default:
 			continue
 		}
 		f := SensitivePathFindings(m.Src, home)
 		if f == nil {
 			f = []string{}
 		}
-		a.Mounts = append(a.Mounts, AccessMount{Src: m.Src, Dst: m.Dst, Mode: m.Mode, Sensitive: f})
+		a.Mounts = append(a.Mounts, AccessMount{Src: m.Src, Dst: m.Dst, Mode: mode, Sensitive: f})
 	}
 	for _, p := range s.Network.Ports {
 		a.Ports = append(a.Ports, AccessPort{Address: p.Address, Host: p.Host, Container: p.Container, Protocol: protocolOf(p.Protocol)})

@@ -323,9 +323,12 @@ func (b builder) filesystem(fx facts, warn func(string, string, ...any)) Filesys
 				mt.EnforcedBy = "the engine (tmpfs in memory, no size set: the kernel default, half of the host's RAM, counted against the memory limit)"
 			}
 			mt.Persistence = "memory: lost when the container stops"
+		case schema.MountWorktree, schema.MountClone, schema.MountEphemeral:
+			mt = isolationMount(fx, m)
 		}
 		fs.Mounts = append(fs.Mounts, mt)
 	}
+	fs.Mounts = append(fs.Mounts, gitDirMounts(fx)...)
 	for _, s := range fx.sensitive {
 		mode := s.Mode
 		if s.Allowed {
@@ -526,6 +529,17 @@ func (b builder) hostEffects(fx facts) HostEffects {
 		he.Effects = append(he.Effects, e)
 	}
 
+	// Worktrees, clones and ephemeral volumes.
+	volumes := map[string]bool{}
+	if engineKnown {
+		for _, v := range o.Engine.Volumes {
+			if v.Instance() == di.Name {
+				volumes[v.Name] = true
+			}
+		}
+	}
+	he.Effects = append(he.Effects, isolationEffects(fx, status, volumes)...)
+
 	// State dir.
 	db, lock := StatePaths(b.opts.StateDir, b.fleet)
 	stateStatus := func(p string) string {
@@ -559,11 +573,34 @@ func (b builder) recovery(fx facts) Recovery {
 	}
 	image := "the image " + fx.di.Image.Ref + " (jackin never removes images)"
 	history := "history in " + db
-	r.SurvivesRecreate = append(append([]string{}, binds...), image, history)
+	var checkouts, volumes []string
+	for _, m := range fx.di.Spec.Mounts {
+		switch m.Mode {
+		case schema.MountWorktree, schema.MountClone:
+			if w, ok := checkoutOf(fx.di, m.Dst); ok {
+				checkouts = append(checkouts, m.Mode+" "+wantPath(w)+" (at "+m.Dst+")")
+			}
+		case schema.MountEphemeral:
+			volumes = append(volumes, "volume "+volumeName(fx, m.Dst)+" (at "+m.Dst+")")
+		}
+	}
+	var keptOnDelete []string
+	for _, c := range checkouts {
+		keptOnDelete = append(keptOnDelete, c+", while it holds uncommitted or unpushed work (until jackin delete --purge)")
+	}
+	r.SurvivesRecreate = append(append(append(append([]string{}, binds...), checkouts...), volumes...), image, history)
 	r.LostOnRecreate = append([]string{"the container's writable layer: everything written outside the mounts", "running processes"}, tmpfs...)
-	r.SurvivesDelete = append(append([]string{}, binds...), image, history)
-	r.LostOnDelete = append([]string{"the container " + fx.name + " and its writable layer", "the network " + fx.name}, tmpfs...)
-	if len(fx.rwMounts) == 0 {
+	r.SurvivesDelete = append(append(append([]string{}, binds...), keptOnDelete...), image, history)
+	r.LostOnDelete = append(append([]string{"the container " + fx.name + " and its writable layer", "the network " + fx.name}, tmpfs...), volumes...)
+	for _, c := range checkouts {
+		r.LostOnDelete = append(r.LostOnDelete, c+", when it is clean and pushed or merged")
+	}
+	if len(checkouts) > 0 {
+		r.PreservedWork = "the worktree and clone checkouts: " + strings.Join(checkouts, ", ") + "; jackin work lists them with their unpushed work and how to review it"
+		if len(fx.rwMounts) > 0 {
+			r.PreservedWork += "; and what the agent writes to its read-write mounts"
+		}
+	} else if len(fx.rwMounts) == 0 {
 		r.PreservedWork = "none: the instance has no read-write mount, so nothing the agent writes outlives the container"
 	} else {
 		var dsts []string
@@ -587,6 +624,9 @@ func (b builder) residualRisk(fx facts, c Contract) []Risk {
 			srcs = append(srcs, m.Src)
 		}
 		risks = append(risks, Risk{RiskWritableMounts, "the agent can modify and delete the host files under " + strings.Join(srcs, ", ")})
+	}
+	for _, m := range gitDirMounts(fx) {
+		risks = append(risks, Risk{RiskGitDirWritable, "the agent can write the source repository's git directory " + m.Source + " (all its branches, its config and its hooks): a hook it writes runs on the host when you next use git in that repository; a clone mount keeps the source untouched"})
 	}
 	if len(fx.sensitive) > 0 {
 		var srcs []string

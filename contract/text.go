@@ -301,6 +301,24 @@ func filesystemSection(c *Contract) *textSection {
 		rows = append(rows, []string{src, m.Destination, m.Mode, m.EnforcedBy})
 	}
 	s.table("mounts", rows)
+	for _, m := range fs.Mounts {
+		iso := m.Isolation
+		if iso == nil {
+			continue
+		}
+		lines := []string{"host path: " + iso.HostPath}
+		if iso.Source != "" {
+			lines = append(lines, "from: "+iso.Source)
+		}
+		if iso.ScratchBranch != "" {
+			lines = append(lines, "scratch branch: "+iso.ScratchBranch+", from "+iso.StartsFrom)
+		}
+		for _, g := range iso.GitMetadata {
+			lines = append(lines, "git metadata in the source (host-side effect): "+g)
+		}
+		lines = append(lines, "persists: "+iso.Persists, "removed: "+iso.RemovedWhen)
+		s.kv(iso.Mode+" "+m.Destination, lines...)
+	}
 	sens := "none"
 	if n := len(fs.SensitivePaths); n > 0 {
 		sens = fmt.Sprintf("%d mount(s) expose the home directory or credentials (marked ! below)", n)

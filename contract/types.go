@@ -183,8 +183,9 @@ type RootFS struct {
 
 // Mount types.
 const (
-	MountBind  = "bind"
-	MountTmpfs = "tmpfs"
+	MountBind   = "bind"
+	MountTmpfs  = "tmpfs"
+	MountVolume = "volume"
 )
 
 // Mount is one mount as the engine creates it.
@@ -200,6 +201,28 @@ type Mount struct {
 	Size        string `json:"size,omitempty"`
 	SizeBytes   int64  `json:"sizeBytes"`
 	Persistence string `json:"persistence"`
+	// Isolation describes a worktree, clone or ephemeral mount: what jackin
+	// makes for it on the host, and when that is removed.
+	Isolation *Isolation `json:"isolation,omitempty"`
+}
+
+// Isolation is the host side of a worktree, clone or ephemeral mount.
+type Isolation struct {
+	Mode string `json:"mode"` // worktree | clone | ephemeral
+	// HostPath is the checkout on the host (worktree, clone), or the
+	// volume name (ephemeral).
+	HostPath string `json:"hostPath"`
+	// Source is the repository checked out, or the directory an ephemeral
+	// volume is seeded from ("" for an empty volume).
+	Source string `json:"source,omitempty"`
+	// ScratchBranch is the branch the agent works on (worktree, clone).
+	ScratchBranch string `json:"scratchBranch,omitempty"`
+	// StartsFrom is the ref the branch is made from.
+	StartsFrom string `json:"startsFrom,omitempty"`
+	// GitMetadata lists what a worktree writes in the source repository.
+	GitMetadata []string `json:"gitMetadata,omitempty"`
+	Persists    string   `json:"persists"`
+	RemovedWhen string   `json:"removedWhen"`
 }
 
 // Severities of a sensitive-path finding.
@@ -299,6 +322,10 @@ const (
 	EffectContainer = "container"
 	EffectPort      = "port"
 	EffectStateDir  = "state"
+	EffectWorktree  = "worktree"
+	EffectClone     = "clone"
+	EffectGitMeta   = "git-metadata"
+	EffectVolume    = "volume"
 )
 
 // Host effect statuses.
@@ -313,6 +340,10 @@ const (
 	AfterDeletePersists = "persists"
 	AfterDeleteRemoved  = "removed"
 	AfterDeleteReleased = "released"
+	// AfterDeleteKeptIfWork: removed when its work is clean and pushed (or
+	// merged), else kept as preserved-dirty or preserved-unpushed until
+	// jackin delete --purge.
+	AfterDeleteKeptIfWork = "removed-unless-unpushed-work"
 )
 
 // HostEffect is one thing apply creates on the host.
@@ -354,6 +385,7 @@ const (
 	RiskPublicPorts     = "public-ports"
 	RiskEnvValues       = "env-values"
 	RiskDNSChannel      = "dns-channel"
+	RiskGitDirWritable  = "source-git-dir-writable"
 )
 
 // Tier recommendations.

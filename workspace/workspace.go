@@ -69,8 +69,15 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// Root is the directory holding every fleet's checkouts.
-func Root(stateDir string) string { return filepath.Join(stateDir, DirName) }
+// Root is the directory holding every fleet's checkouts. It is absolute
+// (a relative state dir is taken from the working directory): checkouts
+// are bind-mounted, and the engine needs absolute sources.
+func Root(stateDir string) string {
+	if abs, err := filepath.Abs(stateDir); err == nil {
+		stateDir = abs
+	}
+	return filepath.Join(stateDir, DirName)
+}
 
 // InstanceDir holds one instance's checkouts.
 func InstanceDir(stateDir, fleet, instance string) string {

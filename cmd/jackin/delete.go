@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
 	"github.com/jackin-dev/jackin/drivers"
@@ -264,12 +265,9 @@ func (a *app) confirmPurge(ctx context.Context, fleet string, p *reconciler.Plan
 	return nil
 }
 
-// stdinIsTerminal reports whether r is a terminal a person can answer on.
+// stdinIsTerminal reports whether r is a terminal a person can answer on
+// (a character device such as /dev/null is not).
 func stdinIsTerminal(r io.Reader) bool {
 	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && isatty.IsTerminal(f.Fd())
 }
