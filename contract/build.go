@@ -207,6 +207,11 @@ func (b builder) contract(di *reconciler.DesiredInstance) Contract {
 		}
 	}
 
+	// A worktree's source git directory is a writable host mount too.
+	for _, m := range gitDirMounts(fx) {
+		fx.rwMounts = append(fx.rwMounts, reconciler.SpecMount{Src: m.Source, Dst: m.Destination, Mode: schema.MountRW})
+	}
+
 	c := Contract{Instance: di.Name}
 	var warnings []Warning
 	warn := func(section, format string, args ...any) {
