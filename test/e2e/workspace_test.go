@@ -222,7 +222,7 @@ instances: {
 					Source, Destination, Mode string
 					Isolation                 *struct {
 						Mode, HostPath, Source, ScratchBranch, Persists, RemovedWhen string
-						GitMetadata                                                 []string
+						GitMetadata                                                  []string
 					}
 				}
 			}
