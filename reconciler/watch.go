@@ -149,6 +149,8 @@ type WatchConfig struct {
 	Log    logr.Logger
 	// Progress receives image build output; nil discards it.
 	Progress io.Writer
+	// Workspaces makes and releases the isolated checkouts of instances.
+	Workspaces Workspaces
 
 	Mode       string
 	Resync     time.Duration
@@ -710,6 +712,7 @@ func (w *watcher) heal(ctx context.Context, batch []Trigger) {
 		Log:           w.cfg.Log.WithName("execute"),
 		Recorder:      pr,
 		Images:        observed.Images,
+		Workspaces:    w.cfg.Workspaces,
 		FinishStarted: true,
 	})
 	rec.Finish(context.WithoutCancel(ctx), results)

@@ -156,6 +156,7 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 			}, nil
 		},
 		Report:     w.emit,
+		Workspaces: &checkoutManager{st: st, stateDir: a.global.stateDir, log: a.log.WithName("workspace")},
 		Log:        a.log.WithName("watch"),
 		Progress:   a.stderr,
 		Mode:       opts.mode,
@@ -186,6 +187,7 @@ func (a *app) reloadFleet(ctx context.Context, files []string) (*schema.Fleet, e
 		}
 		return nil, err
 	}
+	res.Fleet.StateDir = a.global.stateDir
 	return res.Fleet, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -429,6 +430,49 @@ func TestWatchWarnModeChangesNothing(t *testing.T) {
 	after := docker(t, "ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.State}}", "--filter", "label=dev.jackin.fleet="+e.fleet)
 	if strings.Count(after, "running") != 0 || len(strings.Fields(after)) != len(strings.Fields(before)) {
 		t.Fatalf("warn mode changed the engine:\nbefore %s\nafter  %s", before, after)
+	}
+	if code := w.stop(); code != 0 {
+		t.Fatalf("watch exited %d after SIGINT, want 0", code)
+	}
+}
+
+func TestWatchMakesAndKeepsWorktrees(t *testing.T) {
+	e := newEnv(t)
+	src, _ := gitRepo(t, 1)
+	inst := func(names ...string) string {
+		var b strings.Builder
+		b.WriteString("instances: {\n")
+		for _, n := range names {
+			fmt.Fprintf(&b, "  %s: {role: image: %q, agent: \"shell\", mounts: [{src: %q, dst: \"/work\", mode: \"worktree\"}]}\n", n, agentImage, src)
+		}
+		b.WriteString("}\n")
+		return b.String()
+	}
+	path := e.manifest(inst("a"))
+	w := e.startWatch(nil, "-f", path)
+	w.waitFor("a created with its worktree", time.Minute, 1, healed("a", "create", ""))
+	if !exists(filepath.Join(e.checkoutPath("a"), "README")) {
+		t.Fatalf("no worktree at %s", e.checkoutPath("a"))
+	}
+	// Uncommitted work in the worktree, then the instance leaves the
+	// manifest: watch deletes it but keeps the dirty checkout.
+	if err := os.WriteFile(filepath.Join(e.checkoutPath("a"), "wip.txt"), []byte("unsaved\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.manifest(inst("b"))
+	w.waitFor("a deleted", time.Minute, 1, healed("a", "delete", "file"))
+	w.waitFor("b created", time.Minute, 1, healed("b", "create", "file"))
+	if !exists(filepath.Join(e.checkoutPath("a"), "wip.txt")) {
+		t.Fatal("watch's delete removed a dirty worktree")
+	}
+	kept := false
+	for _, c := range e.work().Checkouts {
+		if c.Instance == "a" && c.Status == "preserved-dirty" {
+			kept = true
+		}
+	}
+	if !kept {
+		t.Fatalf("jackin work does not report a's checkout as preserved-dirty: %+v", e.work().Checkouts)
 	}
 	if code := w.stop(); code != 0 {
 		t.Fatalf("watch exited %d after SIGINT, want 0", code)
