@@ -137,21 +137,31 @@ func (px *Proxy) deny(w http.ResponseWriter, d Decision) {
 	http.Error(w, msg, http.StatusForbidden)
 }
 
-func (px *Proxy) connect(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	pol := px.Policy()
-	d := Decision{Time: start, Instance: pol.Instance, Method: http.MethodConnect}
-	host, port, err := splitHostPort(r.Host, 443)
+// admit checks hostport against the policy, filling in d; a request that is
+// not allowed is answered (403) and logged here.
+func (px *Proxy) admit(w http.ResponseWriter, d *Decision, pol *Policy, hostport string, defPort int) (string, int, bool) {
+	host, port, err := splitHostPort(hostport, defPort)
 	if err != nil {
-		d.Host, d.Rule = r.Host, "malformed CONNECT target"
-		px.deny(w, d)
-		return
+		d.Host, d.Rule = hostport, "malformed destination "+strconv.Quote(hostport)
+		px.deny(w, *d)
+		return "", 0, false
 	}
 	d.Host, d.Port = host, port
 	allowed, rule := pol.Decide(host, port)
 	d.Rule = rule
 	if !allowed {
-		px.deny(w, d)
+		px.deny(w, *d)
+		return "", 0, false
+	}
+	return host, port, true
+}
+
+func (px *Proxy) connect(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	pol := px.Policy()
+	d := Decision{Time: start, Instance: pol.Instance, Method: http.MethodConnect}
+	host, port, ok := px.admit(w, &d, pol, r.Host, 443)
+	if !ok {
 		return
 	}
 	up, err := px.dial(r.Context(), net.JoinHostPort(host, strconv.Itoa(port)))
@@ -297,17 +307,7 @@ func (px *Proxy) forward(w http.ResponseWriter, r *http.Request) {
 		px.deny(w, d)
 		return
 	}
-	host, port, err := splitHostPort(r.URL.Host, 80)
-	if err != nil {
-		d.Host, d.Rule = r.URL.Host, "malformed host"
-		px.deny(w, d)
-		return
-	}
-	d.Host, d.Port = host, port
-	allowed, rule := pol.Decide(host, port)
-	d.Rule = rule
-	if !allowed {
-		px.deny(w, d)
+	if _, _, ok := px.admit(w, &d, pol, r.URL.Host, 80); !ok {
 		return
 	}
 	out := r.Clone(r.Context())
