@@ -2,6 +2,8 @@ package workspace
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -247,6 +251,14 @@ func Prepare(ctx context.Context, w Want) (Checkout, error) {
 	if err := os.MkdirAll(w.dir(), 0o700); err != nil {
 		return Checkout{}, fmt.Errorf("create %s: %w", w.dir(), err)
 	}
+	// One git worktree operation per source repository at a time: a repair
+	// must never take another instance's worktree being added for the
+	// leftovers of a killed one.
+	unlock, err := lockSource(w.StateDir, src.CommonDir)
+	if err != nil {
+		return Checkout{}, err
+	}
+	defer unlock()
 	if err := repair(ctx, w, src); err != nil {
 		return Checkout{}, err
 	}
@@ -301,6 +313,9 @@ func repair(ctx context.Context, w Want, src Source) error {
 		if err := dropDanglingEntries(src.CommonDir, w.dir()); err != nil {
 			return err
 		}
+		if err := dropHalfMadeEntries(src.CommonDir, Root(w.StateDir)); err != nil {
+			return err
+		}
 		if _, err := git(ctx, src.TopLevel, "worktree", "prune"); err != nil {
 			return fmt.Errorf("prune stale worktrees of %s: %w", src.TopLevel, err)
 		}
@@ -339,6 +354,84 @@ func dropDanglingEntries(commonDir, dir string) error {
 		}
 	}
 	return nil
+}
+
+// dropHalfMadeEntries removes the source repository's worktree entries that
+// a killed `git worktree add` left half-written: still locked as
+// "initializing", or without their commondir file, and not pointing outside
+// jackin's worktrees (a missing gitdir file counts as jackin's: the caller
+// holds the source lock, so no jackin process is adding one now). git
+// itself fails on such an entry ("failed to read .../commondir").
+func dropHalfMadeEntries(commonDir, root string) error {
+	admin := filepath.Join(commonDir, "worktrees")
+	entries, err := os.ReadDir(admin)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", admin, err)
+	}
+	for _, e := range entries {
+		dir := filepath.Join(admin, e.Name())
+		locked, _ := os.ReadFile(filepath.Join(dir, "locked"))
+		_, commonErr := os.Stat(filepath.Join(dir, "commondir"))
+		if strings.TrimSpace(string(locked)) != "initializing" && commonErr == nil {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "gitdir")); err == nil && !within(strings.TrimSpace(string(b)), root) {
+			continue // someone else's worktree
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("remove the half-made worktree entry %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+var (
+	sourceLocksMu sync.Mutex
+	sourceLocks   = map[string]*sync.Mutex{}
+)
+
+// lockSource serialises worktree changes to one source repository: within
+// this process by a mutex, across jackin processes sharing the state dir by
+// a file lock in it.
+func lockSource(stateDir, commonDir string) (func(), error) {
+	mu := sourceMutex(commonDir)
+	mu.Lock()
+	sum := sha256.Sum256([]byte(commonDir))
+	dir := filepath.Join(stateDir, "locks")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		mu.Unlock()
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "git-"+hex.EncodeToString(sum[:8])+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		mu.Unlock()
+		return nil, fmt.Errorf("lock the source repository %s: %w", commonDir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		mu.Unlock()
+		return nil, fmt.Errorf("lock the source repository %s: %w", commonDir, err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+		mu.Unlock()
+	}, nil
+}
+
+// sourceMutex is this process's lock of one source repository.
+func sourceMutex(commonDir string) *sync.Mutex {
+	sourceLocksMu.Lock()
+	defer sourceLocksMu.Unlock()
+	mu := sourceLocks[commonDir]
+	if mu == nil {
+		mu = &sync.Mutex{}
+		sourceLocks[commonDir] = mu
+	}
+	return mu
 }
 
 func within(p, dir string) bool {
@@ -538,6 +631,11 @@ func inspect(ctx context.Context, c Checkout) (State, error) {
 func Remove(ctx context.Context, c Checkout, force bool) error {
 	switch c.Mode {
 	case ModeWorktree:
+		// Not while another instance's worktree of the same source is
+		// being added or repaired in this process.
+		mu := sourceMutex(c.GitCommonDir)
+		mu.Lock()
+		defer mu.Unlock()
 		args := []string{"worktree", "remove"}
 		if force {
 			args = append(args, "--force", "--force")

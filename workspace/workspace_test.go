@@ -304,3 +304,49 @@ func treeDigest(t *testing.T, dir string) string {
 	}
 	return b.String()
 }
+
+func TestPrepareDropsEntriesAKilledGitLeftHalfWritten(t *testing.T) {
+	ctx := context.Background()
+	src, _ := newRepo(t)
+	w := want(t, src, ModeWorktree)
+	admin := filepath.Join(src, ".git", "worktrees")
+	// A `git worktree add` killed after it locked its entry and named its
+	// checkout (under jackin's worktrees), before it wrote commondir.
+	ours := filepath.Join(admin, "work")
+	if err := os.MkdirAll(ours, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, filepath.Join(ours, "locked"), "initializing\n")
+	mustWrite(t, filepath.Join(ours, "gitdir"), filepath.Join(Root(w.StateDir), "f", "other", "work", ".git")+"\n")
+	// Someone else's worktree being added: not jackin's to touch.
+	theirs := filepath.Join(admin, "theirs")
+	if err := os.MkdirAll(theirs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, filepath.Join(theirs, "locked"), "initializing\n")
+	mustWrite(t, filepath.Join(theirs, "gitdir"), filepath.Join(t.TempDir(), "theirs", ".git")+"\n")
+
+	c, err := Prepare(ctx, w)
+	if err != nil {
+		t.Fatalf("prepare with a half-written entry left by a killed git: %v", err)
+	}
+	// git names the new entry after the checkout's base name too: "work"
+	// is now the new, complete entry, pointing at the new checkout.
+	gitdir, _ := os.ReadFile(filepath.Join(ours, "gitdir"))
+	if _, err := os.Stat(filepath.Join(ours, "commondir")); err != nil || strings.TrimSpace(string(gitdir)) != filepath.Join(c.Path, ".git") {
+		t.Fatalf("the half-written entry is still there: gitdir %q, commondir %v", gitdir, err)
+	}
+	if n := len(lines(run(t, src, "worktree", "list"))); n != 3 {
+		t.Fatalf("%d worktrees listed, want the main one, the new one and the other's: %s", n, run(t, src, "worktree", "list"))
+	}
+	if _, err := os.Stat(theirs); err != nil {
+		t.Fatalf("someone else's entry was removed: %v", err)
+	}
+}
+
+func mustWrite(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
