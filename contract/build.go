@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/jackin-dev/jackin/drivers"
+	egresspolicy "github.com/jackin-dev/jackin/egress"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/schema"
 )
@@ -380,7 +381,60 @@ func (b builder) network(fx facts, warn func(string, string, ...any)) Network {
 		OtherInstances:   "not on this instance's network (each instance has its own bridge network jk-<fleet>-<instance>), but reachable through their published host ports",
 		DNS:              "resolution possible through the engine's resolver: a residual channel out, whatever the egress mode",
 	}
-	if egress != schema.EgressOpen {
+	sidecar := reconciler.SidecarName(b.fleet, fx.di.Name)
+	switch egress {
+	case schema.EgressOpen:
+	case schema.EgressAllowlist:
+		n.EgressMeaning = "allowlist: only the hosts below, over HTTP (forward proxy) and HTTPS (CONNECT, with the TLS server name checked too), through the proxy; raw TCP and UDP out fail"
+		n.EgressRestricted = true
+		n.EnforcementPoint = "host-side proxy container " + sidecar + "; the agent has no route out (HTTP_PROXY and HTTPS_PROXY point at it; a tool that ignores them fails closed)"
+		n.InstanceNetwork = fx.name + ": an internal network of its own (no route out), shared only with the proxy"
+		n.HostReachable = false
+		n.HostReachableVia = ""
+		n.OtherInstances = "not reachable: the internal network holds only this agent and its proxy, and the proxy lets through only allowlisted names"
+		n.DNS = "the engine's resolver answers names on the internal network (the proxy as \"egress\"); the agent's traffic out goes only through the proxy, which resolves allowed names on its outbound side"
+		out := reconciler.OutNetworkName(b.fleet, fx.di.Name) + ", a bridge jackin creates"
+		if fx.inst.Network.EgressNetwork != "" {
+			out = fx.inst.Network.EgressNetwork + ", an existing engine network (never created or removed by jackin)"
+			n.EgressNetwork = fx.inst.Network.EgressNetwork
+		}
+		n.EnforcementPoint += "; the proxy's outbound side joins " + out
+		if fx.inst.Network.UpstreamProxy != "" {
+			n.UpstreamProxy = fx.inst.Network.UpstreamProxy
+			n.EnforcementPoint += "; allowed connections go through the upstream proxy " + fx.inst.Network.UpstreamProxy
+		}
+		n.Allowlist = []AllowEntry{}
+		for _, entry := range fx.inst.Network.Allow {
+			rules, err := egresspolicy.Expand([]string{entry}, fx.inst.Agent)
+			ae := AllowEntry{Entry: entry, Expands: []string{}}
+			if err != nil {
+				ae.Expands = append(ae.Expands, "invalid: "+err.Error())
+			}
+			for _, r := range rules {
+				ae.Expands = append(ae.Expands, r.String())
+			}
+			n.Allowlist = append(n.Allowlist, ae)
+		}
+		if len(n.Allowlist) == 0 {
+			warn(SectionNetwork, "the allowlist is empty: every connection out is denied")
+		}
+		warn(SectionNetwork, "the agent can send anything it can read to the allowed hosts")
+		return n
+	case schema.EgressNone:
+		n.EgressMeaning = "none: no network interface but loopback"
+		n.EgressRestricted = true
+		n.EnforcementPoint = "the engine: the agent container has network mode none"
+		n.InstanceNetwork = "none"
+		if len(fx.di.Spec.Network.Ports) > 0 {
+			n.EnforcementPoint = "the engine: the agent is on an internal network of its own (no route out), with only the forwarder " + sidecar + " that publishes its ports"
+			n.InstanceNetwork = fx.name + ": an internal network of its own (no route out), shared only with the port forwarder"
+		}
+		n.HostReachable = false
+		n.HostReachableVia = ""
+		n.OtherInstances = "not reachable"
+		n.DNS = "no resolver reachable outside the instance"
+		return n
+	default:
 		n.EgressMeaning = "egress mode " + strconv.Quote(egress) + " is not known to this version: treated as unrestricted"
 	}
 	warn(SectionNetwork, "egress is %s", n.EgressMeaning)
@@ -397,6 +451,9 @@ func (b builder) servicePorts(fx facts, warn func(string, string, ...any)) Servi
 			EngineAssigned: p.Host == 0,
 			ContainerPort:  p.Container,
 			Protocol:       protocolOf(p.Protocol),
+		}
+		if e := fx.di.Spec.Network.Egress; e == schema.EgressAllowlist || e == schema.EgressNone {
+			port.PublishedBy = "the egress sidecar " + reconciler.SidecarName(b.fleet, fx.di.Name) + ", relaying to the agent's port over the internal network"
 		}
 		switch addressScope(p.Address) {
 		case 0:
@@ -662,7 +719,13 @@ func (b builder) residualRisk(fx facts, c Contract) []Risk {
 	if len(c.Credentials.EnvKeys) > 0 {
 		risks = append(risks, Risk{RiskEnvValues, "env values are readable by every process in the container and by anyone who can inspect the container on the host"})
 	}
-	risks = append(risks, Risk{RiskDNSChannel, "DNS resolution works: a channel out that stays open whatever the egress mode"})
+	switch fx.di.Spec.Network.Egress {
+	case schema.EgressAllowlist:
+		risks = append(risks, Risk{RiskAllowedHosts, "the agent can send anything it can read (mounts, env, the image) to the allowed hosts: an allowlist limits where data goes, not what"})
+	case schema.EgressNone:
+	default:
+		risks = append(risks, Risk{RiskDNSChannel, "DNS resolution works: a channel out that stays open whatever the egress mode"})
+	}
 	return risks
 }
 

@@ -359,6 +359,21 @@ func networkSection(c *Contract) *textSection {
 	s.kv("host reachable", host)
 	s.kv("other instances", n.OtherInstances)
 	s.kv("DNS", n.DNS)
+	if n.Allowlist != nil {
+		lines := []string{}
+		for _, e := range n.Allowlist {
+			line := e.Entry
+			if len(e.Expands) != 1 || e.Expands[0] != e.Entry {
+				line += " = " + strings.Join(e.Expands, ", ")
+			}
+			lines = append(lines, line)
+		}
+		if len(lines) == 0 {
+			lines = append(lines, "empty: every connection out is denied")
+		}
+		s.kv("allowlist", lines...)
+		s.kv("ports allowed", "80 and 443 unless an entry gives host:port")
+	}
 	return s
 }
 
@@ -377,6 +392,12 @@ func portsSection(c *Contract) *textSection {
 		rows = append(rows, []string{addr + ":" + host, strconv.Itoa(p.ContainerPort) + "/" + p.Protocol, p.Exposure})
 	}
 	s.table("published", rows)
+	for _, p := range c.ServicePorts.Ports {
+		if p.PublishedBy != "" {
+			s.kv("published by", p.PublishedBy+" (the engine cannot publish from an internal network)")
+			break
+		}
+	}
 	return s
 }
 

@@ -270,6 +270,19 @@ type Network struct {
 	HostReachableVia string `json:"hostReachableVia"`
 	OtherInstances   string `json:"otherInstances"`
 	DNS              string `json:"dns"`
+	// Allowlist (egress "allowlist") is each entry and what it expands to.
+	Allowlist []AllowEntry `json:"allowlist,omitempty"`
+	// EgressNetwork and UpstreamProxy (egress "allowlist") are the proxy's
+	// outbound side.
+	EgressNetwork string `json:"egressNetwork,omitempty"`
+	UpstreamProxy string `json:"upstreamProxy,omitempty"`
+}
+
+// AllowEntry is one allowlist entry as written and the rules it expands to
+// (host or host:port; a rule without a port allows 80 and 443).
+type AllowEntry struct {
+	Entry   string   `json:"entry"`
+	Expands []string `json:"expands"`
 }
 
 // ServicePorts are the container ports published on the host.
@@ -288,6 +301,10 @@ type Port struct {
 	// AllInterfaces is true for 0.0.0.0 and ::: reachable from other machines.
 	AllInterfaces bool   `json:"allInterfaces"`
 	Exposure      string `json:"exposure"`
+	// PublishedBy says who listens on the host side: empty for the
+	// engine publishing the agent's port (egress "open"); in "allowlist"
+	// and "none" the egress sidecar, relaying to the agent.
+	PublishedBy string `json:"publishedBy,omitempty"`
 }
 
 // Resources are the instance's limits.
@@ -385,6 +402,7 @@ const (
 	RiskPublicPorts     = "public-ports"
 	RiskEnvValues       = "env-values"
 	RiskDNSChannel      = "dns-channel"
+	RiskAllowedHosts    = "data-to-allowed-hosts"
 	RiskGitDirWritable  = "source-git-dir-writable"
 )
 

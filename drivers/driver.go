@@ -42,7 +42,14 @@ const (
 	// ComponentEphemeral is an ephemeral mount's volume: kept across
 	// recreates, removed with its instance (unlike ComponentVolume).
 	ComponentEphemeral = "ephemeral"
+	// ComponentEgress is the egress sidecar: the allowlist proxy, and the
+	// forwarder of published ports when the agent is on an internal network.
+	ComponentEgress = "egress"
 )
+
+// LabelInternal marks a network created internal (no route out), so a
+// change of egress mode is seen as a network to replace.
+const LabelInternal = "dev.jackin.internal"
 
 // Resource is one object a backend creates for an instance. Exactly one of
 // the spec pointers matches Kind. An instance's resources are ordered:
@@ -59,7 +66,7 @@ type Resource struct {
 
 // NetworkSpec is a per-instance network.
 type NetworkSpec struct {
-	Internal bool // no route out (used by later egress modes)
+	Internal bool // no route out (egress "allowlist" and "none")
 }
 
 // VolumeSpec is a named volume owned by an instance.
@@ -82,6 +89,10 @@ type BuildSpec struct {
 	Context    string // absolute directory
 	Dockerfile string // relative to Context
 	Args       map[string]string
+	// Prepare, when set, makes the context directory before a build (the
+	// egress sidecar's context is written under the state dir on demand,
+	// never while only planning).
+	Prepare func() error `json:"-"`
 }
 
 // MountSpec is one container mount. Type is "bind", "tmpfs" or "volume"
@@ -104,12 +115,17 @@ type PortSpec struct {
 
 // ContainerSpec is everything a backend needs to create a container.
 type ContainerSpec struct {
-	Image      ImageSpec
-	Command    []string
-	Env        map[string]string
-	Mounts     []MountSpec
-	Ports      []PortSpec
-	Networks   []string // names of networks to attach, first is primary
+	Image    ImageSpec
+	Command  []string
+	Env      map[string]string
+	Mounts   []MountSpec
+	Ports    []PortSpec
+	Networks []string // names of networks to attach, first is primary
+	// Aliases are extra names the container answers to, per network.
+	Aliases map[string][]string
+	// NoNetwork gives the container no network but loopback (Networks
+	// must then be empty).
+	NoNetwork  bool
 	Hostname   string
 	Memory     int64 // bytes, 0 = unlimited
 	MemoryRes  int64 // bytes, 0 = none
@@ -193,6 +209,21 @@ type Driver interface {
 // yet started container, filling the volume mounted at target.
 type Seeder interface {
 	Seed(ctx context.Context, containerID, target, srcDir string) error
+}
+
+// LogLine is one line a container wrote to stdout, with the engine's time.
+type LogLine struct {
+	Time time.Time
+	Text string
+}
+
+// LogReader is a backend that can read what a container wrote to stdout
+// (the egress proxy's decision lines are pulled this way: no host socket is
+// handed to the proxy).
+type LogReader interface {
+	// ContainerLogs returns the stdout lines written after since (all
+	// of them when since is zero), oldest first.
+	ContainerLogs(ctx context.Context, id string, since time.Time) ([]LogLine, error)
 }
 
 // ErrNameConflict reports a name taken by an object jackin does not own.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -209,4 +210,21 @@ func hostMatches(pattern, host string) bool {
 		return strings.HasSuffix(host, "."+suffix) && len(host) > len(suffix)+1
 	}
 	return pattern == host
+}
+
+// CheckUpstream checks an upstream proxy address: http://host:port, with
+// nothing else (no credentials, path or query).
+func CheckUpstream(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("upstreamProxy %q must be http://host:port", raw)
+	}
+	host, p, err := net.SplitHostPort(u.Host)
+	if err != nil || host == "" {
+		return fmt.Errorf("upstreamProxy %q must be http://host:port, with the port", raw)
+	}
+	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("upstreamProxy %q: port %q is not a number from 1 to 65535", raw, p)
+	}
+	return nil
 }

@@ -243,7 +243,7 @@ func TestLoadRejectsSchemaViolations(t *testing.T) {
 		{name: "unknown build field", files: map[string]string{"f.cue": fleetHead + "instances: a: role: build: {context: \".\", «file: \"D\"}\n", "Dockerfile": "FROM scratch\n"},
 			path: "instances.a.role.build.file", msg: "allowed fields: args, context, dockerfile"},
 		{name: "unknown field in defaults", src: fleetHead + "defaults: network: «egres: \"open\"\ninstances: a: role: image: \"x\"\n",
-			path: "defaults.network.egres", msg: "allowed fields: egress, ports"},
+			path: "defaults.network.egres", msg: "allowed fields: allow, egress, egressNetwork, ports, upstreamProxy"},
 
 		// Enums say what is allowed and what was given.
 		{name: "bad agent", src: inst("«agent: \"gpt\""),
@@ -256,8 +256,8 @@ func TestLoadRejectsSchemaViolations(t *testing.T) {
 			path: "instances.a.network.ports[0].protocol", msg: `protocol must be one of "tcp", "udp" (got "sctp")`},
 		{name: "docker host is not a docker mode", src: inst("«docker: \"host\""),
 			path: "instances.a.docker", msg: `docker must be one of "none" (got "host")`},
-		{name: "bad egress", src: inst("network: «egress: \"none\""),
-			path: "instances.a.network.egress", msg: `egress must be one of "open" (got "none")`},
+		{name: "bad egress", src: inst("network: «egress: \"closed\""),
+			path: "instances.a.network.egress", msg: `egress must be one of "open", "none", "allowlist" (got "closed")`},
 		{name: "bad backend", src: inst("«backend: \"k8s\""),
 			path: "instances.a.backend", msg: `backend must be one of "docker" (got "k8s")`},
 		{name: "bad enum in defaults", src: fleetHead + "defaults: «agent: \"gpt\"\ninstances: a: role: image: \"x\"\n",

@@ -11,11 +11,13 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/token"
 
+	"github.com/jackin-dev/jackin/egress"
 	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/workspace"
 )
@@ -71,8 +73,11 @@ type rawResources struct {
 }
 
 type rawNetwork struct {
-	Egress *string    `json:"egress"`
-	Ports  *[]rawPort `json:"ports"`
+	Egress        *string    `json:"egress"`
+	Allow         *[]string  `json:"allow"`
+	EgressNetwork *string    `json:"egressNetwork"`
+	UpstreamProxy *string    `json:"upstreamProxy"`
+	Ports         *[]rawPort `json:"ports"`
 }
 
 type rawPort struct {
@@ -134,6 +139,11 @@ func merge(d, in rawInstance) rawInstance {
 			n = *in.Network
 		}
 		n.Egress = pick(n.Egress, d.Network.Egress)
+		n.EgressNetwork = pick(n.EgressNetwork, d.Network.EgressNetwork)
+		n.UpstreamProxy = pick(n.UpstreamProxy, d.Network.UpstreamProxy)
+		if n.Allow == nil {
+			n.Allow = d.Network.Allow
+		}
 		if n.Ports == nil {
 			n.Ports = d.Network.Ports
 		}
@@ -365,6 +375,7 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 	}
 	if r.Network != nil {
 		inst.Network.Egress = str(r.Network.Egress, schema.EgressOpen)
+		c.egress(*r.Network, &inst)
 		if r.Network.Ports != nil {
 			for i, p := range *r.Network.Ports {
 				port := schema.Port{Container: p.Container, Address: str(p.Address, "127.0.0.1"), Protocol: str(p.Protocol, "tcp")}
@@ -374,11 +385,71 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 				if net.ParseIP(port.Address) == nil {
 					c.errorf([]any{"network", "ports", i, "address"}, "address %q is not an IP address (use 127.0.0.1, ::1, 0.0.0.0 or a host address)", port.Address)
 				}
+				if port.Protocol != "tcp" && inst.Network.Egress != schema.EgressOpen {
+					c.errorf([]any{"network", "ports", i, "protocol"}, "protocol %q: in egress mode %q a port is published by jackin's forwarder, which relays tcp only", port.Protocol, inst.Network.Egress)
+				}
 				inst.Network.Ports = append(inst.Network.Ports, port)
 			}
 		}
 	}
 	return inst
+}
+
+// egress checks the allowlist fields: each entry parses (hosts, wildcards,
+// ports, known presets), and allow, egressNetwork and upstreamProxy appear
+// only with egress "allowlist".
+func (c *instanceChecker) egress(r rawNetwork, inst *schema.Instance) {
+	mode := inst.Network.Egress
+	only := func(field string) {
+		// A field inherited from defaults by an instance that sets its own
+		// egress mode is dropped: defaults can hold an allowlist that an
+		// instance with egress "none" simply does not use.
+		if !c.ownHas("network", field) && c.ownHas("network", "egress") {
+			return
+		}
+		c.errorf([]any{"network", field}, "%s applies to egress \"allowlist\" only, and egress is %q", field, mode)
+	}
+	if r.Allow != nil {
+		if mode != schema.EgressAllowlist {
+			only("allow")
+		} else {
+			for i, entry := range *r.Allow {
+				if entry == "" {
+					continue // the schema reports it
+				}
+				var err error
+				if strings.HasPrefix(entry, "@") {
+					_, err = egress.PresetHosts(entry, inst.Agent)
+				} else {
+					_, err = egress.ParseEntry(entry)
+				}
+				switch {
+				case err == nil:
+				case strings.HasPrefix(err.Error(), strconv.Quote(entry)):
+					c.errorf([]any{"network", "allow", i}, "allow entry %v", err)
+				default:
+					c.errorf([]any{"network", "allow", i}, "allow entry %q: %v", entry, err)
+				}
+			}
+			inst.Network.Allow = append([]string(nil), *r.Allow...)
+		}
+	}
+	if r.EgressNetwork != nil {
+		if mode != schema.EgressAllowlist {
+			only("egressNetwork")
+		} else {
+			inst.Network.EgressNetwork = *r.EgressNetwork
+		}
+	}
+	if r.UpstreamProxy != nil {
+		if mode != schema.EgressAllowlist {
+			only("upstreamProxy")
+		} else if err := egress.CheckUpstream(*r.UpstreamProxy); err != nil {
+			c.errorf([]any{"network", "upstreamProxy"}, "%v", err)
+		} else {
+			inst.Network.UpstreamProxy = *r.UpstreamProxy
+		}
+	}
 }
 
 func (c *instanceChecker) role(r *rawRole, inst *schema.Instance) {

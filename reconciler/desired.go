@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/egress"
 	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/store"
 	"github.com/jackin-dev/jackin/workspace"
@@ -81,6 +82,14 @@ func (d *Desired) ImageRefs() []string {
 		if ref := in.Image.Ref; ref != "" && !seen[ref] {
 			seen[ref] = true
 			refs = append(refs, ref)
+		}
+		for _, r := range in.Resources {
+			if r.Kind == drivers.KindContainer && r.Container != nil {
+				if ref := r.Container.Image.Ref; ref != "" && !seen[ref] {
+					seen[ref] = true
+					refs = append(refs, ref)
+				}
+			}
 		}
 	}
 	sort.Strings(refs)
@@ -193,18 +202,37 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 		ctr.Ports = append(ctr.Ports, drivers.PortSpec{ContainerPort: p.Container, HostPort: p.Host, HostIP: p.Address, Protocol: p.Protocol})
 	}
 
-	res := []drivers.Resource{{Kind: drivers.KindNetwork, Name: rname, Component: drivers.ComponentNetwork, Labels: netLabels, Network: &drivers.NetworkSpec{}}}
+	netSpec := &drivers.NetworkSpec{}
+	var extraNets, sidecars []drivers.Resource
+	var policy *egress.Policy
+	var policyFile string
+	if spec.Network.Egress == schema.EgressAllowlist || spec.Network.Egress == schema.EgressNone {
+		netSpec.Internal = true
+		netLabels[drivers.LabelInternal] = "true"
+		eg, err := renderEgress(fleet, name, inst, spec, ctr, base, stateDir)
+		if err != nil {
+			return DesiredInstance{}, err
+		}
+		extraNets, sidecars = eg.networks, eg.containers
+		policy, policyFile = eg.policy, eg.policyFile
+	}
+
+	res := []drivers.Resource{{Kind: drivers.KindNetwork, Name: rname, Component: drivers.ComponentNetwork, Labels: netLabels, Network: netSpec}}
+	res = append(res, extraNets...)
 	res = append(res, volumes...)
 	res = append(res, drivers.Resource{Kind: drivers.KindContainer, Name: rname, Component: drivers.ComponentAgent, Labels: ctrLabels, Container: ctr})
+	res = append(res, sidecars...)
 	return DesiredInstance{
-		Name:      name,
-		Instance:  inst,
-		Spec:      spec,
-		Hash:      hash,
-		Running:   running,
-		Image:     img,
-		Resources: res,
-		Checkouts: checkouts,
+		Policy:     policy,
+		PolicyFile: policyFile,
+		Name:       name,
+		Instance:   inst,
+		Spec:       spec,
+		Hash:       hash,
+		Running:    running,
+		Image:      img,
+		Resources:  res,
+		Checkouts:  checkouts,
 	}, nil
 }
 
@@ -386,7 +414,7 @@ func canonicalSpec(inst schema.Instance, image string) (Spec, error) {
 			NanoCPUs:               int64(math.Round(inst.Resources.CPUs * 1e9)),
 			Pids:                   inst.Resources.Pids,
 		},
-		Network: SpecNetwork{Egress: inst.Network.Egress, Ports: []SpecPort{}},
+		Network: SpecNetwork{Egress: inst.Network.Egress, EgressNetwork: inst.Network.EgressNetwork, UpstreamProxy: inst.Network.UpstreamProxy, Ports: []SpecPort{}},
 		Docker:  inst.Docker,
 	}
 	for _, m := range inst.Mounts {

@@ -229,7 +229,13 @@ func ensureImages(ctx context.Context, actions []Action, drv drivers.Driver, opt
 			defer func() { <-sem }()
 			start := time.Now()
 			opts.Log.V(1).Info("ensuring image", "image", ref, "build", n.spec.Build != nil, "instances", n.instances)
-			_, err := drv.EnsureImage(ctx, n.spec, progress)
+			var err error
+			if n.spec.Build != nil && n.spec.Build.Prepare != nil {
+				err = n.spec.Build.Prepare()
+			}
+			if err == nil {
+				_, err = drv.EnsureImage(ctx, n.spec, progress)
+			}
 			opts.Log.V(1).Info("image ensured", "image", ref, "error", errString(err), "elapsed", time.Since(start).String())
 			if err != nil {
 				mu.Lock()
@@ -335,19 +341,23 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, ws Workspaces) []
 		}})
 	}
 	createMissing := func() {
-		var created string
-		var ctrName string
+		created := map[string]string{} // container name -> ID
+		var ctrNames []string
+		var agentName string
 		var seeds []drivers.Resource // volumes created here that start as a copy of a host directory
 		for _, r := range act.Missing {
 			steps = append(steps, step{"create " + string(r.Kind) + " " + r.Name, func(ctx context.Context) error {
 				id, err := drv.Create(ctx, r)
-				if err == nil && r.Kind == drivers.KindContainer && r.Component == drivers.ComponentAgent {
-					created = id
+				if err == nil && r.Kind == drivers.KindContainer {
+					created[r.Name] = id
 				}
 				return err
 			}})
-			if r.Kind == drivers.KindContainer && r.Component == drivers.ComponentAgent {
-				ctrName = r.Name
+			if r.Kind == drivers.KindContainer {
+				ctrNames = append(ctrNames, r.Name)
+				if r.Component == drivers.ComponentAgent {
+					agentName = r.Name
+				}
 			}
 			if r.Kind == drivers.KindVolume && r.Volume != nil && r.Volume.Seed != "" {
 				seeds = append(seeds, r)
@@ -361,14 +371,16 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, ws Workspaces) []
 				if !ok {
 					return fmt.Errorf("the %s backend cannot copy %s into a volume", drv.Name(), v.Volume.Seed)
 				}
-				if created == "" {
+				if created[agentName] == "" {
 					return fmt.Errorf("no container was created to copy %s through", v.Volume.Seed)
 				}
-				return s.Seed(ctx, created, v.Volume.Target, v.Volume.Seed)
+				return s.Seed(ctx, created[agentName], v.Volume.Target, v.Volume.Seed)
 			}})
 		}
-		if act.Desired != nil && act.Desired.Running && ctrName != "" {
-			steps = append(steps, step{"start container " + ctrName, func(ctx context.Context) error { return drv.Start(ctx, created) }})
+		if act.Desired != nil && act.Desired.Running {
+			for _, name := range ctrNames {
+				steps = append(steps, step{"start container " + name, func(ctx context.Context) error { return drv.Start(ctx, created[name]) }})
+			}
 		}
 	}
 
@@ -376,17 +388,37 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, ws Workspaces) []
 	case ActionCreate:
 		createMissing()
 	case ActionRecreate:
-		for _, c := range containers {
-			stopRemove(c)
-		}
+		// The containers replaced are those of the components created
+		// again, and any the desired state no longer has; the networks
+		// replaced are those created again, and any no longer desired.
 		replace := map[string]bool{}
+		replaceComp := map[string]bool{}
 		for _, r := range act.Missing {
-			if r.Kind == drivers.KindNetwork {
+			switch r.Kind {
+			case drivers.KindNetwork:
 				replace[r.Name] = true
+			case drivers.KindContainer:
+				replaceComp[r.Component] = true
+			}
+		}
+		wantNet, wantComp := map[string]bool{}, map[string]bool{}
+		if act.Desired != nil {
+			for _, r := range act.Desired.Resources {
+				switch r.Kind {
+				case drivers.KindNetwork:
+					wantNet[r.Name] = true
+				case drivers.KindContainer:
+					wantComp[r.Component] = true
+				}
+			}
+		}
+		for _, c := range containers {
+			if comp := c.Labels[drivers.LabelComponent]; replaceComp[comp] || !wantComp[comp] {
+				stopRemove(c)
 			}
 		}
 		for _, n := range networks {
-			if replace[n.Name] {
+			if replace[n.Name] || !wantNet[n.Name] {
 				removeNetwork(n)
 			}
 		}
@@ -398,9 +430,24 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, ws Workspaces) []
 			// container), then start it.
 			steps = append(steps, step{"stop container " + agentName, func(ctx context.Context) error { return drv.Stop(ctx, agentID) }})
 		}
-		steps = append(steps, step{"start container " + agentName, func(ctx context.Context) error { return drv.Start(ctx, agentID) }})
+		if agentState != drivers.StateRunning && agentState != drivers.StateRestarting {
+			steps = append(steps, step{"start container " + agentName, func(ctx context.Context) error { return drv.Start(ctx, agentID) }})
+		}
+		for _, c := range containers {
+			if c.ID != agentID && c.State != drivers.StateRunning && c.State != drivers.StateRestarting {
+				if c.State == drivers.StatePaused {
+					steps = append(steps, step{"stop container " + c.Name, func(ctx context.Context) error { return drv.Stop(ctx, c.ID) }})
+				}
+				steps = append(steps, step{"start container " + c.Name, func(ctx context.Context) error { return drv.Start(ctx, c.ID) }})
+			}
+		}
 	case ActionStop:
 		steps = append(steps, step{"stop container " + agentName, func(ctx context.Context) error { return drv.Stop(ctx, agentID) }})
+		for _, c := range containers {
+			if c.ID != agentID && (c.State == drivers.StateRunning || c.State == drivers.StateRestarting || c.State == drivers.StatePaused) {
+				steps = append(steps, step{"stop container " + c.Name, func(ctx context.Context) error { return drv.Stop(ctx, c.ID) }})
+			}
+		}
 	case ActionDelete:
 		// Containers, then networks, then the ephemeral volumes (which
 		// live as long as the instance). Other volumes are kept.

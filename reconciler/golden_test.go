@@ -78,6 +78,7 @@ func goldenCases() []goldenCase {
 	two := fleetOf("api", "web")
 	web := fleetOf("web")
 	rich := with(fleetOf(), "web", richInstance)
+	allow := with(fleetOf(), "web", allowlisted)
 	return []goldenCase{
 		{name: "converged", setup: func(t *testing.T) (*fake.Driver, *schema.Fleet, reconciler.LastApplied, reconciler.PlanOptions) {
 			drv, last := applied(t, two)
@@ -250,6 +251,31 @@ func goldenCases() []goldenCase {
 		{name: "delete_all_allow_empty", setup: func(t *testing.T) (*fake.Driver, *schema.Fleet, reconciler.LastApplied, reconciler.PlanOptions) {
 			drv, last := applied(t, two)
 			return drv, fleetOf(), last, reconciler.PlanOptions{Prune: true, AllowEmpty: true}
+		}},
+		// Egress: an instance of several networks and containers.
+		{name: "egress_create_allowlist", setup: func(t *testing.T) (*fake.Driver, *schema.Fleet, reconciler.LastApplied, reconciler.PlanOptions) {
+			return newDriver(), allow, nil, prune
+		}},
+		{name: "egress_allow_changed_converged", setup: changed(allow, "web", func(in *schema.Instance) { in.Network.Allow = []string{"@github"} })},
+		{name: "egress_recreate_sidecar_missing", setup: drifted(allow, func(t *testing.T, drv *fake.Driver) {
+			mustDo(t, drv.RemoveContainer(name("web")+"-egress"))
+		})},
+		{name: "egress_recreate_sidecar_dead", setup: drifted(allow, func(t *testing.T, drv *fake.Driver) {
+			mustDo(t, drv.SetState(name("web")+"-egress", drivers.StateDead, "Dead"))
+		})},
+		{name: "egress_start_sidecar_exited", setup: drifted(allow, func(t *testing.T, drv *fake.Driver) { mustDo(t, drv.Kill(name("web")+"-egress")) })},
+		{name: "egress_recreate_out_network_missing", setup: drifted(allow, func(t *testing.T, drv *fake.Driver) {
+			mustDo(t, drv.RemoveNetwork(name("web")+"-out"))
+		})},
+		{name: "egress_recreate_internal_network_missing", setup: drifted(allow, func(t *testing.T, drv *fake.Driver) {
+			mustDo(t, drv.RemoveNetwork(name("web")))
+		})},
+		{name: "egress_allowlist_to_open", setup: changed(allow, "web", func(in *schema.Instance) { in.Network = schema.Network{Egress: schema.EgressOpen} })},
+		{name: "egress_open_to_allowlist", setup: changed(web, "web", allowlisted)},
+		{name: "egress_stop_allowlist", setup: changed(allow, "web", func(in *schema.Instance) { in.State = schema.StateStopped })},
+		{name: "egress_delete_allowlist", setup: func(t *testing.T) (*fake.Driver, *schema.Fleet, reconciler.LastApplied, reconciler.PlanOptions) {
+			drv, last := applied(t, with(allow, "api", func(*schema.Instance) {}))
+			return drv, fleetOf("api"), last, prune
 		}},
 		{name: "mixed", setup: mixedSetup},
 		{name: "mixed_color", color: true, setup: mixedSetup},

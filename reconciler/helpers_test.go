@@ -61,6 +61,7 @@ func newDriver() *fake.Driver {
 	d := fake.New()
 	d.AddImage(imageV1, imageV1ID)
 	d.AddImage(imageV2, imageV2ID)
+	d.AddImage(sidecarRef, "sha256:5555555555555555555555555555555555555555555555555555555555555555")
 	return d
 }
 

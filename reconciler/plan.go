@@ -183,16 +183,28 @@ func DeletePlan(fleet string, obs *drivers.Observed, names []string) (*Plan, err
 	return p, nil
 }
 
-// planInstance decides the action for one desired instance.
+// planInstance decides the action for one desired instance. An instance is
+// its networks, volumes and containers (the agent, and in an internal
+// egress mode the egress sidecar). A problem with the agent or its network
+// recreates every container; a problem with the sidecar alone (or its
+// outbound network) recreates the sidecar and leaves the agent running.
 func planInstance(in *DesiredInstance, g *observedInstance, last LastApplied, images map[string]string) Action {
 	act := Action{Instance: in.Name, Desired: in, Observed: g.all()}
-	netRes, ctrRes := in.Resources[0], in.Resources[1]
+	var netRes, ctrRes drivers.Resource
+	var desiredNets, sidecars []drivers.Resource
 	for _, r := range in.Resources {
 		switch r.Kind {
 		case drivers.KindNetwork:
-			netRes = r
+			if netRes.Name == "" {
+				netRes = r
+			}
+			desiredNets = append(desiredNets, r)
 		case drivers.KindContainer:
-			ctrRes = r
+			if r.Component == drivers.ComponentAgent {
+				ctrRes = r
+			} else {
+				sidecars = append(sidecars, r)
+			}
 		}
 	}
 
@@ -223,45 +235,111 @@ func planInstance(in *DesiredInstance, g *observedInstance, last LastApplied, im
 		return act
 	}
 
-	var agents []drivers.ObservedResource
-	for _, c := range g.containers {
-		if c.Labels[drivers.LabelComponent] == drivers.ComponentAgent {
-			agents = append(agents, c)
+	// Networks: each desired one found exactly once, internal as desired.
+	netProblem := map[string]string{} // desired network name -> why it is replaced
+	wantNet := map[string]bool{}
+	for _, n := range desiredNets {
+		wantNet[n.Name] = true
+		var found []drivers.ObservedResource
+		for _, o := range g.networks {
+			if o.Name == n.Name {
+				found = append(found, o)
+			}
+		}
+		internal := n.Network != nil && n.Network.Internal
+		switch {
+		case len(found) == 0:
+			netProblem[n.Name] = fmt.Sprintf("network %s is missing", n.Name)
+		case len(found) > 1:
+			netProblem[n.Name] = fmt.Sprintf("%d networks named %s found for one instance", len(found), n.Name)
+		case (found[0].Labels[drivers.LabelInternal] == "true") != internal:
+			if internal {
+				netProblem[n.Name] = fmt.Sprintf("network %s must be internal (no route out)", n.Name)
+			} else {
+				netProblem[n.Name] = fmt.Sprintf("network %s is internal and must not be", n.Name)
+			}
 		}
 	}
-	var nets []drivers.ObservedResource
-	for _, n := range g.networks {
-		if n.Name == netRes.Name {
-			nets = append(nets, n)
+	var extraNets []string
+	for _, o := range g.networks {
+		if !wantNet[o.Name] {
+			extraNets = append(extraNets, o.Name)
 		}
+	}
+
+	var agents []drivers.ObservedResource
+	byComponent := map[string][]drivers.ObservedResource{}
+	wantComponent := map[string]bool{drivers.ComponentAgent: true}
+	for _, r := range sidecars {
+		wantComponent[r.Component] = true
+	}
+	var extraCtrs []drivers.ObservedResource
+	for _, c := range g.containers {
+		comp := c.Labels[drivers.LabelComponent]
+		switch {
+		case comp == drivers.ComponentAgent:
+			agents = append(agents, c)
+		case wantComponent[comp]:
+			byComponent[comp] = append(byComponent[comp], c)
+		default:
+			extraCtrs = append(extraCtrs, c)
+		}
+	}
+	// missingNets lists the desired networks an action must (re)create:
+	// all with a problem, or those of the sidecar side only.
+	missingNets := func(only map[string]bool) []drivers.Resource {
+		var out []drivers.Resource
+		for _, n := range desiredNets {
+			if netProblem[n.Name] != "" && (only == nil || only[n.Name]) {
+				out = append(out, n)
+			}
+		}
+		return out
 	}
 	recreate := func(reasons ...string) Action {
 		act.Type = ActionRecreate
 		act.Reasons = reasons
-		// A recreate always creates the container; the network only when it
-		// is missing or duplicated (the executor then removes the duplicates).
-		if len(nets) != 1 {
-			act.Missing = append(act.Missing, netRes)
-		}
+		// A recreate always creates every container; a network only when
+		// it is missing, duplicated or of the wrong kind (the executor then
+		// removes the ones found).
+		act.Missing = append(act.Missing, missingNets(nil)...)
 		act.Missing = append(act.Missing, missingVolumes...)
 		act.Missing = append(act.Missing, ctrRes)
+		act.Missing = append(act.Missing, sidecars...)
 		return act
+	}
+	agentNets := map[string]bool{}
+	if ctrRes.Container != nil {
+		for _, n := range ctrRes.Container.Networks {
+			agentNets[n] = true
+		}
 	}
 
 	switch {
 	case len(agents) > 1:
 		return recreate(fmt.Sprintf("%d containers found for one instance", len(agents)))
-	case len(nets) > 1:
-		return recreate(fmt.Sprintf("%d networks named %s found for one instance", len(nets), netRes.Name))
+	case netProblem[netRes.Name] != "" && strings.Contains(netProblem[netRes.Name], "networks named"):
+		return recreate(netProblem[netRes.Name])
+	case len(agents) == 0 && len(g.containers)-len(extraCtrs) > 0:
+		reasons := []string{}
+		for _, n := range desiredNets {
+			if netProblem[n.Name] != "" {
+				reasons = append(reasons, netProblem[n.Name])
+			}
+		}
+		return recreate(append(reasons, fmt.Sprintf("container %s is missing", ctrRes.Name))...)
 	case len(agents) == 0:
 		act.Type = ActionCreate
-		if len(nets) == 0 {
-			act.Reasons = append(act.Reasons, fmt.Sprintf("network %s is missing", netRes.Name))
-			act.Missing = append(act.Missing, netRes)
+		for _, n := range desiredNets {
+			if netProblem[n.Name] != "" {
+				act.Reasons = append(act.Reasons, netProblem[n.Name])
+			}
 		}
+		act.Missing = append(act.Missing, missingNets(nil)...)
 		act.Reasons = append(act.Reasons, fmt.Sprintf("container %s is missing", ctrRes.Name))
 		act.Missing = append(act.Missing, missingVolumes...)
 		act.Missing = append(act.Missing, ctrRes)
+		act.Missing = append(act.Missing, sidecars...)
 		if !in.Running {
 			act.Reasons = append(act.Reasons, ReasonCreateStopped)
 		}
@@ -278,11 +356,24 @@ func planInstance(in *DesiredInstance, g *observedInstance, last LastApplied, im
 	} else if id, ok := images[in.Image.Ref]; ok && id != "" && c.ImageID != "" && id != c.ImageID {
 		reasons = append(reasons, fmt.Sprintf("image %s now points to %s (container runs %s)", in.Image.Ref, shortImageID(id), shortImageID(c.ImageID)))
 	}
-	switch {
-	case len(nets) == 0:
-		reasons = append(reasons, fmt.Sprintf("network %s is missing", netRes.Name))
-	case !contains(c.Networks, netRes.Name):
-		reasons = append(reasons, fmt.Sprintf("container is not attached to network %s", netRes.Name))
+	for _, n := range desiredNets {
+		if !agentNets[n.Name] && n.Name != netRes.Name {
+			continue
+		}
+		switch {
+		case netProblem[n.Name] != "":
+			reasons = append(reasons, netProblem[n.Name])
+		case agentNets[n.Name] && !contains(c.Networks, n.Name):
+			reasons = append(reasons, fmt.Sprintf("container is not attached to network %s", n.Name))
+		}
+	}
+	for _, n := range extraNets {
+		reasons = append(reasons, fmt.Sprintf("network %s is no longer part of the instance", n))
+	}
+	for _, x := range extraCtrs {
+		if x.Labels[drivers.LabelComponent] == drivers.ComponentEgress {
+			reasons = append(reasons, fmt.Sprintf("container %s is no longer part of the instance", x.Name))
+		}
 	}
 	switch c.State {
 	case drivers.StateDead:
@@ -294,12 +385,79 @@ func planInstance(in *DesiredInstance, g *observedInstance, last LastApplied, im
 		return recreate(reasons...)
 	}
 
+	// The sidecars: replaced alone when only they (or their outbound
+	// network) are wrong.
+	var sideReasons, startReasons []string
+	var sideMissing []drivers.Resource
+	sideNets := map[string]bool{}
+	for _, r := range sidecars {
+		found := byComponent[r.Component]
+		var why []string
+		switch {
+		case len(found) == 0:
+			why = append(why, fmt.Sprintf("container %s is missing", r.Name))
+		case len(found) > 1:
+			why = append(why, fmt.Sprintf("%d %s containers found for one instance", len(found), r.Component))
+		default:
+			s := found[0]
+			if s.Name != r.Name {
+				why = append(why, fmt.Sprintf("container %s should be named %s", s.Name, r.Name))
+			}
+			if s.Labels[drivers.LabelSpecHash] != in.Hash {
+				why = append(why, fmt.Sprintf("container %s was made for another spec", r.Name))
+			}
+			if s.Image != r.Container.Image.Ref {
+				why = append(why, fmt.Sprintf("container %s runs image %s, want %s", r.Name, s.Image, r.Container.Image.Ref))
+			}
+			for _, n := range r.Container.Networks {
+				switch {
+				case netProblem[n] != "":
+					why = append(why, netProblem[n])
+					sideNets[n] = true
+				case !contains(s.Networks, n):
+					why = append(why, fmt.Sprintf("container %s is not attached to network %s", r.Name, n))
+				}
+			}
+			switch s.State {
+			case drivers.StateDead:
+				why = append(why, "container "+r.Name+" is "+stateText(s))
+			case drivers.StateRemoving:
+				why = append(why, "container "+r.Name+" is being removed")
+			}
+			active := s.State == drivers.StateRunning || s.State == drivers.StateRestarting
+			if len(why) == 0 && in.Running && !active {
+				startReasons = append(startReasons, "container "+r.Name+" is "+stateText(s))
+			}
+		}
+		if len(why) > 0 {
+			sideReasons = append(sideReasons, why...)
+			sideMissing = append(sideMissing, r)
+		}
+	}
+	if len(sideReasons) > 0 {
+		act.Type = ActionRecreate
+		act.Reasons = sideReasons
+		act.Missing = append(missingNets(sideNets), sideMissing...)
+		return act
+	}
+
 	active := c.State == drivers.StateRunning || c.State == drivers.StateRestarting
+	sideActive := false
+	for _, r := range sidecars {
+		for _, s := range byComponent[r.Component] {
+			if s.State == drivers.StateRunning || s.State == drivers.StateRestarting || s.State == drivers.StatePaused {
+				sideActive = true
+			}
+		}
+	}
 	switch {
-	case in.Running && !active:
+	case in.Running && (!active || len(startReasons) > 0):
 		act.Type = ActionStart
-		act.Reasons = []string{"container is " + stateText(c)}
-	case !in.Running && (active || c.State == drivers.StatePaused):
+		if !active {
+			act.Reasons = []string{"container is " + stateText(c)}
+		}
+		act.Reasons = append(act.Reasons, startReasons...)
+	case !in.Running && (active || c.State == drivers.StatePaused || sideActive):
 		act.Type = ActionStop
 		act.Reasons = []string{ReasonStateStopped}
 	default:

@@ -5,6 +5,7 @@ package reconciler
 
 import (
 	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/egress"
 	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/workspace"
 )
@@ -52,9 +53,16 @@ type SpecResources struct {
 }
 
 // SpecNetwork is the network posture in canonical form.
+//
+// The allowlist is not in it: a change of allow reloads the proxy's policy
+// file, and recreates nothing. egressNetwork and upstreamProxy are (the
+// proxy container is made with them); omitempty keeps the hash of every
+// instance without them as it was.
 type SpecNetwork struct {
-	Egress string     `json:"egress"`
-	Ports  []SpecPort `json:"ports"`
+	Egress        string     `json:"egress"`
+	EgressNetwork string     `json:"egressNetwork,omitempty"`
+	UpstreamProxy string     `json:"upstreamProxy,omitempty"`
+	Ports         []SpecPort `json:"ports"`
 }
 
 // SpecPort is a published port in canonical form.
@@ -80,6 +88,10 @@ type DesiredInstance struct {
 	// Checkouts are the worktrees and clones the instance's mounts need,
 	// made on the host before its container is created.
 	Checkouts []workspace.Want
+	// Policy (egress "allowlist" only) is the expanded allowlist the
+	// instance's proxy enforces, written to PolicyFile by apply and watch.
+	Policy     *egress.Policy
+	PolicyFile string
 }
 
 // Desired is a fleet's desired state.

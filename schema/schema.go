@@ -37,7 +37,7 @@ var Enums = map[string][]string{
 	"agent":    {AgentClaude, AgentCodex, AgentAmp, AgentOpenCode, AgentGemini, AgentShell},
 	"state":    {StateRunning, StateStopped},
 	"mode":     {MountRW, MountRO, MountTmpfs},
-	"egress":   {EgressOpen},
+	"egress":   {EgressOpen, EgressNone, EgressAllowlist},
 	"docker":   {DockerNone},
 	"backend":  {BackendDocker},
 	"protocol": {"tcp", "udp"},

@@ -39,9 +39,15 @@ const (
 // (worktree or clone).
 func IsCheckout(mode string) bool { return mode == MountWorktree || mode == MountClone }
 
-// Egress modes. Only "open" is enforced today; "none" and "allowlist" join later.
+// Egress modes.
 const (
+	// EgressOpen is the engine's bridge network: unrestricted.
 	EgressOpen = "open"
+	// EgressNone is no network but loopback.
+	EgressNone = "none"
+	// EgressAllowlist is an internal network whose only way out is a proxy
+	// container enforcing the instance's allowlist.
+	EgressAllowlist = "allowlist"
 )
 
 // Docker access modes. Only "none" today; "private" (a daemon sidecar) joins later.
@@ -134,7 +140,16 @@ type Resources struct {
 // Network is the instance's network posture.
 type Network struct {
 	Egress string `json:"egress"`
-	Ports  []Port `json:"ports,omitempty"`
+	// Allow (allowlist only) is the allowlist as written: hosts,
+	// wildcards, host:port and presets.
+	Allow []string `json:"allow,omitempty"`
+	// EgressNetwork (allowlist only) is an existing engine network the
+	// proxy's outbound side joins instead of one jackin creates.
+	EgressNetwork string `json:"egressNetwork,omitempty"`
+	// UpstreamProxy (allowlist only) is http://host:port of a proxy every
+	// allowed connection goes through.
+	UpstreamProxy string `json:"upstreamProxy,omitempty"`
+	Ports         []Port `json:"ports,omitempty"`
 }
 
 // Port publishes a container port on the host.

@@ -82,6 +82,32 @@ var migrations = []string{
 		updated_at INTEGER NOT NULL,
 		PRIMARY KEY (fleet, instance, slug)
 	);`,
+
+	// 5: the egress proxies' connection decisions, pulled from their
+	// containers' logs, and how far each container's log was pulled.
+	`CREATE TABLE egress_log (
+		id          INTEGER PRIMARY KEY AUTOINCREMENT,
+		fleet       TEXT    NOT NULL,
+		instance    TEXT    NOT NULL,
+		at          INTEGER NOT NULL,
+		host        TEXT    NOT NULL,
+		port        INTEGER NOT NULL,
+		method      TEXT    NOT NULL,
+		allowed     INTEGER NOT NULL,
+		rule        TEXT    NOT NULL,
+		bytes_up    INTEGER NOT NULL,
+		bytes_down  INTEGER NOT NULL,
+		duration_ms INTEGER NOT NULL,
+		error       TEXT    NOT NULL DEFAULT '',
+		UNIQUE (fleet, instance, at, host, port, method)
+	);
+	CREATE INDEX egress_log_fleet ON egress_log(fleet, instance, id);
+	CREATE TABLE egress_pull (
+		fleet        TEXT    NOT NULL,
+		container_id TEXT    NOT NULL,
+		since        INTEGER NOT NULL,
+		PRIMARY KEY (fleet, container_id)
+	);`,
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -123,12 +123,27 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 		a.writeCompactContracts(fleet, res)
 	}
 
+	// Policies first: a proxy created by this apply starts with its own,
+	// and one already running reloads it (an allowlist change recreates
+	// nothing).
+	if changed, err := reconciler.WritePolicies(res.desired); err != nil {
+		return exitWith(exitInvalid, err)
+	} else if format == "text" {
+		for _, name := range changed {
+			fmt.Fprintf(a.stdout, "egress policy of %s written: its proxy reloads it within a second\n", name)
+		}
+	}
+
 	runID, err := st.BeginRun(ctx, fleet.Name, "apply")
 	if err != nil {
 		return exitWith(exitInvalid, fmt.Errorf("record run: %w", err))
 	}
 	rec := &storeRecorder{st: st, fleet: fleet.Name, runID: runID, log: a.log}
 	rec.backfillNoops(ctx, res)
+
+	if err := pullBeforeRemoving(ctx, drv, st, res.plan); err != nil {
+		a.log.Error(err, "pull the egress log of proxies about to be removed")
+	}
 
 	start := time.Now()
 	ws := &checkoutManager{st: st, stateDir: a.global.stateDir, log: a.log.WithName("workspace")}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -81,7 +82,13 @@ func (a *app) diff(ctx context.Context, files []string, pf planFlags, format str
 	if err := a.printPlan(res.plan, format); err != nil {
 		return err
 	}
-	if res.plan.HasChanges() {
+	pending := pendingPolicies(res)
+	if format == "text" {
+		for _, name := range pending {
+			fmt.Fprintf(a.stdout, "~ %s: egress allowlist changed: apply rewrites its policy and the proxy reloads it (nothing is recreated)\n", name)
+		}
+	}
+	if res.plan.HasChanges() || len(pending) > 0 {
 		return &exitError{code: exitChanges, reported: true}
 	}
 	return nil

@@ -95,6 +95,8 @@ failed (apply), 2 invalid input, unreachable engine or lock timeout.`,
 		newExplainCommand(a),
 		newWatchCommand(a),
 		newWorkCommand(a),
+		newEgressCommand(a),
+		newEgressProxyCommand(a),
 	)
 	return root
 }

@@ -135,10 +135,17 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 		"watching fleet %q (%d instances) on %s: mode %s, resync every %s; stop with Ctrl-C",
 		fleet.Name, len(fleet.Instances), drv.Endpoint(), opts.mode, opts.resync)})
 
+	if err := a.writeFleetPolicies(fleet); err != nil {
+		return exitWith(exitInvalid, err)
+	}
 	err = reconciler.Watch(ctx, reconciler.WatchConfig{
 		Fleet: fleet,
 		Load: func(ctx context.Context) (*schema.Fleet, error) {
-			return a.reloadFleet(ctx, files)
+			f, err := a.reloadFleet(ctx, files)
+			if err == nil {
+				err = a.writeFleetPolicies(f) // egress allowlists reload without a recreate
+			}
+			return f, err
 		},
 		Files:  fileTriggers,
 		Driver: drv,

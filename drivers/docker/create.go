@@ -53,9 +53,18 @@ func (d *Driver) createNetwork(ctx context.Context, r drivers.Resource) (string,
 		if !ok {
 			return "", fmt.Errorf("create network %s: no free /%d subnet left in the pool %s (set JACKIN_SUBNET_POOL to a wider range)", r.Name, SubnetBits, d.subnets.pool)
 		}
+		var opts map[string]string
+		if r.Network.Internal {
+			// An internal bridge still gets the gateway address on the
+			// host, and host services listening on all interfaces would
+			// answer it: give the bridge no address, so the network joins
+			// only its containers.
+			opts = map[string]string{"com.docker.network.bridge.inhibit_ipv4": "true"}
+		}
 		res, err := d.cli.NetworkCreate(ctx, r.Name, client.NetworkCreateOptions{
 			Driver:     "bridge",
 			Internal:   r.Network.Internal,
+			Options:    opts,
 			Attachable: false,
 			Labels:     r.Labels,
 			IPAM:       &network.IPAM{Driver: "default", Config: []network.IPAMConfig{{Subnet: subnet}}},
@@ -178,14 +187,16 @@ func containerCreateOptions(r drivers.Resource, multiNetwork bool) (client.Conta
 
 	var nc *network.NetworkingConfig
 	var later []string
-	if len(s.Networks) > 0 {
+	if s.NoNetwork {
+		hc.NetworkMode = container.NetworkMode("none")
+	} else if len(s.Networks) > 0 {
 		hc.NetworkMode = container.NetworkMode(s.Networks[0])
 		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-			s.Networks[0]: {},
+			s.Networks[0]: {Aliases: s.Aliases[s.Networks[0]]},
 		}}
 		for _, n := range s.Networks[1:] {
 			if multiNetwork {
-				nc.EndpointsConfig[n] = &network.EndpointSettings{}
+				nc.EndpointsConfig[n] = &network.EndpointSettings{Aliases: s.Aliases[n]}
 			} else {
 				later = append(later, n)
 			}
@@ -275,7 +286,7 @@ func (d *Driver) createContainer(ctx context.Context, r drivers.Resource) (strin
 		d.log.Info("engine warning", "container", r.Name, "warning", w)
 	}
 	for _, n := range later {
-		if _, err := d.cli.NetworkConnect(ctx, n, client.NetworkConnectOptions{Container: res.ID}); err != nil {
+		if _, err := d.cli.NetworkConnect(ctx, n, client.NetworkConnectOptions{Container: res.ID, EndpointConfig: &network.EndpointSettings{Aliases: r.Container.Aliases[n]}}); err != nil {
 			cerr := d.wrap(err, "connect container %s to network %s", r.Name, n)
 			if _, rerr := d.cli.ContainerRemove(ctx, res.ID, client.ContainerRemoveOptions{Force: true}); rerr != nil && !isNotFound(rerr) {
 				return "", fmt.Errorf("%w (and removing the half-created container failed: %v)", cerr, rerr)

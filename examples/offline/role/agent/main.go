@@ -6,6 +6,7 @@
 //	agent exit N       exit with code N at once (crash-loop tests)
 //	agent serve :PORT  answer every HTTP request with 200 "ok <hostname>" until SIGTERM or SIGINT
 //	agent probe [DIR...] print a JSON report of the sandbox as seen from inside (see probe)
+//	agent fetch [-k] URL, dial HOST:PORT, resolve NAME, ifaces: network probes (see net.go)
 //
 // The image's entrypoint is /agent, so a manifest command that repeats it
 // ("/agent", "idle") works too: a leading argument naming the program is skipped.
@@ -68,6 +69,9 @@ func run(argv []string) int {
 	case "probe":
 		return probe(args[1:])
 	default:
+		if code, ok := netCommand(args); ok {
+			return code
+		}
 		return usage()
 	}
 }
@@ -99,7 +103,7 @@ func serve(ctx context.Context, addr, host string) int {
 }
 
 func usage() int {
-	fmt.Fprintln(os.Stderr, "usage: agent [idle] | agent exit N | agent serve :PORT")
+	fmt.Fprintln(os.Stderr, "usage: agent [idle] | agent exit N | agent serve :PORT | agent probe [DIR...] | agent fetch [-k] URL | agent dial HOST:PORT | agent resolve NAME | agent ifaces")
 	return 2
 }
 

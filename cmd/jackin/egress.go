@@ -1,0 +1,273 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/egress"
+	"github.com/jackin-dev/jackin/reconciler"
+	"github.com/jackin-dev/jackin/schema"
+	"github.com/jackin-dev/jackin/store"
+)
+
+// pendingPolicies lists the instances, not created by the plan, whose
+// egress policy file differs from the manifest's allowlist.
+func pendingPolicies(res *planResult) []string {
+	creating := map[string]bool{}
+	for _, act := range res.plan.Actions {
+		if act.Type == reconciler.ActionCreate {
+			creating[act.Instance] = true
+		}
+	}
+	var out []string
+	for i := range res.desired.Instances {
+		in := &res.desired.Instances[i]
+		if in.Policy != nil && !creating[in.Name] && in.PolicyPending() {
+			out = append(out, in.Name)
+		}
+	}
+	return out
+}
+
+// pullBeforeRemoving pulls the logs of the egress proxies a plan is about
+// to remove (recreate or delete), so their last decisions are not lost.
+func pullBeforeRemoving(ctx context.Context, drv drivers.Driver, st *store.Store, p *reconciler.Plan) error {
+	lr, ok := drv.(drivers.LogReader)
+	if !ok {
+		return nil
+	}
+	var doomed []drivers.ObservedResource
+	for _, act := range p.Actions {
+		if act.Mutates() && (act.Type == reconciler.ActionRecreate || act.Type == reconciler.ActionDelete) {
+			doomed = append(doomed, act.Observed...)
+		}
+	}
+	return pullEgressContainers(ctx, lr, st, p.Fleet, doomed)
+}
+
+// writeFleetPolicies writes the egress policy files of a fleet's allowlist
+// instances (watch calls it on start and on each manifest reload, so an
+// allowlist change reaches the running proxy without a recreate).
+func (a *app) writeFleetPolicies(fleet *schema.Fleet) error {
+	desired, err := reconciler.BuildDesired(fleet)
+	if err != nil {
+		return err
+	}
+	changed, err := reconciler.WritePolicies(desired)
+	for _, name := range changed {
+		a.log.Info("egress policy written; the proxy reloads it", "instance", name)
+	}
+	return err
+}
+
+func newEgressCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "egress",
+		Short: "Egress proxies: their connection log",
+	}
+	cmd.AddCommand(newEgressLogCommand(a))
+	return cmd
+}
+
+// egressLog is the -o json document of `jackin egress log`.
+type egressLog struct {
+	APIVersion string                 `json:"apiVersion"`
+	Kind       string                 `json:"kind"`
+	Fleet      string                 `json:"fleet"`
+	Items      []store.EgressDecision `json:"items"`
+}
+
+func newEgressLogCommand(a *app) *cobra.Command {
+	var mf manifestFlags
+	var out outputFlag
+	var fleetName string
+	var denied, follow bool
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "log (-f PATH... | --fleet NAME) [INSTANCE]",
+		Short: "Show the connections each instance's egress proxy allowed and denied",
+		Long: `log pulls the decisions of the fleet's egress proxies (one per instance in
+egress "allowlist") from their containers' logs into jackin's store, then prints
+them, oldest first: time, instance, allowed or denied, method (CONNECT, GET, ...),
+destination, the rule that decided, bytes each way and duration.
+
+With --follow it pulls and prints new decisions every second until interrupted.
+-o json prints one document ({"kind": "EgressLog", "items": [...]}); with
+--follow, one decision per line.`,
+		Example: `  jackin egress log -f fleet.cue
+  jackin egress log --fleet demo web --denied
+  jackin egress log -f fleet.cue --follow -o json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.validate(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if fleetName == "" {
+				if len(mf.files) == 0 {
+					return exitWith(exitInvalid, errors.New("give the fleet: -f PATH (its manifest) or --fleet NAME"))
+				}
+				fleet, err := a.loadFleet(ctx, mf.files)
+				if err != nil {
+					return err
+				}
+				fleetName = fleet.Name
+			} else if !validFleetName(fleetName) {
+				return exitWith(exitInvalid, fmt.Errorf("--fleet %q is not a valid fleet name", fleetName))
+			}
+			instance := ""
+			if len(args) == 1 {
+				instance = args[0]
+			}
+			drv, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer a.logEngineCalls(drv)
+			st, err := a.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			q := store.EgressQuery{Fleet: fleetName, Instance: instance, Denied: denied, Limit: limit}
+			if err := pullEgressLogs(ctx, drv, st, fleetName); err != nil {
+				return exitWith(exitInvalid, err)
+			}
+			items, err := st.EgressDecisions(ctx, q)
+			if err != nil {
+				return exitWith(exitInvalid, err)
+			}
+			if !follow {
+				if out.format == "json" {
+					if items == nil {
+						items = []store.EgressDecision{}
+					}
+					return writeStructured(a.stdout, "json", egressLog{APIVersion: "jackin.dev/v1alpha1", Kind: "EgressLog", Fleet: fleetName, Items: items})
+				}
+				writeEgressTable(a.stdout, items, true)
+				return nil
+			}
+			header := true
+			for {
+				if out.format == "json" {
+					enc := json.NewEncoder(a.stdout)
+					for _, d := range items {
+						_ = enc.Encode(d)
+					}
+				} else if len(items) > 0 {
+					writeEgressTable(a.stdout, items, header)
+					header = false
+				}
+				if len(items) > 0 {
+					q.AfterID = items[len(items)-1].ID
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(time.Second):
+				}
+				if err := pullEgressLogs(ctx, drv, st, fleetName); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					fmt.Fprintf(a.stderr, "warning: %v\n", err)
+				}
+				q.Limit = 0
+				if items, err = st.EgressDecisions(ctx, q); err != nil {
+					return exitWith(exitInvalid, err)
+				}
+			}
+		},
+	}
+	mf.register(cmd)
+	out.register(cmd, "text", "text", "json")
+	cmd.Flags().StringVar(&fleetName, "fleet", "", "the fleet's name (instead of -f)")
+	cmd.Flags().BoolVar(&denied, "denied", false, "only denied connections")
+	cmd.Flags().BoolVar(&follow, "follow", false, "keep pulling and printing new decisions every second")
+	cmd.Flags().IntVar(&limit, "limit", 1000, "at most this many of the newest decisions (before --follow's new ones)")
+	return cmd
+}
+
+func writeEgressTable(w io.Writer, items []store.EgressDecision, header bool) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if header {
+		fmt.Fprintln(tw, "TIME\tINSTANCE\tDECISION\tMETHOD\tDESTINATION\tRULE\tUP\tDOWN\tMS")
+	}
+	for _, d := range items {
+		decision := "allowed"
+		if !d.Allowed {
+			decision = "DENIED"
+		}
+		rule := d.Rule
+		if d.Error != "" {
+			rule += " (error: " + d.Error + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", d.Time.Local().Format("2006-01-02 15:04:05.000"), d.Instance, decision, d.Method,
+			d.Host+":"+strconv.Itoa(d.Port), rule, d.BytesUp, d.BytesDown, d.DurationMs)
+	}
+	_ = tw.Flush()
+}
+
+// pullEgressLogs reads the new decision lines of every egress proxy of the
+// fleet into the store. The instance comes from the container's label, not
+// from the line.
+func pullEgressLogs(ctx context.Context, drv drivers.Driver, st *store.Store, fleet string) error {
+	lr, ok := drv.(drivers.LogReader)
+	if !ok {
+		return fmt.Errorf("the %s backend cannot read container logs", drv.Name())
+	}
+	obs, err := drv.Observe(ctx, fleet, nil)
+	if err != nil {
+		return err
+	}
+	return pullEgressContainers(ctx, lr, st, fleet, obs.Containers)
+}
+
+// pullEgressContainers pulls the decision lines of the egress proxies among
+// containers.
+func pullEgressContainers(ctx context.Context, lr drivers.LogReader, st *store.Store, fleet string, containers []drivers.ObservedResource) error {
+	var errs []error
+	for _, c := range containers {
+		if c.Kind != drivers.KindContainer || c.Labels[drivers.LabelManagedBy] != drivers.ManagedByValue || c.Labels[drivers.LabelComponent] != drivers.ComponentEgress {
+			continue
+		}
+		since, err := st.EgressPulledUntil(ctx, fleet, c.ID)
+		if err != nil {
+			return err
+		}
+		lines, err := lr.ContainerLogs(ctx, c.ID, since)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var ds []store.EgressDecision
+		until := since
+		for _, l := range lines {
+			if l.Time.After(until) {
+				until = l.Time
+			}
+			d, ok := egress.ParseDecision(l.Text)
+			if !ok {
+				continue
+			}
+			ds = append(ds, store.EgressDecision{Fleet: fleet, Instance: c.Instance(), Time: d.Time, Host: d.Host, Port: d.Port,
+				Method: d.Method, Allowed: d.Allowed, Rule: d.Rule, BytesUp: d.BytesUp, BytesDown: d.BytesDown, DurationMs: d.DurationMs, Error: d.Error})
+		}
+		if len(lines) == 0 {
+			continue
+		}
+		if _, err := st.AddEgressDecisions(ctx, fleet, c.ID, until, ds); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

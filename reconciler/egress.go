@@ -1,0 +1,317 @@
+package reconciler
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/egress"
+	"github.com/jackin-dev/jackin/schema"
+)
+
+// Egress sidecar constants.
+const (
+	// SidecarImageRepo is the repository of the egress sidecar image, built
+	// from jackin's own executable; the tag is a hash of that executable.
+	SidecarImageRepo = "jackin-sidecar"
+	// ProxyPort is where the allowlist proxy listens, on the instance's
+	// internal network, under the alias ProxyAlias.
+	ProxyPort  = 3128
+	ProxyAlias = "egress"
+	// PolicyMountDir is where the sidecar sees the instance's policy
+	// directory (read-only).
+	PolicyMountDir = "/run/jackin-egress"
+	// forwardPortBase is the first port the sidecar's forwarders listen
+	// on, one per published port of the agent, in order.
+	forwardPortBase = 40000
+)
+
+// SidecarName is the name of an instance's egress sidecar container.
+func SidecarName(fleet, instance string) string { return ResourceName(fleet, instance) + "-egress" }
+
+// OutNetworkName is the bridge the sidecar's outbound side joins when no
+// egressNetwork is given.
+func OutNetworkName(fleet, instance string) string { return ResourceName(fleet, instance) + "-out" }
+
+// PolicyDir is the host directory holding an instance's policy file.
+func PolicyDir(stateDir, fleet, instance string) string {
+	return filepath.Join(stateDir, "egress", fleet, instance)
+}
+
+// SidecarImage returns the egress sidecar image for the running
+// executable. Tests replace it to keep golden plans stable.
+var SidecarImage = func(stateDir string) (drivers.ImageSpec, error) { return sidecarImage(stateDir) }
+
+var exeHash struct {
+	sync.Mutex
+	key  string // path, size and mtime
+	hash string
+}
+
+// sidecarImage hashes os.Executable() (refusing a dynamically linked one,
+// which cannot run in a FROM scratch image) into the tag, and prepares the
+// build context under the state dir only when the image is built.
+func sidecarImage(stateDir string) (drivers.ImageSpec, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return drivers.ImageSpec{}, fmt.Errorf("egress sidecar: find jackin's executable: %w", err)
+	}
+	if r, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = r
+	}
+	fi, err := os.Stat(exe)
+	if err != nil {
+		return drivers.ImageSpec{}, fmt.Errorf("egress sidecar: %w", err)
+	}
+	key := exe + "\x00" + strconv.FormatInt(fi.Size(), 10) + "\x00" + fi.ModTime().String()
+	exeHash.Lock()
+	defer exeHash.Unlock()
+	if exeHash.key != key {
+		if err := CheckStatic(exe); err != nil {
+			return drivers.ImageSpec{}, err
+		}
+		f, err := os.Open(exe)
+		if err != nil {
+			return drivers.ImageSpec{}, fmt.Errorf("egress sidecar: %w", err)
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return drivers.ImageSpec{}, fmt.Errorf("egress sidecar: hash %s: %w", exe, err)
+		}
+		exeHash.key, exeHash.hash = key, hex.EncodeToString(h.Sum(nil))[:16]
+	}
+	hash := exeHash.hash
+	dir := filepath.Join(stateDir, "images", "sidecar-"+hash)
+	return drivers.ImageSpec{Ref: SidecarImageRepo + ":" + hash, Build: &drivers.BuildSpec{
+		Context:    dir,
+		Dockerfile: "Dockerfile",
+		Prepare:    func() error { return prepareSidecarContext(dir, exe) },
+	}}, nil
+}
+
+// CheckStatic refuses a dynamically linked executable (one with an ELF
+// interpreter): the sidecar image is FROM scratch and has no libc.
+func CheckStatic(exe string) error {
+	f, err := elf.Open(exe)
+	if err != nil {
+		return fmt.Errorf("egress sidecar: %s is not an ELF executable jackin can put in an image: %w", exe, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("egress sidecar: %s is dynamically linked, and the sidecar image (FROM scratch, built from jackin's own executable) needs a static one: rebuild jackin with CGO_ENABLED=0 (make build does)", exe)
+		}
+	}
+	return nil
+}
+
+const sidecarDockerfile = "FROM scratch\nCOPY jackin /jackin\nENTRYPOINT [\"/jackin\"]\n"
+
+// prepareSidecarContext writes the build context: a copy of the executable
+// named jackin and the Dockerfile. It is written to a temporary directory
+// and renamed into place, so a crash leaves no half-written context.
+func prepareSidecarContext(dir, exe string) error {
+	if b, err := os.ReadFile(filepath.Join(dir, "Dockerfile")); err == nil && string(b) == sidecarDockerfile {
+		if _, err := os.Stat(filepath.Join(dir, "jackin")); err == nil {
+			return nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("egress sidecar context: %w", err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".sidecar-")
+	if err != nil {
+		return fmt.Errorf("egress sidecar context: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := copyFile(exe, filepath.Join(tmp, "jackin"), 0o755); err != nil {
+		return fmt.Errorf("egress sidecar context: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "Dockerfile"), []byte(sidecarDockerfile), 0o644); err != nil {
+		return fmt.Errorf("egress sidecar context: %w", err)
+	}
+	_ = os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("egress sidecar context: %w", err)
+	}
+	return nil
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// renderedEgress is what an internal egress mode adds to an instance.
+type renderedEgress struct {
+	networks   []drivers.Resource
+	containers []drivers.Resource
+	policy     *egress.Policy
+	policyFile string
+}
+
+// renderEgress puts the agent on its internal network only, and adds the
+// sidecar: in "allowlist" the proxy (alias "egress" on the internal network,
+// the outbound side on jk-<fleet>-<instance>-out or egressNetwork), in
+// "none" a forwarder only when the agent publishes ports. Published ports
+// move from the agent to the sidecar, which relays them to the agent's
+// container port over the internal network.
+func renderEgress(fleet, name string, inst schema.Instance, spec Spec, ctr *drivers.ContainerSpec, base func(string) map[string]string, stateDir string) (renderedEgress, error) {
+	var out renderedEgress
+	rname := ResourceName(fleet, name)
+	ports := ctr.Ports
+	ctr.Ports = nil
+	allowlist := spec.Network.Egress == schema.EgressAllowlist
+	if !allowlist && len(ports) == 0 {
+		ctr.Networks, ctr.NoNetwork = nil, true
+		return out, nil
+	}
+	img, err := SidecarImage(stateDir)
+	if err != nil {
+		return out, err
+	}
+	outNet := spec.Network.EgressNetwork
+	if outNet == "" {
+		outNet = OutNetworkName(fleet, name)
+		out.networks = append(out.networks, drivers.Resource{Kind: drivers.KindNetwork, Name: outNet, Component: drivers.ComponentNetwork,
+			Labels: base(drivers.ComponentNetwork), Network: &drivers.NetworkSpec{}})
+	}
+	cmd := []string{"egress-proxy"}
+	side := &drivers.ContainerSpec{
+		Image: img,
+		// The outbound network first: the engine publishes ports from the
+		// network that has the default route.
+		Networks:  []string{outNet, rname},
+		Aliases:   map[string][]string{rname: {ProxyAlias}},
+		Hostname:  ProxyAlias,
+		Memory:    128 << 20,
+		PidsLimit: 256,
+		Running:   ctr.Running,
+	}
+	if allowlist {
+		rules, err := egress.Expand(inst.Network.Allow, inst.Agent)
+		if err != nil {
+			return out, fmt.Errorf("network.allow: %w", err)
+		}
+		if rules == nil {
+			rules = []egress.Rule{}
+		}
+		out.policy = &egress.Policy{Instance: name, Rules: rules}
+		dir := PolicyDir(stateDir, fleet, name)
+		out.policyFile = filepath.Join(dir, "policy.json")
+		cmd = append(cmd, "--policy", PolicyMountDir+"/policy.json", "--listen", ":"+strconv.Itoa(ProxyPort))
+		if spec.Network.UpstreamProxy != "" {
+			cmd = append(cmd, "--upstream", spec.Network.UpstreamProxy)
+		}
+		side.Mounts = []drivers.MountSpec{{Type: "bind", Source: dir, Target: PolicyMountDir, ReadOnly: true}}
+		proxy := "http://" + ProxyAlias + ":" + strconv.Itoa(ProxyPort)
+		for _, k := range []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"} {
+			ctr.Env[k] = proxy
+		}
+		ctr.Env["NO_PROXY"], ctr.Env["no_proxy"] = "localhost,127.0.0.1", "localhost,127.0.0.1"
+	}
+	for i, p := range ports {
+		listen := forwardPortBase + i
+		cmd = append(cmd, "--forward", fmt.Sprintf(":%d=%s:%d", listen, rname, p.ContainerPort))
+		side.Ports = append(side.Ports, drivers.PortSpec{ContainerPort: listen, HostPort: p.HostPort, HostIP: p.HostIP, Protocol: "tcp"})
+	}
+	side.Command = cmd
+	sname := SidecarName(fleet, name)
+	out.containers = append(out.containers, drivers.Resource{Kind: drivers.KindContainer, Name: sname, Component: drivers.ComponentEgress,
+		Labels: base(drivers.ComponentEgress), Container: side})
+	return out, nil
+}
+
+// PolicyBytes is the policy file's content for an instance.
+func (in *DesiredInstance) PolicyBytes() ([]byte, error) {
+	if in.Policy == nil {
+		return nil, nil
+	}
+	b, err := json.MarshalIndent(in.Policy, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// PolicyPending reports whether the instance's policy file differs from
+// what the manifest says (a reload of the proxy that apply would cause).
+func (in *DesiredInstance) PolicyPending() bool {
+	want, err := in.PolicyBytes()
+	if err != nil || want == nil {
+		return false
+	}
+	got, err := os.ReadFile(in.PolicyFile)
+	return err != nil || !bytes.Equal(got, want)
+}
+
+// WritePolicies writes the policy file of every allowlist instance,
+// atomically (a temporary file renamed over it), so a running proxy reloads
+// a whole policy or none. It returns the instances whose policy changed.
+func WritePolicies(d *Desired) ([]string, error) {
+	var changed []string
+	var errs []error
+	for i := range d.Instances {
+		in := &d.Instances[i]
+		if in.Policy == nil || !in.PolicyPending() {
+			continue
+		}
+		b, err := in.PolicyBytes()
+		if err == nil {
+			err = writeAtomic(in.PolicyFile, b)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("instance %s: write egress policy: %w", in.Name, err))
+			continue
+		}
+		changed = append(changed, in.Name)
+	}
+	return changed, errors.Join(errs...)
+}
+
+func writeAtomic(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".policy-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
