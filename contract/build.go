@@ -426,6 +426,7 @@ func (b builder) network(fx facts, warn func(string, string, ...any)) Network {
 		n.EnforcementPoint = "the engine: the agent container has network mode none"
 		n.InstanceNetwork = "none"
 		if len(fx.di.Spec.Network.Ports) > 0 {
+			n.EgressMeaning = "none: no route out; besides loopback the agent has only its internal network, shared with the forwarder of its published ports (which only relays inbound connections to them)"
 			n.EnforcementPoint = "the engine: the agent is on an internal network of its own (no route out), with only the forwarder " + sidecar + " that publishes its ports"
 			n.InstanceNetwork = fx.name + ": an internal network of its own (no route out), shared only with the port forwarder"
 		}
@@ -581,13 +582,20 @@ func (b builder) hostEffects(fx facts) HostEffects {
 	if ctrObs != nil && ctrObs.Labels[drivers.LabelSpecHash] != di.Hash {
 		ctr.Detail = "spec changed: apply recreates it"
 	}
+	if len(di.Resources) > 0 && di.Resources[0].Network != nil && di.Resources[0].Network.Internal {
+		network.Effect = "create the internal network " + fx.name + " (a /28 subnet from jackin's pool; no route out and no address on the host)"
+	}
 	he.Effects = append(he.Effects, img, network, ctr)
+	he.Effects = append(he.Effects, egressEffects(fx, status, o)...)
 
 	// Ports, bound while the container runs.
 	running := ctrObs != nil && ctrObs.State == drivers.StateRunning
 	for _, p := range di.Spec.Network.Ports {
 		ap := AccessPort{Address: orDefault(p.Address, "0.0.0.0"), Host: p.Host, Container: p.Container, Protocol: p.Protocol}
 		e := HostEffect{Kind: EffectPort, Name: portText(ap), Effect: "bind " + portText(ap) + " on the host while the container runs", Status: status(running), AfterDelete: AfterDeleteReleased}
+		if mode := di.Spec.Network.Egress; mode == schema.EgressAllowlist || mode == schema.EgressNone {
+			e.Effect = "bind " + portText(ap) + " on the host while the egress sidecar " + reconciler.SidecarName(b.fleet, di.Name) + " runs (it relays to the agent's port)"
+		}
 		he.Effects = append(he.Effects, e)
 	}
 
@@ -618,6 +626,50 @@ func (b builder) hostEffects(fx facts) HostEffects {
 		HostEffect{Kind: EffectStateDir, Name: lock, Effect: "take the fleet's writer lock " + lock, Status: stateStatus(lock), AfterDelete: AfterDeletePersists},
 	)
 	return he
+}
+
+// egressEffects are the host-side effects of an internal egress mode: the
+// sidecar image built from jackin's executable, the policy file, the
+// outbound network and the sidecar container.
+func egressEffects(fx facts, status func(bool) string, o *Observation) []HostEffect {
+	var out []HostEffect
+	di := fx.di
+	engineKnown := o != nil && o.Engine != nil
+	for _, r := range di.Resources {
+		switch {
+		case r.Kind == drivers.KindNetwork && r.Name != fx.name:
+			found := false
+			if engineKnown {
+				for _, n := range o.Engine.Networks {
+					found = found || (n.Name == r.Name && n.Instance() == di.Name)
+				}
+			}
+			out = append(out, HostEffect{Kind: EffectNetwork, Name: r.Name, Effect: "create the bridge network " + r.Name + " (the egress sidecar's outbound side)", Status: status(found), AfterDelete: AfterDeleteRemoved})
+		case r.Kind == drivers.KindContainer && r.Component == drivers.ComponentEgress && r.Container != nil:
+			img := r.Container.Image
+			imgPresent := engineKnown && o.Engine.Images[img.Ref] != ""
+			effect := "build " + img.Ref + " from jackin's own executable (FROM scratch), when the tag is missing"
+			if img.Build != nil {
+				effect += "; its context is written to " + img.Build.Context
+			}
+			out = append(out, HostEffect{Kind: EffectImage, Name: img.Ref, Effect: effect, Status: status(imgPresent), AfterDelete: AfterDeletePersists})
+			found := false
+			if engineKnown {
+				for _, c := range o.Engine.Containers {
+					found = found || (c.Name == r.Name && c.Instance() == di.Name)
+				}
+			}
+			what := "the egress proxy"
+			if di.Policy == nil {
+				what = "the forwarder of the published ports"
+			}
+			out = append(out, HostEffect{Kind: EffectContainer, Name: r.Name, Effect: "create the container " + r.Name + " (" + what + ") and start it with the agent", Status: status(found), AfterDelete: AfterDeleteRemoved})
+		}
+	}
+	if di.Policy != nil {
+		out = append(out, HostEffect{Kind: EffectStateDir, Name: di.PolicyFile, Effect: "write the egress policy " + di.PolicyFile + " (the expanded allowlist; rewritten when allow changes, which the proxy reloads)", Status: StatusUnknown, AfterDelete: AfterDeletePersists})
+	}
+	return out
 }
 
 func (b builder) recovery(fx facts) Recovery {

@@ -139,6 +139,28 @@ func goldenCases() []goldenCase {
 			opts: defaultOpts,
 		},
 		{
+			name: "allowlist",
+			fleet: func(*testing.T) *schema.Fleet {
+				f := fleetOf("edge", map[string]schema.Instance{
+					"fenced": instance(limited, func(in *schema.Instance) {
+						in.Agent = schema.AgentClaude
+						in.Network = schema.Network{Egress: schema.EgressAllowlist, Allow: []string{"@agent", "@npm", "*.example.com", "git.example.org:8443"},
+							EgressNetwork: "corp-egress", UpstreamProxy: "http://proxy.corp:3128",
+							Ports: []schema.Port{{Container: 3000, Host: 13000, Address: "127.0.0.1", Protocol: "tcp"}, {Container: 8080, Host: 18080, Address: "0.0.0.0", Protocol: "tcp"}}}
+					}),
+					"sealed": instance(limited, func(in *schema.Instance) {
+						in.Network = schema.Network{Egress: schema.EgressNone, Ports: []schema.Port{{Container: 3000, Host: 13001, Address: "127.0.0.1", Protocol: "tcp"}}}
+					}),
+					"empty": instance(limited, func(in *schema.Instance) {
+						in.Network = schema.Network{Egress: schema.EgressAllowlist}
+					}),
+				})
+				f.StateDir = fakeStateDir
+				return f
+			},
+			opts: defaultOpts,
+		},
+		{
 			name: "observed",
 			fleet: func(*testing.T) *schema.Fleet {
 				return fleetOf("edge", map[string]schema.Instance{

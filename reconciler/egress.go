@@ -58,9 +58,10 @@ var exeHash struct {
 	hash string
 }
 
-// sidecarImage hashes os.Executable() (refusing a dynamically linked one,
-// which cannot run in a FROM scratch image) into the tag, and prepares the
-// build context under the state dir only when the image is built.
+// sidecarImage hashes os.Executable() into the tag. The build context is
+// prepared under the state dir only when the image is built, and a
+// dynamically linked executable (which cannot run in a FROM scratch image)
+// is refused then.
 func sidecarImage(stateDir string) (drivers.ImageSpec, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -77,9 +78,6 @@ func sidecarImage(stateDir string) (drivers.ImageSpec, error) {
 	exeHash.Lock()
 	defer exeHash.Unlock()
 	if exeHash.key != key {
-		if err := CheckStatic(exe); err != nil {
-			return drivers.ImageSpec{}, err
-		}
 		f, err := os.Open(exe)
 		if err != nil {
 			return drivers.ImageSpec{}, fmt.Errorf("egress sidecar: %w", err)
@@ -97,7 +95,14 @@ func sidecarImage(stateDir string) (drivers.ImageSpec, error) {
 	return drivers.ImageSpec{Ref: SidecarImageRepo + ":" + hash, Build: &drivers.BuildSpec{
 		Context:    dir,
 		Dockerfile: "Dockerfile",
-		Prepare:    func() error { return prepareSidecarContext(dir, exe) },
+		// Checked only when the image is built: planning and explaining
+		// work with any build of jackin.
+		Prepare: func() error {
+			if err := CheckStatic(exe); err != nil {
+				return err
+			}
+			return prepareSidecarContext(dir, exe)
+		},
 	}}, nil
 }
 
@@ -315,3 +320,7 @@ func writeAtomic(path string, b []byte) error {
 	}
 	return os.Rename(f.Name(), path)
 }
+
+// RealSidecarImage is the sidecar image of the running executable, whatever
+// SidecarImage is set to (for tests).
+func RealSidecarImage(stateDir string) (drivers.ImageSpec, error) { return sidecarImage(stateDir) }

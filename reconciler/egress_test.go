@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -280,4 +281,33 @@ func objectID(drv *fake.Driver, name string) string {
 		}
 	}
 	return ""
+}
+
+func TestSidecarImageOfThisExecutable(t *testing.T) {
+	img, err := reconciler.RealSidecarImage(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^jackin-sidecar:[0-9a-f]{16}$`).MatchString(img.Ref) || img.Build == nil || img.Build.Prepare == nil {
+		t.Fatalf("sidecar image %+v", img)
+	}
+	err = img.Build.Prepare()
+	exe, _ := os.Executable()
+	if reconciler.CheckStatic(exe) != nil {
+		// A test binary built with cgo: the build is refused, clearly.
+		if err == nil || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
+			t.Fatalf("a dynamic executable: Prepare = %v", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	df, err := os.ReadFile(filepath.Join(img.Build.Context, "Dockerfile"))
+	if err != nil || string(df) != "FROM scratch\nCOPY jackin /jackin\nENTRYPOINT [\"/jackin\"]\n" {
+		t.Errorf("Dockerfile %q %v", df, err)
+	}
+	if fi, err := os.Stat(filepath.Join(img.Build.Context, "jackin")); err != nil || fi.Mode()&0o100 == 0 {
+		t.Errorf("the executable copy: %v %v", fi, err)
+	}
 }
