@@ -132,6 +132,13 @@ type ContainerSpec struct {
 	NanoCPUs   int64 // 0 = unlimited
 	PidsLimit  int64 // 0 = unlimited
 	StopSignal string
+	// Hardening, for jackin's own sidecars: the user to run as ("uid:gid"),
+	// capabilities to drop ("ALL"), no-new-privileges, a read-only root
+	// filesystem. Zero values leave the engine's defaults.
+	User            string
+	CapDrop         []string
+	NoNewPrivileges bool
+	ReadOnlyRoot    bool
 	// Running is the desired state: false creates the container without starting it.
 	Running bool
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"sync"
 
@@ -216,6 +217,12 @@ func renderEgress(fleet, name string, inst schema.Instance, spec Spec, ctr *driv
 		Memory:    128 << 20,
 		PidsLimit: 256,
 		Running:   ctr.Running,
+		// The proxy parses what the agent sends: it runs unprivileged,
+		// with no capabilities, on a read-only root.
+		User:            "65534:65534",
+		CapDrop:         []string{"ALL"},
+		NoNewPrivileges: true,
+		ReadOnlyRoot:    true,
 	}
 	if allowlist {
 		rules, err := egress.Expand(inst.Network.Allow, inst.Agent)
@@ -302,6 +309,10 @@ func writeAtomic(path string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
+	// The proxy reads it as an unprivileged user, whatever the umask.
+	if err := os.Chmod(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
 	f, err := os.CreateTemp(filepath.Dir(path), ".policy-")
 	if err != nil {
 		return err
@@ -324,3 +335,32 @@ func writeAtomic(path string, b []byte) error {
 // RealSidecarImage is the sidecar image of the running executable, whatever
 // SidecarImage is set to (for tests).
 func RealSidecarImage(stateDir string) (drivers.ImageSpec, error) { return sidecarImage(stateDir) }
+
+// PolicyChange compares the instance's policy file with the manifest's
+// allowlist: the rules (host or host:port) it would add and remove. pending
+// is true when the file differs at all (or is missing).
+func (in *DesiredInstance) PolicyChange() (added, removed []string, pending bool) {
+	if in.Policy == nil || !in.PolicyPending() {
+		return nil, nil, false
+	}
+	have := map[string]bool{}
+	if old, err := egress.LoadPolicy(in.PolicyFile); err == nil {
+		for _, r := range old.Rules {
+			have[r.String()] = true
+		}
+	}
+	want := map[string]bool{}
+	for _, r := range in.Policy.Rules {
+		want[r.String()] = true
+		if !have[r.String()] {
+			added = append(added, r.String())
+		}
+	}
+	for r := range have {
+		if !want[r] {
+			removed = append(removed, r)
+		}
+	}
+	sort.Strings(removed)
+	return added, removed, true
+}

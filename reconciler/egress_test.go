@@ -97,6 +97,9 @@ func TestDesiredAllowlist(t *testing.T) {
 	if len(sc.Mounts) != 1 || sc.Mounts[0] != (drivers.MountSpec{Type: "bind", Source: policyDir, Target: "/run/jackin-egress", ReadOnly: true}) {
 		t.Errorf("sidecar mounts %+v", sc.Mounts)
 	}
+	if sc.User != "65534:65534" || !slices.Equal(sc.CapDrop, []string{"ALL"}) || !sc.NoNewPrivileges || !sc.ReadOnlyRoot {
+		t.Errorf("the sidecar is not hardened: user %q capDrop %v nnp %v ro %v", sc.User, sc.CapDrop, sc.NoNewPrivileges, sc.ReadOnlyRoot)
+	}
 	for _, m := range sc.Mounts {
 		if strings.Contains(m.Source, "docker.sock") {
 			t.Fatal("the sidecar must never mount the Docker socket")
@@ -200,17 +203,24 @@ func TestWritePolicies(t *testing.T) {
 	if changed, _ := reconciler.WritePolicies(d); len(changed) != 0 {
 		t.Errorf("a second write changed %v", changed)
 	}
-	d2 := desired(t, with(f, "web", func(in *schema.Instance) { in.Network.Allow = []string{"only.example"} }))
+	d2 := desired(t, with(f, "web", func(in *schema.Instance) { in.Network.Allow = []string{"only.example", "example.com:8443"} }))
 	if !d2.Instance("web").PolicyPending() {
 		t.Error("a changed allowlist is pending")
+	}
+	added, removed, pending := d2.Instance("web").PolicyChange()
+	if !pending || !slices.Equal(added, []string{"only.example"}) || !slices.Contains(removed, "api.anthropic.com") || slices.Contains(removed, "example.com:8443") {
+		t.Errorf("PolicyChange: added %v removed %v pending %v", added, removed, pending)
 	}
 	changed, err = reconciler.WritePolicies(d2)
 	if err != nil || !slices.Equal(changed, []string{"web"}) {
 		t.Fatalf("rewrite: %v %v", changed, err)
 	}
+	if _, _, pending := d2.Instance("web").PolicyChange(); pending {
+		t.Error("still pending after the rewrite")
+	}
 	b, _ := os.ReadFile(d2.Instance("web").PolicyFile)
 	var p egress.Policy
-	if err := json.Unmarshal(b, &p); err != nil || len(p.Rules) != 1 || p.Rules[0].Host != "only.example" {
+	if err := json.Unmarshal(b, &p); err != nil || len(p.Rules) != 2 || p.Rules[0].Host != "only.example" {
 		t.Errorf("rewritten policy %s", b)
 	}
 	entries, _ := os.ReadDir(filepath.Dir(d2.Instance("web").PolicyFile))

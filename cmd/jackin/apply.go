@@ -108,13 +108,16 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 		return err
 	}
 	widening := markWidenings(res)
+	policies := pendingPolicies(res)
+	policyWidens := policyWidenings(policies)
 	if format == "text" {
 		reconciler.WritePlanText(a.stdout, res.plan, isTerminal(a.stdout))
+		writePolicyChanges(a.stdout, policies)
 	}
 	// Checked before anything is recorded or executed: a refused plan
-	// changes nothing on the engine.
-	if opts.requireApproval && widening > 0 && !opts.approve {
-		return a.refuseWidening(fleet.Name, res.plan, format)
+	// changes nothing on the engine (nor any egress policy).
+	if opts.requireApproval && widening+len(policyWidens) > 0 && !opts.approve {
+		return a.refuseWidening(fleet.Name, res.plan, format, policyWidens)
 	}
 	if err := a.checkDirtySources(ctx, res.plan, opts.force); err != nil {
 		return err
@@ -128,9 +131,9 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 	// nothing).
 	if changed, err := reconciler.WritePolicies(res.desired); err != nil {
 		return exitWith(exitInvalid, err)
-	} else if format == "text" {
+	} else {
 		for _, name := range changed {
-			fmt.Fprintf(a.stdout, "egress policy of %s written: its proxy reloads it within a second\n", name)
+			a.log.V(1).Info("egress policy written; its proxy reloads it within a second", "instance", name)
 		}
 	}
 
@@ -229,8 +232,8 @@ func shortCommit(c string) string {
 // refuseWidening reports a plan refused by --require-approval-for-widening:
 // each widening on stderr (and, with -o json, the plan and the refusal on
 // stdout), exit code 2.
-func (a *app) refuseWidening(fleet string, p *reconciler.Plan, format string) error {
-	n := p.WideningActions()
+func (a *app) refuseWidening(fleet string, p *reconciler.Plan, format string, policyWidens []string) error {
+	n := p.WideningActions() + len(policyWidens)
 	noun := "instances"
 	if n == 1 {
 		noun = "instance"
@@ -242,6 +245,9 @@ func (a *app) refuseWidening(fleet string, p *reconciler.Plan, format string) er
 		for _, w := range act.Widens {
 			fmt.Fprintf(&b, "  %s (%s): %s\n", act.Instance, act.Type, w.Message)
 		}
+	}
+	for _, w := range policyWidens {
+		fmt.Fprintf(&b, "  %s\n", w)
 	}
 	b.WriteString("Review these widenings, then run apply again with --approve to apply them.\n")
 	fmt.Fprint(a.stderr, b.String())

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 
@@ -84,9 +83,7 @@ func (a *app) diff(ctx context.Context, files []string, pf planFlags, format str
 	}
 	pending := pendingPolicies(res)
 	if format == "text" {
-		for _, name := range pending {
-			fmt.Fprintf(a.stdout, "~ %s: egress allowlist changed: apply rewrites its policy and the proxy reloads it (nothing is recreated)\n", name)
-		}
+		writePolicyChanges(a.stdout, pending)
 	}
 	if res.plan.HasChanges() || len(pending) > 0 {
 		return &exitError{code: exitChanges, reported: true}

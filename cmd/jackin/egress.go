@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -19,23 +21,66 @@ import (
 	"github.com/jackin-dev/jackin/store"
 )
 
+// policyChange is an allowlist change apply makes by rewriting a policy
+// file (no recreate).
+type policyChange struct {
+	Instance string
+	Added    []string
+	Removed  []string
+}
+
 // pendingPolicies lists the instances, not created by the plan, whose
 // egress policy file differs from the manifest's allowlist.
-func pendingPolicies(res *planResult) []string {
+func pendingPolicies(res *planResult) []policyChange {
 	creating := map[string]bool{}
 	for _, act := range res.plan.Actions {
 		if act.Type == reconciler.ActionCreate {
 			creating[act.Instance] = true
 		}
 	}
-	var out []string
+	var out []policyChange
 	for i := range res.desired.Instances {
 		in := &res.desired.Instances[i]
-		if in.Policy != nil && !creating[in.Name] && in.PolicyPending() {
-			out = append(out, in.Name)
+		if creating[in.Name] {
+			continue
+		}
+		if added, removed, pending := in.PolicyChange(); pending {
+			out = append(out, policyChange{Instance: in.Name, Added: added, Removed: removed})
 		}
 	}
 	return out
+}
+
+// policyWidenings are the allowlist additions, one line each.
+func policyWidenings(changes []policyChange) []string {
+	var out []string
+	for _, c := range changes {
+		if len(c.Added) > 0 {
+			out = append(out, fmt.Sprintf("%s (egress policy): the allowlist adds %s", c.Instance, strings.Join(c.Added, ", ")))
+		}
+	}
+	return out
+}
+
+// writePolicyChanges prints pending allowlist changes after a plan.
+func writePolicyChanges(w io.Writer, changes []policyChange) {
+	for _, c := range changes {
+		var parts []string
+		for _, r := range c.Added {
+			parts = append(parts, "+ "+r)
+		}
+		for _, r := range c.Removed {
+			parts = append(parts, "- "+r)
+		}
+		what := strings.Join(parts, ", ")
+		if what == "" {
+			what = "the policy file differs"
+		}
+		fmt.Fprintf(w, "~ %s: egress allowlist changed: %s (the policy file is rewritten and the proxy reloads it; nothing is recreated)\n", c.Instance, what)
+		if len(c.Added) > 0 {
+			fmt.Fprintf(w, "    ! widens access: the allowlist adds %s\n", strings.Join(c.Added, ", "))
+		}
+	}
 }
 
 // pullBeforeRemoving pulls the logs of the egress proxies a plan is about
@@ -54,20 +99,97 @@ func pullBeforeRemoving(ctx context.Context, drv drivers.Driver, st *store.Store
 	return pullEgressContainers(ctx, lr, st, p.Fleet, doomed)
 }
 
-// writeFleetPolicies writes the egress policy files of a fleet's allowlist
-// instances (watch calls it on start and on each manifest reload, so an
-// allowlist change reaches the running proxy without a recreate).
-func (a *app) writeFleetPolicies(fleet *schema.Fleet) error {
+// egressUpkeep is watch's side of egress: it writes the policy files of the
+// manifest in force (on start, on each reload, and again every second, so a
+// policy file changed or removed out of band is healed like other drift)
+// and pulls the proxies' decision logs into the store every few seconds.
+type egressUpkeep struct {
+	a   *app
+	drv drivers.Driver
+	st  *store.Store
+
+	mu      sync.Mutex // guards desired
+	desired *reconciler.Desired
+	writeMu sync.Mutex // serialises writes (the loop and a reload)
+	written map[string]bool
+	done    chan struct{}
+}
+
+// startEgressUpkeep writes the fleet's policies and starts the loop; stop it
+// by cancelling ctx, then wait().
+func (a *app) startEgressUpkeep(ctx context.Context, fleet *schema.Fleet, drv drivers.Driver, st *store.Store) (*egressUpkeep, error) {
+	u := &egressUpkeep{a: a, drv: drv, st: st, done: make(chan struct{}), written: map[string]bool{}}
+	if err := u.reload(fleet); err != nil {
+		close(u.done)
+		return nil, err
+	}
+	go u.loop(ctx)
+	return u, nil
+}
+
+// reload takes a newly loaded manifest and writes its policies.
+func (u *egressUpkeep) reload(fleet *schema.Fleet) error {
 	desired, err := reconciler.BuildDesired(fleet)
 	if err != nil {
 		return err
 	}
+	u.mu.Lock()
+	u.desired = desired
+	u.mu.Unlock()
+	return u.write()
+}
+
+func (u *egressUpkeep) write() error {
+	u.writeMu.Lock()
+	defer u.writeMu.Unlock()
+	u.mu.Lock()
+	desired := u.desired
+	u.mu.Unlock()
 	changed, err := reconciler.WritePolicies(desired)
 	for _, name := range changed {
-		a.log.Info("egress policy written; the proxy reloads it", "instance", name)
+		verb := "written"
+		if u.written[name] {
+			verb = "rewritten (it differed from the manifest)"
+		}
+		u.written[name] = true
+		u.a.log.Info("egress policy "+verb+"; the proxy reloads it", "instance", name)
 	}
 	return err
 }
+
+func (u *egressUpkeep) loop(ctx context.Context) {
+	defer close(u.done)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := u.write(); err != nil {
+			u.a.log.Error(err, "write egress policies")
+		}
+		if n%5 != 0 {
+			continue
+		}
+		u.mu.Lock()
+		desired := u.desired
+		u.mu.Unlock()
+		any := false
+		for _, in := range desired.Instances {
+			any = any || in.Policy != nil
+		}
+		if any {
+			if err := pullEgressLogs(ctx, u.drv, u.st, desired.Fleet); err != nil && ctx.Err() == nil {
+				u.a.log.V(1).Info("pull egress logs", "error", err.Error())
+			}
+		}
+	}
+}
+
+// wait returns when the loop has stopped.
+func (u *egressUpkeep) wait() { <-u.done }
 
 func newEgressCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{

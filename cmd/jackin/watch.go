@@ -135,15 +135,24 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 		"watching fleet %q (%d instances) on %s: mode %s, resync every %s; stop with Ctrl-C",
 		fleet.Name, len(fleet.Instances), drv.Endpoint(), opts.mode, opts.resync)})
 
-	if err := a.writeFleetPolicies(fleet); err != nil {
-		return exitWith(exitInvalid, err)
+	// Egress policy files and the proxies' logs (heal mode only: warn
+	// changes nothing).
+	var egressUp *egressUpkeep
+	if opts.mode == reconciler.ModeHeal {
+		upCtx, stopUp := context.WithCancel(ctx)
+		if egressUp, err = a.startEgressUpkeep(upCtx, fleet, drv, st); err != nil {
+			stopUp()
+			return exitWith(exitInvalid, err)
+		}
+		defer egressUp.wait()
+		defer stopUp()
 	}
 	err = reconciler.Watch(ctx, reconciler.WatchConfig{
 		Fleet: fleet,
 		Load: func(ctx context.Context) (*schema.Fleet, error) {
 			f, err := a.reloadFleet(ctx, files)
-			if err == nil {
-				err = a.writeFleetPolicies(f) // egress allowlists reload without a recreate
+			if err == nil && egressUp != nil {
+				err = egressUp.reload(f) // egress allowlists reload without a recreate
 			}
 			return f, err
 		},

@@ -152,9 +152,15 @@ func containerCreateOptions(r drivers.Resource, multiNetwork bool) (client.Conta
 		Labels:     r.Labels,
 		Hostname:   s.Hostname,
 		StopSignal: s.StopSignal,
+		User:       s.User,
 	}
 	hc := &container.HostConfig{
-		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
+		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyDisabled},
+		CapDrop:        s.CapDrop,
+		ReadonlyRootfs: s.ReadOnlyRoot,
+	}
+	if s.NoNewPrivileges {
+		hc.SecurityOpt = append(hc.SecurityOpt, "no-new-privileges")
 	}
 	hc.Memory = s.Memory
 	hc.MemoryReservation = s.MemoryRes

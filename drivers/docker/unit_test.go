@@ -412,3 +412,32 @@ func TestUnreachable(t *testing.T) {
 		t.Errorf("the failed pings were not counted: %v", d.Calls())
 	}
 }
+
+func TestContainerCreateOptionsEgress(t *testing.T) {
+	side := drivers.Resource{Kind: drivers.KindContainer, Name: "jk-f-web-egress", Container: &drivers.ContainerSpec{
+		Image: drivers.ImageSpec{Ref: "jackin-sidecar:x"}, Networks: []string{"jk-f-web-out", "jk-f-web"},
+		Aliases: map[string][]string{"jk-f-web": {"egress"}},
+		User:    "65534:65534", CapDrop: []string{"ALL"}, NoNewPrivileges: true, ReadOnlyRoot: true,
+	}}
+	opts, later, err := containerCreateOptions(side, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := opts.NetworkingConfig.EndpointsConfig["jk-f-web"]; a == nil || !reflect.DeepEqual(a.Aliases, []string{"egress"}) || len(later) != 0 {
+		t.Errorf("API 1.44: alias on the internal network: %+v, later %v", a, later)
+	}
+	hc := opts.HostConfig
+	if opts.Config.User != "65534:65534" || !reflect.DeepEqual([]string(hc.CapDrop), []string{"ALL"}) || !hc.ReadonlyRootfs ||
+		!reflect.DeepEqual(hc.SecurityOpt, []string{"no-new-privileges"}) || hc.NetworkMode != "jk-f-web-out" {
+		t.Errorf("hardening: user %q host config %+v", opts.Config.User, hc)
+	}
+	if _, later, _ := containerCreateOptions(side, false); !reflect.DeepEqual(later, []string{"jk-f-web"}) {
+		t.Errorf("API 1.41: the internal network is connected after create (with its alias): later %v", later)
+	}
+
+	none := drivers.Resource{Kind: drivers.KindContainer, Name: "jk-f-sealed", Container: &drivers.ContainerSpec{Image: drivers.ImageSpec{Ref: "a"}, NoNetwork: true}}
+	opts, _, err = containerCreateOptions(none, false)
+	if err != nil || opts.HostConfig.NetworkMode != "none" || opts.NetworkingConfig != nil {
+		t.Errorf("egress none: network mode %q, networking %+v, err %v", opts.HostConfig.NetworkMode, opts.NetworkingConfig, err)
+	}
+}

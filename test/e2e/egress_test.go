@@ -417,3 +417,79 @@ func TestEgressBadInputHasFileLine(t *testing.T) {
 		}
 	}
 }
+
+func TestEgressWatchAndApproval(t *testing.T) {
+	e := newEnv(t)
+	egressImages(t)
+	ti := testInternet(t, e)
+	manifest := func(allow string) string {
+		return e.manifest(fmt.Sprintf(`instances: al: {
+	role: image: %q
+	network: {egress: "allowlist", allow: [%s], egressNetwork: %q}
+}`, harness.EgressAgentImage, allow, ti.Network))
+	}
+	m := manifest(`"allowed.test"`)
+	mustCode(t, e.jackin("apply", "-f", m), 0, "apply")
+	al := e.name("al")
+	fetch := func(url string) bool {
+		_, code := probe(t, al, "fetch", url)
+		return code == 0
+	}
+	if !eventually(5*time.Second, func() bool { return fetch("http://allowed.test/") }) {
+		t.Fatal("the allowed host is not reachable")
+	}
+
+	// An allowlist addition is a widening: refused without --approve.
+	m = manifest(`"allowed.test", "denied.test"`)
+	r := e.jackin("diff", "-f", m)
+	mustCode(t, r, 1, "diff")
+	if !strings.Contains(r.stdout, "~ al: egress allowlist changed: + denied.test") || !strings.Contains(r.stdout, "! widens access: the allowlist adds denied.test") {
+		t.Errorf("diff does not show the allowlist widening:\n%s", r)
+	}
+	r = e.jackin("apply", "-f", m, "--require-approval-for-widening")
+	mustCode(t, r, 2, "apply of an allowlist widening without --approve")
+	if !strings.Contains(r.stderr, "al (egress policy): the allowlist adds denied.test") {
+		t.Errorf("the refusal does not name the allowlist addition:\n%s", r)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if fetch("http://denied.test/") {
+		t.Fatal("a refused apply changed the policy")
+	}
+	// A narrowing needs no approval.
+	mustCode(t, e.jackin("apply", "-f", manifest(""), "--require-approval-for-widening"), 0, "apply of a narrowing")
+
+	// watch: an allowlist edit reloads the proxy; an edited policy file and
+	// a removed proxy are healed; the agent stays.
+	mustCode(t, e.jackin("apply", "-f", manifest(`"allowed.test"`)), 0, "apply")
+	agentID := docker(t, "inspect", "-f", "{{.Id}}", al)
+	m = manifest(`"allowed.test", "denied.test"`)
+	w := e.startWatch(nil, "-f", m, "--resync", "2s")
+	defer w.stop()
+	if !eventually(10*time.Second, func() bool { return fetch("http://denied.test/") }) {
+		t.Fatal("watch did not apply the allowlist of the manifest it started with")
+	}
+	manifest(`"allowed.test"`)
+	if !eventually(10*time.Second, func() bool { return !fetch("http://denied.test/") }) {
+		t.Fatal("watch did not apply an allowlist edit")
+	}
+	policy := e.stateDir + "/egress/" + e.fleet + "/al/policy.json"
+	if err := os.WriteFile(policy, []byte(`{"instance":"al","rules":[{"host":"denied.test","from":"tampered"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(10*time.Second, func() bool {
+		b, _ := os.ReadFile(policy)
+		return !strings.Contains(string(b), "tampered") && fetch("http://allowed.test/") && !fetch("http://denied.test/")
+	}) {
+		t.Fatal("watch did not heal an edited policy file")
+	}
+	docker(t, "rm", "-f", al+"-egress")
+	if !eventually(20*time.Second, func() bool { return e.containers()[al+"-egress"] == "running" && fetch("http://allowed.test/") }) {
+		t.Fatal("watch did not heal a removed proxy")
+	}
+	if id := docker(t, "inspect", "-f", "{{.Id}}", al); id != agentID {
+		t.Errorf("the agent was recreated (%s -> %s)", agentID, id)
+	}
+	if code := w.stop(); code != 0 {
+		t.Errorf("watch exited %d", code)
+	}
+}
