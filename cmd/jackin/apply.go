@@ -122,6 +122,14 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 	if err := a.checkDirtySources(ctx, res.plan, opts.force); err != nil {
 		return err
 	}
+	if busy := hostPortsInUse(res.plan); len(busy) > 0 {
+		if !releasesPorts(res.plan) {
+			return exitWith(exitInvalid, fmt.Errorf("apply refused, nothing was changed:\n  %s", strings.Join(busy, "\n  ")))
+		}
+		for _, b := range busy {
+			fmt.Fprintf(a.stderr, "warning: %s (unless a container this apply removes holds it)\n", b)
+		}
+	}
 	if format == "text" {
 		a.writeCompactContracts(fleet, res)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -84,6 +85,9 @@ func (a *app) diff(ctx context.Context, files []string, pf planFlags, format str
 	pending := pendingPolicies(res)
 	if format == "text" {
 		writePolicyChanges(a.stdout, pending)
+	}
+	for _, busy := range hostPortsInUse(res.plan) {
+		fmt.Fprintf(a.stderr, "warning: %s\n", busy)
 	}
 	if res.plan.HasChanges() || len(pending) > 0 {
 		return &exitError{code: exitChanges, reported: true}

@@ -48,7 +48,12 @@ func egressImages(t *testing.T) {
 func testInternet(t *testing.T, e *env) *harness.TestInternet {
 	t.Helper()
 	label := "jackin.e2e.egress=" + e.fleet
-	t.Cleanup(func() { harness.RemoveLabelled(label) })
+	t.Cleanup(func() {
+		// The fleet's proxies are attached to the test internet: remove
+		// them first (the env's own cleanup runs after this one).
+		harness.RemoveFleetObjects(e.fleet)
+		harness.RemoveLabelled(label)
+	})
 	ti, err := harness.StartTestInternet("jk-"+e.fleet+"-inet", label, "allowed.test", "denied.test")
 	if err != nil {
 		t.Fatal(err)
@@ -491,5 +496,31 @@ func TestEgressWatchAndApproval(t *testing.T) {
 	}
 	if code := w.stop(); code != 0 {
 		t.Errorf("watch exited %d", code)
+	}
+}
+
+func TestEgressHostPortInUseIsRefusedAtPlanTime(t *testing.T) {
+	e := newEnv(t)
+	egressImages(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	for _, mode := range []string{"open", "allowlist", "none"} {
+		m := e.manifest(fmt.Sprintf(`instances: web: {role: image: %q, network: {egress: %q, ports: [{container: 8080, host: %d}]}}`, harness.EgressAgentImage, mode, port))
+		r := e.jackin("apply", "-f", m)
+		mustCode(t, r, 2, "apply with a busy host port ("+mode+")")
+		if !strings.Contains(r.stderr, fmt.Sprintf("web: host port 127.0.0.1:%d/tcp is already in use on this host", port)) {
+			t.Errorf("%s: no clear error:\n%s", mode, r)
+		}
+		if got := e.containers(); len(got) != 0 {
+			t.Fatalf("%s: a refused apply created %v", mode, got)
+		}
+		r = e.jackin("diff", "-f", m)
+		if !strings.Contains(r.stderr, "already in use") {
+			t.Errorf("%s: diff does not warn:\n%s", mode, r)
+		}
 	}
 }
