@@ -181,7 +181,7 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 	if format == "json" {
 		doc := applyDocument{
 			APIVersion: "jackin.dev/v1alpha1", Kind: "ApplyResult", Fleet: fleet.Name,
-			Plan: reconciler.PlanDocument(res.plan), Summary: sum, Results: resultDocs(results),
+			Plan: planDocument(res.plan, policies), Summary: sum, Results: resultDocs(results),
 		}
 		if err := writeStructured(a.stdout, "json", doc); err != nil {
 			return err

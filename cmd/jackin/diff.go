@@ -79,11 +79,15 @@ func (a *app) diff(ctx context.Context, files []string, pf planFlags, format str
 		return err
 	}
 	markWidenings(res)
-	if err := a.printPlan(res.plan, format); err != nil {
-		return err
-	}
 	pending := pendingPolicies(res)
-	if format == "text" {
+	if format == "json" {
+		if err := writeStructured(a.stdout, "json", planDocument(res.plan, pending)); err != nil {
+			return err
+		}
+	} else {
+		if err := a.printPlan(res.plan, format); err != nil {
+			return err
+		}
 		writePolicyChanges(a.stdout, pending)
 	}
 	for _, busy := range hostPortsInUse(res.plan) {

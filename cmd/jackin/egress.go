@@ -24,9 +24,34 @@ import (
 // policyChange is an allowlist change apply makes by rewriting a policy
 // file (no recreate).
 type policyChange struct {
-	Instance string
-	Added    []string
-	Removed  []string
+	Instance string   `json:"instance"`
+	Added    []string `json:"added"`
+	Removed  []string `json:"removed"`
+}
+
+// planWithPolicies is the plan document with the pending allowlist changes
+// (absent when there are none, so the document is otherwise unchanged).
+type planWithPolicies struct {
+	reconciler.PlanDoc
+	EgressPolicies []policyChange `json:"egressPolicies,omitempty"`
+}
+
+// planDocument is reconciler.PlanDocument plus the pending allowlist changes.
+func planDocument(p *reconciler.Plan, changes []policyChange) any {
+	doc := reconciler.PlanDocument(p)
+	pd, ok := doc.(reconciler.PlanDoc)
+	if !ok || len(changes) == 0 {
+		return doc
+	}
+	for i := range changes {
+		if changes[i].Added == nil {
+			changes[i].Added = []string{}
+		}
+		if changes[i].Removed == nil {
+			changes[i].Removed = []string{}
+		}
+	}
+	return planWithPolicies{PlanDoc: pd, EgressPolicies: changes}
 }
 
 // pendingPolicies lists the instances, not created by the plan, whose

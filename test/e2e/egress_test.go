@@ -451,6 +451,18 @@ func TestEgressWatchAndApproval(t *testing.T) {
 	if !strings.Contains(r.stdout, "~ al: egress allowlist changed: + denied.test") || !strings.Contains(r.stdout, "! widens access: the allowlist adds denied.test") {
 		t.Errorf("diff does not show the allowlist widening:\n%s", r)
 	}
+	r = e.jackin("diff", "-f", m, "-o", "json")
+	mustCode(t, r, 1, "diff -o json")
+	var plan struct {
+		EgressPolicies []struct {
+			Instance       string
+			Added, Removed []string
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &plan); err != nil || len(plan.EgressPolicies) != 1 || plan.EgressPolicies[0].Instance != "al" ||
+		len(plan.EgressPolicies[0].Added) != 1 || plan.EgressPolicies[0].Added[0] != "denied.test" {
+		t.Errorf("diff -o json does not list the allowlist change (%v):\n%s", err, r)
+	}
 	r = e.jackin("apply", "-f", m, "--require-approval-for-widening")
 	mustCode(t, r, 2, "apply of an allowlist widening without --approve")
 	if !strings.Contains(r.stderr, "al (egress policy): the allowlist adds denied.test") {
@@ -522,5 +534,54 @@ func TestEgressHostPortInUseIsRefusedAtPlanTime(t *testing.T) {
 		if !strings.Contains(r.stderr, "already in use") {
 			t.Errorf("%s: diff does not warn:\n%s", mode, r)
 		}
+	}
+}
+
+func TestEgressUpstreamProxy(t *testing.T) {
+	e := newEnv(t)
+	egressImages(t)
+	ti := testInternet(t, e)
+	m := e.manifest(fmt.Sprintf(`instances: al: {
+	role: image: %q
+	network: {egress: "allowlist", allow: ["allowed.test", "denied.test"], egressNetwork: %q, upstreamProxy: "http://corp.test:3128"}
+}`, harness.EgressAgentImage, ti.Network))
+	mustCode(t, e.jackin("apply", "-f", m), 0, "apply")
+	al := e.name("al")
+	// The corporate proxy: another jackin egress proxy on the test
+	// internet, allowing only allowed.test.
+	image := docker(t, "inspect", "-f", "{{.Config.Image}}", al+"-egress")
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/policy.json", []byte(`{"instance":"corp","rules":[{"host":"allowed.test","from":"corp"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	corp := "jk-" + e.fleet + "-corp"
+	docker(t, "run", "-d", "--name", corp, "--label", "jackin.e2e.egress="+e.fleet, "--network", ti.Network, "--network-alias", "corp.test",
+		"-v", dir+":/run/p:ro", image, "egress-proxy", "--policy", "/run/p/policy.json", "--listen", ":3128")
+	var out string
+	if !eventually(10*time.Second, func() bool {
+		var code int
+		out, code = probe(t, al, "fetch", "http://allowed.test/via")
+		return code == 0 && strings.Contains(out, "upstream allowed.test /via")
+	}) {
+		t.Fatalf("HTTP through the upstream proxy: %s", out)
+	}
+	if out, code := probe(t, al, "fetch", "-k", "https://allowed.test/tls"); code != 0 || !strings.Contains(out, "upstream allowed.test /tls") {
+		t.Errorf("HTTPS through the upstream proxy: exit %d: %s", code, out)
+	}
+	// Allowed by the instance, refused by the corporate proxy.
+	out, code := probe(t, al, "fetch", "http://denied.test/")
+	if code == 0 || !strings.Contains(out, "upstream proxy corp.test:3128 refused CONNECT denied.test:80") {
+		t.Errorf("the upstream's refusal is not reported: exit %d: %s", code, out)
+	}
+	// A tunnel is logged when it closes: the HTTPS one has.
+	logs := docker(t, "logs", corp)
+	if !strings.Contains(logs, `"host":"allowed.test","port":443,"method":"CONNECT","allowed":true`) {
+		t.Errorf("the HTTPS connection did not go through the upstream proxy; its log:\n%s", logs)
+	}
+	// Without the upstream proxy nothing gets through, though the
+	// instance's proxy could reach allowed.test itself.
+	docker(t, "rm", "-f", corp)
+	if out, code := probe(t, al, "fetch", "http://allowed.test/direct"); code == 0 {
+		t.Errorf("a fetch succeeded with the upstream proxy gone: %s", out)
 	}
 }
