@@ -47,6 +47,11 @@ const (
 	ComponentEgress = "egress"
 )
 
+// LabelImage records, on a sidecar container, the image reference it was
+// created from: the engine reports a container's image by ID once its tag
+// moves, and a content-derived tag may be rebuilt by a concurrent jackin.
+const LabelImage = "dev.jackin.image"
+
 // LabelInternal marks a network created internal (no route out), so a
 // change of egress mode is seen as a network to replace.
 const LabelInternal = "dev.jackin.internal"

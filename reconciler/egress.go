@@ -253,8 +253,10 @@ func renderEgress(fleet, name string, inst schema.Instance, spec Spec, ctr *driv
 	}
 	side.Command = cmd
 	sname := SidecarName(fleet, name)
+	labels := base(drivers.ComponentEgress)
+	labels[drivers.LabelImage] = img.Ref
 	out.containers = append(out.containers, drivers.Resource{Kind: drivers.KindContainer, Name: sname, Component: drivers.ComponentEgress,
-		Labels: base(drivers.ComponentEgress), Container: side})
+		Labels: labels, Container: side})
 	return out, nil
 }
 

@@ -263,6 +263,10 @@ func goldenCases() []goldenCase {
 		{name: "egress_recreate_sidecar_dead", setup: drifted(allow, func(t *testing.T, drv *fake.Driver) {
 			mustDo(t, drv.SetState(name("web")+"-egress", drivers.StateDead, "Dead"))
 		})},
+		{name: "egress_recreate_sidecar_image_changed", setup: drifted(allow, func(t *testing.T, drv *fake.Driver) {
+			// A new jackin build: the sidecar was made from the old one's image.
+			mustDo(t, drv.SetLabel(drivers.KindContainer, name("web")+"-egress", drivers.LabelImage, "jackin-sidecar:00000000000000aa"))
+		})},
 		{name: "egress_start_sidecar_exited", setup: drifted(allow, func(t *testing.T, drv *fake.Driver) { mustDo(t, drv.Kill(name("web")+"-egress")) })},
 		{name: "egress_recreate_out_network_missing", setup: drifted(allow, func(t *testing.T, drv *fake.Driver) {
 			mustDo(t, drv.RemoveNetwork(name("web")+"-out"))

@@ -406,8 +406,8 @@ func planInstance(in *DesiredInstance, g *observedInstance, last LastApplied, im
 			if s.Labels[drivers.LabelSpecHash] != in.Hash {
 				why = append(why, fmt.Sprintf("container %s was made for another spec", r.Name))
 			}
-			if s.Image != r.Container.Image.Ref {
-				why = append(why, fmt.Sprintf("container %s runs image %s, want %s", r.Name, s.Image, r.Container.Image.Ref))
+			if got := s.Labels[drivers.LabelImage]; got != r.Container.Image.Ref {
+				why = append(why, fmt.Sprintf("container %s was made from image %s, want %s", r.Name, orNone(got), r.Container.Image.Ref))
 			}
 			for _, n := range r.Container.Networks {
 				switch {

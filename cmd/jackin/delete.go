@@ -111,6 +111,10 @@ engine or lock timeout.`,
 				return exitWith(exitInvalid, fmt.Errorf("record run: %w", err))
 			}
 			rec := &storeRecorder{st: st, fleet: name, runID: runID, log: a.log}
+			// The egress proxies' last decisions, before they go.
+			if err := pullBeforeRemoving(ctx, drv, st, plan); err != nil {
+				a.log.Error(err, "pull the egress log of proxies about to be removed")
+			}
 			results := reconciler.Execute(ctx, plan, drv, reconciler.ExecOptions{
 				Parallel: parallel, Progress: a.stderr, Log: a.log.WithName("execute"), Recorder: rec, Workspaces: ws,
 			})

@@ -365,7 +365,7 @@ instances: {
 			t.Errorf("the agent was recreated (%s -> %s)", before, after)
 		}
 		if after := docker(t, "inspect", "-f", "{{.Id}}", al+"-egress"); after != proxyBefore {
-			t.Errorf("the proxy was recreated (%s -> %s)", proxyBefore, after)
+			t.Errorf("the proxy was recreated (%s -> %s):\n%s", proxyBefore, after, r)
 		}
 		mustCode(t, e.jackin("diff", "-f", m), 0, "diff after the allowlist change")
 	})
@@ -385,8 +385,21 @@ instances: {
 		}
 	})
 	t.Run("delete removes every object but the egress network", func(t *testing.T) {
+		gets := func() int {
+			r := e.jackin("egress", "log", "--fleet", e.fleet, "al", "-o", "json")
+			mustCode(t, r, 0, "egress log")
+			return strings.Count(r.stdout, `"host": "allowed.test",`+"\n"+`      "port": 80,`+"\n"+`      "method": "GET"`)
+		}
+		before := gets()
+		if _, code := probe(t, al, "fetch", "http://allowed.test/last-words"); code != 0 {
+			t.Fatal("fetch before delete failed")
+		}
 		r := e.jackin("delete", "--fleet", e.fleet)
 		mustCode(t, r, 0, "delete")
+		// The proxy's last decision was pulled before it was removed.
+		if after := gets(); after != before+1 {
+			t.Errorf("allowed GETs to allowed.test in the log: %d before the last fetch, %d after the delete; want one more", before, after)
+		}
 		if got := e.containers(); len(got) != 0 {
 			t.Errorf("containers left: %v", got)
 		}
