@@ -151,8 +151,11 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 		Fleet: fleet,
 		Load: func(ctx context.Context) (*schema.Fleet, error) {
 			f, err := a.reloadFleet(ctx, files)
-			if err == nil && egressUp != nil {
-				err = egressUp.reload(f) // egress allowlists reload without a recreate
+			// Egress allowlists reload without a recreate, but only from a
+			// manifest watch will apply: not another fleet's, and not an
+			// emptied one it keeps the last valid state over.
+			if err == nil && egressUp != nil && f.Name == fleet.Name && (len(f.Instances) > 0 || opts.allowEmpty) {
+				err = egressUp.reload(f)
 			}
 			return f, err
 		},
