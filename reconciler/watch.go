@@ -509,11 +509,12 @@ func (w *watcher) reload(ctx context.Context) {
 }
 
 // noteEngineEvent updates crash bookkeeping from an engine event, and
-// reports whether the event is drift: an agent container that died or went
-// away, and not because jackin stopped or removed it.
+// reports whether the event is drift: a container of an instance (its agent
+// or a sidecar: a crashing egress proxy backs off like a crashing agent)
+// that died or went away, and not because jackin stopped or removed it.
 func (w *watcher) noteEngineEvent(ctx context.Context, t Trigger) bool {
 	ev := t.Event
-	if ev == nil || ev.Kind != drivers.KindContainer || ev.Component != drivers.ComponentAgent || ev.Instance == "" {
+	if ev == nil || ev.Kind != drivers.KindContainer || ev.Instance == "" {
 		return false
 	}
 	_, ours := w.expected[ev.ID]

@@ -469,3 +469,21 @@ func TestWatchTrustsDieEventOverALaggingList(t *testing.T) {
 		t.Fatalf("last action %+v", acts[len(acts)-1])
 	}
 }
+
+func TestWatchBacksOffACrashingSidecar(t *testing.T) {
+	drv := newDriver()
+	f := with(fleetOf(), "web", allowlisted)
+	f.StateDir = t.TempDir()
+	drv.SetCrashOnStart("jk-demo-web-egress", true)
+	w := startWatch(t, drv, f, nil)
+	time.Sleep(1500 * time.Millisecond)
+	// Policy here: at once, then 50, 100, 200, 400ms...: a handful of
+	// starts, where a sidecar outside the crash bookkeeping would be
+	// restarted on every die event, in a hot loop.
+	if starts := drv.Calls()[fake.MethodStart]; starts > 12 {
+		t.Fatalf("%d starts in 1.5s: the crashing sidecar is restarted in a hot loop", starts)
+	}
+	if len(w.reported(reconciler.EventCrashLoop)) == 0 {
+		t.Fatal("no crash loop reported for the crashing sidecar")
+	}
+}
