@@ -26,6 +26,7 @@ type Access struct {
 	MemoryBytes int64 `json:"memoryBytes"`
 	NanoCPUs    int64 `json:"nanoCPUs"`
 	Pids        int64 `json:"pids"`
+	Nofile      int64 `json:"nofile,omitempty"`
 }
 
 // AccessMount is a host bind mount (tmpfs mounts give no host access and are
@@ -59,6 +60,7 @@ func AccessOfSpec(s reconciler.Spec, home string) Access {
 		MemoryBytes: s.Resources.MemoryBytes,
 		NanoCPUs:    s.Resources.NanoCPUs,
 		Pids:        s.Resources.Pids,
+		Nofile:      s.Resources.Nofile,
 	}
 	for _, m := range s.Mounts {
 		// What a mount gives access to on the host: a worktree writes the
@@ -184,6 +186,7 @@ func Widenings(prev, next Access) []Widening {
 	limit("resources.memory", prev.MemoryBytes, next.MemoryBytes, schema.FormatSize)
 	limit("resources.cpus", prev.NanoCPUs, next.NanoCPUs, func(n int64) string { return formatCPUs(n) + " CPUs" })
 	limit("resources.pids", prev.Pids, next.Pids, func(n int64) string { return strconv.FormatInt(n, 10) + " processes" })
+	limit("resources.nofile", prev.Nofile, next.Nofile, func(n int64) string { return strconv.FormatInt(n, 10) + " open files" })
 
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].Field != out[j].Field {

@@ -487,6 +487,7 @@ func (b builder) resources(fx facts, warn func(string, string, ...any)) Resource
 		MemoryReservation: bytesQuantity(ir.MemoryReservation, sr.MemoryReservationBytes, "unlimited (no soft limit)"),
 		CPUs:              Quantity{Text: "unlimited", Unit: "nanoCPUs", Unlimited: true},
 		Pids:              Quantity{Text: "unlimited", Unit: "processes", Unlimited: true},
+		Nofile:            Quantity{Text: "engine default (the Docker daemon's limit)", Unit: "files", Unlimited: true},
 	}
 	if sr.NanoCPUs > 0 {
 		unit := " CPUs"
@@ -497,6 +498,9 @@ func (b builder) resources(fx facts, warn func(string, string, ...any)) Resource
 	}
 	if sr.Pids > 0 {
 		r.Pids = Quantity{Text: strconv.FormatInt(sr.Pids, 10) + " processes", Value: sr.Pids, Unit: "processes"}
+	}
+	if sr.Nofile > 0 {
+		r.Nofile = Quantity{Text: strconv.FormatInt(sr.Nofile, 10) + " open files", Value: sr.Nofile, Unit: "files"}
 	}
 	if r.Memory.Unlimited {
 		warn(SectionResources, "no memory limit: the agent can exhaust the host's memory")

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/jackin-dev/jackin/reconciler"
@@ -71,7 +72,11 @@ var compactSections = []compactSection{
 			text, _, _ := strings.Cut(q.Text, " (")
 			return text
 		}
-		return fmt.Sprintf("memory %s, reservation %s, CPUs %s, pids %s", short(r.Memory), short(r.MemoryReservation), short(r.CPUs), short(r.Pids))
+		s := fmt.Sprintf("memory %s, reservation %s, CPUs %s, pids %s", short(r.Memory), short(r.MemoryReservation), short(r.CPUs), short(r.Pids))
+		if !r.Nofile.Unlimited {
+			s += ", open files " + strconv.FormatInt(r.Nofile.Value, 10)
+		}
+		return s
 	}},
 }
 

@@ -408,6 +408,7 @@ func resourcesSection(c *Contract) *textSection {
 	s.kv("memory reservation", r.MemoryReservation.Text)
 	s.kv("CPUs", r.CPUs.Text)
 	s.kv("pids", r.Pids.Text)
+	s.kv("open files", r.Nofile.Text)
 	return s
 }
 

@@ -313,6 +313,9 @@ type Resources struct {
 	MemoryReservation Quantity `json:"memoryReservation"`
 	CPUs              Quantity `json:"cpus"`
 	Pids              Quantity `json:"pids"`
+	// Nofile is the open-files limit (soft = hard); Unlimited means the
+	// engine's default, inherited from the Docker daemon.
+	Nofile Quantity `json:"nofile"`
 }
 
 // Quantity is one limit. Value is in Unit; Unlimited means no limit is set
@@ -320,7 +323,7 @@ type Resources struct {
 type Quantity struct {
 	Text      string `json:"text"`
 	Value     int64  `json:"value"`
-	Unit      string `json:"unit"` // bytes | nanoCPUs | processes
+	Unit      string `json:"unit"` // bytes | nanoCPUs | processes | files
 	Unlimited bool   `json:"unlimited"`
 }
 

@@ -130,12 +130,14 @@ type ContainerSpec struct {
 	Aliases map[string][]string
 	// NoNetwork gives the container no network but loopback (Networks
 	// must then be empty).
-	NoNetwork  bool
-	Hostname   string
-	Memory     int64 // bytes, 0 = unlimited
-	MemoryRes  int64 // bytes, 0 = none
-	NanoCPUs   int64 // 0 = unlimited
-	PidsLimit  int64 // 0 = unlimited
+	NoNetwork bool
+	Hostname  string
+	Memory    int64 // bytes, 0 = unlimited
+	MemoryRes int64 // bytes, 0 = none
+	NanoCPUs  int64 // 0 = unlimited
+	PidsLimit int64 // 0 = unlimited
+	// Nofile is the open-files ulimit, soft and hard; 0 = the engine's default.
+	Nofile     int64
 	StopSignal string
 	// Hardening, for jackin's own sidecars: the user to run as ("uid:gid"),
 	// capabilities to drop ("ALL"), no-new-privileges, a read-only root
@@ -173,6 +175,12 @@ type ObservedResource struct {
 	Image    string   // the reference the container was created with
 	ImageID  string   // the image ID it runs
 	Networks []string // names of attached networks
+	// OOMKilled (containers only) says the kernel's OOM killer ended the
+	// container's last run; FinishedAt is when. Only an exited container
+	// that died of SIGKILL (exit status 137) is inspected to learn it, so
+	// the list stays the only call on every other path.
+	OOMKilled  bool
+	FinishedAt time.Time
 }
 
 // Instance returns the instance label, or "" when absent.

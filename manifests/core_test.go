@@ -68,7 +68,7 @@ func TestRejectedInputsCore(t *testing.T) {
 	}{
 		{"unknown top-level field", header + "color: \"red\"\n", "f.cue:4:1", "color", `field "color" is not allowed here; allowed fields: apiVersion, defaults, instances, kind, name`},
 		{"unknown instance field", header + "instances: a: {\n\trole: image: \"x\"\n\tfoo: 1\n}\n", "f.cue:6:2", "instances.a.foo", `field "foo" is not allowed here`},
-		{"unknown nested field", header + "instances: a: {\n\trole: image: \"x\"\n\tresources: memry: \"1G\"\n}\n", "f.cue:6:13", "instances.a.resources.memry", "allowed fields: cpus, memory, memoryReservation, pids"},
+		{"unknown nested field", header + "instances: a: {\n\trole: image: \"x\"\n\tresources: memry: \"1G\"\n}\n", "f.cue:6:13", "instances.a.resources.memry", "allowed fields: cpus, memory, memoryReservation, nofile, pids"},
 		{"bad agent", header + "instances: a: {role: image: \"x\", agent: \"gpt\"}\n", "f.cue:4:34", "instances.a.agent", `agent must be one of "claude", "codex", "amp", "opencode", "gemini", "shell" (got "gpt")`},
 		{"bad state", header + "instances: a: {role: image: \"x\", state: \"paused\"}\n", "f.cue:4:34", "instances.a.state", `state must be one of "running", "stopped"`},
 		{"bad mode", header + "instances: a: {role: image: \"x\", mounts: [{dst: \"/x\", mode: \"rx\"}]}\n", "f.cue:4:55", "instances.a.mounts[0].mode", `mode must be one of "rw", "ro", "tmpfs"`},

@@ -179,7 +179,7 @@ func (l *loader) reword(path []string, msg string) string {
 	if strings.Contains(msg, "invalid value") && strings.Contains(msg, "!=\"\"") {
 		return fmt.Sprintf("%s must not be empty", fieldWord(field))
 	}
-	if field == "cpus" || field == "pids" {
+	if field == "cpus" || field == "pids" || field == "nofile" {
 		return fmt.Sprintf("%s must be greater than 0%s", field, gotSuffix(got))
 	}
 	return msg

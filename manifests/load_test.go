@@ -233,7 +233,7 @@ func TestLoadRejectsSchemaViolations(t *testing.T) {
 		{name: "unknown instance field", src: fleetHead + "instances: a: {\n\trole: image: \"x\"\n\t«foo: 1\n}\n",
 			path: "instances.a.foo", msg: `field "foo" is not allowed here; allowed fields: agent, backend, command, description, docker, env, labels, mounts, network, resources, role, state`},
 		{name: "unknown resources field", src: inst("resources: {memory: \"1Gi\", «memry: \"1G\"}"),
-			path: "instances.a.resources.memry", msg: `field "memry" is not allowed here; allowed fields: cpus, memory, memoryReservation, pids`},
+			path: "instances.a.resources.memry", msg: `field "memry" is not allowed here; allowed fields: cpus, memory, memoryReservation, nofile, pids`},
 		{name: "unknown mount field", src: inst("mounts: [{dst: \"/x\", mode: \"tmpfs\", «sz: \"1G\"}]"),
 			path: "instances.a.mounts[0].sz", msg: "allowed fields: allowSensitive, dst, mode, ref, size, src"},
 		{name: "unknown port field", src: inst("network: ports: [{container: 80, «hostPort: 8080}]"),

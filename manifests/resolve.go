@@ -70,6 +70,7 @@ type rawResources struct {
 	MemoryReservation *string  `json:"memoryReservation"`
 	CPUs              *float64 `json:"cpus"`
 	Pids              *int64   `json:"pids"`
+	Nofile            *int64   `json:"nofile"`
 }
 
 type rawNetwork struct {
@@ -130,6 +131,9 @@ func merge(d, in rawInstance) rawInstance {
 		}
 		if r.Pids == nil {
 			r.Pids = d.Resources.Pids
+		}
+		if r.Nofile == nil {
+			r.Nofile = d.Resources.Nofile
 		}
 		out.Resources = &r
 	}
@@ -643,6 +647,9 @@ func (c *instanceChecker) resources(r rawResources, inst *schema.Instance) {
 	}
 	if r.Pids != nil {
 		res.Pids = *r.Pids
+	}
+	if r.Nofile != nil {
+		res.Nofile = *r.Nofile
 	}
 }
 

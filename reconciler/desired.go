@@ -156,6 +156,7 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 		MemoryRes: spec.Resources.MemoryReservationBytes,
 		NanoCPUs:  spec.Resources.NanoCPUs,
 		PidsLimit: spec.Resources.Pids,
+		Nofile:    spec.Resources.Nofile,
 		Running:   running,
 	}
 	var volumes []drivers.Resource
@@ -413,6 +414,7 @@ func canonicalSpec(inst schema.Instance, image string) (Spec, error) {
 			MemoryReservationBytes: inst.Resources.MemoryReservationBytes,
 			NanoCPUs:               int64(math.Round(inst.Resources.CPUs * 1e9)),
 			Pids:                   inst.Resources.Pids,
+			Nofile:                 inst.Resources.Nofile,
 		},
 		Network: SpecNetwork{Egress: inst.Network.Egress, EgressNetwork: inst.Network.EgressNetwork, UpstreamProxy: inst.Network.UpstreamProxy, Ports: []SpecPort{}},
 		Docker:  inst.Docker,

@@ -16,7 +16,7 @@ import (
 type Widening struct {
 	// Field is the manifest field that widened: mounts, network.egress,
 	// network.ports, docker, credentials, resources.memory, resources.cpus,
-	// resources.pids.
+	// resources.pids, resources.nofile.
 	Field   string `json:"field"`
 	Was     string `json:"was"`
 	Now     string `json:"now"`
@@ -150,6 +150,9 @@ func diffResources(old, cur SpecResources) string {
 	}
 	if old.Pids != cur.Pids {
 		parts = append(parts, fmt.Sprintf("pids %s → %s", countOr(old.Pids, "unlimited"), countOr(cur.Pids, "unlimited")))
+	}
+	if old.Nofile != cur.Nofile {
+		parts = append(parts, fmt.Sprintf("nofile %s → %s", countOr(old.Nofile, "engine default"), countOr(cur.Nofile, "engine default")))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -165,6 +165,11 @@ func goldenCases() []goldenCase {
 		{name: "widen_egress", setup: changed(with(web, "web", func(in *schema.Instance) { in.Network.Egress = "none" }), "web", func(in *schema.Instance) {
 			in.Network.Egress = schema.EgressOpen
 		})},
+		// nofile set where it was the engine's default narrows (a new
+		// limit); raised from a set limit, it widens.
+		{name: "widen_nofile_raised", setup: changed(with(rich, "web", func(in *schema.Instance) { in.Resources.Nofile = 1024 }), "web", func(in *schema.Instance) {
+			in.Resources.Nofile = 65536
+		})},
 		{name: "widen_new_instance_with_mounts", setup: func(t *testing.T) (*fake.Driver, *schema.Fleet, reconciler.LastApplied, reconciler.PlanOptions) {
 			drv, last := applied(t, web)
 			return drv, with(web, "agent", richInstance), last, prune
@@ -439,7 +444,7 @@ func TestGoldenWideningCoverage(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"mounts", "network.egress", "network.ports", "docker", "resources.memory", "resources.cpus", "resources.pids"} {
+	for _, want := range []string{"mounts", "network.egress", "network.ports", "docker", "resources.memory", "resources.cpus", "resources.pids", "resources.nofile"} {
 		if !fields[want] {
 			t.Errorf("no golden plan marks a widening of %s", want)
 		}

@@ -50,6 +50,9 @@ type SpecResources struct {
 	MemoryReservationBytes int64 `json:"memoryReservationBytes"`
 	NanoCPUs               int64 `json:"nanoCPUs"`
 	Pids                   int64 `json:"pids"`
+	// Nofile is the open-files limit (soft = hard); omitempty keeps the
+	// hash of every instance without one as it was.
+	Nofile int64 `json:"nofile,omitempty"`
 }
 
 // SpecNetwork is the network posture in canonical form.

@@ -135,6 +135,7 @@ type Resources struct {
 	MemoryReservationBytes int64   `json:"memoryReservationBytes,omitempty"`
 	CPUs                   float64 `json:"cpus,omitempty"`
 	Pids                   int64   `json:"pids,omitempty"`
+	Nofile                 int64   `json:"nofile,omitempty"`
 }
 
 // Network is the instance's network posture.

@@ -368,6 +368,38 @@ func (s *Store) RecordEvent(ctx context.Context, e Event) error {
 	})
 }
 
+// RecordEventOnce stores e unless an event of the same fleet, instance,
+// kind and message is already stored (something observed again and again,
+// such as an OOM kill, is kept once). It reports whether e was stored.
+func (s *Store) RecordEventOnce(ctx context.Context, e Event) (bool, error) {
+	at := e.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	data := string(e.Data)
+	if data == "" {
+		data = "null"
+	}
+	stored := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE fleet = ? AND instance = ? AND kind = ? AND message = ?`,
+			e.Fleet, e.Instance, e.Kind, e.Message).Scan(&n); err != nil {
+			return fmt.Errorf("look up event: %w", err)
+		}
+		if n > 0 {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO events(fleet, instance, kind, message, at, data) VALUES(?,?,?,?,?,?)`,
+			e.Fleet, e.Instance, e.Kind, e.Message, at.UnixNano(), data); err != nil {
+			return fmt.Errorf("record event: %w", err)
+		}
+		stored = true
+		return nil
+	})
+	return stored, err
+}
+
 // Events returns recent events, newest (by At) first. fleet "" means every
 // fleet; limit <= 0 means 100.
 func (s *Store) Events(ctx context.Context, fleet string, limit int) ([]Event, error) {

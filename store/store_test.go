@@ -693,3 +693,24 @@ func TestCheckoutRecords(t *testing.T) {
 		t.Fatalf("every fleet: %+v", all)
 	}
 }
+
+func TestRecordEventOnceKeepsOneCopy(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	e := Event{Fleet: "demo", Instance: "web", Kind: "oom-killed", Message: "container abc killed at T"}
+	for i, want := range []bool{true, false, false} {
+		got, err := s.RecordEventOnce(ctx, e)
+		if err != nil || got != want {
+			t.Fatalf("call %d: stored=%v err=%v, want stored=%v", i, got, err, want)
+		}
+	}
+	other := e
+	other.Message = "container abc killed at T2"
+	if got, err := s.RecordEventOnce(ctx, other); err != nil || !got {
+		t.Fatalf("a different kill: stored=%v err=%v", got, err)
+	}
+	evs, err := s.Events(ctx, "demo", 0)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("events: %v %+v", err, evs)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"time"
 
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/drivers/docker"
@@ -130,6 +131,9 @@ func computePlan(ctx context.Context, fleet *schema.Fleet, drv drivers.Driver, s
 	if err != nil {
 		return nil, exitWith(exitInvalid, err)
 	}
+	if err := recordOOMKills(ctx, st, fleet.Name, observed); err != nil {
+		return nil, exitWith(exitInvalid, err)
+	}
 	last, err := lastApplied(ctx, st, fleet.Name)
 	if err != nil {
 		return nil, exitWith(exitInvalid, err)
@@ -139,6 +143,36 @@ func computePlan(ctx context.Context, fleet *schema.Fleet, drv drivers.Driver, s
 		return nil, exitWith(exitInvalid, err)
 	}
 	return &planResult{desired: desired, observed: observed, plan: plan, last: last}, nil
+}
+
+// recordOOMKills keeps an "oom-killed" event for every agent container
+// observed killed by the kernel's OOM killer, once per kill (its container
+// ID and finish time are in the message). It runs before any plan is
+// executed: starting the container again clears the engine's OOMKilled flag.
+func recordOOMKills(ctx context.Context, st *store.Store, fleet string, observed *drivers.Observed) error {
+	if st == nil {
+		return nil
+	}
+	for _, c := range observed.Containers {
+		if !c.OOMKilled || c.Labels[drivers.LabelComponent] != drivers.ComponentAgent {
+			continue
+		}
+		at := c.FinishedAt
+		msg := fmt.Sprintf("container %s (%s) was killed by the kernel's OOM killer (out of memory) at %s",
+			c.Name, shortContainerID(c.ID), at.UTC().Format(time.RFC3339Nano))
+		data, _ := json.Marshal(map[string]any{"containerID": c.ID, "finishedAt": at})
+		if _, err := st.RecordEventOnce(ctx, store.Event{Fleet: fleet, Instance: c.Instance(), Kind: "oom-killed", Message: msg, At: at, Data: data}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func shortContainerID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }
 
 var fleetNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)

@@ -44,7 +44,8 @@ func newGetCommand(a *app) *cobra.Command {
 		Use:   "get -f PATH... [INSTANCE...]",
 		Short: "Show each instance's desired and observed state",
 		Long: `get lists the fleet's instances: desired state (from the manifest), observed
-state (running, stopped, missing, crashloop while jackin watch is delaying the
+state (running, stopped, oom-killed when the kernel's OOM killer ended the
+agent (kept as an event in history), missing, crashloop while jackin watch is delaying the
 restarts of an instance that keeps exiting, or orphan for an instance of this
 fleet that is no longer in the manifest), whether it is in sync, the spec
 hash, age and image. It changes nothing.`,
@@ -148,6 +149,8 @@ func statusRows(res *planResult, only []string) ([]instanceStatus, error) {
 			it.Observed = "missing"
 		case c.State == drivers.StateRunning || c.State == drivers.StateRestarting || c.State == drivers.StatePaused:
 			it.Observed = "running"
+		case c.OOMKilled:
+			it.Observed = observedOOMKilled
 		default:
 			it.Observed = "stopped"
 		}
@@ -175,6 +178,10 @@ func orDash(s string) string {
 	}
 	return s
 }
+
+// observedOOMKilled is the observed state of an instance whose agent
+// container the kernel's OOM killer ended (the engine's State.OOMKilled).
+const observedOOMKilled = "oom-killed"
 
 // observedCrashLoop is the observed state of an instance a running watch is
 // restarting with backoff.

@@ -169,6 +169,9 @@ func containerCreateOptions(r drivers.Resource, multiNetwork bool) (client.Conta
 		limit := s.PidsLimit
 		hc.PidsLimit = &limit
 	}
+	if s.Nofile > 0 {
+		hc.Ulimits = append(hc.Ulimits, &container.Ulimit{Name: "nofile", Soft: s.Nofile, Hard: s.Nofile})
+	}
 
 	for _, m := range s.Mounts {
 		mt, err := renderMount(m)

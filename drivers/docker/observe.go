@@ -84,6 +84,7 @@ func (d *Driver) Observe(ctx context.Context, fleet string, imageRefs []string) 
 	for _, c := range cres.Items {
 		obs.Containers = append(obs.Containers, observedContainer(c))
 	}
+	d.markOOMKills(ctx, obs.Containers)
 	for _, n := range nres.Items {
 		obs.Networks = append(obs.Networks, observedNetwork(n))
 	}
@@ -120,6 +121,29 @@ func observedContainer(c container.Summary) drivers.ObservedResource {
 		sort.Strings(r.Networks)
 	}
 	return r
+}
+
+// markOOMKills learns State.OOMKilled, which the engine's container list
+// does not carry, by inspecting only the containers that exited from a
+// SIGKILL (status "Exited (137) ..."): an OOM kill always ends so, and a
+// fleet with nothing killed costs no call beyond the list. A failed inspect
+// (the container was removed meanwhile) leaves the container unmarked.
+func (d *Driver) markOOMKills(ctx context.Context, cs []drivers.ObservedResource) {
+	for i := range cs {
+		c := &cs[i]
+		if (c.State != drivers.StateExited && c.State != drivers.StateDead) || !strings.HasPrefix(c.Status, "Exited (137)") {
+			continue
+		}
+		res, err := d.cli.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
+		if err != nil || res.Container.State == nil {
+			d.log.V(1).Info("inspect of a killed container failed", "name", c.Name, "error", err)
+			continue
+		}
+		c.OOMKilled = res.Container.State.OOMKilled
+		if t, err := time.Parse(time.RFC3339Nano, res.Container.State.FinishedAt); err == nil {
+			c.FinishedAt = t
+		}
+	}
 }
 
 // containerName picks the container's own name from the list's Names, which

@@ -6,6 +6,7 @@
 //	agent exit N       exit with code N at once (crash-loop tests)
 //	agent serve :PORT  answer every HTTP request with 200 "ok <hostname>" until SIGTERM or SIGINT
 //	agent probe [DIR...] print a JSON report of the sandbox as seen from inside (see probe)
+//	agent alloc MiB    allocate and touch MiB of memory, then wait (OOM tests)
 //	agent fetch [-k] URL, dial HOST:PORT, resolve NAME, ifaces: network probes (see net.go)
 //
 // The image's entrypoint is /agent, so a manifest command that repeats it
@@ -68,6 +69,15 @@ func run(argv []string) int {
 		return serve(ctx, args[1], host)
 	case "probe":
 		return probe(args[1:])
+	case "alloc":
+		if len(args) != 2 {
+			return usage()
+		}
+		mib, err := strconv.Atoi(args[1])
+		if err != nil || mib <= 0 {
+			return usage()
+		}
+		return alloc(ctx, mib, host)
 	default:
 		if code, ok := netCommand(args); ok {
 			return code
@@ -102,8 +112,26 @@ func serve(ctx context.Context, addr, host string) int {
 	return 0
 }
 
+// alloc allocates mib MiB one MiB at a time, writing every page so the
+// memory is really used, then waits: past the memory limit the kernel's OOM
+// killer ends it first.
+func alloc(ctx context.Context, mib int, host string) int {
+	fmt.Printf("jackin demo agent %s allocating %d MiB\n", host, mib)
+	held := make([][]byte, 0, mib)
+	for i := 0; i < mib; i++ {
+		b := make([]byte, 1<<20)
+		for j := 0; j < len(b); j += 4096 {
+			b[j] = 1
+		}
+		held = append(held, b)
+	}
+	fmt.Printf("jackin demo agent %s holds %d MiB\n", host, len(held))
+	<-ctx.Done()
+	return 0
+}
+
 func usage() int {
-	fmt.Fprintln(os.Stderr, "usage: agent [idle] | agent exit N | agent serve :PORT | agent probe [DIR...] | agent fetch [-k] URL | agent dial HOST:PORT | agent resolve NAME | agent ifaces")
+	fmt.Fprintln(os.Stderr, "usage: agent [idle] | agent exit N | agent serve :PORT | agent probe [DIR...] | agent alloc MiB | agent fetch [-k] URL | agent dial HOST:PORT | agent resolve NAME | agent ifaces")
 	return 2
 }
 
@@ -114,11 +142,19 @@ type probeReport struct {
 	Cgroup string `json:"cgroup"` // v1, v2 or unknown
 	// MemoryLimit and PidsMax are the raw cgroup values; the parsed forms
 	// are -1 when unlimited and -2 when unreadable.
-	MemoryLimit      string      `json:"memoryLimit"`
-	MemoryLimitBytes int64       `json:"memoryLimitBytes"`
-	PidsMax          string      `json:"pidsMax"`
-	PidsLimit        int64       `json:"pidsLimit"`
-	Paths            []probePath `json:"paths"`
+	MemoryLimit      string `json:"memoryLimit"`
+	MemoryLimitBytes int64  `json:"memoryLimitBytes"`
+	PidsMax          string `json:"pidsMax"`
+	PidsLimit        int64  `json:"pidsLimit"`
+	// GID, CapEff (hex, from /proc/self/status), NoNewPrivs (0 or 1) and
+	// the open-files limit (RLIMIT_NOFILE) of the probe process.
+	GID        int         `json:"gid"`
+	CapEff     string      `json:"capEff"`
+	CapBnd     string      `json:"capBnd"`
+	NoNewPrivs int         `json:"noNewPrivs"`
+	NofileSoft uint64      `json:"nofileSoft"`
+	NofileHard uint64      `json:"nofileHard"`
+	Paths      []probePath `json:"paths"`
 	// DockerSockets are docker.sock files found: the well-known paths and
 	// any unix socket named docker.sock under /run, /var/run and /tmp.
 	DockerSockets []string `json:"dockerSockets"`
@@ -149,6 +185,25 @@ func probe(dirs []string) int {
 	}
 	r.MemoryLimit, r.MemoryLimitBytes = readLimit(memFile)
 	r.PidsMax, r.PidsLimit = readLimit(pidsFile)
+	r.GID, r.NoNewPrivs = os.Getgid(), -1
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(l, ":")
+			v = strings.TrimSpace(v)
+			switch k {
+			case "CapEff":
+				r.CapEff = v
+			case "CapBnd":
+				r.CapBnd = v
+			case "NoNewPrivs":
+				r.NoNewPrivs, _ = strconv.Atoi(v)
+			}
+		}
+	}
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil {
+		r.NofileSoft, r.NofileHard = rl.Cur, rl.Max
+	}
 
 	for _, d := range dirs {
 		p := probePath{Path: d}
