@@ -298,3 +298,24 @@ func TestForward(t *testing.T) {
 		t.Fatalf("forwarded body %q", body)
 	}
 }
+
+func TestServerNameCheckFailsClosed(t *testing.T) {
+	rules, _ := Expand([]string{"allowed.test", "10.0.0.1"}, "shell")
+	p := &Policy{Instance: "a", Rules: rules}
+	px := NewProxy(p, nil)
+	for _, c := range []struct {
+		host, sni string
+		ok        bool
+	}{
+		{"allowed.test", "allowed.test", true},
+		{"allowed.test", "ALLOWED.test.", true},
+		{"allowed.test", "evil.test", false},
+		{"allowed.test", "evil.test.", false},
+		{"allowed.test", "", false}, // unreadable or absent name: could be any host
+		{"10.0.0.1", "", true},      // an IP literal: clients send no name
+	} {
+		if why := px.checkServerName(p, c.host, c.sni, 443); (why == "") != c.ok {
+			t.Errorf("CONNECT %s with server name %q: %q, want allowed=%v", c.host, c.sni, why, c.ok)
+		}
+	}
+}

@@ -197,17 +197,22 @@ func (px *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 		_ = client.SetReadDeadline(time.Now()) // the server is done: stop reading the client
 	}()
 	in := io.Reader(buf.Reader)
-	if sni, head, isTLS := peekSNI(buf.Reader); isTLS || len(head) > 0 {
+	// A client gets helloTimeout to send its first bytes: none must hold a
+	// tunnel (and a goroutine) open without saying where it goes.
+	_ = client.SetReadDeadline(time.Now().Add(helloTimeout))
+	sni, head, isTLS := peekSNI(buf.Reader)
+	_ = client.SetReadDeadline(time.Time{})
+	if isTLS || len(head) > 0 {
 		in = io.MultiReader(bytes.NewReader(head), buf.Reader)
-		if sni != "" && !strings.EqualFold(sni, host) {
-			if ok, why := pol.Decide(sni, port); !ok {
-				up.Close()
-				<-downDone
-				d.Rule = "TLS server name " + sni + " differs from " + host + ": " + why
-				d.DurationMs = time.Since(start).Milliseconds()
-				px.record(d)
-				return
-			}
+	}
+	if isTLS {
+		if why := px.checkServerName(pol, host, sni, port); why != "" {
+			up.Close()
+			<-downDone
+			d.Rule = why
+			d.DurationMs = time.Since(start).Milliseconds()
+			px.record(d)
+			return
 		}
 	}
 	d.Allowed = true
@@ -237,6 +242,31 @@ func pipe(client net.Conn, fromClient io.Reader, server net.Conn) (up, down int6
 	_ = client.SetReadDeadline(time.Now())
 	wg.Wait()
 	return up, down
+}
+
+// helloTimeout bounds the wait for a tunnel's first bytes.
+const helloTimeout = 10 * time.Second
+
+// checkServerName says why a TLS ClientHello may not go through a tunnel to
+// host, or "" when it may. The name must be the tunnel's host or allowed
+// itself. A hello whose name cannot be read (malformed, several names, a
+// parser that refuses it) is refused unless the tunnel's host is an IP
+// address, where clients send no name: it could name any host.
+func (px *Proxy) checkServerName(pol *Policy, host, sni string, port int) string {
+	name := strings.ToLower(strings.TrimSuffix(sni, "."))
+	if name == "" {
+		if net.ParseIP(host) != nil {
+			return ""
+		}
+		return "TLS ClientHello to " + host + " without a readable server name"
+	}
+	if name == strings.ToLower(strings.TrimSuffix(host, ".")) {
+		return ""
+	}
+	if ok, why := pol.Decide(name, port); !ok {
+		return "TLS server name " + name + " differs from " + host + ": " + why
+	}
+	return ""
 }
 
 // peekSNI reads a TLS ClientHello from r, if the stream starts with one, and
