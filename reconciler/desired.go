@@ -32,6 +32,11 @@ func ResourceName(fleet, instance string) string {
 	return "jk-" + fleet + "-" + instance
 }
 
+// GitDirReadOnly are the parts of a worktree source's git directory that
+// are mounted read-only over its read-write mount (workspace.Prepare makes
+// sure they exist).
+var GitDirReadOnly = []string{"config", "hooks"}
+
 // BuildDesired renders a validated fleet into desired state: per instance
 // (sorted by name) the canonical spec, its hash and the resources to create
 // (network, then container), all carrying jackin's labels.
@@ -198,6 +203,13 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 	}
 	for _, cd := range gitDirs {
 		ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: cd, Target: cd})
+		// Its config and hooks stay read-only: git on the host (the
+		// operator's, and jackin's own) runs what they name, so an agent
+		// that could write them could run code on the host.
+		for _, sub := range GitDirReadOnly {
+			p := filepath.Join(cd, sub)
+			ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: p, Target: p, ReadOnly: true})
+		}
 	}
 	for _, p := range spec.Network.Ports {
 		ctr.Ports = append(ctr.Ports, drivers.PortSpec{ContainerPort: p.Container, HostPort: p.Host, HostIP: p.Address, Protocol: p.Protocol})

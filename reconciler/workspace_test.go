@@ -45,8 +45,11 @@ func TestDesiredIsolatedMounts(t *testing.T) {
 	want := map[string]drivers.MountSpec{
 		"/work":         {Type: "bind", Source: "/state/worktrees/demo/web/work", Target: "/work"},
 		"/src/app/.git": {Type: "bind", Source: "/src/app/.git", Target: "/src/app/.git"},
-		"/lib":          {Type: "bind", Source: "/state/worktrees/demo/web/lib", Target: "/lib"},
-		"/cache":        {Type: "volume", Source: "jk-demo-web-cache", Target: "/cache"},
+		// Read-only over it: git on the host runs what these name.
+		"/src/app/.git/config": {Type: "bind", Source: "/src/app/.git/config", Target: "/src/app/.git/config", ReadOnly: true},
+		"/src/app/.git/hooks":  {Type: "bind", Source: "/src/app/.git/hooks", Target: "/src/app/.git/hooks", ReadOnly: true},
+		"/lib":                 {Type: "bind", Source: "/state/worktrees/demo/web/lib", Target: "/lib"},
+		"/cache":               {Type: "volume", Source: "jk-demo-web-cache", Target: "/cache"},
 	}
 	if len(mounts) != len(want) {
 		t.Fatalf("mounts %+v", mounts)

@@ -49,9 +49,11 @@ func git(ctx context.Context, dir string, args ...string) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, GitTimeout)
 	defer cancel()
-	full := args
+	// Hooks and an fsmonitor command in a repository's config would run on
+	// the host with the operator's rights: jackin's own calls never run them.
+	full := append([]string{"-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null"}, args...)
 	if dir != "" {
-		full = append([]string{"-C", dir}, args...)
+		full = append([]string{"-C", dir}, full...)
 	}
 	cmd := exec.CommandContext(ctx, "git", full...)
 	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "LC_ALL=C", "GIT_OPTIONAL_LOCKS=0")
@@ -64,6 +66,34 @@ func git(ctx context.Context, dir string, args ...string) (string, error) {
 		return "", &gitError{args: full, err: err, stderr: stderr.String()}
 	}
 	return strings.TrimRight(stdout.String(), "\n"), nil
+}
+
+// gitUntrusted runs git in a repository whose config someone else may have
+// written (an agent's checkout): besides hooks and fsmonitor, the filter
+// drivers its config names are emptied, since git status runs a clean
+// filter's command. Reading the config runs nothing.
+func gitUntrusted(ctx context.Context, dir string, args ...string) (string, error) {
+	out, err := git(ctx, dir, "config", "--get-regexp", `^filter\..*\.(clean|smudge|process)$`)
+	var gerr *gitError
+	if err != nil && !(errors.As(err, &gerr) && strings.Contains(gerr.err.Error(), "exit status 1")) {
+		return "", err // exit 1 only says there is no such key
+	}
+	var disarm []string
+	seen := map[string]bool{}
+	for _, l := range lines(out) {
+		key, _, _ := strings.Cut(l, " ")
+		name := strings.TrimPrefix(key, "filter.")
+		name = name[:strings.LastIndex(name, ".")]
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		for _, k := range []string{"clean", "smudge", "process"} {
+			disarm = append(disarm, "-c", "filter."+name+"."+k+"=")
+		}
+		disarm = append(disarm, "-c", "filter."+name+".required=false")
+	}
+	return git(ctx, dir, append(disarm, args...)...)
 }
 
 // lines splits git output into non-empty lines.

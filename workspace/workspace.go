@@ -259,6 +259,13 @@ func Prepare(ctx context.Context, w Want) (Checkout, error) {
 		return Checkout{}, err
 	}
 	defer unlock()
+	if w.Mode == ModeWorktree {
+		// The container gets the source's hooks dir read-only over its
+		// read-write git dir, so it must exist: an agent must not create it.
+		if err := os.MkdirAll(filepath.Join(src.CommonDir, "hooks"), 0o755); err != nil {
+			return Checkout{}, fmt.Errorf("prepare %s: %w", filepath.Join(src.CommonDir, "hooks"), err)
+		}
+	}
 	if err := repair(ctx, w, src); err != nil {
 		return Checkout{}, err
 	}
@@ -583,6 +590,11 @@ func inspect(ctx context.Context, c Checkout) (State, error) {
 	if _, err := os.Stat(c.Path); err != nil {
 		return st, fmt.Errorf("checkout %s: %w", c.Path, err)
 	}
+	// The checkout's git config is the agent's to write (a clone's whole
+	// .git is in its mount): read it with its commands disarmed.
+	git := func(ctx context.Context, dir string, args ...string) (string, error) {
+		return gitUntrusted(ctx, dir, args...)
+	}
 	status, err := git(ctx, c.Path, "status", "--porcelain=v1", "--untracked-files=all")
 	if err != nil {
 		return st, err
@@ -615,7 +627,7 @@ func inspect(ctx context.Context, c Checkout) (State, error) {
 		return st, fmt.Errorf("count unpushed commits in %s: %w", c.Path, err)
 	}
 	if c.Base != "" {
-		diff, err := git(ctx, c.Path, "diff", "--name-only", c.Base)
+		diff, err := git(ctx, c.Path, "diff", "--no-ext-diff", "--no-textconv", "--name-only", c.Base)
 		if err != nil {
 			return st, err
 		}

@@ -350,3 +350,37 @@ func mustWrite(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+func TestInspectRunsNothingAnAgentConfigured(t *testing.T) {
+	ctx := context.Background()
+	src, _ := newRepo(t)
+	c, err := Prepare(ctx, want(t, src, ModeClone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The agent owns the clone's .git: it names commands git would run on
+	// the host when jackin inspects the clone (jackin work, delete).
+	pwned := filepath.Join(t.TempDir(), "pwned")
+	cmd := "touch " + pwned
+	run(t, c.Path, "config", "core.fsmonitor", cmd)
+	run(t, c.Path, "config", "filter.evil.clean", cmd)
+	run(t, c.Path, "config", "filter.evil.process", cmd)
+	run(t, c.Path, "config", "diff.external", cmd)
+	mustWrite(t, filepath.Join(c.Path, ".gitattributes"), "* filter=evil\n")
+	mustWrite(t, filepath.Join(c.Path, "README"), "changed\n")
+	hooks := filepath.Join(c.Path, ".git", "hooks")
+	mustWrite(t, filepath.Join(hooks, "post-checkout"), "#!/bin/sh\n"+cmd+"\n")
+	if err := os.Chmod(filepath.Join(hooks, "post-checkout"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	st := Inspect(ctx, c)
+	if st.Error != "" {
+		t.Fatalf("inspect: %s", st.Error)
+	}
+	if _, err := os.Stat(pwned); err == nil {
+		t.Fatal("inspecting an agent's clone ran a command its config names")
+	}
+	if !st.Dirty {
+		t.Fatalf("state %+v: the changed README is not seen", st)
+	}
+}
