@@ -112,7 +112,7 @@ func (d *Driver) sameName(nets []network.Summary, r drivers.Resource, fleet stri
 		if n.Name != r.Name {
 			continue
 		}
-		if owner := ownerOf(n.Labels, fleet); owner != "" {
+		if owner := ownerOfResource(n.Labels, fleet, r); owner != "" {
 			return "", true, &drivers.ErrNameConflict{Kind: drivers.KindNetwork, Name: r.Name, ID: n.ID, Owner: owner, Instance: r.Labels[drivers.LabelInstance]}
 		}
 		d.log.V(2).Info("network exists", "name", r.Name, "id", n.ID)
@@ -132,7 +132,7 @@ func (d *Driver) createVolume(ctx context.Context, r drivers.Resource) (string, 
 	if err != nil {
 		return "", d.wrap(err, "create volume %s", r.Name)
 	}
-	if owner := ownerOf(res.Volume.Labels, r.Labels[drivers.LabelFleet]); owner != "" {
+	if owner := ownerOfResource(res.Volume.Labels, r.Labels[drivers.LabelFleet], r); owner != "" {
 		return "", &drivers.ErrNameConflict{Kind: drivers.KindVolume, Name: r.Name, ID: res.Volume.Name, Owner: owner, Instance: r.Labels[drivers.LabelInstance]}
 	}
 	d.log.V(2).Info("volume ready", "name", r.Name)

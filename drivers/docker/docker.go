@@ -163,5 +163,21 @@ func ownerOf(labels map[string]string, fleet string) string {
 	return ""
 }
 
+// ownerOfResource is ownerOf for an object jackin is about to reuse by
+// name: it must also belong to the same instance and component. Generated
+// names can coincide ("web" + "-out" is the network of an instance named
+// "web-out"), and reusing another instance's network or volume would join
+// instances that must stay apart.
+func ownerOfResource(labels map[string]string, fleet string, r drivers.Resource) string {
+	if owner := ownerOf(labels, fleet); owner != "" {
+		return owner
+	}
+	inst, comp := labels[drivers.LabelInstance], labels[drivers.LabelComponent]
+	if inst != r.Labels[drivers.LabelInstance] || comp != r.Labels[drivers.LabelComponent] {
+		return fmt.Sprintf("instance %q (its %s) of fleet %s", inst, comp, fleet)
+	}
+	return ""
+}
+
 // errNoKind reports a resource whose spec does not match its kind.
 var errNoKind = errors.New("resource spec does not match its kind")
