@@ -606,6 +606,12 @@ func inspect(ctx context.Context, c Checkout) (State, error) {
 			untracked++
 		}
 	}
+	// Stashed changes are work too, and a clone's stash goes with it.
+	if stashes, err := git(ctx, c.Path, "rev-list", "--walk-reflogs", "--count", "refs/stash", "--"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(stashes)); err == nil {
+			st.Uncommitted += n
+		}
+	}
 	st.Dirty = st.Uncommitted > 0
 	if st.Head, err = git(ctx, c.Path, "rev-parse", "--verify", "-q", "HEAD"); err != nil {
 		return st, err
@@ -644,15 +650,19 @@ func Remove(ctx context.Context, c Checkout, force bool) error {
 	switch c.Mode {
 	case ModeWorktree:
 		// Not while another instance's worktree of the same source is
-		// being added or repaired in this process.
-		mu := sourceMutex(c.GitCommonDir)
-		mu.Lock()
-		defer mu.Unlock()
+		// being added or repaired (by this process or another jackin
+		// sharing the state dir: <state dir>/worktrees/<fleet>/<instance>/<slug>).
+		stateDir := filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(c.Path))))
+		unlock, err := lockSource(stateDir, c.GitCommonDir)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		args := []string{"worktree", "remove"}
 		if force {
 			args = append(args, "--force", "--force")
 		}
-		_, err := git(ctx, c.Src, append(args, c.Path)...)
+		_, err = git(ctx, c.Src, append(args, c.Path)...)
 		if err != nil {
 			if !force {
 				return fmt.Errorf("remove worktree %s: %w", c.Path, err)

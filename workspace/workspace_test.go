@@ -384,3 +384,20 @@ func TestInspectRunsNothingAnAgentConfigured(t *testing.T) {
 		t.Fatalf("state %+v: the changed README is not seen", st)
 	}
 }
+
+func TestStashedWorkIsNotSafeToRemove(t *testing.T) {
+	ctx := context.Background()
+	src, _ := newRepo(t)
+	c, err := Prepare(ctx, want(t, src, ModeClone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c.Path, "config", "user.name", "T")
+	run(t, c.Path, "config", "user.email", "t@example.com")
+	mustWrite(t, filepath.Join(c.Path, "README"), "work in progress\n")
+	run(t, c.Path, "stash", "-q")
+	st := Inspect(ctx, c)
+	if st.Safe() || !st.Dirty {
+		t.Fatalf("a clone holding a stash counts as safe to remove: %+v", st)
+	}
+}

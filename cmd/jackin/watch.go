@@ -28,6 +28,7 @@ type watchOptions struct {
 	minUptime   time.Duration
 	backoffMax  time.Duration
 	debounce    time.Duration
+	force       bool
 }
 
 func newWatchCommand(a *app) *cobra.Command {
@@ -94,6 +95,7 @@ flight, records it and exits 0; a second exits at once.`,
 	f.DurationVar(&opts.minUptime, "min-uptime", reconciler.DefaultBackoff.MinUptime, "an instance that exits sooner than this after a start is crashing")
 	f.DurationVar(&opts.backoffMax, "backoff-max", reconciler.DefaultBackoff.Max, "the longest delay between restarts of a crashing instance")
 	f.DurationVar(&opts.debounce, "debounce", 100*time.Millisecond, "quiet time that ends a burst of manifest file changes")
+	f.BoolVar(&opts.force, "force", false, "make worktrees and clones from a source with uncommitted changes (from its HEAD, without them)")
 	return cmd
 }
 
@@ -175,7 +177,7 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 			}, nil
 		},
 		Report:     w.emit,
-		Workspaces: &checkoutManager{st: st, stateDir: a.global.stateDir, log: a.log.WithName("workspace")},
+		Workspaces: &checkoutManager{st: st, stateDir: a.global.stateDir, log: a.log.WithName("workspace"), refuseDirty: !opts.force},
 		Log:        a.log.WithName("watch"),
 		Progress:   a.stderr,
 		Mode:       opts.mode,

@@ -24,7 +24,10 @@ type checkoutManager struct {
 	stateDir string
 	// purge removes checkouts whatever their state (delete --purge).
 	purge bool
-	log   logr.Logger
+	// refuseDirty fails a new checkout whose source has uncommitted changes
+	// and no ref (watch without --force; apply checks before it starts).
+	refuseDirty bool
+	log         logr.Logger
 
 	mu       sync.Mutex
 	released []releasedCheckout
@@ -44,6 +47,16 @@ type releasedCheckout struct {
 
 func (m *checkoutManager) Prepare(ctx context.Context, fleet string, in *reconciler.DesiredInstance) error {
 	for _, w := range in.Checkouts {
+		if m.refuseDirty && w.Ref == "" && !workspace.Exists(w) {
+			src, err := workspace.InspectSource(ctx, w.Src, w.Ref)
+			if err != nil {
+				return fmt.Errorf("%s mount %s: %w", w.Mode, w.Dst, err)
+			}
+			if len(src.Dirty) > 0 {
+				return fmt.Errorf("%s mount %s: src %s has uncommitted changes (%s); the %s would start from HEAD without them: commit or stash them, set ref on the mount, or run watch with --force",
+					w.Mode, w.Dst, w.Src, strings.Join(src.Dirty, ", "), w.Mode)
+			}
+		}
 		c, err := workspace.Prepare(ctx, w)
 		if err != nil {
 			return fmt.Errorf("%s mount %s: %w", w.Mode, w.Dst, err)

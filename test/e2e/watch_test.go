@@ -478,3 +478,32 @@ func TestWatchMakesAndKeepsWorktrees(t *testing.T) {
 		t.Fatalf("watch exited %d after SIGINT, want 0", code)
 	}
 }
+
+func TestWatchRefusesADirtySourceWithoutForce(t *testing.T) {
+	e := newEnv(t)
+	src, _ := gitRepo(t, 1)
+	if err := os.WriteFile(filepath.Join(src, "README"), []byte("uncommitted\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := e.manifest(fmt.Sprintf("instances: a: {role: image: %q, agent: \"shell\", mounts: [{src: %q, dst: \"/work\", mode: \"worktree\"}]}\n", agentImage, src))
+	w := e.startWatch(nil, "-f", path)
+	failed := w.waitFor("a's create refused", time.Minute, 1, func(l watchLine) bool {
+		return l.Type == "action" && l.Instance == "a" && l.Outcome == "failed"
+	})
+	if !strings.Contains(failed[0].Message, "uncommitted changes") || !strings.Contains(failed[0].Message, "--force") {
+		t.Fatalf("the refusal does not say why and how to proceed: %q", failed[0].Message)
+	}
+	if exists(e.checkoutPath("a")) {
+		t.Fatal("a worktree was made from a dirty source without --force")
+	}
+	w.alive()
+	if code := w.stop(); code != 0 {
+		t.Fatalf("watch exited %d after SIGINT, want 0", code)
+	}
+	// With --force, it is made (from HEAD).
+	w2 := e.startWatch(nil, "-f", path, "--force")
+	w2.waitFor("a created with --force", time.Minute, 1, healed("a", "create", ""))
+	if code := w2.stop(); code != 0 {
+		t.Fatalf("watch --force exited %d after SIGINT, want 0", code)
+	}
+}
