@@ -744,7 +744,7 @@ func (b builder) residualRisk(fx facts, c Contract) []Risk {
 		risks = append(risks, Risk{RiskWritableMounts, "the agent can modify and delete the host files under " + strings.Join(srcs, ", ")})
 	}
 	for _, m := range gitDirMounts(fx) {
-		risks = append(risks, Risk{RiskGitDirWritable, "the agent can write the source repository's git directory " + m.Source + " (all its branches, its config and its hooks): a hook it writes runs on the host when you next use git in that repository; a clone mount keeps the source untouched"})
+		risks = append(risks, Risk{RiskGitDirWritable, "the agent can write the source repository's git directory " + m.Source + " (its objects and every branch and tag: it can move or delete your branches; its config and hooks are mounted read-only, so it cannot make git on the host run a command); a clone mount keeps the source untouched"})
 	}
 	if len(fx.sensitive) > 0 {
 		var srcs []string
