@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -290,6 +291,50 @@ func (b builder) sandbox(fx facts) Sandbox {
 	if fx.docker != schema.DockerNone {
 		s.DockerAccessDetail = "docker " + strconv.Quote(fx.docker) + " is not known to this version"
 	}
+	s.Profile = orDefault(fx.inst.Profile, schema.ProfileStandard)
+	if len(fx.inst.Sources) > 0 {
+		s.Sources = fx.inst.Sources
+	}
+	from := func(field string) string {
+		if src := fx.inst.Sources[field]; src != "" {
+			return " (from " + src + ")"
+		}
+		return ""
+	}
+	if sb := fx.di.Spec.Sandbox; sb != nil {
+		if sb.User != "" {
+			s.User = sb.User + from("security.user")
+			if strings.HasPrefix(sb.User, "0:") || sb.User == "0" {
+				s.User += ": root"
+			} else {
+				s.User += ": not root"
+			}
+		}
+		if len(sb.CapDrop) > 0 || len(sb.CapAdd) > 0 {
+			set := "drop " + strings.Join(sb.CapDrop, " ")
+			if len(sb.CapAdd) > 0 {
+				set += ", add " + strings.Join(sb.CapAdd, " ")
+			}
+			s.Capabilities = Capabilities{Set: set + from("security.capabilities"), Added: nonNil(sb.CapAdd), Dropped: nonNil(sb.CapDrop)}
+			if slices.Contains(sb.CapDrop, "ALL") {
+				s.Capabilities.Effective = nonNil(append([]string(nil), sb.CapAdd...))
+			} else {
+				eff := []string{}
+				for _, c := range DockerDefaultCapabilities {
+					if !slices.Contains(sb.CapDrop, c) {
+						eff = append(eff, c)
+					}
+				}
+				for _, c := range sb.CapAdd {
+					if !slices.Contains(eff, c) {
+						eff = append(eff, c)
+					}
+				}
+				s.Capabilities.Effective = eff
+			}
+		}
+		s.NoNewPrivileges = sb.NoNewPrivileges
+	}
 	return s
 }
 
@@ -301,6 +346,10 @@ func (b builder) filesystem(fx facts, warn func(string, string, ...any)) Filesys
 		},
 		Mounts:         []Mount{},
 		SensitivePaths: nonNil(fx.sensitive),
+	}
+	if sb := fx.di.Spec.Sandbox; sb != nil && sb.ReadOnlyRoot {
+		src := fx.inst.Sources["security.readOnlyRoot"]
+		fs.RootFS = RootFS{Writable: false, Description: "read-only (from " + orDefault(src, "manifest") + "): writes outside the mounts fail; /tmp and the agent's HOME " + schema.HomeDir + " are tmpfs in memory, lost on recreate"}
 	}
 	sizes := map[string]string{}
 	for _, m := range fx.inst.Mounts {
@@ -501,6 +550,11 @@ func (b builder) resources(fx facts, warn func(string, string, ...any)) Resource
 	}
 	if sr.Nofile > 0 {
 		r.Nofile = Quantity{Text: strconv.FormatInt(sr.Nofile, 10) + " open files", Value: sr.Nofile, Unit: "files"}
+	}
+	for field, q := range map[string]*Quantity{"memory": &r.Memory, "memoryReservation": &r.MemoryReservation, "cpus": &r.CPUs, "pids": &r.Pids, "nofile": &r.Nofile} {
+		if src := fx.inst.Sources["resources."+field]; src != "" && !q.Unlimited {
+			q.Source = src
+		}
 	}
 	if r.Memory.Unlimited {
 		warn(SectionResources, "no memory limit: the agent can exhaust the host's memory")
@@ -732,7 +786,13 @@ func (b builder) recovery(fx facts) Recovery {
 
 func (b builder) residualRisk(fx facts, c Contract) []Risk {
 	risks := []Risk{{RiskSharedKernel, "the agent shares the host kernel: a kernel exploit escapes the container to the host"}}
-	risks = append(risks, Risk{RiskRootInContainer, "the agent runs as root in the container unless the image sets USER, with the engine's default capabilities and no user namespace set by jackin"})
+	sb := fx.di.Spec.Sandbox
+	switch {
+	case sb == nil || sb.User == "" || sb.User == "0" || strings.HasPrefix(sb.User, "0:"):
+		risks = append(risks, Risk{RiskRootInContainer, "the agent runs as root in the container unless the image sets USER, with the engine's default capabilities and no user namespace set by jackin"})
+	case !slices.Contains(sb.CapDrop, "ALL"):
+		risks = append(risks, Risk{RiskRootInContainer, "the agent runs as uid " + sb.User + " with the engine's default capabilities in its bounding set; a setuid binary in the image could regain them unless no-new-privileges is set"})
+	}
 	if fx.openEgress {
 		risks = append(risks, Risk{RiskOpenEgress, "egress is open: the agent can send anything it can read (mounts, env, the image) to any host"})
 	}

@@ -118,6 +118,28 @@ func goldenCases() []goldenCase {
 			opts: defaultOpts,
 		},
 		{
+			// Profiles: locked as is, and hardened with fields overriding it.
+			name: "profiles",
+			fleet: func(t *testing.T) *schema.Fleet {
+				return loadText(t, `apiVersion: "jackin.dev/v1alpha1"
+kind: "Fleet"
+name: "edge"
+defaults: profile: "hardened"
+instances: {
+	locked: {role: image: "agent:1", profile: "locked"}
+	tuned: {
+		role: image: "agent:1"
+		resources: {memory: "1Gi", nofile: 1024}
+		security: {user: "1234:1234", readOnlyRoot: true}
+	}
+	plain: {role: image: "agent:1", profile: "standard"}
+}
+`)
+			},
+			opts:      defaultOpts,
+			normalise: true,
+		},
+		{
 			name: "unlimited",
 			fleet: func(*testing.T) *schema.Fleet {
 				return fleetOf("edge", map[string]schema.Instance{"greedy": instance()})
@@ -336,13 +358,29 @@ func normaliseDesired(t *testing.T, f *schema.Fleet, d *reconciler.Desired) {
 
 // loadExample loads an example fleet through the real loader, with the fake
 // home directory, and names its source relative to the repository.
+// loadText loads a manifest given as text (its profile resolved as
+// `jackin explain` would, with the operator's UID:GID fixed at 1000:1000).
+func loadText(t *testing.T, text string) *schema.Fleet {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "fleet.cue")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := manifests.Load(context.Background(), []string{path}, manifests.Options{Home: fakeHome, HostCPUs: 64, HostUser: "1000:1000"})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	res.Fleet.Sources = []string{"fleet.cue"}
+	return res.Fleet
+}
+
 func loadExample(t *testing.T, rel string) *schema.Fleet {
 	t.Helper()
 	path := filepath.Join("..", filepath.FromSlash(rel))
 	if _, err := os.Stat(path); err != nil {
 		t.Skipf("example %s is not there: %v", rel, err)
 	}
-	res, err := manifests.Load(context.Background(), []string{path}, manifests.Options{Home: fakeHome, HostCPUs: 64})
+	res, err := manifests.Load(context.Background(), []string{path}, manifests.Options{Home: fakeHome, HostCPUs: 64, HostUser: "1000:1000"})
 	if err != nil {
 		t.Fatalf("load %s: %v", rel, err)
 	}

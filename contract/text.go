@@ -260,11 +260,12 @@ func sandboxSection(c *Contract) *textSection {
 	s := &textSection{id: SectionSandbox, title: "Sandbox"}
 	s.kv("backend", sb.Backend)
 	s.kv("boundary", sb.Boundary)
+	s.kv("profile", sb.Profile)
 	s.kv("user", sb.User)
 	s.kv("user namespace", sb.UserNamespace)
 	s.kv("privileged", yesNo(sb.Privileged))
 	caps := sb.Capabilities
-	s.kv("capabilities", fmt.Sprintf("%s (added: %s; dropped: %s):", caps.Set, listOrNone(caps.Added), listOrNone(caps.Dropped)), strings.Join(caps.Effective, " "))
+	s.kv("capabilities", fmt.Sprintf("%s (added: %s; dropped: %s):", caps.Set, listOrNone(caps.Added), listOrNone(caps.Dropped)), listOrNone(caps.Effective))
 	nnp := "not set"
 	if sb.NoNewPrivileges {
 		nnp = "set"
@@ -404,12 +405,21 @@ func portsSection(c *Contract) *textSection {
 func resourcesSection(c *Contract) *textSection {
 	r := c.Resources
 	s := &textSection{id: SectionResources, title: "Resources"}
-	s.kv("memory", r.Memory.Text)
-	s.kv("memory reservation", r.MemoryReservation.Text)
-	s.kv("CPUs", r.CPUs.Text)
-	s.kv("pids", r.Pids.Text)
-	s.kv("open files", r.Nofile.Text)
+	s.kv("memory", withSource(r.Memory))
+	s.kv("memory reservation", withSource(r.MemoryReservation))
+	s.kv("CPUs", withSource(r.CPUs))
+	s.kv("pids", withSource(r.Pids))
+	s.kv("open files", withSource(r.Nofile))
 	return s
+}
+
+// withSource is a limit's text, with "(from profile NAME)" when a profile
+// set it (a manifest value needs no note).
+func withSource(q Quantity) string {
+	if strings.HasPrefix(q.Source, "profile") {
+		return q.Text + " (from " + q.Source + ")"
+	}
+	return q.Text
 }
 
 func hostEffectsSection(c *Contract) *textSection {

@@ -155,6 +155,12 @@ type Sandbox struct {
 	// DockerAccess is the manifest's docker field ("none").
 	DockerAccess       string `json:"dockerAccess"`
 	DockerAccessDetail string `json:"dockerAccessDetail"`
+	// Profile is the hardening profile ("standard": the engine's defaults).
+	Profile string `json:"profile"`
+	// Sources says where each hardening value and limit comes from
+	// ("manifest" or "profile NAME"), by manifest path (security.user,
+	// resources.memory, ...); a value neither sets is the engine's default.
+	Sources map[string]string `json:"sources,omitempty"`
 }
 
 // Capabilities are the Linux capabilities the agent's processes hold.
@@ -325,6 +331,9 @@ type Quantity struct {
 	Value     int64  `json:"value"`
 	Unit      string `json:"unit"` // bytes | nanoCPUs | processes | files
 	Unlimited bool   `json:"unlimited"`
+	// Source is where the limit comes from: "manifest" or "profile NAME";
+	// empty when it is not set.
+	Source string `json:"source,omitempty"`
 }
 
 // HostEffects are what `jackin apply` would create on the host.

@@ -144,6 +144,7 @@ type ContainerSpec struct {
 	// filesystem. Zero values leave the engine's defaults.
 	User            string
 	CapDrop         []string
+	CapAdd          []string
 	NoNewPrivileges bool
 	ReadOnlyRoot    bool
 	// Running is the desired state: false creates the container without starting it.

@@ -52,6 +52,9 @@ type Options struct {
 	WorkDir string
 	// HostCPUs bounds resources.cpus (default: runtime.NumCPU()).
 	HostCPUs int
+	// HostUser is the operator's "uid:gid", the user hardened and locked
+	// profiles run agents as (default: this process's UID and GID).
+	HostUser string
 }
 
 // Result is a loaded, valid fleet and any warnings.
@@ -89,6 +92,9 @@ func Load(ctx context.Context, paths []string, opts Options) (res *Result, err e
 	}
 	if opts.HostCPUs <= 0 {
 		opts.HostCPUs = runtime.NumCPU()
+	}
+	if opts.HostUser == "" {
+		opts.HostUser = schema.HostUser(os.Getuid(), os.Getgid())
 	}
 	if len(paths) == 0 {
 		return nil, Diagnostics{{Msg: "no manifest given", Severity: schema.SeverityError}}
@@ -515,3 +521,6 @@ func normalizeNewlines(b []byte) []byte {
 	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
 	return bytes.ReplaceAll(b, []byte("\r"), []byte("\n"))
 }
+
+// hostUser is the operator's "uid:gid".
+func (l *loader) hostUser() string { return l.opts.HostUser }

@@ -231,7 +231,7 @@ func TestLoadRejectsSchemaViolations(t *testing.T) {
 		{name: "unknown top-level field", src: fleetHead + "«color: \"red\"\n",
 			path: "color", msg: `field "color" is not allowed here; allowed fields: apiVersion, defaults, instances, kind, name`},
 		{name: "unknown instance field", src: fleetHead + "instances: a: {\n\trole: image: \"x\"\n\t«foo: 1\n}\n",
-			path: "instances.a.foo", msg: `field "foo" is not allowed here; allowed fields: agent, backend, command, description, docker, env, labels, mounts, network, resources, role, state`},
+			path: "instances.a.foo", msg: `field "foo" is not allowed here; allowed fields: agent, backend, command, description, docker, env, labels, mounts, network, profile, resources, role, security, state`},
 		{name: "unknown resources field", src: inst("resources: {memory: \"1Gi\", «memry: \"1G\"}"),
 			path: "instances.a.resources.memry", msg: `field "memry" is not allowed here; allowed fields: cpus, memory, memoryReservation, nofile, pids`},
 		{name: "unknown mount field", src: inst("mounts: [{dst: \"/x\", mode: \"tmpfs\", «sz: \"1G\"}]"),
@@ -980,6 +980,8 @@ instances: {
 		Resources: schema.Resources{Memory: "2Gi", MemoryBytes: 2 << 30, MemoryReservation: "256Mi", MemoryReservationBytes: 256 << 20,
 			CPUs: 1, Pids: 7},
 		Network: schema.Network{Egress: "open", Ports: []schema.Port{{Container: 80, Host: 18080, Address: "127.0.0.1", Protocol: "tcp"}}},
+		Profile: "standard",
+		Sources: map[string]string{"resources.memory": "manifest", "resources.memoryReservation": "manifest", "resources.cpus": "manifest", "resources.pids": "manifest"},
 	}
 	if !reflect.DeepEqual(own, want) {
 		t.Errorf("own:\n got %s\nwant %s", js(own), js(want))
@@ -994,6 +996,8 @@ instances: {
 		Resources: schema.Resources{Memory: "1Gi", MemoryBytes: 1 << 30, MemoryReservation: "256Mi", MemoryReservationBytes: 256 << 20,
 			CPUs: 1, Pids: 100},
 		Network: schema.Network{Egress: "open", Ports: []schema.Port{{Container: 22, Address: "127.0.0.1", Protocol: "tcp"}}},
+		Profile: "standard",
+		Sources: map[string]string{"resources.memory": "manifest", "resources.memoryReservation": "manifest", "resources.cpus": "manifest", "resources.pids": "manifest"},
 	}
 	if !reflect.DeepEqual(inh, wantInh) {
 		t.Errorf("inherited:\n got %s\nwant %s", js(inh), js(wantInh))
@@ -1009,7 +1013,7 @@ func TestLoadAppliesSchemaDefaults(t *testing.T) {
 	f := fx.mustLoad(t, "f.cue")
 	a := f.Instances["a"]
 	want := schema.Instance{
-		Name: "a", Backend: "docker", Agent: "shell", State: "running", Docker: "none",
+		Name: "a", Backend: "docker", Agent: "shell", State: "running", Docker: "none", Profile: "standard",
 		Role: schema.Role{Image: "x"},
 		Network: schema.Network{Egress: "open", Ports: []schema.Port{
 			{Container: 80, Host: 8080, Address: "127.0.0.1", Protocol: "tcp"},

@@ -43,6 +43,15 @@ type rawInstance struct {
 	Resources   *rawResources     `json:"resources"`
 	Network     *rawNetwork       `json:"network"`
 	Docker      *string           `json:"docker"`
+	Profile     *string           `json:"profile"`
+	Security    *rawSecurity      `json:"security"`
+}
+
+// rawSecurity is the manifest's per-field override of the profile's sandbox.
+type rawSecurity struct {
+	User            *string `json:"user"`
+	ReadOnlyRoot    *bool   `json:"readOnlyRoot"`
+	NoNewPrivileges *bool   `json:"noNewPrivileges"`
 }
 
 type rawRole struct {
@@ -104,6 +113,23 @@ func merge(d, in rawInstance) rawInstance {
 	out.Agent = pick(in.Agent, d.Agent)
 	out.State = pick(in.State, d.State)
 	out.Docker = pick(in.Docker, d.Docker)
+	out.Profile = pick(in.Profile, d.Profile)
+	if d.Security != nil {
+		s := rawSecurity{}
+		if in.Security != nil {
+			s = *in.Security
+		}
+		if s.User == nil {
+			s.User = d.Security.User
+		}
+		if s.ReadOnlyRoot == nil {
+			s.ReadOnlyRoot = d.Security.ReadOnlyRoot
+		}
+		if s.NoNewPrivileges == nil {
+			s.NoNewPrivileges = d.Security.NoNewPrivileges
+		}
+		out.Security = &s
+	}
 	if in.Role == nil || (in.Role.Image == nil && in.Role.Build == nil) {
 		out.Role = d.Role
 	}
@@ -374,9 +400,12 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 	if r.Mounts != nil {
 		c.mounts(*r.Mounts, &inst)
 	}
+	res := rawResources{}
 	if r.Resources != nil {
-		c.resources(*r.Resources, &inst)
+		res = *r.Resources
 	}
+	c.profile(r, &res, &inst)
+	c.resources(res, &inst)
 	if r.Network != nil {
 		inst.Network.Egress = str(r.Network.Egress, schema.EgressOpen)
 		c.egress(*r.Network, &inst)
@@ -650,6 +679,111 @@ func (c *instanceChecker) resources(r rawResources, inst *schema.Instance) {
 	}
 	if r.Nofile != nil {
 		res.Nofile = *r.Nofile
+	}
+}
+
+// profile applies the instance's hardening profile: its limits fill the
+// resources the manifest leaves unset (r is changed), its sandbox settings
+// are overridden by the manifest's security fields, and inst.Sources
+// records where each effective value came from.
+func (c *instanceChecker) profile(r rawInstance, res *rawResources, inst *schema.Instance) {
+	inst.Profile = str(r.Profile, schema.ProfileStandard)
+	p, ok := schema.Profiles[inst.Profile]
+	if !ok { // the schema allows only known names
+		c.errorf([]any{"profile"}, "unknown profile %q", inst.Profile)
+		return
+	}
+	src := map[string]string{}
+	fromProfile := schema.SourceProfile(p.Name)
+	strLimit := func(field string, manifest **string, def string) {
+		switch {
+		case *manifest != nil:
+			src["resources."+field] = schema.SourceManifest
+		case def != "":
+			v := def
+			*manifest = &v
+			src["resources."+field] = fromProfile
+		}
+	}
+	strLimit("memory", &res.Memory, p.Memory)
+	// A profile's reservation never exceeds a memory limit the manifest
+	// lowered: it is a soft floor, not a grant.
+	if res.MemoryReservation == nil && p.MemoryReservation != "" && src["resources.memory"] == schema.SourceManifest {
+		mem, err1 := schema.ParseSize(*res.Memory)
+		rsv, err2 := schema.ParseSize(p.MemoryReservation)
+		if err1 == nil && err2 == nil && rsv > mem {
+			v := *res.Memory
+			res.MemoryReservation = &v
+			src["resources.memoryReservation"] = fromProfile + " (capped at resources.memory)"
+		}
+	}
+	strLimit("memoryReservation", &res.MemoryReservation, p.MemoryReservation)
+	switch {
+	case res.CPUs != nil:
+		src["resources.cpus"] = schema.SourceManifest
+	case p.CPUs > 0:
+		v := p.CPUs
+		if v > float64(c.l.opts.HostCPUs) {
+			c.errorf([]any{"profile"}, "profile %q sets cpus %g, more than this host's %d CPUs: set resources.cpus", p.Name, v, c.l.opts.HostCPUs)
+		}
+		res.CPUs = &v
+		src["resources.cpus"] = fromProfile
+	}
+	intLimit := func(field string, manifest **int64, def int64) {
+		switch {
+		case *manifest != nil:
+			src["resources."+field] = schema.SourceManifest
+		case def > 0:
+			v := def
+			*manifest = &v
+			src["resources."+field] = fromProfile
+		}
+	}
+	intLimit("pids", &res.Pids, p.Pids)
+	intLimit("nofile", &res.Nofile, p.Nofile)
+
+	sb := schema.Sandbox{
+		CapDrop:         append([]string(nil), p.CapDrop...),
+		CapAdd:          append([]string(nil), p.CapAdd...),
+		NoNewPrivileges: p.NoNewPrivileges,
+		ReadOnlyRoot:    p.ReadOnlyRoot,
+	}
+	if len(p.CapDrop) > 0 {
+		src["security.capabilities"] = fromProfile
+	}
+	if p.NoNewPrivileges {
+		src["security.noNewPrivileges"] = fromProfile
+	}
+	if p.ReadOnlyRoot {
+		src["security.readOnlyRoot"] = fromProfile
+	}
+	if p.HostUser {
+		sb.User = c.l.hostUser()
+		src["security.user"] = fromProfile
+	}
+	if s := r.Security; s != nil {
+		if s.User != nil {
+			sb.User = *s.User
+			if sb.User == "host" {
+				sb.User = c.l.hostUser()
+			}
+			src["security.user"] = schema.SourceManifest
+		}
+		if s.ReadOnlyRoot != nil {
+			sb.ReadOnlyRoot = *s.ReadOnlyRoot
+			src["security.readOnlyRoot"] = schema.SourceManifest
+		}
+		if s.NoNewPrivileges != nil {
+			sb.NoNewPrivileges = *s.NoNewPrivileges
+			src["security.noNewPrivileges"] = schema.SourceManifest
+		}
+	}
+	if sb.ReadOnlyRoot {
+		sb.Tmpfs = append([]string(nil), schema.ReadOnlyTmpfs...)
+	}
+	inst.Sandbox = sb
+	if len(src) > 0 {
+		inst.Sources = src
 	}
 }
 

@@ -164,6 +164,28 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 		Nofile:    spec.Resources.Nofile,
 		Running:   running,
 	}
+	if sb := spec.Sandbox; sb != nil {
+		ctr.User, ctr.CapDrop, ctr.CapAdd = sb.User, sb.CapDrop, sb.CapAdd
+		ctr.NoNewPrivileges, ctr.ReadOnlyRoot = sb.NoNewPrivileges, sb.ReadOnlyRoot
+		mounted := map[string]bool{}
+		for _, m := range spec.Mounts {
+			mounted[filepath.Clean(m.Dst)] = true
+		}
+		for _, dst := range sb.Tmpfs {
+			if !mounted[dst] {
+				ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "tmpfs", Target: dst})
+			}
+		}
+		// Under a read-only root the agent's HOME is a tmpfs, for its caches.
+		if sb.ReadOnlyRoot {
+			if _, set := ctr.Env["HOME"]; !set {
+				if ctr.Env == nil {
+					ctr.Env = map[string]string{}
+				}
+				ctr.Env["HOME"] = schema.HomeDir
+			}
+		}
+	}
 	var volumes []drivers.Resource
 	var checkouts []workspace.Want
 	commonDirs := map[string]bool{}
@@ -430,6 +452,16 @@ func canonicalSpec(inst schema.Instance, image string) (Spec, error) {
 		},
 		Network: SpecNetwork{Egress: inst.Network.Egress, EgressNetwork: inst.Network.EgressNetwork, UpstreamProxy: inst.Network.UpstreamProxy, Ports: []SpecPort{}},
 		Docker:  inst.Docker,
+	}
+	if sb := inst.Sandbox; sb.User != "" || len(sb.CapDrop) > 0 || len(sb.CapAdd) > 0 || sb.NoNewPrivileges || sb.ReadOnlyRoot || len(sb.Tmpfs) > 0 {
+		s.Sandbox = &SpecSandbox{
+			User:            sb.User,
+			CapDrop:         append([]string(nil), sb.CapDrop...),
+			CapAdd:          append([]string(nil), sb.CapAdd...),
+			NoNewPrivileges: sb.NoNewPrivileges,
+			ReadOnlyRoot:    sb.ReadOnlyRoot,
+			Tmpfs:           append([]string(nil), sb.Tmpfs...),
+		}
 	}
 	for _, m := range inst.Mounts {
 		sm := SpecMount{Dst: m.Dst, Mode: m.Mode}

@@ -66,6 +66,9 @@ func DiffSpecs(old, cur Spec) []string {
 	if old.Docker != cur.Docker {
 		r = append(r, fmt.Sprintf("docker access changed: %s → %s", orNone(old.Docker), orNone(cur.Docker)))
 	}
+	if d := diffSandbox(old.Sandbox, cur.Sandbox); d != "" {
+		r = append(r, "sandbox changed: "+d)
+	}
 	return r
 }
 
@@ -242,6 +245,47 @@ func cpusText(nano int64) string {
 func orNone(s string) string {
 	if s == "" {
 		return "(none)"
+	}
+	return s
+}
+
+// diffSandbox is "user image default → 1000:1000, read-only root false → true".
+func diffSandbox(old, cur *SpecSandbox) string {
+	var o, c SpecSandbox
+	if old != nil {
+		o = *old
+	}
+	if cur != nil {
+		c = *cur
+	}
+	var parts []string
+	if o.User != c.User {
+		parts = append(parts, fmt.Sprintf("user %s → %s", orText(o.User, "image default"), orText(c.User, "image default")))
+	}
+	caps := func(s SpecSandbox) string {
+		if len(s.CapDrop) == 0 && len(s.CapAdd) == 0 {
+			return "engine default"
+		}
+		return "drop " + strings.Join(s.CapDrop, ",") + " add " + orText(strings.Join(s.CapAdd, ","), "none")
+	}
+	if caps(o) != caps(c) {
+		parts = append(parts, fmt.Sprintf("capabilities %s → %s", caps(o), caps(c)))
+	}
+	if o.NoNewPrivileges != c.NoNewPrivileges {
+		parts = append(parts, fmt.Sprintf("no-new-privileges %v → %v", o.NoNewPrivileges, c.NoNewPrivileges))
+	}
+	if o.ReadOnlyRoot != c.ReadOnlyRoot {
+		parts = append(parts, fmt.Sprintf("read-only root %v → %v", o.ReadOnlyRoot, c.ReadOnlyRoot))
+	}
+	if strings.Join(o.Tmpfs, ",") != strings.Join(c.Tmpfs, ",") {
+		parts = append(parts, fmt.Sprintf("tmpfs %s → %s", orText(strings.Join(o.Tmpfs, ","), "none"), orText(strings.Join(c.Tmpfs, ","), "none")))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func orText(s, def string) string {
+	if s == "" {
+		return def
 	}
 	return s
 }

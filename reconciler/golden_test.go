@@ -143,6 +143,10 @@ func goldenCases() []goldenCase {
 			in.Network.Ports = []schema.Port{{Container: 80, Host: 9090, Address: "127.0.0.1", Protocol: "tcp"}, {Container: 53, Address: "127.0.0.1", Protocol: "udp"}}
 		})},
 		{name: "recreate_egress_changed", setup: changed(web, "web", func(in *schema.Instance) { in.Network.Egress = "none" })},
+		{name: "recreate_profile_locked", setup: changed(web, "web", func(in *schema.Instance) {
+			in.Profile = schema.ProfileLocked
+			in.Sandbox = schema.Sandbox{User: "1000:1000", CapDrop: []string{"ALL"}, NoNewPrivileges: true, ReadOnlyRoot: true, Tmpfs: schema.ReadOnlyTmpfs}
+		})},
 		{name: "recreate_docker_changed", setup: changed(web, "web", func(in *schema.Instance) { in.Docker = "private" })},
 		// Widening access: each kind the plan marks. (Credentials are not in
 		// the spec yet: contract.TestWideningCredentials covers them.)
@@ -408,7 +412,7 @@ func TestGoldenCoverage(t *testing.T) {
 		"container jk-demo-web is missing", "network jk-demo-web is missing", "containers found for one instance",
 		"networks named jk-demo-web found for one instance", "should be named", "spec format version changed",
 		"backend changed", "image changed", "agent changed", "command changed", "env changed", "labels changed",
-		"mounts changed", "resources changed", "ports changed", "network egress changed", "docker access changed",
+		"mounts changed", "resources changed", "ports changed", "network egress changed", "docker access changed", "sandbox changed",
 		"last applied spec unknown", "now points to", "container is not attached to network", "container is dead",
 		"container is being removed", "container is exited", "container is created", "container is paused",
 	} {

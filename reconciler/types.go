@@ -31,6 +31,20 @@ type Spec struct {
 	Resources     SpecResources     `json:"resources"`
 	Network       SpecNetwork       `json:"network"`
 	Docker        string            `json:"docker"`
+	// Sandbox is the hardening a profile or the manifest's security fields
+	// set; nil is the engine's defaults (profile "standard"), which keeps
+	// the hash of every instance without hardening as it was.
+	Sandbox *SpecSandbox `json:"sandbox,omitempty"`
+}
+
+// SpecSandbox is the agent container's hardening in canonical form.
+type SpecSandbox struct {
+	User            string   `json:"user,omitempty"`
+	CapDrop         []string `json:"capDrop,omitempty"`
+	CapAdd          []string `json:"capAdd,omitempty"`
+	NoNewPrivileges bool     `json:"noNewPrivileges,omitempty"`
+	ReadOnlyRoot    bool     `json:"readOnlyRoot,omitempty"`
+	Tmpfs           []string `json:"tmpfs,omitempty"`
 }
 
 // SpecMount is a mount in canonical form.

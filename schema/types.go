@@ -90,6 +90,16 @@ type Instance struct {
 	Resources   Resources         `json:"resources"`
 	Network     Network           `json:"network"`
 	Docker      string            `json:"docker"`
+	// Profile is the hardening profile (ProfileStandard by default).
+	Profile string `json:"profile"`
+	// Sandbox is the effective sandbox: the profile's, with the
+	// manifest's security fields over it.
+	Sandbox Sandbox `json:"sandbox"`
+	// Sources says where each effective hardening value and limit comes
+	// from: SourceManifest or SourceProfile(name). Keys are manifest
+	// paths (resources.memory, security.user, ...); a value neither sets
+	// is absent (the engine's default).
+	Sources map[string]string `json:"sources,omitempty"`
 }
 
 // Role is the image the agent runs: a reference, or a build.

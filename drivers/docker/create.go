@@ -157,6 +157,7 @@ func containerCreateOptions(r drivers.Resource, multiNetwork bool) (client.Conta
 	hc := &container.HostConfig{
 		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyDisabled},
 		CapDrop:        s.CapDrop,
+		CapAdd:         s.CapAdd,
 		ReadonlyRootfs: s.ReadOnlyRoot,
 	}
 	if s.NoNewPrivileges {
@@ -274,6 +275,9 @@ func renderPort(p drivers.PortSpec) (network.Port, network.PortBinding, error) {
 // again, so no half-connected container is left behind.
 func (d *Driver) createContainer(ctx context.Context, r drivers.Resource) (string, error) {
 	if err := d.ensureNegotiated(ctx); err != nil {
+		return "", err
+	}
+	if err := d.checkHostSupport(ctx, r.Name, r.Container); err != nil {
 		return "", err
 	}
 	multi := versions.GreaterThanOrEqualTo(d.cli.ClientVersion(), "1.44")

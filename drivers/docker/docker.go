@@ -29,6 +29,7 @@ type Driver struct {
 	counter  *callCounter
 	endpoint string
 	subnets  *subnetAllocator
+	features hostFeatures
 
 	// negotiated is set once a ping has fixed the API version.
 	negotiated atomic.Bool

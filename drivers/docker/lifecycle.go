@@ -3,6 +3,7 @@ package docker
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/moby/moby/client"
 
@@ -18,6 +19,11 @@ func (d *Driver) Start(ctx context.Context, id string) error {
 	if _, err := d.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		if isNotFound(err) {
 			return d.wrap(err, "start container %s: it does not exist", shortID(id))
+		}
+		if strings.Contains(err.Error(), "setting rlimit type 7") {
+			// RLIMIT_NOFILE above the engine's own hard limit needs
+			// CAP_SYS_RESOURCE, which the engine may not hold.
+			return d.wrap(err, "start container %s: its open-files limit (resources.nofile, or the profile's) is above what this engine may grant (the Docker daemon's own hard limit): lower resources.nofile", shortID(id))
 		}
 		return d.wrap(err, "start container %s", shortID(id))
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/api/types/system"
 
 	"github.com/jackin-dev/jackin/drivers"
 )
@@ -439,5 +440,26 @@ func TestContainerCreateOptionsEgress(t *testing.T) {
 	opts, _, err = containerCreateOptions(none, false)
 	if err != nil || opts.HostConfig.NetworkMode != "none" || opts.NetworkingConfig != nil {
 		t.Errorf("egress none: network mode %q, networking %+v, err %v", opts.HostConfig.NetworkMode, opts.NetworkingConfig, err)
+	}
+}
+
+func TestUnsupportedLimitsNameWhatIsMissing(t *testing.T) {
+	full := system.Info{MemoryLimit: true, CPUCfsQuota: true, PidsLimit: true, CgroupVersion: "1"}
+	limited := &drivers.ContainerSpec{Memory: 64 << 20, NanoCPUs: 1e9, PidsLimit: 100}
+	if err := unsupportedLimits("c", limited, full); err != nil {
+		t.Fatalf("a host with every controller: %v", err)
+	}
+	if err := unsupportedLimits("c", &drivers.ContainerSpec{}, system.Info{}); err != nil {
+		t.Fatalf("no limits need nothing: %v", err)
+	}
+	noPids := full
+	noPids.PidsLimit = false
+	err := unsupportedLimits("c", limited, noPids)
+	if err == nil || !strings.Contains(err.Error(), "cannot enforce pids") || strings.Contains(err.Error(), "memory") {
+		t.Fatalf("missing pids controller: %v", err)
+	}
+	err = unsupportedLimits("c", &drivers.ContainerSpec{MemoryRes: 1 << 20}, system.Info{CgroupVersion: "1"})
+	if err == nil || !strings.Contains(err.Error(), "memory and memoryReservation") || !strings.Contains(err.Error(), "cgroup v1") {
+		t.Fatalf("missing memory controller: %v", err)
 	}
 }

@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackin-dev/jackin/contract"
+	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/store"
 )
 
@@ -198,6 +202,178 @@ func TestHardeningOOMKilled(t *testing.T) {
 		seen[ev.Message]++
 		if seen[ev.Message] > 1 {
 			t.Errorf("the same kill recorded twice: %+v", ooms)
+		}
+	}
+}
+
+// capBits are the capability numbers (linux/capability.h) of the engine's
+// default set, to turn a contract's list into /proc/self/status's mask.
+var capBits = map[string]uint{
+	"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4, "KILL": 5, "SETGID": 6, "SETUID": 7,
+	"SETPCAP": 8, "NET_BIND_SERVICE": 10, "NET_RAW": 13, "SYS_CHROOT": 18, "MKNOD": 27, "AUDIT_WRITE": 29, "SETFCAP": 31,
+}
+
+func capMask(t *testing.T, names []string) uint64 {
+	t.Helper()
+	var m uint64
+	for _, n := range names {
+		b, ok := capBits[n]
+		if !ok {
+			t.Fatalf("capability %s has no known bit", n)
+		}
+		m |= 1 << b
+	}
+	return m
+}
+
+// TestHardeningProfiles: for each profile, what the contract promises is
+// what the running container shows from inside: the capability bounding
+// and effective sets, no_new_privs, a read-only root (with /tmp and HOME
+// writable), the uid and gid, and the cgroup and open-files limits; the
+// engine's host config agrees (CPUs, seccomp left at the default). A field
+// the manifest sets overrides the profile, and the contract says which
+// value came from where.
+func TestHardeningProfiles(t *testing.T) {
+	e := newEnv(t)
+	m := e.manifest(fmt.Sprintf(`defaults: {
+	role: image: %[1]q
+	command: ["/agent", "idle"]
+}
+instances: {
+	locked: profile: "locked"
+	hardened: {
+		profile: "hardened"
+		resources: {memory: "96Mi", cpus: 1}
+	}
+	standard: {}
+	tuned: {
+		profile: "locked"
+		resources: pids: 64
+		security: {readOnlyRoot: false, user: "1234:5678"}
+	}
+}
+`, agentImage))
+	mustCode(t, e.jackin("apply", "-f", m), 0, "apply")
+	hostUser := schema.HostUser(os.Getuid(), os.Getgid())
+
+	for _, name := range []string{"locked", "hardened", "standard", "tuned"} {
+		t.Run(name, func(t *testing.T) {
+			doc, r := e.explainDoc("-f", m, name)
+			if len(doc.Instances) != 1 {
+				t.Fatalf("want one contract:\n%s", r)
+			}
+			c := doc.Instances[0]
+			p := e.hardeningProbe(name, "/", "/tmp", schema.HomeDir)
+			checkProfileInContainer(t, e, name, c, p)
+
+			switch name {
+			case "locked":
+				if c.Sandbox.Profile != "locked" || c.Sandbox.User != hostUser+" (from profile locked): not root" {
+					t.Errorf("locked sandbox: %+v", c.Sandbox)
+				}
+				if c.Filesystem.RootFS.Writable || c.Resources.Memory.Value != 2<<30 || c.Resources.Nofile.Value != 4096 || c.Resources.Pids.Value != 256 ||
+					c.Resources.Memory.Source != "profile locked" || c.Resources.CPUs.Value != 1e9 {
+					t.Errorf("locked contract: rootfs %+v resources %+v", c.Filesystem.RootFS, c.Resources)
+				}
+				if p.CapBnd != "0000000000000000" || p.CapEff != "0000000000000000" {
+					t.Errorf("locked caps inside: bnd %s eff %s", p.CapBnd, p.CapEff)
+				}
+			case "hardened":
+				if c.Resources.Memory.Value != 96<<20 || c.Resources.Memory.Source != "manifest" || c.Resources.Pids.Source != "profile hardened" ||
+					c.Resources.CPUs.Source != "manifest" || c.Resources.MemoryReservation.Value != 96<<20 {
+					t.Errorf("hardened overrides: %+v", c.Resources)
+				}
+				if !c.Filesystem.RootFS.Writable || c.Sandbox.Sources["security.capabilities"] != "profile hardened" {
+					t.Errorf("hardened sandbox: %+v rootfs %+v", c.Sandbox, c.Filesystem.RootFS)
+				}
+			case "standard":
+				if c.Sandbox.Profile != "standard" || p.UID != 0 || p.NoNewPrivs != 0 || !c.Resources.Memory.Unlimited {
+					t.Errorf("standard: sandbox %+v probe %+v", c.Sandbox, p)
+				}
+			case "tuned":
+				if p.UID != 1234 || p.GID != 5678 || c.Sandbox.Sources["security.user"] != "manifest" || c.Sandbox.Sources["security.readOnlyRoot"] != "manifest" ||
+					!c.Filesystem.RootFS.Writable || c.Resources.Pids.Value != 64 || c.Resources.Pids.Source != "manifest" || c.Resources.Nofile.Source != "profile locked" {
+					t.Errorf("tuned: sandbox %+v rootfs %+v resources %+v probe %+v", c.Sandbox, c.Filesystem.RootFS, c.Resources, p)
+				}
+			}
+		})
+	}
+}
+
+// checkProfileInContainer compares one contract with what the container
+// shows from inside and with the engine's host config.
+func checkProfileInContainer(t *testing.T, e *env, name string, c contract.Contract, p hardeningProbe) {
+	t.Helper()
+	// User.
+	wantUID, wantGID := 0, 0
+	if u, _, _ := strings.Cut(c.Sandbox.User, " "); u != "" && !strings.HasPrefix(c.Sandbox.User, "image default") {
+		uid, gid, _ := strings.Cut(strings.TrimSuffix(u, ":"), ":")
+		wantUID, _ = strconv.Atoi(uid)
+		wantGID, _ = strconv.Atoi(gid)
+	}
+	if p.UID != wantUID || p.GID != wantGID {
+		t.Errorf("%s: contract user %q, inside uid %d gid %d", name, c.Sandbox.User, p.UID, p.GID)
+	}
+	// Capabilities: the bounding set is the contract's set; a non-root
+	// user holds none of it effectively.
+	bnd, err1 := strconv.ParseUint(p.CapBnd, 16, 64)
+	eff, err2 := strconv.ParseUint(p.CapEff, 16, 64)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("%s: caps inside: %+v", name, p)
+	}
+	if want := capMask(t, c.Sandbox.Capabilities.Effective); bnd != want {
+		t.Errorf("%s: contract capabilities %v (mask %x), bounding set inside %x", name, c.Sandbox.Capabilities.Effective, want, bnd)
+	}
+	if wantEff := map[bool]uint64{true: bnd, false: 0}[p.UID == 0]; eff != wantEff {
+		t.Errorf("%s: effective caps inside %x, want %x (uid %d)", name, eff, wantEff, p.UID)
+	}
+	// no_new_privs.
+	if (p.NoNewPrivs == 1) != c.Sandbox.NoNewPrivileges {
+		t.Errorf("%s: contract no-new-privileges %v, inside NoNewPrivs %d", name, c.Sandbox.NoNewPrivileges, p.NoNewPrivs)
+	}
+	// Root filesystem, /tmp and HOME.
+	for _, pp := range p.Paths {
+		switch pp.Path {
+		case "/":
+			// A writable root still refuses a non-root user the image's
+			// root-owned directories: permission denied, not read-only.
+			readOnly := !pp.Writable && strings.Contains(pp.Error, "read-only file system")
+			if readOnly == c.Filesystem.RootFS.Writable || (c.Filesystem.RootFS.Writable && !pp.Writable && p.UID == 0) {
+				t.Errorf("%s: contract root writable=%v, inside: %+v", name, c.Filesystem.RootFS.Writable, pp)
+			}
+		case "/tmp", schema.HomeDir:
+			if !c.Filesystem.RootFS.Writable && !pp.Writable {
+				t.Errorf("%s: read-only root, but %s is not writable: %+v", name, pp.Path, pp)
+			}
+		}
+	}
+	// Limits.
+	lim := func(q contract.Quantity) int64 {
+		if q.Unlimited {
+			return -1
+		}
+		return q.Value
+	}
+	if p.MemoryLimitBytes != lim(c.Resources.Memory) || p.PidsLimit != lim(c.Resources.Pids) {
+		t.Errorf("%s: contract memory %+v pids %+v, inside %d and %d", name, c.Resources.Memory, c.Resources.Pids, p.MemoryLimitBytes, p.PidsLimit)
+	}
+	if !c.Resources.Nofile.Unlimited && (p.NofileSoft != uint64(c.Resources.Nofile.Value) || p.NofileHard != uint64(c.Resources.Nofile.Value)) {
+		t.Errorf("%s: contract nofile %+v, inside %d/%d", name, c.Resources.Nofile, p.NofileSoft, p.NofileHard)
+	}
+	var hc struct {
+		NanoCpus          int64
+		MemoryReservation int64
+		SecurityOpt       []string
+	}
+	if err := json.Unmarshal([]byte(docker(t, "inspect", "--format", "{{json .HostConfig}}", e.name(name))), &hc); err != nil {
+		t.Fatal(err)
+	}
+	if hc.NanoCpus != c.Resources.CPUs.Value || hc.MemoryReservation != c.Resources.MemoryReservation.Value {
+		t.Errorf("%s: contract cpus %+v reservation %+v, engine %d and %d", name, c.Resources.CPUs, c.Resources.MemoryReservation, hc.NanoCpus, hc.MemoryReservation)
+	}
+	for _, o := range hc.SecurityOpt {
+		if strings.HasPrefix(o, "seccomp") {
+			t.Errorf("%s: seccomp is not the engine default: %v", name, hc.SecurityOpt)
 		}
 	}
 }
