@@ -27,6 +27,9 @@ type Access struct {
 	NanoCPUs    int64 `json:"nanoCPUs"`
 	Pids        int64 `json:"pids"`
 	Nofile      int64 `json:"nofile,omitempty"`
+	// Sandbox is the hardening in force (a zero value is the engine's
+	// defaults); nil in NoAccess, where there is nothing to loosen.
+	Sandbox *reconciler.SpecSandbox `json:"sandbox,omitempty"`
 }
 
 // AccessMount is a host bind mount (tmpfs mounts give no host access and are
@@ -61,6 +64,11 @@ func AccessOfSpec(s reconciler.Spec, home string) Access {
 		NanoCPUs:    s.Resources.NanoCPUs,
 		Pids:        s.Resources.Pids,
 		Nofile:      s.Resources.Nofile,
+		Sandbox:     &reconciler.SpecSandbox{},
+	}
+	if s.Sandbox != nil {
+		sb := *s.Sandbox
+		a.Sandbox = &sb
 	}
 	for _, m := range s.Mounts {
 		// What a mount gives access to on the host: a worktree writes the
@@ -171,6 +179,24 @@ func Widenings(prev, next Access) []Widening {
 	for _, c := range next.Credentials {
 		if !had[c] {
 			add("credentials", "not delivered", c, fmt.Sprintf("credential %s is newly delivered", c))
+		}
+	}
+
+	// Sandbox: a hardening setting loosened.
+	if prev.Sandbox != nil && next.Sandbox != nil {
+		was, now := prev.Sandbox, next.Sandbox
+		nonRoot := func(u string) bool { return u != "" && u != "0" && !strings.HasPrefix(u, "0:") }
+		if nonRoot(was.User) && !nonRoot(now.User) {
+			add("security.user", was.User, orText(now.User, "image default"), fmt.Sprintf("the agent may run as root: user %s becomes %s", was.User, orText(now.User, "the image's (root unless it sets USER)")))
+		}
+		if capsWider(was, now) {
+			add("security.capabilities", capsText(was), capsText(now), fmt.Sprintf("capabilities widen from %s to %s", capsText(was), capsText(now)))
+		}
+		if was.NoNewPrivileges && !now.NoNewPrivileges {
+			add("security.noNewPrivileges", "set", "not set", "no-new-privileges is removed: setuid binaries can gain privileges")
+		}
+		if was.ReadOnlyRoot && !now.ReadOnlyRoot {
+			add("security.readOnlyRoot", "read-only", "writable", "the root filesystem becomes writable")
 		}
 	}
 
@@ -290,4 +316,50 @@ func protocolOf(p string) string {
 
 func formatCPUs(nano int64) string {
 	return strconv.FormatFloat(float64(nano)/1e9, 'f', -1, 64)
+}
+
+// capsText is "engine default" or "drop ALL add CHOWN ...".
+func capsText(s *reconciler.SpecSandbox) string {
+	if len(s.CapDrop) == 0 && len(s.CapAdd) == 0 {
+		return "engine default"
+	}
+	return "drop " + strings.Join(s.CapDrop, " ") + " add " + orText(strings.Join(s.CapAdd, " "), "none")
+}
+
+// capsWider reports whether now's capability set holds one that was's did
+// not: the effective sets compared (drop ALL keeps only the added ones).
+func capsWider(was, now *reconciler.SpecSandbox) bool {
+	set := func(s *reconciler.SpecSandbox) map[string]bool {
+		m := map[string]bool{}
+		all := false
+		for _, c := range s.CapDrop {
+			all = all || c == "ALL"
+		}
+		if !all {
+			for _, c := range DockerDefaultCapabilities {
+				m[c] = true
+			}
+			for _, c := range s.CapDrop {
+				delete(m, c)
+			}
+		}
+		for _, c := range s.CapAdd {
+			m[c] = true
+		}
+		return m
+	}
+	w := set(was)
+	for c := range set(now) {
+		if !w[c] {
+			return true
+		}
+	}
+	return false
+}
+
+func orText(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

@@ -174,6 +174,13 @@ func goldenCases() []goldenCase {
 		{name: "widen_nofile_raised", setup: changed(with(rich, "web", func(in *schema.Instance) { in.Resources.Nofile = 1024 }), "web", func(in *schema.Instance) {
 			in.Resources.Nofile = 65536
 		})},
+		// From locked back to standard: every hardening setting loosens.
+		{name: "widen_profile_loosened", setup: changed(with(web, "web", func(in *schema.Instance) {
+			in.Profile = schema.ProfileLocked
+			in.Sandbox = schema.Sandbox{User: "1000:1000", CapDrop: []string{"ALL"}, NoNewPrivileges: true, ReadOnlyRoot: true, Tmpfs: schema.ReadOnlyTmpfs}
+		}), "web", func(in *schema.Instance) {
+			in.Profile, in.Sandbox = schema.ProfileStandard, schema.Sandbox{}
+		})},
 		{name: "widen_new_instance_with_mounts", setup: func(t *testing.T) (*fake.Driver, *schema.Fleet, reconciler.LastApplied, reconciler.PlanOptions) {
 			drv, last := applied(t, web)
 			return drv, with(web, "agent", richInstance), last, prune
@@ -448,7 +455,8 @@ func TestGoldenWideningCoverage(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"mounts", "network.egress", "network.ports", "docker", "resources.memory", "resources.cpus", "resources.pids", "resources.nofile"} {
+	for _, want := range []string{"mounts", "network.egress", "network.ports", "docker", "resources.memory", "resources.cpus", "resources.pids", "resources.nofile",
+		"security.user", "security.capabilities", "security.noNewPrivileges", "security.readOnlyRoot"} {
 		if !fields[want] {
 			t.Errorf("no golden plan marks a widening of %s", want)
 		}
