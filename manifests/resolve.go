@@ -706,18 +706,18 @@ func (c *instanceChecker) profile(r rawInstance, res *rawResources, inst *schema
 		}
 	}
 	strLimit("memory", &res.Memory, p.Memory)
+	strLimit("memoryReservation", &res.MemoryReservation, p.MemoryReservation)
 	// A profile's reservation never exceeds a memory limit the manifest
 	// lowered: it is a soft floor, not a grant.
-	if res.MemoryReservation == nil && p.MemoryReservation != "" && src["resources.memory"] == schema.SourceManifest {
+	if src["resources.memoryReservation"] == fromProfile && src["resources.memory"] == schema.SourceManifest {
 		mem, err1 := schema.ParseSize(*res.Memory)
-		rsv, err2 := schema.ParseSize(p.MemoryReservation)
-		if err1 == nil && err2 == nil && rsv > mem {
+		rsv, err2 := schema.ParseSize(*res.MemoryReservation)
+		if err1 == nil && err2 == nil && mem > 0 && rsv > mem {
 			v := *res.Memory
 			res.MemoryReservation = &v
 			src["resources.memoryReservation"] = fromProfile + " (capped at resources.memory)"
 		}
 	}
-	strLimit("memoryReservation", &res.MemoryReservation, p.MemoryReservation)
 	switch {
 	case res.CPUs != nil:
 		src["resources.cpus"] = schema.SourceManifest

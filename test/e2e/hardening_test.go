@@ -280,7 +280,7 @@ instances: {
 				}
 			case "hardened":
 				if c.Resources.Memory.Value != 96<<20 || c.Resources.Memory.Source != "manifest" || c.Resources.Pids.Source != "profile hardened" ||
-					c.Resources.CPUs.Source != "manifest" || c.Resources.MemoryReservation.Value != 96<<20 {
+					c.Resources.CPUs.Source != "manifest" || c.Resources.MemoryReservation.Value != 96<<20 || c.Resources.MemoryReservation.Source != "profile hardened (capped at resources.memory)" {
 					t.Errorf("hardened overrides: %+v", c.Resources)
 				}
 				if !c.Filesystem.RootFS.Writable || c.Sandbox.Sources["security.capabilities"] != "profile hardened" {

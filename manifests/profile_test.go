@@ -1,0 +1,81 @@
+package manifests
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/jackin-dev/jackin/schema"
+)
+
+// TestLoadResolvesProfiles: a profile fills the limits and sandbox the
+// manifest leaves unset, a manifest field wins (and says so in Sources),
+// defaults carry a profile, and standard changes nothing.
+func TestLoadResolvesProfiles(t *testing.T) {
+	fx := newFixture(t, map[string]string{"f.cue": fleetHead + `defaults: profile: "hardened"
+instances: {
+	h: role: image: "x"
+	l: {role: image: "x", profile: "locked", resources: memory: "64Mi", security: user: "host"}
+	s: {role: image: "x", profile: "standard"}
+	o: {role: image: "x", security: {user: "7:8", noNewPrivileges: false, readOnlyRoot: true}, resources: nofile: 100}
+}
+`})
+	opts := fx.opts()
+	opts.HostUser = "1000:1001"
+	res, diags := fx.load(t, opts, "f.cue")
+	if diags != nil {
+		t.Fatalf("load: %v", diags)
+	}
+	in := res.Fleet.Instances
+
+	h := in["h"]
+	if h.Profile != "hardened" || h.Sandbox.User != "1000:1001" || !h.Sandbox.NoNewPrivileges || h.Sandbox.ReadOnlyRoot ||
+		!reflect.DeepEqual(h.Sandbox.CapDrop, []string{"ALL"}) || len(h.Sandbox.CapAdd) != 8 {
+		t.Errorf("hardened sandbox: %+v", h.Sandbox)
+	}
+	if h.Resources.MemoryBytes != 4<<30 || h.Resources.MemoryReservationBytes != 1<<30 || h.Resources.CPUs != 2 || h.Resources.Pids != 1024 || h.Resources.Nofile != 8192 {
+		t.Errorf("hardened limits: %+v", h.Resources)
+	}
+	if h.Sources["resources.memory"] != "profile hardened" || h.Sources["security.user"] != "profile hardened" {
+		t.Errorf("hardened sources: %v", h.Sources)
+	}
+
+	l := in["l"]
+	// The manifest's memory wins; the profile's 512Mi reservation is capped at it.
+	if l.Resources.MemoryBytes != 64<<20 || l.Resources.MemoryReservationBytes != 64<<20 || l.Sources["resources.memory"] != "manifest" ||
+		!strings.HasPrefix(l.Sources["resources.memoryReservation"], "profile locked") {
+		t.Errorf("locked with memory: %+v %v", l.Resources, l.Sources)
+	}
+	if !l.Sandbox.ReadOnlyRoot || !reflect.DeepEqual(l.Sandbox.Tmpfs, schema.ReadOnlyTmpfs) || len(l.Sandbox.CapAdd) != 0 ||
+		l.Sandbox.User != "1000:1001" || l.Sources["security.user"] != "manifest" {
+		t.Errorf("locked sandbox: %+v %v", l.Sandbox, l.Sources)
+	}
+
+	if s := in["s"]; s.Profile != "standard" || !reflect.DeepEqual(s.Sandbox, schema.Sandbox{}) || s.Resources != (schema.Resources{}) || s.Sources != nil {
+		t.Errorf("standard must change nothing: %+v", s)
+	}
+
+	o := in["o"]
+	if o.Sandbox.User != "7:8" || o.Sandbox.NoNewPrivileges || !o.Sandbox.ReadOnlyRoot || o.Resources.Nofile != 100 ||
+		o.Sources["security.noNewPrivileges"] != "manifest" || o.Sources["resources.nofile"] != "manifest" || o.Sources["resources.pids"] != "profile hardened" {
+		t.Errorf("overrides: %+v %+v %v", o.Sandbox, o.Resources, o.Sources)
+	}
+}
+
+func TestLoadRejectsProfileBeyondHost(t *testing.T) {
+	fx := newFixture(t, map[string]string{"f.cue": fleetHead + "instances: a: {role: image: \"x\", profile: \"hardened\"}\n"})
+	opts := fx.opts()
+	opts.HostCPUs = 1
+	_, diags := fx.load(t, opts, "f.cue")
+	if diags == nil || !strings.Contains(diags.Error(), `profile "hardened" sets cpus 2, more than this host's 1 CPUs: set resources.cpus`) {
+		t.Fatalf("want a clear error, got %v", diags)
+	}
+	fx = newFixture(t, map[string]string{"f.cue": fleetHead + "instances: a: {role: image: \"x\", profile: \"hardened\", resources: cpus: 1}\n"})
+	if _, diags := fx.load(t, opts, "f.cue"); diags != nil {
+		t.Fatalf("resources.cpus overrides the profile: %v", diags)
+	}
+	fx = newFixture(t, map[string]string{"f.cue": fleetHead + "instances: a: {role: image: \"x\", profile: \"paranoid\"}\n"})
+	if _, diags := fx.load(t, fx.opts(), "f.cue"); diags == nil {
+		t.Fatal("an unknown profile must be refused")
+	}
+}
