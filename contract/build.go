@@ -384,6 +384,20 @@ func (b builder) filesystem(fx facts, warn func(string, string, ...any)) Filesys
 		fs.Mounts = append(fs.Mounts, mt)
 	}
 	fs.Mounts = append(fs.Mounts, gitDirMounts(fx)...)
+	if sb := fx.di.Spec.Sandbox; sb != nil {
+		mounted := map[string]bool{}
+		for _, m := range fx.di.Spec.Mounts {
+			mounted[filepath.Clean(m.Dst)] = true
+		}
+		for _, dst := range sb.Tmpfs {
+			if mounted[dst] {
+				continue
+			}
+			fs.Mounts = append(fs.Mounts, Mount{Type: MountTmpfs, Destination: dst, Mode: schema.MountTmpfs, Access: "read-write",
+				EnforcedBy:  "the engine (tmpfs in memory for the read-only root, no size set: the kernel default, half of the host's RAM, counted against the memory limit)",
+				Persistence: "memory: lost when the container stops"})
+		}
+	}
 	for _, s := range fx.sensitive {
 		mode := s.Mode
 		if s.Allowed {
