@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -375,5 +377,42 @@ func checkProfileInContainer(t *testing.T, e *env, name string, c contract.Contr
 		if strings.HasPrefix(o, "seccomp") {
 			t.Errorf("%s: seccomp is not the engine default: %v", name, hc.SecurityOpt)
 		}
+	}
+}
+
+// TestHardeningUserOwnsWrites: under a profile the agent runs as the
+// user the contract names, so what it writes to a read-write mount is
+// owned by that UID:GID on the host (the operator's, with user "host" or a
+// hardened or locked profile run by a non-root operator).
+func TestHardeningUserOwnsWrites(t *testing.T) {
+	e := newEnv(t)
+	work := e.dir + "/work"
+	if err := os.MkdirAll(work, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(work, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	m := e.manifest(fmt.Sprintf(`instances: owner: {
+	role: image: %q
+	command: ["/agent", "idle"]
+	profile: "locked"
+	security: user: "1234:5678"
+	mounts: [{src: "./work", dst: "/work", mode: "rw"}]
+}
+`, agentImage))
+	mustCode(t, e.jackin("apply", "-f", m), 0, "apply")
+	docker(t, "exec", e.name("owner"), "/agent", "write", "/work/out.txt", "hello")
+	fi, err := os.Stat(work + "/out.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid != 1234 || st.Gid != 5678 {
+		t.Fatalf("file written by the agent: %+v, want owned by 1234:5678", fi.Sys())
+	}
+	// The read-only root refuses the same write outside the mounts.
+	if out, err := exec.Command("docker", "exec", e.name("owner"), "/agent", "write", "/out.txt", "x").CombinedOutput(); err == nil || !strings.Contains(string(out), "read-only file system") {
+		t.Errorf("a write to / under the locked profile: err %v, %s", err, out)
 	}
 }

@@ -7,6 +7,7 @@
 //	agent serve :PORT  answer every HTTP request with 200 "ok <hostname>" until SIGTERM or SIGINT
 //	agent probe [DIR...] print a JSON report of the sandbox as seen from inside (see probe)
 //	agent alloc MiB    allocate and touch MiB of memory, then wait (OOM tests)
+//	agent write PATH TEXT  write TEXT to the file PATH (ownership tests)
 //	agent fetch [-k] URL, dial HOST:PORT, resolve NAME, ifaces: network probes (see net.go)
 //
 // The image's entrypoint is /agent, so a manifest command that repeats it
@@ -69,6 +70,15 @@ func run(argv []string) int {
 		return serve(ctx, args[1], host)
 	case "probe":
 		return probe(args[1:])
+	case "write":
+		if len(args) != 3 {
+			return usage()
+		}
+		if err := os.WriteFile(args[1], []byte(args[2]), 0o644); err != nil {
+			fmt.Fprintf(os.Stderr, "agent: write: %v\n", err)
+			return 1
+		}
+		return 0
 	case "alloc":
 		if len(args) != 2 {
 			return usage()
@@ -131,7 +141,7 @@ func alloc(ctx context.Context, mib int, host string) int {
 }
 
 func usage() int {
-	fmt.Fprintln(os.Stderr, "usage: agent [idle] | agent exit N | agent serve :PORT | agent probe [DIR...] | agent alloc MiB | agent fetch [-k] URL | agent dial HOST:PORT | agent resolve NAME | agent ifaces")
+	fmt.Fprintln(os.Stderr, "usage: agent [idle] | agent exit N | agent serve :PORT | agent probe [DIR...] | agent alloc MiB | agent write PATH TEXT | agent fetch [-k] URL | agent dial HOST:PORT | agent resolve NAME | agent ifaces")
 	return 2
 }
 
