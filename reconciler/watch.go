@@ -54,13 +54,14 @@ func (t Trigger) String() string {
 
 // WatchEvent types, one output line each.
 const (
-	EventTrigger   = "trigger"   // something happened that starts a pass
-	EventAction    = "action"    // an action ran (heal mode)
-	EventDrift     = "drift"     // drift found (warn mode), or held back by a crash loop
-	EventCrashLoop = "crashloop" // an instance keeps exiting: restarts are delayed
-	EventRecovered = "recovered" // a crash-looping instance has stayed up
-	EventError     = "error"     // a pass or the manifest failed; watch goes on
-	EventInfo      = "info"      // anything else worth a line
+	EventTrigger   = "trigger"    // something happened that starts a pass
+	EventAction    = "action"     // an action ran (heal mode)
+	EventDrift     = "drift"      // drift found (warn mode), or held back by a crash loop
+	EventCrashLoop = "crashloop"  // an instance keeps exiting: restarts are delayed
+	EventRecovered = "recovered"  // a crash-looping instance has stayed up
+	EventOOMKilled = "oom-killed" // the kernel's OOM killer ended a container
+	EventError     = "error"      // a pass or the manifest failed; watch goes on
+	EventInfo      = "info"       // anything else worth a line
 )
 
 // WatchEvent is one line of watch output, and what the store records.
@@ -151,6 +152,9 @@ type WatchConfig struct {
 	Progress io.Writer
 	// Workspaces makes and releases the isolated checkouts of instances.
 	Workspaces Workspaces
+	// OnObserved, when set, sees every observation before it is planned
+	// (the CLI records OOM kills there: a restart clears the engine's flag).
+	OnObserved func(ctx context.Context, fleet string, obs *drivers.Observed) error
 
 	Mode       string
 	Resync     time.Duration
@@ -176,6 +180,8 @@ type watcher struct {
 	// engine's container list agrees: the list can say "running" for a
 	// while after the event.
 	died map[string]time.Time
+	// oomSeen holds containers whose OOM kill was recorded from its event.
+	oomSeen map[string]bool
 	// unhealed is the first engine trigger about each instance not yet healed
 	// or found in sync: the engine's list can lag its events, so the pass a
 	// die event starts may see nothing to do and the next one heals.
@@ -229,6 +235,7 @@ func Watch(ctx context.Context, cfg WatchConfig) error {
 		cfg: cfg, fleet: cfg.Fleet, desired: desired,
 		drift: map[string]string{}, crashes: map[string]*crashEntry{}, expected: map[string]time.Time{},
 		unhealed: map[string]Trigger{}, killed: map[string]time.Time{}, died: map[string]time.Time{},
+		oomSeen:   map[string]bool{},
 		wakeTimer: time.NewTimer(time.Hour),
 	}
 	w.wakeTimer.Stop()
@@ -445,6 +452,19 @@ func (w *watcher) plan(ctx context.Context) (*Plan, *drivers.Observed, error) {
 		return nil, nil, err
 	}
 	w.applyDied(observed, time.Now())
+	if w.cfg.OnObserved != nil {
+		// A kill already recorded from its oom event is not recorded again.
+		seen := *observed
+		seen.Containers = append([]drivers.ObservedResource(nil), observed.Containers...)
+		for i := range seen.Containers {
+			if w.oomSeen[seen.Containers[i].ID] {
+				seen.Containers[i].OOMKilled = false
+			}
+		}
+		if err := w.cfg.OnObserved(ctx, w.fleet.Name, &seen); err != nil {
+			w.cfg.Log.Error(err, "record what was observed")
+		}
+	}
 	last, err := w.cfg.Store.LastApplied(ctx, w.fleet.Name)
 	if err != nil {
 		return nil, nil, err
@@ -520,10 +540,20 @@ func (w *watcher) noteEngineEvent(ctx context.Context, t Trigger) bool {
 	_, ours := w.expected[ev.ID]
 	switch {
 	case ev.Action == drivers.EventDestroy:
+		delete(w.oomSeen, ev.ID)
 		delete(w.expected, ev.ID)
 		delete(w.killed, ev.ID)
 		delete(w.died, ev.ID)
 		return !ours
+	case ev.Action == drivers.EventOOM:
+		// Recorded now: the engine's own flag is cleared by the restart
+		// that follows, and its list may not show the exit yet.
+		oom := WatchEvent{Time: time.Now(), Type: EventOOMKilled, Instance: ev.Instance,
+			Message: fmt.Sprintf("container %s was killed by the kernel's OOM killer (out of memory) at %s", ev.Name, ev.Time.UTC().Format(time.RFC3339Nano))}
+		w.report(oom)
+		w.record(ctx, oom)
+		w.oomSeen[ev.ID] = true
+		return true
 	case ev.Action == drivers.EventKill:
 		// Someone signalled it (docker kill, docker stop): the exit that
 		// follows is drift to heal at once, not a crash to back off from.

@@ -176,7 +176,10 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 				}
 			}, nil
 		},
-		Report:     w.emit,
+		Report: w.emit,
+		OnObserved: func(ctx context.Context, fleet string, obs *drivers.Observed) error {
+			return recordOOMKills(ctx, st, fleet, obs)
+		},
 		Workspaces: &checkoutManager{st: st, stateDir: a.global.stateDir, log: a.log.WithName("workspace"), refuseDirty: !opts.force},
 		Log:        a.log.WithName("watch"),
 		Progress:   a.stderr,
@@ -269,7 +272,7 @@ func watchText(ev reconciler.WatchEvent) string {
 		return fmt.Sprintf("%sdrift: would %s: %s", who, ev.Action, strings.Join(ev.Reasons, "; "))
 	case reconciler.EventCrashLoop:
 		return who + "crashloop: " + ev.Message
-	case reconciler.EventRecovered:
+	case reconciler.EventRecovered, reconciler.EventOOMKilled:
 		return who + ev.Message
 	case reconciler.EventError:
 		return "error: " + who + ev.Message
@@ -321,7 +324,11 @@ func (s *watchStore) RecordEvent(ctx context.Context, fleet string, ev reconcile
 	if msg == "" && ev.Type == reconciler.EventAction {
 		msg = watchText(ev)
 	}
-	return s.st.RecordEvent(ctx, store.Event{Fleet: fleet, Instance: ev.Instance, Kind: "watch-" + ev.Type, Message: msg, At: ev.Time, Data: data})
+	kind := "watch-" + ev.Type
+	if ev.Type == reconciler.EventOOMKilled {
+		kind = ev.Type // the kind apply and get record too
+	}
+	return s.st.RecordEvent(ctx, store.Event{Fleet: fleet, Instance: ev.Instance, Kind: kind, Message: msg, At: ev.Time, Data: data})
 }
 
 func (s *watchStore) SetCrashState(ctx context.Context, fleet, instance string, c *reconciler.CrashState) error {

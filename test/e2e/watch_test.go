@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackin-dev/jackin/store"
 	"github.com/jackin-dev/jackin/test/harness"
 )
 
@@ -505,5 +507,35 @@ func TestWatchRefusesADirtySourceWithoutForce(t *testing.T) {
 	w2.waitFor("a created with --force", time.Minute, 1, healed("a", "create", ""))
 	if code := w2.stop(); code != 0 {
 		t.Fatalf("watch --force exited %d after SIGINT, want 0", code)
+	}
+}
+
+func TestWatchRecordsOOMKills(t *testing.T) {
+	e := newEnv(t)
+	path := e.manifest(fmt.Sprintf("instances: hog: {role: image: %q, agent: \"shell\", command: [\"/agent\", \"alloc\", \"256\"], resources: memory: \"32Mi\"}\n", agentImage))
+	w := e.startWatch(nil, "-f", path)
+	// Each run is OOM-killed at once: watch restarts it with backoff, and
+	// records every kill before the restart clears the engine's flag.
+	w.waitFor("a crash loop of OOM kills", 90*time.Second, 1, func(l watchLine) bool { return l.Type == "crashloop" && l.Instance == "hog" })
+	if code := w.stop(); code != 0 {
+		t.Fatalf("watch exited %d after SIGINT, want 0", code)
+	}
+	st, err := store.Open(context.Background(), e.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	evs, err := st.Events(context.Background(), e.fleet, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ooms := 0
+	for _, ev := range evs {
+		if ev.Kind == "oom-killed" && ev.Instance == "hog" {
+			ooms++
+		}
+	}
+	if ooms == 0 {
+		t.Fatalf("no oom-killed event in the store after watch restarted an OOM-killed instance: %+v", evs)
 	}
 }
