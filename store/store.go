@@ -57,11 +57,32 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	db.SetMaxOpenConns(maxConns)
 	db.SetMaxIdleConns(maxConns)
 	s := &Store{db: db, path: path}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrateLocked(ctx); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("migrate %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// migrateLocked migrates under a file lock beside the database. Without
+// it, processes opening a new database at once race to switch it to WAL,
+// and SQLite answers one of them SQLITE_BUSY at once, busy timeout or not.
+func (s *Store) migrateLocked(ctx context.Context) error {
+	f, err := os.OpenFile(s.path+".migrate.lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("open migration lock: %w", err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("take migration lock: %w", err)
+	}
+	defer func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN) }()
+	// The pool's first connection (and its WAL switch) is made here, under
+	// the lock.
+	if err := s.db.PingContext(ctx); err != nil {
+		return err
+	}
+	return s.migrate(ctx)
 }
 
 // maxConns bounds the connection pool. Writers serialise on SQLite's write

@@ -220,3 +220,24 @@ func (a *app) closeSession(s *session) {
 		s.st.Close()
 	}
 }
+
+// fleetFromFlags names the fleet a command works on: the manifest's (-f) or
+// --fleet's. required says one of them must be given; otherwise "" means
+// every fleet.
+func (a *app) fleetFromFlags(ctx context.Context, files []string, fleetName string, required bool) (string, error) {
+	switch {
+	case len(files) > 0 && fleetName != "":
+		return "", exitWith(exitInvalid, errors.New("give either -f or --fleet, not both"))
+	case len(files) > 0:
+		fleet, err := a.loadFleet(ctx, files)
+		if err != nil {
+			return "", err
+		}
+		return fleet.Name, nil
+	case fleetName == "" && required:
+		return "", exitWith(exitInvalid, errors.New("name the fleet: -f PATH or --fleet NAME"))
+	case fleetName != "" && !validFleetName(fleetName):
+		return "", exitWith(exitInvalid, fmt.Errorf("--fleet %q is not a fleet name: a lowercase DNS label of at most 30 characters", fleetName))
+	}
+	return fleetName, nil
+}

@@ -54,20 +54,9 @@ engine or lock timeout.`,
 				return err
 			}
 			ctx := cmd.Context()
-			name := fleetName
-			switch {
-			case len(mf.files) > 0 && fleetName != "":
-				return exitWith(exitInvalid, errors.New("give either -f or --fleet, not both"))
-			case len(mf.files) > 0:
-				fleet, err := a.loadFleet(ctx, mf.files)
-				if err != nil {
-					return err
-				}
-				name = fleet.Name
-			case fleetName == "":
-				return exitWith(exitInvalid, errors.New("name the fleet: -f PATH or --fleet NAME"))
-			case !validFleetName(fleetName):
-				return exitWith(exitInvalid, fmt.Errorf("--fleet %q is not a fleet name: a lowercase DNS label of at most 30 characters", fleetName))
+			name, err := a.fleetFromFlags(ctx, mf.files, fleetName, true)
+			if err != nil {
+				return err
 			}
 			drv, err := a.connect(ctx)
 			if err != nil {

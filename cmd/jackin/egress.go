@@ -259,17 +259,9 @@ With --follow it pulls and prints new decisions every second until interrupted.
 				return err
 			}
 			ctx := cmd.Context()
-			if fleetName == "" {
-				if len(mf.files) == 0 {
-					return exitWith(exitInvalid, errors.New("give the fleet: -f PATH (its manifest) or --fleet NAME"))
-				}
-				fleet, err := a.loadFleet(ctx, mf.files)
-				if err != nil {
-					return err
-				}
-				fleetName = fleet.Name
-			} else if !validFleetName(fleetName) {
-				return exitWith(exitInvalid, fmt.Errorf("--fleet %q is not a valid fleet name", fleetName))
+			fleetName, err := a.fleetFromFlags(ctx, mf.files, fleetName, true)
+			if err != nil {
+				return err
 			}
 			instance := ""
 			if len(args) == 1 {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -37,18 +36,9 @@ Exit codes: 0 listed (also when there is nothing to list), 2 invalid input.`,
 				return err
 			}
 			ctx := cmd.Context()
-			name := fleetName
-			switch {
-			case len(mf.files) > 0 && fleetName != "":
-				return exitWith(exitInvalid, errors.New("give either -f or --fleet, not both"))
-			case len(mf.files) > 0:
-				fleet, err := a.loadFleet(ctx, mf.files)
-				if err != nil {
-					return err
-				}
-				name = fleet.Name
-			case fleetName != "" && !validFleetName(fleetName):
-				return exitWith(exitInvalid, fmt.Errorf("--fleet %q is not a fleet name: a lowercase DNS label of at most 30 characters", fleetName))
+			name, err := a.fleetFromFlags(ctx, mf.files, fleetName, false)
+			if err != nil {
+				return err
 			}
 			instance := ""
 			if len(args) == 1 {
