@@ -55,3 +55,19 @@ func TestLoadResolvesWorktreeGitDir(t *testing.T) {
 		t.Fatalf("mounts %+v", ms)
 	}
 }
+
+// homeRepoWorktree makes the fixture's home a repository (dotfiles kept in
+// git) and wt a linked worktree of it: wt's git directory is ~/.git.
+func homeRepoWorktree(t *testing.T, fx fixture) {
+	gitInit(t, fx.dir+"/home")
+	if out, err := exec.Command("git", "-C", fx.dir+"/home", "worktree", "add", "-q", fx.dir+"/wt").CombinedOutput(); err != nil {
+		t.Fatalf("git worktree add: %v\n%s", err, out)
+	}
+}
+
+func TestLoadChecksTheWorktreeGitDir(t *testing.T) {
+	runRejects(t, []rejectCase{
+		{name: "worktree of a linked worktree of ~ (its git dir is ~/.git)", src: inst("mounts: [{«src: \"wt\", dst: \"/w\", mode: \"worktree\"}]"), setup: homeRepoWorktree,
+			path: "instances.a.mounts[0].src", msg: "the worktree would mount the git directory $DIR/home/.git"},
+	})
+}

@@ -640,6 +640,24 @@ func (c *instanceChecker) checkoutSource(i int, mount *schema.Mount, repos map[s
 	if mount.Mode != schema.MountWorktree {
 		return
 	}
+	// The git directory is mounted read-write too: it gets the checks src
+	// got (a linked worktree's git directory can be anywhere, ~/.git too).
+	if sock, bad := schema.DockerSocketExposure(src.CommonDir); bad {
+		c.errorf([]any{"mounts", i, "src"}, "the worktree would mount the git directory %s of %s, which would expose the host Docker socket %s: the host socket is never mounted, in any form", src.CommonDir, mount.Src, sock)
+		return
+	}
+	if !mount.AllowSensitive {
+		// A git directory holds the history of its repository's files:
+		// ~/.git is as sensitive as the home it tracks.
+		repoDir := src.CommonDir
+		if filepath.Base(repoDir) == ".git" {
+			repoDir = filepath.Dir(repoDir)
+		}
+		if findings := schema.SensitivePathFindings(repoDir, c.l.opts.Home); len(findings) > 0 {
+			c.errorf([]any{"mounts", i, "src"}, "the worktree would mount the git directory %s of %s read-write, and %s: sensitive host paths are refused; set allowSensitive: true on this mount to mount it anyway", src.CommonDir, mount.Src, strings.Join(findings, "; "))
+			return
+		}
+	}
 	mount.GitCommonDir = src.CommonDir
 	if j, dup := repos[src.CommonDir]; dup {
 		c.errorf([]any{"mounts", i, "src"}, "mounts[%d] already makes a worktree of the repository %s for instance %q: both worktrees would need the one scratch branch %s; use one worktree mount per repository, or mode \"clone\" for the second", j, src.TopLevel, c.name, "jackin/<fleet>/"+c.name)
