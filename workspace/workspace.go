@@ -337,30 +337,18 @@ func repair(ctx context.Context, w Want, src Source) error {
 // (<common dir>/worktrees/<name>) that point into dir at a checkout that no
 // longer exists. Only entries under jackin's own instance dir are touched.
 func dropDanglingEntries(commonDir, dir string) error {
-	admin := filepath.Join(commonDir, "worktrees")
-	entries, err := os.ReadDir(admin)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read %s: %w", admin, err)
-	}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(admin, e.Name(), "gitdir"))
+	return dropEntries(commonDir, "dangling", func(entry string) bool {
+		b, err := os.ReadFile(filepath.Join(entry, "gitdir"))
 		if err != nil {
-			continue
+			return false
 		}
 		target := filepath.Dir(strings.TrimSpace(string(b))) // the gitdir file names <checkout>/.git
 		if !within(target, dir) {
-			continue
+			return false
 		}
-		if _, err := os.Stat(target); errors.Is(err, fs.ErrNotExist) {
-			if err := os.RemoveAll(filepath.Join(admin, e.Name())); err != nil {
-				return fmt.Errorf("remove the dangling worktree entry %s: %w", filepath.Join(admin, e.Name()), err)
-			}
-		}
-	}
-	return nil
+		_, err = os.Stat(target)
+		return errors.Is(err, fs.ErrNotExist)
+	})
 }
 
 // dropHalfMadeEntries removes the source repository's worktree entries that
@@ -370,6 +358,20 @@ func dropDanglingEntries(commonDir, dir string) error {
 // holds the source lock, so no jackin process is adding one now). git
 // itself fails on such an entry ("failed to read .../commondir").
 func dropHalfMadeEntries(commonDir, root string) error {
+	return dropEntries(commonDir, "half-made", func(entry string) bool {
+		locked, _ := os.ReadFile(filepath.Join(entry, "locked"))
+		_, commonErr := os.Stat(filepath.Join(entry, "commondir"))
+		if strings.TrimSpace(string(locked)) != "initializing" && commonErr == nil {
+			return false
+		}
+		b, err := os.ReadFile(filepath.Join(entry, "gitdir"))
+		return err != nil || within(strings.TrimSpace(string(b)), root) // else someone else's worktree
+	})
+}
+
+// dropEntries removes the worktree entries of the repository at commonDir
+// that drop selects; what names them in errors.
+func dropEntries(commonDir, what string, drop func(entry string) bool) error {
 	admin := filepath.Join(commonDir, "worktrees")
 	entries, err := os.ReadDir(admin)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -379,17 +381,12 @@ func dropHalfMadeEntries(commonDir, root string) error {
 		return fmt.Errorf("read %s: %w", admin, err)
 	}
 	for _, e := range entries {
-		dir := filepath.Join(admin, e.Name())
-		locked, _ := os.ReadFile(filepath.Join(dir, "locked"))
-		_, commonErr := os.Stat(filepath.Join(dir, "commondir"))
-		if strings.TrimSpace(string(locked)) != "initializing" && commonErr == nil {
+		entry := filepath.Join(admin, e.Name())
+		if !drop(entry) {
 			continue
 		}
-		if b, err := os.ReadFile(filepath.Join(dir, "gitdir")); err == nil && !within(strings.TrimSpace(string(b)), root) {
-			continue // someone else's worktree
-		}
-		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("remove the half-made worktree entry %s: %w", dir, err)
+		if err := os.RemoveAll(entry); err != nil {
+			return fmt.Errorf("remove the %s worktree entry %s: %w", what, entry, err)
 		}
 	}
 	return nil

@@ -196,6 +196,17 @@ func (a *app) openSession(ctx context.Context, files []string, writable bool) (*
 	if err != nil {
 		return nil, err
 	}
+	sess, err := a.openEngineSession(ctx, writable)
+	if err != nil {
+		return nil, err
+	}
+	sess.fleet = fleet
+	return sess, nil
+}
+
+// openEngineSession connects to the engine and opens the store, for the
+// commands that name a fleet without loading its manifest (fleet is nil).
+func (a *app) openEngineSession(ctx context.Context, writable bool) (*session, error) {
 	drv, err := a.connect(ctx)
 	if err != nil {
 		return nil, err
@@ -210,7 +221,7 @@ func (a *app) openSession(ctx context.Context, files []string, writable bool) (*
 		a.logEngineCalls(drv)
 		return nil, err
 	}
-	return &session{fleet: fleet, drv: drv, st: st}, nil
+	return &session{drv: drv, st: st}, nil
 }
 
 // closeSession logs the engine calls the command made and closes the store.

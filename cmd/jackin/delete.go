@@ -58,16 +58,12 @@ engine or lock timeout.`,
 			if err != nil {
 				return err
 			}
-			drv, err := a.connect(ctx)
+			sess, err := a.openEngineSession(ctx, true)
 			if err != nil {
 				return err
 			}
-			defer a.logEngineCalls(drv)
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+			defer a.closeSession(sess)
+			drv, st := sess.drv, sess.st
 			lock, err := a.lockFleet(ctx, name, "delete", lockTimeout)
 			if err != nil {
 				return err

@@ -267,16 +267,12 @@ With --follow it pulls and prints new decisions every second until interrupted.
 			if len(args) == 1 {
 				instance = args[0]
 			}
-			drv, err := a.connect(ctx)
+			sess, err := a.openEngineSession(ctx, true)
 			if err != nil {
 				return err
 			}
-			defer a.logEngineCalls(drv)
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+			defer a.closeSession(sess)
+			drv, st := sess.drv, sess.st
 			q := store.EgressQuery{Fleet: fleetName, Instance: instance, Denied: denied, Limit: limit}
 			if err := pullEgressLogs(ctx, drv, st, fleetName); err != nil {
 				return exitWith(exitInvalid, err)

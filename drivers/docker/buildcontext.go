@@ -193,51 +193,61 @@ func writeBuildContext(w io.Writer, dir, dockerfile string) error {
 			}
 			return nil
 		}
-		info, err := de.Info()
-		if err != nil {
-			return err
-		}
-		var link string
-		switch {
-		case info.Mode().IsRegular(), info.IsDir():
-		case info.Mode()&fs.ModeSymlink != 0:
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		default:
-			return nil // sockets, devices and pipes have no place in an image
-		}
-		hdr, err := tar.FileInfoHeader(info, link)
-		if err != nil {
-			return err
-		}
-		hdr.Name = rel
-		if info.IsDir() {
-			hdr.Name += "/"
-		}
-		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
-		hdr.ModTime, hdr.AccessTime, hdr.ChangeTime = contextEpoch, time.Time{}, time.Time{}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if !info.Mode().IsRegular() {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if _, err := io.Copy(tw, f); err != nil {
-			return fmt.Errorf("%s: %w", rel, err)
-		}
-		return nil
+		return writeTarEntry(tw, p, rel, de, &contextEpoch)
 	})
 	if err != nil {
 		return fmt.Errorf("archive build context %s: %w", dir, err)
 	}
 	if err := tw.Close(); err != nil {
 		return fmt.Errorf("archive build context %s: %w", dir, err)
+	}
+	return nil
+}
+
+// writeTarEntry writes the walked file at path into tw as name: regular
+// files, directories and symlinks (sockets, devices and pipes are skipped),
+// owned by root, with modTime when given (a reproducible archive) and no
+// access or change times.
+func writeTarEntry(tw *tar.Writer, path, name string, de fs.DirEntry, modTime *time.Time) error {
+	info, err := de.Info()
+	if err != nil {
+		return err
+	}
+	var link string
+	switch {
+	case info.Mode().IsRegular(), info.IsDir():
+	case info.Mode()&fs.ModeSymlink != 0:
+		if link, err = os.Readlink(path); err != nil {
+			return err
+		}
+	default:
+		return nil
+	}
+	hdr, err := tar.FileInfoHeader(info, link)
+	if err != nil {
+		return err
+	}
+	hdr.Name = name
+	if info.IsDir() {
+		hdr.Name += "/"
+	}
+	hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
+	if modTime != nil {
+		hdr.ModTime, hdr.AccessTime, hdr.ChangeTime = *modTime, time.Time{}, time.Time{}
+	}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	if !info.Mode().IsRegular() {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := io.Copy(tw, f); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 
 	"github.com/moby/moby/client"
@@ -42,42 +41,7 @@ func writeSeedArchive(w io.Writer, dir string) error {
 		if err != nil || rel == "." {
 			return err
 		}
-		info, err := de.Info()
-		if err != nil {
-			return err
-		}
-		var link string
-		switch {
-		case info.Mode().IsRegular(), info.IsDir():
-		case info.Mode()&fs.ModeSymlink != 0:
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		default:
-			return nil // sockets, devices and pipes are not copied
-		}
-		hdr, err := tar.FileInfoHeader(info, link)
-		if err != nil {
-			return err
-		}
-		hdr.Name = filepath.ToSlash(rel)
-		if info.IsDir() {
-			hdr.Name += "/"
-		}
-		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if !info.Mode().IsRegular() {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(tw, f)
-		return err
+		return writeTarEntry(tw, p, filepath.ToSlash(rel), de, nil)
 	})
 	if err != nil {
 		return fmt.Errorf("archive %s: %w", dir, err)
