@@ -1,0 +1,264 @@
+// Package pki issues the small private certificate authorities jackin keeps
+// per instance: one for the TLS between an agent and its private Docker
+// daemon, one for the egress proxy's TLS termination. Keys and
+// certificates live in files of mode 0600 under a directory of mode 0700;
+// keys never leave the host except as the one leaf a container needs.
+package pki
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// Lifetimes. A leaf is reissued when less than renewBefore of it remains,
+// so a long-lived instance never meets an expired certificate after an
+// apply or a watch pass.
+const (
+	caLifetime   = 10 * 365 * 24 * time.Hour
+	leafLifetime = 365 * 24 * time.Hour
+	renewBefore  = 30 * 24 * time.Hour
+)
+
+// File names inside an authority's directory.
+const (
+	CACertFile = "ca.pem"
+	caKeyFile  = "ca-key.pem"
+)
+
+// CA is a certificate authority whose files live in Dir.
+type CA struct {
+	Dir     string
+	Cert    *x509.Certificate
+	CertPEM []byte
+	key     crypto.Signer
+}
+
+// LoadOrCreate opens the authority in dir, creating it (and dir, 0700)
+// when it does not exist yet. name goes into the CA's subject, so an
+// operator can tell whose CA a certificate chains to.
+func LoadOrCreate(dir, name string) (*CA, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("pki: create %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	certPEM, errC := os.ReadFile(filepath.Join(dir, CACertFile))
+	keyPEM, errK := os.ReadFile(filepath.Join(dir, caKeyFile))
+	if errC == nil && errK == nil {
+		ca, err := parseCA(dir, certPEM, keyPEM)
+		if err == nil && time.Until(ca.Cert.NotAfter) > renewBefore {
+			return ca, nil
+		}
+	} else if !errors.Is(errC, os.ErrNotExist) && errC != nil {
+		return nil, fmt.Errorf("pki: read CA certificate: %w", errC)
+	} else if !errors.Is(errK, os.ErrNotExist) && errK != nil {
+		return nil, fmt.Errorf("pki: read CA key: %w", errK)
+	}
+	// Missing, unreadable as a CA, or near its end: a new CA. Leaves issued
+	// by the old one no longer verify and are reissued by their callers.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("pki: generate CA key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: name, Organization: []string{"jackin"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(caLifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, fmt.Errorf("pki: create CA certificate: %w", err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb})
+	if err := WriteFile(filepath.Join(dir, caKeyFile), keyPEM); err != nil {
+		return nil, err
+	}
+	if err := WriteFile(filepath.Join(dir, CACertFile), certPEM); err != nil {
+		return nil, err
+	}
+	return parseCA(dir, certPEM, keyPEM)
+}
+
+func parseCA(dir string, certPEM, keyPEM []byte) (*CA, error) {
+	cert, err := parseCert(certPEM)
+	if err != nil {
+		return nil, err
+	}
+	kb, _ := pem.Decode(keyPEM)
+	if kb == nil {
+		return nil, errors.New("pki: CA key is not PEM")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("pki: parse CA key: %w", err)
+	}
+	signer, ok := k.(crypto.Signer)
+	if !ok || !cert.IsCA {
+		return nil, errors.New("pki: not a CA")
+	}
+	return &CA{Dir: dir, Cert: cert, CertPEM: certPEM, key: signer}, nil
+}
+
+func parseCert(certPEM []byte) (*x509.Certificate, error) {
+	b, _ := pem.Decode(certPEM)
+	if b == nil || b.Type != "CERTIFICATE" {
+		return nil, errors.New("pki: certificate is not PEM")
+	}
+	return x509.ParseCertificate(b.Bytes)
+}
+
+// Usage is what a leaf certificate is for.
+type Usage int
+
+const (
+	Server Usage = iota
+	Client
+)
+
+// Leaf names the files of an issued certificate and its key.
+type Leaf struct {
+	CertFile, KeyFile string
+}
+
+// Ensure returns the leaf called name (files name.pem and name-key.pem in
+// the CA's directory), issuing it when it is missing, was issued by another
+// CA, is near its end, or does not cover hosts exactly. hosts are DNS names
+// or IP addresses (server certificates); a client certificate uses the
+// first as its common name.
+func (ca *CA) Ensure(name string, usage Usage, hosts ...string) (Leaf, error) {
+	leaf := Leaf{CertFile: filepath.Join(ca.Dir, name+".pem"), KeyFile: filepath.Join(ca.Dir, name+"-key.pem")}
+	if ca.current(leaf, usage, hosts) {
+		return leaf, nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return leaf, fmt.Errorf("pki: generate key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(leafLifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}
+	if len(hosts) > 0 {
+		tmpl.Subject.CommonName = hosts[0]
+	}
+	switch usage {
+	case Server:
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		for _, h := range hosts {
+			if ip := net.ParseIP(h); ip != nil {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			} else {
+				tmpl.DNSNames = append(tmpl.DNSNames, h)
+			}
+		}
+	case Client:
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.key)
+	if err != nil {
+		return leaf, fmt.Errorf("pki: issue %s: %w", name, err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return leaf, fmt.Errorf("pki: %w", err)
+	}
+	if err := WriteFile(leaf.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb})); err != nil {
+		return leaf, err
+	}
+	return leaf, WriteFile(leaf.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+// current reports whether leaf exists, chains to ca, has time left and
+// names exactly hosts.
+func (ca *CA) current(leaf Leaf, usage Usage, hosts []string) bool {
+	certPEM, err := os.ReadFile(leaf.CertFile)
+	if err != nil {
+		return false
+	}
+	if _, err := os.Stat(leaf.KeyFile); err != nil {
+		return false
+	}
+	cert, err := parseCert(certPEM)
+	if err != nil || cert.CheckSignatureFrom(ca.Cert) != nil || time.Until(cert.NotAfter) < renewBefore {
+		return false
+	}
+	if usage == Client {
+		return len(hosts) == 0 || cert.Subject.CommonName == hosts[0]
+	}
+	var have []string
+	have = append(have, cert.DNSNames...)
+	for _, ip := range cert.IPAddresses {
+		have = append(have, ip.String())
+	}
+	want := slices.Clone(hosts)
+	slices.Sort(have)
+	slices.Sort(want)
+	return slices.Equal(have, want)
+}
+
+// WriteFile writes b to path with mode 0600, atomically (a temporary file
+// renamed over it), so a reader sees the old content or the new, never a
+// part. It leaves the file as it was when the content is unchanged.
+func WriteFile(path string, b []byte) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
+		return os.Chmod(path, 0o600)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".pki-")
+	if err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("pki: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("pki: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("pki: write %s: %w", path, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	return nil
+}
+
+func serial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		// crypto/rand does not fail on Linux; a fixed serial would still
+		// give a valid (if less unique) certificate.
+		return big.NewInt(time.Now().UnixNano())
+	}
+	return n
+}
