@@ -288,7 +288,12 @@ func (b builder) sandbox(fx facts) Sandbox {
 	if backend != schema.BackendDocker {
 		s.Boundary = "unknown backend " + strconv.Quote(backend) + ": no boundary is claimed"
 	}
-	if fx.docker != schema.DockerNone {
+	switch fx.docker {
+	case schema.DockerNone:
+	case schema.DockerPrivate:
+		s.DockerDaemon = b.dockerDaemon(fx)
+		s.DockerAccessDetail = "a Docker daemon of the instance's own, in the sidecar " + s.DockerDaemon.Sidecar + ", over TLS with a client certificate; never the host's daemon"
+	default:
 		s.DockerAccessDetail = "docker " + strconv.Quote(fx.docker) + " is not known to this version"
 	}
 	s.Profile = orDefault(fx.inst.Profile, schema.ProfileStandard)
@@ -488,7 +493,11 @@ func (b builder) network(fx facts, warn func(string, string, ...any)) Network {
 		n.EgressRestricted = true
 		n.EnforcementPoint = "the engine: the agent container has network mode none"
 		n.InstanceNetwork = "none"
-		if len(fx.di.Spec.Network.Ports) > 0 {
+		if fx.docker == schema.DockerPrivate {
+			n.EgressMeaning = "none: no route out; besides loopback the agent has only its internal network, shared with its private Docker daemon"
+			n.EnforcementPoint = "the engine: the agent is on an internal network of its own (no route out), with only its private Docker daemon"
+			n.InstanceNetwork = fx.name + ": an internal network of its own (no route out), shared only with the private Docker daemon"
+		} else if len(fx.di.Spec.Network.Ports) > 0 {
 			n.EgressMeaning = "none: no route out; besides loopback the agent has only its internal network, shared with the forwarder of its published ports (which only relays inbound connections to them)"
 			n.EnforcementPoint = "the engine: the agent is on an internal network of its own (no route out), with only the forwarder " + sidecar + " that publishes its ports"
 			n.InstanceNetwork = fx.name + ": an internal network of its own (no route out), shared only with the port forwarder"
@@ -807,6 +816,10 @@ func (b builder) residualRisk(fx facts, c Contract) []Risk {
 	case !slices.Contains(sb.CapDrop, "ALL"):
 		risks = append(risks, Risk{RiskRootInContainer, "the agent runs as uid " + sb.User + " with the engine's default capabilities in its bounding set; a setuid binary in the image could regain them unless no-new-privileges is set"})
 	}
+	if d := c.Sandbox.DockerDaemon; d != nil {
+		risks = append(risks, Risk{RiskPrivateDaemon, "the agent controls a Docker daemon whose sidecar holds " + d.Privilege +
+			": through it the agent can run containers with that power (privileged ones, host devices, the host kernel's interfaces), so its sandbox is in effect the sidecar's, not the agent container's; the daemon's containers are not bound by the instance's limits"})
+	}
 	if fx.openEgress {
 		risks = append(risks, Risk{RiskOpenEgress, "egress is open: the agent can send anything it can read (mounts, env, the image) to any host"})
 	}
@@ -857,6 +870,54 @@ func (b builder) residualRisk(fx facts, c Contract) []Risk {
 		risks = append(risks, Risk{RiskDNSChannel, "DNS resolution works: a channel out that stays open whatever the egress mode"})
 	}
 	return risks
+}
+
+// dockerDaemon describes the private daemon docker "private" adds.
+func (b builder) dockerDaemon(fx facts) *DockerDaemon {
+	image, privilege := schema.DefaultDaemonImage, schema.DaemonPrivileged
+	if dd := fx.di.Spec.DockerDaemon; dd != nil {
+		image, privilege = dd.Image, dd.Privilege
+	}
+	tlsDir := reconciler.DockerTLSDir("<state dir>", b.fleet, fx.di.Name)
+	if fx.di.DockerTLS != nil {
+		tlsDir = fx.di.DockerTLS.Dir
+	}
+	d := &DockerDaemon{
+		Sidecar:  reconciler.DockerSidecarName(b.fleet, fx.di.Name),
+		Image:    image,
+		Endpoint: fmt.Sprintf("tcp://%s:%d, TLS only: the daemon requires a client certificate signed by the instance's own CA, and the agent verifies the daemon's", reconciler.DockerAlias, reconciler.DockerPort),
+		AgentEnv: []string{
+			fmt.Sprintf("DOCKER_HOST=tcp://%s:%d", reconciler.DockerAlias, reconciler.DockerPort),
+			"DOCKER_TLS_VERIFY=1",
+			"DOCKER_CERT_PATH=" + reconciler.DockerClientDir,
+			"DOCKER_CONFIG=" + reconciler.DockerClientDir,
+			"TESTCONTAINERS_HOST_OVERRIDE=" + reconciler.DockerAlias,
+		},
+		Network: fx.name + " only (alias " + reconciler.DockerAlias + "), the instance's own network",
+		Certificates: "CA, keys and certificates in " + tlsDir +
+			" (directory 0700, files 0600), made by jackin for this instance and removed with it; the agent gets the client certificate and key read-only at " + reconciler.DockerClientDir,
+		Data:   "volume " + reconciler.DockerVolumeName(b.fleet, fx.di.Name) + " at /var/lib/docker: images, containers and volumes survive recreates of the agent; removed when the instance is deleted. The host engine's images are neither used nor changed",
+		Limits: "not covered: the daemon's containers run in cgroups of their own beside the sidecar's, so the instance's memory, CPU and pids limits do not bound them",
+	}
+	switch privilege {
+	case schema.DaemonCapabilities:
+		d.Privilege = "capabilities: not --privileged; the capability set below, seccomp, AppArmor and the masked /proc and /sys paths unconfined, every device (device cgroup rule a *:* rwm) and the host's /sys/fs/cgroup read-write"
+		d.Capabilities = append([]string(nil), schema.DaemonCapabilitySet...)
+	default:
+		d.Privilege = "privileged: --privileged, every capability, every host device, no seccomp or AppArmor confinement; root in it is close to root on the host"
+		d.Capabilities = []string{"ALL"}
+	}
+	switch fx.di.Spec.Network.Egress {
+	case schema.EgressAllowlist:
+		d.InnerEgress = "covered: the daemon sits only on the instance's internal network, so its containers (NATed through it) have no route out but the egress proxy, under the same allowlist; the daemon's own pulls go through the proxy (HTTP(S)_PROXY), and the agent's Docker client config gives builds and containers the proxy settings"
+		d.InnerEgressCovered = true
+	case schema.EgressNone:
+		d.InnerEgress = "covered: the daemon and the agent share an internal network with no route out, so the daemon's containers reach nothing outside the instance and it can pull nothing (load images with docker load or build FROM scratch)"
+		d.InnerEgressCovered = true
+	default:
+		d.InnerEgress = "as open as the agent: the daemon is on the instance's bridge, and its containers reach any host the agent can"
+	}
+	return d
 }
 
 func (b builder) tier(fx facts) Tier {

@@ -183,6 +183,31 @@ instances: {
 			opts: defaultOpts,
 		},
 		{
+			// A private Docker daemon in each privilege mode and egress mode,
+			// loaded as an operator writes it (dockerDaemon from defaults).
+			name: "docker-private",
+			fleet: func(t *testing.T) *schema.Fleet {
+				f := loadText(t, `apiVersion: "jackin.dev/v1alpha1"
+kind: "Fleet"
+name: "edge"
+defaults: {
+	docker: "private"
+	dockerDaemon: privilege: "capabilities"
+	resources: {memory: "1Gi", cpus: 1, pids: 512}
+}
+instances: {
+	builder: {role: image: "agent:1", network: {egress: "allowlist", allow: ["@go"]}}
+	sealed: {role: image: "agent:1", network: egress: "none", dockerDaemon: image: "registry.example/dind:27"}
+	open: {role: image: "agent:1", dockerDaemon: privilege: "privileged"}
+	plain: {role: image: "agent:1", docker: "none"}
+}
+`)
+				f.StateDir = fakeStateDir
+				return f
+			},
+			opts: defaultOpts,
+		},
+		{
 			name: "observed",
 			fleet: func(*testing.T) *schema.Fleet {
 				return fleetOf("edge", map[string]schema.Instance{

@@ -276,6 +276,15 @@ func sandboxSection(c *Contract) *textSection {
 	s.kv("host namespaces", sb.HostNamespaces)
 	s.kv("host Docker socket", sb.HostDockerSocket, "rule: "+sb.HostDockerSocketRule)
 	s.kv("Docker access", sb.DockerAccess, sb.DockerAccessDetail)
+	if d := sb.DockerDaemon; d != nil {
+		s.kv("  daemon sidecar", d.Sidecar+" (image "+d.Image+")", "network: "+d.Network)
+		s.kv("  endpoint", d.Endpoint, "agent env: "+strings.Join(d.AgentEnv, " "))
+		s.kv("  daemon privilege", d.Privilege, "capabilities: "+listOrNone(d.Capabilities))
+		s.kv("  certificates", d.Certificates)
+		s.kv("  daemon data", d.Data)
+		s.kv("  inner containers' egress", d.InnerEgress)
+		s.kv("  inner containers' limits", d.Limits)
+	}
 	return s
 }
 

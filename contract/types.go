@@ -155,12 +155,41 @@ type Sandbox struct {
 	// DockerAccess is the manifest's docker field ("none").
 	DockerAccess       string `json:"dockerAccess"`
 	DockerAccessDetail string `json:"dockerAccessDetail"`
+	// DockerDaemon (docker "private" only) is the private daemon: what its
+	// sidecar holds, how the agent reaches it, where its certificates and
+	// data live, and whether its containers are under the egress policy.
+	DockerDaemon *DockerDaemon `json:"dockerDaemon,omitempty"`
 	// Profile is the hardening profile ("standard": the engine's defaults).
 	Profile string `json:"profile"`
 	// Sources says where each hardening value and limit comes from
 	// ("manifest" or "profile NAME"), by manifest path (security.user,
 	// resources.memory, ...); a value neither sets is the engine's default.
 	Sources map[string]string `json:"sources,omitempty"`
+}
+
+// DockerDaemon describes an instance's private Docker daemon.
+type DockerDaemon struct {
+	Sidecar string `json:"sidecar"`
+	Image   string `json:"image"`
+	// Endpoint is what the agent's DOCKER_HOST names, and how it is secured.
+	Endpoint string `json:"endpoint"`
+	// AgentEnv are the variables jackin sets in the agent for it.
+	AgentEnv []string `json:"agentEnv"`
+	// Privilege says exactly what the sidecar holds.
+	Privilege    string   `json:"privilege"`
+	Capabilities []string `json:"capabilities"`
+	// Network is where the sidecar sits.
+	Network string `json:"network"`
+	// Certificates says where the CA, keys and certificates live.
+	Certificates string `json:"certificates"`
+	// Data is the volume holding images, containers and volumes of the
+	// daemon, and its lifecycle.
+	Data string `json:"data"`
+	// InnerEgress says what the daemon's containers can reach.
+	InnerEgress        string `json:"innerEgress"`
+	InnerEgressCovered bool   `json:"innerEgressCovered"`
+	// Limits says whether the instance's limits cover the daemon's containers.
+	Limits string `json:"limits"`
 }
 
 // Capabilities are the Linux capabilities the agent's processes hold.
@@ -416,6 +445,7 @@ const (
 	RiskDNSChannel      = "dns-channel"
 	RiskAllowedHosts    = "data-to-allowed-hosts"
 	RiskGitDirWritable  = "source-git-dir-writable"
+	RiskPrivateDaemon   = "private-docker-daemon"
 )
 
 // Tier recommendations.

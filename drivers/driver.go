@@ -45,7 +45,24 @@ const (
 	// ComponentEgress is the egress sidecar: the allowlist proxy, and the
 	// forwarder of published ports when the agent is on an internal network.
 	ComponentEgress = "egress"
+	// ComponentDocker is the private Docker daemon's sidecar (docker
+	// "private"), and ComponentDockerData the volume holding its data:
+	// kept across recreates, removed with its instance.
+	ComponentDocker     = "docker"
+	ComponentDockerData = "docker-data"
 )
+
+// IsSidecar reports whether a container component is one of the sidecars
+// jackin runs beside an agent.
+func IsSidecar(component string) bool {
+	return component == ComponentEgress || component == ComponentDocker
+}
+
+// OwnedByInstance reports whether a volume component lives and dies with
+// its instance (removed on delete, kept across recreates).
+func OwnedByInstance(component string) bool {
+	return component == ComponentEphemeral || component == ComponentDockerData
+}
 
 // LabelImage records, on a sidecar container, the image reference it was
 // created from: the engine reports a container's image by ID once its tag
@@ -147,8 +164,35 @@ type ContainerSpec struct {
 	CapAdd          []string
 	NoNewPrivileges bool
 	ReadOnlyRoot    bool
+	// Privilege beyond the engine's defaults, for the private Docker
+	// daemon only: Privileged is --privileged; SecurityOpt are raw
+	// security options ("seccomp=unconfined"); UnmaskPaths leaves /proc
+	// and /sys unmasked and writable (systempaths=unconfined);
+	// DeviceCgroupRules allow device access ("a *:* rwm").
+	Privileged        bool
+	SecurityOpt       []string
+	UnmaskPaths       bool
+	DeviceCgroupRules []string
+	// Ready, when set, is how to tell the container serves: the executor
+	// starts it before the agent and waits for the probe.
+	Ready *ReadyProbe
 	// Running is the desired state: false creates the container without starting it.
 	Running bool
+}
+
+// ReadyProbe is a command run inside a started container until it exits 0.
+type ReadyProbe struct {
+	Exec    []string
+	Timeout time.Duration
+	// What names the service in errors ("the private Docker daemon").
+	What string
+	// Hint is added to a timeout error: what to check or change.
+	Hint string
+}
+
+// ReadyWaiter is a backend that can wait for a container's ReadyProbe.
+type ReadyWaiter interface {
+	WaitReady(ctx context.Context, id string, probe ReadyProbe) error
 }
 
 // Container states as reported by Observe.

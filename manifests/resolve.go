@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,20 +32,26 @@ type rawFleet struct {
 }
 
 type rawInstance struct {
-	Description *string           `json:"description"`
-	Backend     *string           `json:"backend"`
-	Role        *rawRole          `json:"role"`
-	Agent       *string           `json:"agent"`
-	Command     *[]string         `json:"command"`
-	State       *string           `json:"state"`
-	Env         map[string]string `json:"env"`
-	Labels      map[string]string `json:"labels"`
-	Mounts      *[]rawMount       `json:"mounts"`
-	Resources   *rawResources     `json:"resources"`
-	Network     *rawNetwork       `json:"network"`
-	Docker      *string           `json:"docker"`
-	Profile     *string           `json:"profile"`
-	Security    *rawSecurity      `json:"security"`
+	Description  *string           `json:"description"`
+	Backend      *string           `json:"backend"`
+	Role         *rawRole          `json:"role"`
+	Agent        *string           `json:"agent"`
+	Command      *[]string         `json:"command"`
+	State        *string           `json:"state"`
+	Env          map[string]string `json:"env"`
+	Labels       map[string]string `json:"labels"`
+	Mounts       *[]rawMount       `json:"mounts"`
+	Resources    *rawResources     `json:"resources"`
+	Network      *rawNetwork       `json:"network"`
+	Docker       *string           `json:"docker"`
+	DockerDaemon *rawDockerDaemon  `json:"dockerDaemon"`
+	Profile      *string           `json:"profile"`
+	Security     *rawSecurity      `json:"security"`
+}
+
+type rawDockerDaemon struct {
+	Image     *string `json:"image"`
+	Privilege *string `json:"privilege"`
 }
 
 // rawSecurity is the manifest's per-field override of the profile's sandbox.
@@ -113,6 +120,15 @@ func merge(d, in rawInstance) rawInstance {
 	out.Agent = pick(in.Agent, d.Agent)
 	out.State = pick(in.State, d.State)
 	out.Docker = pick(in.Docker, d.Docker)
+	if d.DockerDaemon != nil {
+		dd := rawDockerDaemon{}
+		if in.DockerDaemon != nil {
+			dd = *in.DockerDaemon
+		}
+		dd.Image = pick(dd.Image, d.DockerDaemon.Image)
+		dd.Privilege = pick(dd.Privilege, d.DockerDaemon.Privilege)
+		out.DockerDaemon = &dd
+	}
 	out.Profile = pick(in.Profile, d.Profile)
 	if d.Security != nil {
 		s := rawSecurity{}
@@ -390,7 +406,20 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 		inst.Command = *r.Command
 	}
 	c.role(r.Role, &inst)
+	if inst.Docker == schema.DockerPrivate {
+		dd := rawDockerDaemon{}
+		if r.DockerDaemon != nil {
+			dd = *r.DockerDaemon
+		}
+		inst.DockerDaemon = &schema.DockerDaemon{
+			Image:     str(dd.Image, schema.DefaultDaemonImage),
+			Privilege: str(dd.Privilege, schema.DaemonPrivileged),
+		}
+	}
 	for k, v := range r.Env {
+		if inst.Docker == schema.DockerPrivate && k != "DOCKER_HOST" && slices.Contains(schema.DockerClientEnv, k) {
+			c.errorf([]any{"env", k}, "env %s is set by jackin for docker: \"private\" (it points the agent's Docker client at its private daemon): remove it", k)
+		}
 		if k == "DOCKER_HOST" {
 			if problem := schema.DockerHostProblem(v); problem != "" {
 				c.errorf([]any{"env", k}, "%s", problem)

@@ -251,13 +251,24 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 		extraNets, sidecars = eg.networks, eg.containers
 		policy, policyFile = eg.policy, eg.policyFile
 	}
+	var dockerTLS *DockerTLS
+	var daemon []drivers.Resource
+	if spec.Docker == schema.DockerPrivate {
+		side, vol, tls := renderDocker(fleet, name, inst, ctr, base, stateDir)
+		volumes = append(volumes, vol)
+		daemon = append(daemon, side)
+		dockerTLS = tls
+	}
 
 	res := []drivers.Resource{{Kind: drivers.KindNetwork, Name: rname, Component: drivers.ComponentNetwork, Labels: netLabels, Network: netSpec}}
 	res = append(res, extraNets...)
 	res = append(res, volumes...)
+	// The daemon before the agent: the agent starts once it answers.
+	res = append(res, daemon...)
 	res = append(res, drivers.Resource{Kind: drivers.KindContainer, Name: rname, Component: drivers.ComponentAgent, Labels: ctrLabels, Container: ctr})
 	res = append(res, sidecars...)
 	return DesiredInstance{
+		DockerTLS:  dockerTLS,
 		Policy:     policy,
 		PolicyFile: policyFile,
 		Name:       name,
@@ -452,6 +463,9 @@ func canonicalSpec(inst schema.Instance, image string) (Spec, error) {
 		},
 		Network: SpecNetwork{Egress: inst.Network.Egress, EgressNetwork: inst.Network.EgressNetwork, UpstreamProxy: inst.Network.UpstreamProxy, Ports: []SpecPort{}},
 		Docker:  inst.Docker,
+	}
+	if inst.Docker == schema.DockerPrivate && inst.DockerDaemon != nil {
+		s.DockerDaemon = &SpecDockerDaemon{Image: inst.DockerDaemon.Image, Privilege: inst.DockerDaemon.Privilege}
 	}
 	if sb := inst.Sandbox; sb.User != "" || len(sb.CapDrop) > 0 || len(sb.CapAdd) > 0 || sb.NoNewPrivileges || sb.ReadOnlyRoot || len(sb.Tmpfs) > 0 {
 		s.Sandbox = &SpecSandbox{

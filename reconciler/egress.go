@@ -193,6 +193,8 @@ func renderEgress(fleet, name string, inst schema.Instance, spec Spec, ctr *driv
 	ctr.Ports = nil
 	allowlist := spec.Network.Egress == schema.EgressAllowlist
 	if !allowlist && len(ports) == 0 {
+		// Loopback only; a private Docker daemon then joins the agent on
+		// the internal network (renderDocker), which has no way out.
 		ctr.Networks, ctr.NoNetwork = nil, true
 		return out, nil
 	}

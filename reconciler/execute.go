@@ -43,6 +43,10 @@ type ExecOptions struct {
 	// instances. Nil: an action that needs a checkout fails with a clear
 	// error, and a delete leaves checkouts alone (nothing is lost).
 	Workspaces Workspaces
+	// StateDir, when set, is where the instance files jackin keeps on the
+	// host live (the private daemon's certificates, the egress policy):
+	// a delete removes them. Empty leaves them alone.
+	StateDir string
 	// FinishStarted lets an action that has started run all its steps after
 	// ctx is cancelled (watch stops between actions, never inside one);
 	// actions not yet started are still skipped.
@@ -278,7 +282,7 @@ func runAction(ctx context.Context, fleet string, act Action, drv drivers.Driver
 			}
 		}
 	}
-	steps := actionSteps(fleet, act, drv, opts.Workspaces)
+	steps := actionSteps(fleet, act, drv, opts)
 	callCtx := context.WithoutCancel(ctx)
 	if finishStarted {
 		ctx = callCtx
@@ -299,7 +303,8 @@ func runAction(ctx context.Context, fleet string, act Action, drv drivers.Driver
 // checkout steps: made first on create and recreate (before anything is
 // removed, so a failure leaves the old container running), released last
 // on delete (after the container that used them is gone).
-func actionSteps(fleet string, act Action, drv drivers.Driver, ws Workspaces) []step {
+func actionSteps(fleet string, act Action, drv drivers.Driver, opts ExecOptions) []step {
+	ws := opts.Workspaces
 	var steps []step
 	if (act.Type == ActionCreate || act.Type == ActionRecreate) && act.Desired != nil && len(act.Desired.Checkouts) > 0 {
 		in := act.Desired
@@ -345,6 +350,11 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, ws Workspaces) []
 		var ctrNames []string
 		var agentName string
 		var seeds []drivers.Resource // volumes created here that start as a copy of a host directory
+		ready := map[string]*drivers.ReadyProbe{}
+		if act.Desired != nil && act.Desired.DockerTLS != nil {
+			tls := act.Desired.DockerTLS
+			steps = append(steps, step{"prepare the private Docker daemon's certificates", func(ctx context.Context) error { return tls.Prepare() }})
+		}
 		for _, r := range act.Missing {
 			steps = append(steps, step{"create " + string(r.Kind) + " " + r.Name, func(ctx context.Context) error {
 				id, err := drv.Create(ctx, r)
@@ -357,6 +367,9 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, ws Workspaces) []
 				ctrNames = append(ctrNames, r.Name)
 				if r.Component == drivers.ComponentAgent {
 					agentName = r.Name
+				}
+				if r.Container != nil && r.Container.Ready != nil {
+					ready[r.Name] = r.Container.Ready
 				}
 			}
 			if r.Kind == drivers.KindVolume && r.Volume != nil && r.Volume.Seed != "" {
@@ -378,8 +391,14 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, ws Workspaces) []
 			}})
 		}
 		if act.Desired != nil && act.Desired.Running {
+			// A container others depend on (the private daemon) first, and
+			// the rest once it answers.
+			sort.SliceStable(ctrNames, func(i, j int) bool { return ready[ctrNames[i]] != nil && ready[ctrNames[j]] == nil })
 			for _, name := range ctrNames {
 				steps = append(steps, step{"start container " + name, func(ctx context.Context) error { return drv.Start(ctx, created[name]) }})
+				if probe := ready[name]; probe != nil {
+					steps = append(steps, waitReadyStep(drv, name, func() string { return created[name] }, *probe))
+				}
 			}
 		}
 	}
@@ -430,10 +449,27 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, ws Workspaces) []
 			// container), then start it.
 			steps = append(steps, step{"stop container " + agentName, func(ctx context.Context) error { return drv.Stop(ctx, agentID) }})
 		}
+		// A stopped container the agent depends on (the private daemon)
+		// starts, and answers, first.
+		probes := readyProbes(act.Desired)
+		for _, c := range containers {
+			probe := probes[c.Labels[drivers.LabelComponent]]
+			if c.ID == agentID || probe == nil || c.State == drivers.StateRunning || c.State == drivers.StateRestarting {
+				continue
+			}
+			if c.State == drivers.StatePaused {
+				steps = append(steps, step{"stop container " + c.Name, func(ctx context.Context) error { return drv.Stop(ctx, c.ID) }})
+			}
+			steps = append(steps, step{"start container " + c.Name, func(ctx context.Context) error { return drv.Start(ctx, c.ID) }})
+			steps = append(steps, waitReadyStep(drv, c.Name, func() string { return c.ID }, *probe))
+		}
 		if agentState != drivers.StateRunning && agentState != drivers.StateRestarting {
 			steps = append(steps, step{"start container " + agentName, func(ctx context.Context) error { return drv.Start(ctx, agentID) }})
 		}
 		for _, c := range containers {
+			if probes[c.Labels[drivers.LabelComponent]] != nil {
+				continue
+			}
 			if c.ID != agentID && c.State != drivers.StateRunning && c.State != drivers.StateRestarting {
 				if c.State == drivers.StatePaused {
 					steps = append(steps, step{"stop container " + c.Name, func(ctx context.Context) error { return drv.Stop(ctx, c.ID) }})
@@ -458,7 +494,7 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, ws Workspaces) []
 			removeNetwork(n)
 		}
 		for _, o := range act.Observed {
-			if o.Kind == drivers.KindVolume && o.Labels[drivers.LabelComponent] == drivers.ComponentEphemeral {
+			if o.Kind == drivers.KindVolume && drivers.OwnedByInstance(o.Labels[drivers.LabelComponent]) {
 				steps = append(steps, step{"remove volume " + o.Name, func(ctx context.Context) error {
 					return drv.Remove(ctx, drivers.KindVolume, o.ID)
 				}})
@@ -469,6 +505,38 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, ws Workspaces) []
 				return ws.Release(ctx, fleet, act.Instance)
 			}})
 		}
+		if opts.StateDir != "" {
+			steps = append(steps, step{"remove the instance's certificates and egress policy", func(ctx context.Context) error {
+				return RemoveInstanceFiles(opts.StateDir, fleet, act.Instance)
+			}})
+		}
 	}
 	return steps
+}
+
+// readyProbes maps each desired container component that has a readiness
+// probe to it.
+func readyProbes(in *DesiredInstance) map[string]*drivers.ReadyProbe {
+	out := map[string]*drivers.ReadyProbe{}
+	if in == nil {
+		return out
+	}
+	for _, r := range in.Resources {
+		if r.Kind == drivers.KindContainer && r.Container != nil && r.Container.Ready != nil {
+			out[r.Component] = r.Container.Ready
+		}
+	}
+	return out
+}
+
+// waitReadyStep waits for a started container's probe, when the backend
+// can run one.
+func waitReadyStep(drv drivers.Driver, name string, id func() string, probe drivers.ReadyProbe) step {
+	return step{"wait for container " + name + " to answer", func(ctx context.Context) error {
+		w, ok := drv.(drivers.ReadyWaiter)
+		if !ok {
+			return nil
+		}
+		return w.WaitReady(ctx, id(), probe)
+	}}
 }

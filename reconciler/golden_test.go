@@ -79,6 +79,10 @@ func goldenCases() []goldenCase {
 	web := fleetOf("web")
 	rich := with(fleetOf(), "web", richInstance)
 	allow := with(fleetOf(), "web", allowlisted)
+	private := with(allow, "web", func(in *schema.Instance) {
+		in.Docker = schema.DockerPrivate
+		in.DockerDaemon = &schema.DockerDaemon{Image: "docker:dind", Privilege: schema.DaemonPrivileged}
+	})
 	return []goldenCase{
 		{name: "converged", setup: func(t *testing.T) (*fake.Driver, *schema.Fleet, reconciler.LastApplied, reconciler.PlanOptions) {
 			drv, last := applied(t, two)
@@ -268,6 +272,20 @@ func goldenCases() []goldenCase {
 			drv, last := applied(t, two)
 			return drv, fleetOf(), last, reconciler.PlanOptions{Prune: true, AllowEmpty: true}
 		}},
+		// A private Docker daemon: a sidecar and a data volume beside the agent.
+		{name: "docker_private_create", setup: func(t *testing.T) (*fake.Driver, *schema.Fleet, reconciler.LastApplied, reconciler.PlanOptions) {
+			return newDriver(), private, nil, prune
+		}},
+		{name: "docker_private_sidecar_missing", setup: drifted(private, func(t *testing.T, drv *fake.Driver) {
+			mustDo(t, drv.RemoveContainer(name("web")+"-dind"))
+		})},
+		{name: "docker_private_daemon_exited", setup: drifted(private, func(t *testing.T, drv *fake.Driver) { mustDo(t, drv.Kill(name("web")+"-dind")) })},
+		{name: "docker_private_privilege_changed", setup: changed(private, "web", func(in *schema.Instance) {
+			in.DockerDaemon = &schema.DockerDaemon{Image: "docker:dind", Privilege: schema.DaemonCapabilities}
+		})},
+		{name: "docker_private_removed", setup: changed(private, "web", func(in *schema.Instance) {
+			in.Docker, in.DockerDaemon = schema.DockerNone, nil
+		})},
 		// Egress: an instance of several networks and containers.
 		{name: "egress_create_allowlist", setup: func(t *testing.T) (*fake.Driver, *schema.Fleet, reconciler.LastApplied, reconciler.PlanOptions) {
 			return newDriver(), allow, nil, prune

@@ -371,7 +371,7 @@ func planInstance(in *DesiredInstance, g *observedInstance, last LastApplied, im
 		reasons = append(reasons, fmt.Sprintf("network %s is no longer part of the instance", n))
 	}
 	for _, x := range extraCtrs {
-		if x.Labels[drivers.LabelComponent] == drivers.ComponentEgress {
+		if drivers.IsSidecar(x.Labels[drivers.LabelComponent]) {
 			reasons = append(reasons, fmt.Sprintf("container %s is no longer part of the instance", x.Name))
 		}
 	}

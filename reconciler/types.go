@@ -35,6 +35,15 @@ type Spec struct {
 	// set; nil is the engine's defaults (profile "standard"), which keeps
 	// the hash of every instance without hardening as it was.
 	Sandbox *SpecSandbox `json:"sandbox,omitempty"`
+	// DockerDaemon (docker "private" only) is the daemon sidecar's image
+	// and privilege; omitempty keeps every other hash as it was.
+	DockerDaemon *SpecDockerDaemon `json:"dockerDaemon,omitempty"`
+}
+
+// SpecDockerDaemon is the private daemon's configuration in canonical form.
+type SpecDockerDaemon struct {
+	Image     string `json:"image"`
+	Privilege string `json:"privilege"`
 }
 
 // SpecSandbox is the agent container's hardening in canonical form.
@@ -109,6 +118,9 @@ type DesiredInstance struct {
 	// instance's proxy enforces, written to PolicyFile by apply and watch.
 	Policy     *egress.Policy
 	PolicyFile string
+	// DockerTLS (docker "private" only) is the daemon's certificates,
+	// written on the host before the instance's containers are created.
+	DockerTLS *DockerTLS
 }
 
 // Desired is a fleet's desired state.

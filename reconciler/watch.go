@@ -152,6 +152,8 @@ type WatchConfig struct {
 	Progress io.Writer
 	// Workspaces makes and releases the isolated checkouts of instances.
 	Workspaces Workspaces
+	// StateDir is passed to Execute (ExecOptions.StateDir).
+	StateDir string
 	// OnObserved, when set, sees every observation before it is planned
 	// (the CLI records OOM kills there: a restart clears the engine's flag).
 	OnObserved func(ctx context.Context, fleet string, obs *drivers.Observed) error
@@ -744,6 +746,7 @@ func (w *watcher) heal(ctx context.Context, batch []Trigger) {
 		Recorder:      pr,
 		Images:        observed.Images,
 		Workspaces:    w.cfg.Workspaces,
+		StateDir:      w.cfg.StateDir,
 		FinishStarted: true,
 	})
 	rec.Finish(context.WithoutCancel(ctx), results)

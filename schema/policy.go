@@ -114,8 +114,12 @@ func DockerHostProblem(value string) string {
 	case strings.HasPrefix(v, "tcp://"), strings.HasPrefix(v, "ssh://"), strings.HasPrefix(v, "http://"), strings.HasPrefix(v, "https://"):
 		what = "a Docker daemon reachable from the agent, such as the host's"
 	}
-	return "DOCKER_HOST=" + v + " points the agent at " + what + ": the host Docker daemon is never exposed to an agent; Docker access for an agent is a private daemon that jackin sets up (docker: \"private\", in a later version)"
+	return "DOCKER_HOST=" + v + " points the agent at " + what + ": the host Docker daemon is never exposed to an agent; Docker access for an agent is a private daemon that jackin sets up: remove DOCKER_HOST and set docker: \"private\""
 }
+
+// DockerClientEnv are the variables jackin sets in the agent for docker
+// "private": the manifest may not set them itself.
+var DockerClientEnv = []string{"DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONFIG", "TESTCONTAINERS_HOST_OVERRIDE"}
 
 // ExpandHome replaces a leading "~" or "~/" with home. "~user" is not supported.
 func ExpandHome(p, home string) (string, bool) {

@@ -50,10 +50,45 @@ const (
 	EgressAllowlist = "allowlist"
 )
 
-// Docker access modes. Only "none" today; "private" (a daemon sidecar) joins later.
+// Docker access modes.
 const (
+	// DockerNone: no Docker daemon is reachable from the agent.
 	DockerNone = "none"
+	// DockerPrivate: a Docker daemon of the instance's own in a sidecar,
+	// reached over TLS with a client certificate jackin issues.
+	DockerPrivate = "private"
 )
+
+// Privilege modes of the private Docker daemon's sidecar.
+const (
+	// DaemonPrivileged runs the sidecar --privileged (ordinary hosts).
+	DaemonPrivileged = "privileged"
+	// DaemonCapabilities grants DaemonCapabilitySet with seccomp, AppArmor
+	// and the masked /proc and /sys paths unconfined, the device cgroup
+	// rule "a *:* rwm" and /sys/fs/cgroup read-write: for hosts whose
+	// engine refuses --privileged.
+	DaemonCapabilities = "capabilities"
+)
+
+// DefaultDaemonImage is the private daemon's image unless dockerDaemon.image says otherwise.
+const DefaultDaemonImage = "docker:dind"
+
+// DaemonCapabilitySet is what dockerDaemon.privilege "capabilities"
+// grants: what dockerd needs to run containers (mounts, networks and
+// iptables, device nodes, the default set it hands its own containers),
+// and not the kernel-wide powers (SYS_MODULE, SYS_RAWIO, SYS_TIME,
+// SYS_BOOT, SYS_RESOURCE, MAC_ADMIN, ...) that --privileged adds.
+var DaemonCapabilitySet = []string{
+	"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER",
+	"KILL", "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_RAW", "SETFCAP", "SETGID",
+	"SETPCAP", "SETUID", "SYS_ADMIN", "SYS_CHROOT", "SYS_NICE", "SYS_PTRACE",
+}
+
+// DockerDaemon configures the private Docker daemon (docker "private").
+type DockerDaemon struct {
+	Image     string `json:"image"`
+	Privilege string `json:"privilege"`
+}
 
 // Backends. Only "docker" today.
 const (
@@ -90,6 +125,8 @@ type Instance struct {
 	Resources   Resources         `json:"resources"`
 	Network     Network           `json:"network"`
 	Docker      string            `json:"docker"`
+	// DockerDaemon is set (defaults filled in) when Docker is DockerPrivate.
+	DockerDaemon *DockerDaemon `json:"dockerDaemon,omitempty"`
 	// Profile is the hardening profile (ProfileStandard by default).
 	Profile string `json:"profile"`
 	// Sandbox is the effective sandbox: the profile's, with the

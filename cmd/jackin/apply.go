@@ -165,6 +165,7 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 		Recorder:   rec,
 		Images:     res.observed.Images,
 		Workspaces: ws,
+		StateDir:   a.global.stateDir,
 	})
 	sum := summarize(results)
 	outcome := "succeeded"

@@ -102,6 +102,7 @@ engine or lock timeout.`,
 			}
 			results := reconciler.Execute(ctx, plan, drv, reconciler.ExecOptions{
 				Parallel: parallel, Progress: a.stderr, Log: a.log.WithName("execute"), Recorder: rec, Workspaces: ws,
+				StateDir: a.global.stateDir,
 			})
 			// Instances with nothing on the engine but kept checkouts: only
 			// their checkouts are purged.

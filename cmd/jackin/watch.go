@@ -181,6 +181,7 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 			return recordOOMKills(ctx, st, fleet, obs)
 		},
 		Workspaces: &checkoutManager{st: st, stateDir: a.global.stateDir, log: a.log.WithName("workspace"), refuseDirty: !opts.force},
+		StateDir:   a.global.stateDir,
 		Log:        a.log.WithName("watch"),
 		Progress:   a.stderr,
 		Mode:       opts.mode,

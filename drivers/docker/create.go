@@ -163,6 +163,13 @@ func containerCreateOptions(r drivers.Resource, multiNetwork bool) (client.Conta
 	if s.NoNewPrivileges {
 		hc.SecurityOpt = append(hc.SecurityOpt, "no-new-privileges")
 	}
+	hc.SecurityOpt = append(hc.SecurityOpt, s.SecurityOpt...)
+	hc.Privileged = s.Privileged
+	hc.DeviceCgroupRules = s.DeviceCgroupRules
+	if s.UnmaskPaths {
+		// Empty, not nil: nil is the engine's default masks.
+		hc.MaskedPaths, hc.ReadonlyPaths = []string{}, []string{}
+	}
 	hc.Memory = s.Memory
 	hc.MemoryReservation = s.MemoryRes
 	hc.NanoCPUs = s.NanoCPUs

@@ -25,6 +25,11 @@ func (d *Driver) Start(ctx context.Context, id string) error {
 			// CAP_SYS_RESOURCE, which the engine may not hold.
 			return d.wrap(err, "start container %s: its open-files limit (resources.nofile, or the profile's) is above what this engine may grant (the Docker daemon's own hard limit): lower resources.nofile", shortID(id))
 		}
+		if strings.Contains(err.Error(), "unable to apply caps") {
+			// --privileged asks for every capability, and an engine whose
+			// own bounding set lacks one cannot grant it.
+			return d.wrap(err, "start container %s: this engine cannot grant every capability the container asks for (it refuses --privileged): for a private Docker daemon, set dockerDaemon.privilege: \"capabilities\"", shortID(id))
+		}
 		return d.wrap(err, "start container %s", shortID(id))
 	}
 	d.log.V(2).Info("started container", "id", shortID(id))

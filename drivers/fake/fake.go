@@ -32,9 +32,12 @@ const (
 	MethodStop        = "Stop"
 	MethodRemove      = "Remove"
 	MethodEvents      = "Events"
+	MethodWaitReady   = "WaitReady"
 )
 
-var mutating = map[string]bool{MethodEnsureImage: true, MethodCreate: true, MethodStart: true, MethodStop: true, MethodRemove: true}
+// WaitReady is in the call log, so tests see it between the starts it
+// orders.
+var mutating = map[string]bool{MethodEnsureImage: true, MethodCreate: true, MethodStart: true, MethodStop: true, MethodRemove: true, MethodWaitReady: true}
 
 // Object is one object held by the fake backend.
 type Object struct {
@@ -327,6 +330,19 @@ func (d *Driver) Start(ctx context.Context, id string) error {
 		if d.crashOnStart[o.Name] {
 			o.State, o.Status = drivers.StateExited, "Exited (1) Less than a second ago"
 			d.emitLocked(containerEvent(o, drivers.EventDie, "1"))
+		}
+		return nil
+	})
+}
+
+var _ drivers.ReadyWaiter = (*Driver)(nil)
+
+// WaitReady implements drivers.ReadyWaiter: a running container is ready at
+// once (FailOn(MethodWaitReady, name, err) makes it never ready).
+func (d *Driver) WaitReady(ctx context.Context, id string, probe drivers.ReadyProbe) error {
+	return d.containerCall(MethodWaitReady, id, func(o *Object) error {
+		if o.State != drivers.StateRunning {
+			return fmt.Errorf("%s is %s, not running", o.Name, o.State)
 		}
 		return nil
 	})

@@ -1,0 +1,123 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/client"
+
+	"github.com/jackin-dev/jackin/drivers"
+)
+
+var _ drivers.ReadyWaiter = (*Driver)(nil)
+
+// readyInterval is the pause between two runs of a readiness probe.
+const readyInterval = 250 * time.Millisecond
+
+// WaitReady runs probe.Exec inside the container until it exits 0. It
+// fails when the container stops (with the end of its log) or when
+// probe.Timeout passes (with the probe's last output and the end of the
+// container's log), so an operator sees why the service never came up.
+func (d *Driver) WaitReady(ctx context.Context, id string, probe drivers.ReadyProbe) error {
+	what := probe.What
+	if what == "" {
+		what = "container " + shortID(id)
+	}
+	timeout := probe.Timeout
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	deadline := time.Now().Add(timeout)
+	var last string
+	for attempt := 1; ; attempt++ {
+		code, out, err := d.execOnce(ctx, id, probe.Exec)
+		if err == nil && code == 0 {
+			d.log.V(2).Info("ready", "container", shortID(id), "attempts", attempt)
+			return nil
+		}
+		if err != nil {
+			last = err.Error()
+		} else {
+			last = fmt.Sprintf("exit status %d: %s", code, strings.TrimSpace(out))
+		}
+		insp, ierr := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		if ierr == nil && insp.Container.State != nil && !insp.Container.State.Running {
+			return fmt.Errorf("%s stopped before it answered (exit status %d)%s%s", what, insp.Container.State.ExitCode, d.logTail(ctx, id), hint(probe.Hint))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not answer within %s; the last probe (%s) said: %s%s%s", what, timeout, strings.Join(probe.Exec, " "), last, d.logTail(ctx, id), hint(probe.Hint))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+		case <-time.After(readyInterval):
+		}
+	}
+}
+
+func hint(h string) string {
+	if h == "" {
+		return ""
+	}
+	return "\n" + h
+}
+
+// execOnce runs cmd in the container and returns its exit status and
+// combined output (at most 4 KiB is kept).
+func (d *Driver) execOnce(ctx context.Context, id string, cmd []string) (int, string, error) {
+	ex, err := d.cli.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return -1, "", d.wrap(err, "run the readiness probe in container %s", shortID(id))
+	}
+	att, err := d.cli.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
+	if err != nil {
+		return -1, "", d.wrap(err, "run the readiness probe in container %s", shortID(id))
+	}
+	var buf bytes.Buffer
+	w := &capped{buf: &buf, max: 4 << 10}
+	_, _ = stdcopy.StdCopy(w, w, att.Reader)
+	att.Close()
+	res, err := d.cli.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
+	if err != nil {
+		return -1, buf.String(), d.wrap(err, "read the readiness probe's result in container %s", shortID(id))
+	}
+	return res.ExitCode, buf.String(), nil
+}
+
+// logTail is the end of a container's log (stdout and stderr), prefixed
+// for an error message, or "" when it cannot be read.
+func (d *Driver) logTail(ctx context.Context, id string) string {
+	rc, err := d.cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "8"})
+	if err != nil {
+		return ""
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	w := &capped{buf: &buf, max: 4 << 10}
+	_, _ = stdcopy.StdCopy(w, w, rc)
+	text := strings.TrimSpace(buf.String())
+	if text == "" {
+		return ""
+	}
+	return "\nits log ends:\n  " + strings.ReplaceAll(text, "\n", "\n  ")
+}
+
+// capped is a writer that keeps the first max bytes.
+type capped struct {
+	buf *bytes.Buffer
+	max int
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	if room := c.max - c.buf.Len(); room > 0 {
+		c.buf.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+var _ io.Writer = (*capped)(nil)
