@@ -17,12 +17,14 @@ build: ## build bin/jackin
 
 test: lint ## lint, then every test: unit and end-to-end (starts an engine if it can; CI=true makes the engine required)
 	@bash .ci/ensure-engine || { [ "$${CI:-}" != "true" ] && echo "warning: no Docker engine: end-to-end tests will skip"; }
+	@bash .ci/ensure-test-tools || [ "$${CI:-}" != "true" ]
 	$(GO) test -count=1 -timeout 40m $(PKGS)
 
 unit: ## unit tests only (no engine needed)
 	$(GO) test -count=1 -short $(PKGS)
 
 e2e: ## end-to-end tests only, against the local engine
+	@bash .ci/ensure-test-tools || true
 	$(GO) test -count=1 -timeout 40m -v ./test/e2e/
 
 lint: ## gofmt check and go vet
