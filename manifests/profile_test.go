@@ -79,3 +79,39 @@ func TestLoadRejectsProfileBeyondHost(t *testing.T) {
 		t.Fatal("an unknown profile must be refused")
 	}
 }
+
+// TestLoadCapabilitiesOverrideTheProfile: security.capabilities replaces
+// the profile's drop and add lists, defaults carry it, and unknown names
+// or adding ALL are refused at their line.
+func TestLoadCapabilitiesOverrideTheProfile(t *testing.T) {
+	fx := newFixture(t, map[string]string{"f.cue": fleetHead + `defaults: {profile: "hardened", security: capabilities: {drop: ["ALL"], add: ["NET_BIND_SERVICE"]}}
+instances: {
+	d: role: image: "x"
+	std: {role: image: "x", profile: "standard", security: capabilities: add: ["NET_ADMIN"]}
+}
+`})
+	res, diags := fx.load(t, fx.opts(), "f.cue")
+	if diags != nil {
+		t.Fatalf("load: %v", diags)
+	}
+	d := res.Fleet.Instances["d"]
+	if !reflect.DeepEqual(d.Sandbox.CapDrop, []string{"ALL"}) || !reflect.DeepEqual(d.Sandbox.CapAdd, []string{"NET_BIND_SERVICE"}) || d.Sources["security.capabilities"] != "manifest" {
+		t.Errorf("defaults' capabilities: %+v %v", d.Sandbox, d.Sources)
+	}
+	std := res.Fleet.Instances["std"]
+	if len(std.Sandbox.CapDrop) != 0 || !reflect.DeepEqual(std.Sandbox.CapAdd, []string{"NET_ADMIN"}) {
+		t.Errorf("standard with an added capability: %+v", std.Sandbox)
+	}
+
+	for body, want := range map[string]string{
+		"instances: a: {role: image: \"x\", security: capabilities: add: [\"CAP_CHOWN\"]}\n": `f.cue:4:64: instances.a.security.capabilities.add[0]: unknown capability "CAP_CHOWN"`,
+		"instances: a: {role: image: \"x\", security: capabilities: add: [\"ALL\"]}\n":       `instances.a.security.capabilities.add: adding ALL capabilities is --privileged in all but name`,
+		"instances: a: {role: image: \"x\", security: capabilities: drop: [\"chown\"]}\n":    `instances.a.security.capabilities.drop`,
+	} {
+		fx := newFixture(t, map[string]string{"f.cue": fleetHead + body})
+		_, diags := fx.load(t, fx.opts(), "f.cue")
+		if diags == nil || !strings.Contains(diags.Error(), want) {
+			t.Errorf("%s: want %q, got %v", body, want, diags)
+		}
+	}
+}

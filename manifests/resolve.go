@@ -59,6 +59,10 @@ type rawSecurity struct {
 	User            *string `json:"user"`
 	ReadOnlyRoot    *bool   `json:"readOnlyRoot"`
 	NoNewPrivileges *bool   `json:"noNewPrivileges"`
+	Capabilities    *struct {
+		Drop []string `json:"drop"`
+		Add  []string `json:"add"`
+	} `json:"capabilities"`
 }
 
 type rawRole struct {
@@ -143,6 +147,9 @@ func merge(d, in rawInstance) rawInstance {
 		}
 		if s.NoNewPrivileges == nil {
 			s.NoNewPrivileges = d.Security.NoNewPrivileges
+		}
+		if s.Capabilities == nil {
+			s.Capabilities = d.Security.Capabilities
 		}
 		out.Security = &s
 	}
@@ -823,6 +830,24 @@ func (c *instanceChecker) profile(r rawInstance, res *rawResources, inst *schema
 		if s.NoNewPrivileges != nil {
 			sb.NoNewPrivileges = *s.NoNewPrivileges
 			src["security.noNewPrivileges"] = schema.SourceManifest
+		}
+		if caps := s.Capabilities; caps != nil {
+			for _, l := range []struct {
+				field string
+				names []string
+			}{{"drop", caps.Drop}, {"add", caps.Add}} {
+				for i, n := range l.names {
+					if !schema.KnownCapability(n) {
+						c.errorf([]any{"security", "capabilities", l.field, i}, "unknown capability %q: use a name from capabilities(7) without the CAP_ prefix (CHOWN, NET_ADMIN, ...), or ALL", n)
+					}
+				}
+			}
+			if slices.Contains(caps.Add, "ALL") {
+				c.errorf([]any{"security", "capabilities", "add"}, "adding ALL capabilities is --privileged in all but name: list the capabilities the agent needs")
+			}
+			sb.CapDrop = append([]string(nil), caps.Drop...)
+			sb.CapAdd = append([]string(nil), caps.Add...)
+			src["security.capabilities"] = schema.SourceManifest
 		}
 	}
 	if sb.ReadOnlyRoot {

@@ -106,6 +106,27 @@ func HostUser(uid, gid int) string {
 	return strconv.Itoa(uid) + ":" + strconv.Itoa(gid)
 }
 
+// Capabilities are the Linux capability names (without CAP_) the
+// manifest may drop or add, plus "ALL".
+var Capabilities = []string{
+	"ALL", "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "BPF", "CHECKPOINT_RESTORE", "CHOWN",
+	"DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER", "KILL", "LEASE",
+	"LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE", "NET_BROADCAST",
+	"NET_RAW", "PERFMON", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT",
+	"SYS_MODULE", "SYS_NICE", "SYS_PACCT", "SYS_PTRACE", "SYS_RAWIO", "SYS_RESOURCE", "SYS_TIME",
+	"SYS_TTY_CONFIG", "SYSLOG", "WAKE_ALARM",
+}
+
+// KnownCapability reports whether name is in Capabilities.
+func KnownCapability(name string) bool {
+	for _, c := range Capabilities {
+		if c == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Source values of Instance.Sources.
 const SourceManifest = "manifest"
 
