@@ -181,6 +181,8 @@ type ContainerSpec struct {
 }
 
 // ReadyProbe is a command run inside a started container until it exits 0.
+// Without Exec it is a check that the container stays up for Timeout: one
+// that exits with a non-zero status meanwhile fails it.
 type ReadyProbe struct {
 	Exec    []string
 	Timeout time.Duration

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/egress"
@@ -178,6 +179,14 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 		}
 		// Under a read-only root the agent's HOME is a tmpfs, for its caches.
 		if sb.ReadOnlyRoot {
+			// An image that writes to / fails at once under a read-only
+			// root: apply watches the agent's first seconds and says why.
+			ctr.Ready = &drivers.ReadyProbe{
+				Timeout: ReadOnlyStartCheck,
+				What:    "the agent container " + rname,
+				Hint: "its root filesystem is read-only (" + readOnlySource(inst) + "): an image that writes outside its mounts, " +
+					strings.Join(sb.Tmpfs, " and ") + " fails there. If its log says \"read-only file system\", mount a tmpfs or a volume at that path, or set security.readOnlyRoot: false",
+			}
 			if _, set := ctr.Env["HOME"]; !set {
 				if ctr.Env == nil {
 					ctr.Env = map[string]string{}
@@ -280,6 +289,18 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 		Resources:  res,
 		Checkouts:  checkouts,
 	}, nil
+}
+
+// ReadOnlyStartCheck is how long apply watches a freshly started agent with
+// a read-only root filesystem for an early exit.
+const ReadOnlyStartCheck = 2 * time.Second
+
+// readOnlySource names what made the root filesystem read-only.
+func readOnlySource(inst schema.Instance) string {
+	if src := inst.Sources["security.readOnlyRoot"]; src != "" && src != schema.SourceManifest {
+		return src
+	}
+	return "security.readOnlyRoot"
 }
 
 // commonDir is the git common dir resolved at load for the worktree mount at dst.

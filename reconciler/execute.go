@@ -393,10 +393,16 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, opts ExecOptions)
 		if act.Desired != nil && act.Desired.Running {
 			// A container others depend on (the private daemon) first, and
 			// the rest once it answers.
-			sort.SliceStable(ctrNames, func(i, j int) bool { return ready[ctrNames[i]] != nil && ready[ctrNames[j]] == nil })
+			sort.SliceStable(ctrNames, func(i, j int) bool { return serves(ready[ctrNames[i]]) && !serves(ready[ctrNames[j]]) })
 			for _, name := range ctrNames {
 				steps = append(steps, step{"start container " + name, func(ctx context.Context) error { return drv.Start(ctx, created[name]) }})
-				if probe := ready[name]; probe != nil {
+				if probe := ready[name]; serves(probe) {
+					steps = append(steps, waitReadyStep(drv, name, func() string { return created[name] }, *probe))
+				}
+			}
+			// Then the checks that a container stays up, once all started.
+			for _, name := range ctrNames {
+				if probe := ready[name]; probe != nil && !serves(probe) {
 					steps = append(steps, waitReadyStep(drv, name, func() string { return created[name] }, *probe))
 				}
 			}
@@ -454,7 +460,7 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, opts ExecOptions)
 		probes := readyProbes(act.Desired)
 		for _, c := range containers {
 			probe := probes[c.Labels[drivers.LabelComponent]]
-			if c.ID == agentID || probe == nil || c.State == drivers.StateRunning || c.State == drivers.StateRestarting {
+			if c.ID == agentID || !serves(probe) || c.State == drivers.StateRunning || c.State == drivers.StateRestarting {
 				continue
 			}
 			if c.State == drivers.StatePaused {
@@ -463,11 +469,12 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, opts ExecOptions)
 			steps = append(steps, step{"start container " + c.Name, func(ctx context.Context) error { return drv.Start(ctx, c.ID) }})
 			steps = append(steps, waitReadyStep(drv, c.Name, func() string { return c.ID }, *probe))
 		}
-		if agentState != drivers.StateRunning && agentState != drivers.StateRestarting {
+		agentStarted := agentState != drivers.StateRunning && agentState != drivers.StateRestarting
+		if agentStarted {
 			steps = append(steps, step{"start container " + agentName, func(ctx context.Context) error { return drv.Start(ctx, agentID) }})
 		}
 		for _, c := range containers {
-			if probes[c.Labels[drivers.LabelComponent]] != nil {
+			if serves(probes[c.Labels[drivers.LabelComponent]]) {
 				continue
 			}
 			if c.ID != agentID && c.State != drivers.StateRunning && c.State != drivers.StateRestarting {
@@ -476,6 +483,9 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, opts ExecOptions)
 				}
 				steps = append(steps, step{"start container " + c.Name, func(ctx context.Context) error { return drv.Start(ctx, c.ID) }})
 			}
+		}
+		if p := probes[drivers.ComponentAgent]; agentStarted && p != nil && !serves(p) {
+			steps = append(steps, waitReadyStep(drv, agentName, func() string { return agentID }, *p))
 		}
 	case ActionStop:
 		steps = append(steps, step{"stop container " + agentName, func(ctx context.Context) error { return drv.Stop(ctx, agentID) }})
@@ -529,10 +539,18 @@ func readyProbes(in *DesiredInstance) map[string]*drivers.ReadyProbe {
 	return out
 }
 
+// serves reports whether a probe asks whether a container serves (and so
+// starts before the others), rather than whether it stays up.
+func serves(p *drivers.ReadyProbe) bool { return p != nil && len(p.Exec) > 0 }
+
 // waitReadyStep waits for a started container's probe, when the backend
 // can run one.
 func waitReadyStep(drv drivers.Driver, name string, id func() string, probe drivers.ReadyProbe) step {
-	return step{"wait for container " + name + " to answer", func(ctx context.Context) error {
+	label := "wait for container " + name + " to answer"
+	if !serves(&probe) {
+		label = "watch container " + name + " start"
+	}
+	return step{label, func(ctx context.Context) error {
 		w, ok := drv.(drivers.ReadyWaiter)
 		if !ok {
 			return nil

@@ -32,6 +32,9 @@ func (d *Driver) WaitReady(ctx context.Context, id string, probe drivers.ReadyPr
 	if timeout <= 0 {
 		timeout = time.Minute
 	}
+	if len(probe.Exec) == 0 {
+		return d.waitUp(ctx, id, what, timeout, probe.Hint)
+	}
 	deadline := time.Now().Add(timeout)
 	var last string
 	for attempt := 1; ; attempt++ {
@@ -51,6 +54,32 @@ func (d *Driver) WaitReady(ctx context.Context, id string, probe drivers.ReadyPr
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s did not answer within %s; the last probe (%s) said: %s%s%s", what, timeout, strings.Join(probe.Exec, " "), last, d.logTail(ctx, id), hint(probe.Hint))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+		case <-time.After(readyInterval):
+		}
+	}
+}
+
+// waitUp fails when the container exits with a non-zero status within
+// timeout of now.
+func (d *Driver) waitUp(ctx context.Context, id, what string, timeout time.Duration, h string) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		insp, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		if err != nil {
+			return d.wrap(err, "inspect %s", what)
+		}
+		if st := insp.Container.State; st != nil && !st.Running && !st.Restarting {
+			if st.ExitCode == 0 {
+				return nil
+			}
+			return fmt.Errorf("%s exited with status %d right after it started%s%s", what, st.ExitCode, d.logTail(ctx, id), hint(h))
+		}
+		if time.Now().After(deadline) {
+			return nil
 		}
 		select {
 		case <-ctx.Done():

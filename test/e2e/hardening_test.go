@@ -416,3 +416,26 @@ func TestHardeningUserOwnsWrites(t *testing.T) {
 		t.Errorf("a write to / under the locked profile: err %v, %s", err, out)
 	}
 }
+
+// A read-only root with a role that writes to / fails apply with the reason,
+// instead of leaving an agent that died at once.
+func TestReadOnlyRootWithARoleThatWritesToRootFailsClearly(t *testing.T) {
+	e := newEnv(t)
+	m := e.manifest(fmt.Sprintf(`instances: {
+	writer: {role: image: %[1]q, profile: "locked", command: ["write", "/state", "x"]}
+	fine: {role: image: %[1]q, profile: "locked"}
+}`, agentImage))
+	r := e.jackin("apply", "-f", m)
+	if r.code == 0 {
+		t.Fatalf("apply succeeded although the agent cannot write its root:\n%s", r)
+	}
+	out := r.stdout + r.stderr
+	for _, want := range []string{"the agent container " + e.name("writer") + " exited with status 1 right after it started", "read-only file system", "profile locked", "security.readOnlyRoot: false"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, r)
+		}
+	}
+	if got := e.containers(); got[e.name("fine")] != "running" {
+		t.Errorf("the other instance did not proceed: %v", got)
+	}
+}
