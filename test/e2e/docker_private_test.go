@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,7 +82,16 @@ func TestPrivateDocker(t *testing.T) {
 	dindImages(t)
 	ti := testInternet(t, e)
 	ctxDir := innerContext(t, e)
-	hostImagesBefore := dockerLines(t, "images", "-q", "--no-trunc")
+	// The images of the host engine this test and the daemon use: other
+	// tests running meanwhile may add and remove images of their own.
+	hostImages := func() map[string]string {
+		out := map[string]string{}
+		for _, ref := range []string{harness.DindImage, harness.BrokenDindImage, harness.EgressAgentImage, harness.UpstreamImage} {
+			out[ref] = docker(t, "image", "inspect", "-f", "{{.Id}}", ref)
+		}
+		return out
+	}
+	hostImagesBefore := hostImages()
 	// "capabilities": this engine refuses --privileged (see environment.md).
 	manifest := func(envA string) string {
 		return e.manifest(fmt.Sprintf(`defaults: {
@@ -208,6 +219,40 @@ instances: {
 				t.Errorf("explain lacks %s", want)
 			}
 		}
+		// What the contract says the sidecar holds is what the engine gave it.
+		var doc struct {
+			Instances []struct {
+				Sandbox struct {
+					DockerDaemon struct {
+						Capabilities []string `json:"capabilities"`
+					} `json:"dockerDaemon"`
+				} `json:"sandbox"`
+			} `json:"instances"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || len(doc.Instances) != 1 {
+			t.Fatalf("explain -o json: %v (%d instances)", err, len(doc.Instances))
+		}
+		var hc struct {
+			Privileged        bool
+			CapAdd, CapDrop   []string
+			SecurityOpt       []string
+			DeviceCgroupRules []string
+			MaskedPaths       []string
+		}
+		if err := json.Unmarshal([]byte(docker(t, "inspect", "-f", "{{json .HostConfig}}", a+"-dind")), &hc); err != nil {
+			t.Fatal(err)
+		}
+		observed := slices.Clone(hc.CapAdd)
+		for i := range observed {
+			observed[i] = strings.TrimPrefix(observed[i], "CAP_")
+		}
+		slices.Sort(observed)
+		claimed := slices.Sorted(slices.Values(doc.Instances[0].Sandbox.DockerDaemon.Capabilities))
+		if hc.Privileged || !slices.Equal(observed, claimed) || !slices.Equal(hc.CapDrop, []string{"ALL"}) ||
+			!slices.Contains(hc.SecurityOpt, "seccomp=unconfined") || !slices.Contains(hc.SecurityOpt, "apparmor=unconfined") ||
+			len(hc.MaskedPaths) != 0 || !slices.Equal(hc.DeviceCgroupRules, []string{"a *:* rwm"}) {
+			t.Errorf("the sidecar holds %+v; the contract says capabilities %v", hc, claimed)
+		}
 		r = e.jackin("explain", "-f", m, "fenced", "-o", "json")
 		if !strings.Contains(r.stdout, `"innerEgressCovered": true`) {
 			t.Errorf("explain fenced: inner egress not covered:\n%s", r.stdout)
@@ -232,11 +277,8 @@ instances: {
 		if _, err := os.Stat(tlsDir); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("the certificates outlived their instance: %v", err)
 		}
-		after := dockerLines(t, "images", "-q", "--no-trunc")
-		for _, id := range hostImagesBefore {
-			if !slices.Contains(after, id) {
-				t.Errorf("host image %s is gone", id)
-			}
+		if after := hostImages(); !maps.Equal(after, hostImagesBefore) {
+			t.Errorf("host images changed: %v → %v", hostImagesBefore, after)
 		}
 	})
 
