@@ -31,20 +31,21 @@ type rawFleet struct {
 }
 
 type rawInstance struct {
-	Description *string           `json:"description"`
-	Backend     *string           `json:"backend"`
-	Role        *rawRole          `json:"role"`
-	Agent       *string           `json:"agent"`
-	Command     *[]string         `json:"command"`
-	State       *string           `json:"state"`
-	Env         map[string]string `json:"env"`
-	Labels      map[string]string `json:"labels"`
-	Mounts      *[]rawMount       `json:"mounts"`
-	Resources   *rawResources     `json:"resources"`
-	Network     *rawNetwork       `json:"network"`
-	Docker      *string           `json:"docker"`
-	Profile     *string           `json:"profile"`
-	Security    *rawSecurity      `json:"security"`
+	Description *string                  `json:"description"`
+	Backend     *string                  `json:"backend"`
+	Role        *rawRole                 `json:"role"`
+	Agent       *string                  `json:"agent"`
+	Command     *[]string                `json:"command"`
+	State       *string                  `json:"state"`
+	Env         map[string]string        `json:"env"`
+	Labels      map[string]string        `json:"labels"`
+	Mounts      *[]rawMount              `json:"mounts"`
+	Resources   *rawResources            `json:"resources"`
+	Network     *rawNetwork              `json:"network"`
+	Docker      *string                  `json:"docker"`
+	Profile     *string                  `json:"profile"`
+	Security    *rawSecurity             `json:"security"`
+	Credentials map[string]rawCredential `json:"credentials"`
 }
 
 // rawSecurity is the manifest's per-field override of the profile's sandbox.
@@ -141,6 +142,7 @@ func merge(d, in rawInstance) rawInstance {
 	}
 	out.Env = mergeMaps(d.Env, in.Env)
 	out.Labels = mergeMaps(d.Labels, in.Labels)
+	out.Credentials = mergeCredentials(d.Credentials, in.Credentials)
 	if d.Resources != nil {
 		r := rawResources{}
 		if in.Resources != nil {
@@ -291,7 +293,7 @@ func (c *instanceChecker) ownsValue(rel []any) bool {
 	}
 	unit := rel[:1]
 	switch rel[0] {
-	case "resources", "network", "env", "labels":
+	case "resources", "network", "env", "labels", "credentials":
 		if len(rel) >= 2 {
 			unit = rel[:2]
 		}
@@ -390,6 +392,7 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 		inst.Command = *r.Command
 	}
 	c.role(r.Role, &inst)
+	c.literalEnv(r.Env)
 	for k, v := range r.Env {
 		if k == "DOCKER_HOST" {
 			if problem := schema.DockerHostProblem(v); problem != "" {
@@ -425,6 +428,7 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 			}
 		}
 	}
+	c.credentials(r.Credentials, &inst)
 	return inst
 }
 
