@@ -127,6 +127,7 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 	if err != nil {
 		return DesiredInstance{}, err
 	}
+	spec.Credentials = specCredentials(fleet, inst)
 	hash, err := HashSpec(spec)
 	if err != nil {
 		return DesiredInstance{}, err
@@ -251,6 +252,10 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 		extraNets, sidecars = eg.networks, eg.containers
 		policy, policyFile = eg.policy, eg.policyFile
 	}
+	creds, err := renderCredentials(fleet, name, inst, spec, ctr, sidecars, stateDir)
+	if err != nil {
+		return DesiredInstance{}, err
+	}
 
 	res := []drivers.Resource{{Kind: drivers.KindNetwork, Name: rname, Component: drivers.ComponentNetwork, Labels: netLabels, Network: netSpec}}
 	res = append(res, extraNets...)
@@ -258,16 +263,17 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 	res = append(res, drivers.Resource{Kind: drivers.KindContainer, Name: rname, Component: drivers.ComponentAgent, Labels: ctrLabels, Container: ctr})
 	res = append(res, sidecars...)
 	return DesiredInstance{
-		Policy:     policy,
-		PolicyFile: policyFile,
-		Name:       name,
-		Instance:   inst,
-		Spec:       spec,
-		Hash:       hash,
-		Running:    running,
-		Image:      img,
-		Resources:  res,
-		Checkouts:  checkouts,
+		Policy:      policy,
+		PolicyFile:  policyFile,
+		Name:        name,
+		Instance:    inst,
+		Spec:        spec,
+		Hash:        hash,
+		Running:     running,
+		Image:       img,
+		Resources:   res,
+		Checkouts:   checkouts,
+		Credentials: creds,
 	}, nil
 }
 

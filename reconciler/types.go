@@ -35,6 +35,10 @@ type Spec struct {
 	// set; nil is the engine's defaults (profile "standard"), which keeps
 	// the hash of every instance without hardening as it was.
 	Sandbox *SpecSandbox `json:"sandbox,omitempty"`
+	// Credentials are the instance's credential deliveries, sorted by
+	// name, with a keyed digest (never the value) for env delivery;
+	// omitempty keeps the hash of every instance without them as it was.
+	Credentials []SpecCredential `json:"credentials,omitempty"`
 }
 
 // SpecSandbox is the agent container's hardening in canonical form.
@@ -109,6 +113,13 @@ type DesiredInstance struct {
 	// instance's proxy enforces, written to PolicyFile by apply and watch.
 	Policy     *egress.Policy
 	PolicyFile string
+	// Credentials (nil without any) says where the instance's credentials
+	// go on the host, and once resolved (ResolveCredentials) holds their
+	// values, in memory only.
+	Credentials *CredentialPlan
+	// CredentialErr is why a credential could not be read: the instance's
+	// action fails with it and changes nothing (fail closed).
+	CredentialErr error
 }
 
 // Desired is a fleet's desired state.
@@ -149,10 +160,17 @@ type Action struct {
 	// contract package fills it (contract.MarkWidenings), as the reconciler
 	// cannot depend on the contract.
 	Widens []Widening
+	// Err, when set, fails the action before it changes anything (a
+	// credential that cannot be read): the planner sets it, Execute
+	// reports it.
+	Err error
 }
 
 // Mutates reports whether executing the action changes the backend.
 func (a Action) Mutates() bool {
+	if a.Err != nil {
+		return true
+	}
 	if a.Type == ActionNoop {
 		return false
 	}

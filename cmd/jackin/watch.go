@@ -181,6 +181,9 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 			return recordOOMKills(ctx, st, fleet, obs)
 		},
 		Workspaces: &checkoutManager{st: st, stateDir: a.global.stateDir, log: a.log.WithName("workspace"), refuseDirty: !opts.force},
+		Credentials: func(ctx context.Context, d *reconciler.Desired) *reconciler.Desired {
+			return a.watchCredentials(ctx, d, opts.mode == reconciler.ModeHeal)
+		},
 		Log:        a.log.WithName("watch"),
 		Progress:   a.stderr,
 		Mode:       opts.mode,
