@@ -370,7 +370,10 @@ func WriteCredentials(d *Desired) (changed map[string][]string, failed map[strin
 		if in.Credentials == nil || in.Credentials.Values == nil || in.CredentialErr != nil {
 			continue
 		}
-		pending := in.CredentialsPending()
+		var pending []string
+		if _, err := os.Stat(in.Credentials.Dir); err == nil {
+			pending = in.CredentialsPending() // a first write is no refresh
+		}
 		if err := in.writeCredentials(d.Fleet); err != nil {
 			failed[in.Name] = fmt.Errorf("write credentials: %w", err)
 			continue
