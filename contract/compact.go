@@ -49,7 +49,9 @@ var compactSections = []compactSection{
 		}
 		return listOrNoneSep(parts, ", ", "no mounts")
 	}},
-	{4, SectionCredentials, "Credentials", func(p, n reconciler.Spec) bool { return !sameKeys(p.Env, n.Env) || !sameCredentials(p.Credentials, n.Credentials) }, func(c *Contract) string {
+	{4, SectionCredentials, "Credentials", func(p, n reconciler.Spec) bool {
+		return !sameKeys(p.Env, n.Env) || !sameCredentials(p.Credentials, n.Credentials)
+	}, func(c *Contract) string {
 		line := fmt.Sprintf("%d delivered", len(c.Credentials.Delivered))
 		var names []string
 		for _, d := range c.Credentials.Delivered {

@@ -144,4 +144,3 @@ func RemoveInstance(base, fleet, instance string) error {
 	_ = os.Remove(filepath.Join(base, fleet))
 	return nil
 }
-
