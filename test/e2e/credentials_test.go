@@ -104,6 +104,8 @@ func newCredFixture(t *testing.T, e *env) *credFixture {
 	t.Cleanup(func() {
 		harness.RemoveFleetObjects(e.fleet)
 		harness.RemoveLabelled(label)
+		// What apply wrote on the host tmpfs, when the test failed before delete.
+		_ = os.RemoveAll(fmt.Sprintf("/dev/shm/jackin-%d/%s", os.Getuid(), e.fleet))
 	})
 	if err := harness.StartCredUpstreams(f.network, label, f.certDir, "api.cred.test", "other.cred.test"); err != nil {
 		t.Fatal(err)
