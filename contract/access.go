@@ -93,6 +93,9 @@ func AccessOfSpec(s reconciler.Spec, home string) Access {
 		}
 		a.Mounts = append(a.Mounts, AccessMount{Src: m.Src, Dst: m.Dst, Mode: mode, Sensitive: f})
 	}
+	for _, c := range s.Credentials {
+		a.Credentials = append(a.Credentials, accessCredential(c))
+	}
 	for _, p := range s.Network.Ports {
 		a.Ports = append(a.Ports, AccessPort{Address: p.Address, Host: p.Host, Container: p.Container, Protocol: protocolOf(p.Protocol)})
 	}
@@ -172,12 +175,19 @@ func Widenings(prev, next Access) []Widening {
 	}
 
 	// Credentials.
+	// A credential the agent can read ("NAME") covers the same credential
+	// injected by the proxy ("NAME via proxy"); the reverse is a widening.
 	had := map[string]bool{}
 	for _, c := range prev.Credentials {
 		had[c] = true
 	}
 	for _, c := range next.Credentials {
-		if !had[c] {
+		name, proxied := strings.CutSuffix(c, viaProxy)
+		switch {
+		case had[c] || (proxied && had[name]):
+		case had[name+viaProxy]:
+			add("credentials", name+viaProxy, c, fmt.Sprintf("credential %s becomes readable by the agent (was injected by the egress proxy)", name))
+		default:
 			add("credentials", "not delivered", c, fmt.Sprintf("credential %s is newly delivered", c))
 		}
 	}
@@ -362,4 +372,16 @@ func orText(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// viaProxy marks a credential the agent never reads (proxy delivery).
+const viaProxy = " via proxy"
+
+// accessCredential is a credential as Access lists it: its name, with
+// viaProxy when only the egress proxy holds the value.
+func accessCredential(c reconciler.SpecCredential) string {
+	if c.Delivery == schema.DeliverProxy {
+		return c.Name + viaProxy
+	}
+	return c.Name
 }

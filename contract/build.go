@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -429,11 +430,68 @@ func (b builder) credentials(fx facts, warn func(string, string, ...any)) Creden
 			warn(SectionCredentials, "env %s looks like a secret: env is not a credential delivery; its value is readable by every process in the container and by anyone who can inspect the container on the host", k)
 		}
 	}
+	delivered := b.delivered(fx, warn)
+	summary := "none: the manifest declares no credentials; env values are listed by key only"
+	if n := len(delivered); n > 0 {
+		summary = fmt.Sprintf("%d delivered; values are read on the host at apply time and never shown", n)
+	}
 	return Credentials{
-		Delivered: []Credential{},
-		Summary:   "none: this version delivers no credentials; env values are listed by key only",
+		Delivered: delivered,
+		Summary:   summary,
 		EnvKeys:   keys,
 	}
+}
+
+// delivered describes each credential: source, delivery and exactly where
+// its value is visible.
+func (b builder) delivered(fx facts, warn func(string, string, ...any)) []Credential {
+	out := []Credential{}
+	cp := fx.di.Credentials
+	if cp == nil {
+		return out
+	}
+	for _, n := range fx.inst.CredentialNames() {
+		cr := fx.inst.Credentials[n]
+		c := Credential{Name: n, Delivery: cr.Deliver.Kind, Source: cr.From.Kind, SourceDetail: cr.From.SourceText()}
+		switch cr.Deliver.Kind {
+		case schema.DeliverFile:
+			t := cr.FileTarget()
+			dir := path.Dir(t)
+			owner := "owned by jackin's user; the image's user is not known: set security.user when the agent runs as neither root nor that user"
+			if o := cp.FileOwner; o != nil {
+				owner = fmt.Sprintf("owned by %d:%d, the agent's user", o.UID, o.GID)
+			}
+			c.Target, c.InContainer = t, "file"
+			c.VisibleIn = []string{
+				fmt.Sprintf("inside the container: the file %s (mode 0400, %s) in %s, a read-only mount holding only credential files", t, owner, dir),
+				fmt.Sprintf("on the host: %s, on a tmpfs (memory), under a directory (mode 0700) only jackin's user can open", filepath.Join(cp.FileDirs[dir], path.Base(t))),
+				"not in the container's config or env (docker inspect shows the mount, not the value), not in the state dir",
+			}
+			c.Rotation = "a changed source value is rewritten in place by apply and watch; the container is not recreated"
+		case schema.DeliverEnv:
+			c.Target, c.InContainer = cr.Deliver.Env, "env"
+			c.VisibleIn = []string{
+				fmt.Sprintf("inside the container: the environment variable %s, readable by every process in it", cr.Deliver.Env),
+				"in the container's config: docker inspect on the host shows it",
+				"not in the state dir or the store: they hold a keyed digest of it, never the value",
+			}
+			c.Rotation = fmt.Sprintf("a changed source value recreates the container (reason \"credential %s changed\")", n)
+			warn(SectionCredentials, "credential %s is delivered as env %s: its value is visible in the container's config (docker inspect) and to every process in the container; file or proxy delivery keeps it out of the config", n, cr.Deliver.Env)
+		case schema.DeliverProxy:
+			p := cr.Deliver.Proxy
+			c.Target, c.InContainer, c.Header, c.Placeholder = p.Host, "nowhere", p.Header, p.Placeholder
+			c.VisibleIn = []string{
+				fmt.Sprintf("nowhere inside the agent container: the egress proxy %s sets the header %s (%s) on every HTTPS request to %s, after terminating TLS for %s only with a per-instance CA the agent trusts", reconciler.SidecarName(b.fleet, fx.di.Name), p.Header, strings.Replace(p.Format, "{{value}}", "<value>", 1), p.Host, p.Host),
+				fmt.Sprintf("on the host: %s, on a tmpfs (memory), under a directory (mode 0700) only jackin's user can open, mounted read-only into the egress proxy container only", filepath.Join(cp.ProxyDir, "credentials.json")),
+			}
+			if p.Placeholder != "" {
+				c.VisibleIn = append(c.VisibleIn, fmt.Sprintf("the agent's env %s holds only the placeholder %q", p.Placeholder, schema.PlaceholderValue))
+			}
+			c.Rotation = "a changed source value is rewritten in place by apply and watch; the proxy reloads it within a second; nothing is recreated"
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 func (b builder) network(fx facts, warn func(string, string, ...any)) Network {
@@ -928,7 +986,12 @@ func (b builder) tier(fx facts) Tier {
 	if fx.unattended {
 		t.Reasons = append(t.Reasons, "unattended runs: the "+orDefault(fx.inst.Agent, schema.AgentShell)+" agent acts on its own, with no person watching each step")
 	}
-	// Credentials: none are delivered in this version.
+	for _, c := range fx.inst.Credentials {
+		if c.Deliver.Kind != schema.DeliverProxy {
+			t.Reasons = append(t.Reasons, "credentials the agent can read ("+strings.Join(readableCredentials(fx.inst), ", ")+"): an escape or a misbehaving agent can use them outside the sandbox")
+			break
+		}
+	}
 	if fx.openEgress && len(fx.rwMounts) > 0 {
 		t.Reasons = append(t.Reasons, "an open network with a writable host mount: the agent can change host files and send them anywhere")
 	}
@@ -940,7 +1003,7 @@ func (b builder) tier(fx facts) Tier {
 	}
 	t.Recommendation = TierAdequate
 	t.Recommended = t.Current
-	facts := []string{"an attended shell agent", "no Docker access", "no credentials"}
+	facts := []string{"an attended shell agent", "no Docker access", "no credentials the agent can read"}
 	if len(fx.rwMounts) == 0 {
 		facts = append(facts, "no writable host mount")
 	} else {
@@ -992,4 +1055,16 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// readableCredentials are the credentials delivered into the container
+// (file or env), sorted.
+func readableCredentials(inst schema.Instance) []string {
+	var out []string
+	for _, n := range inst.CredentialNames() {
+		if inst.Credentials[n].Deliver.Kind != schema.DeliverProxy {
+			out = append(out, n)
+		}
+	}
+	return out
 }

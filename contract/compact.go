@@ -49,8 +49,17 @@ var compactSections = []compactSection{
 		}
 		return listOrNoneSep(parts, ", ", "no mounts")
 	}},
-	{4, SectionCredentials, "Credentials", func(p, n reconciler.Spec) bool { return !sameKeys(p.Env, n.Env) }, func(c *Contract) string {
+	{4, SectionCredentials, "Credentials", func(p, n reconciler.Spec) bool {
+		return !sameKeys(p.Env, n.Env) || !sameCredentials(p.Credentials, n.Credentials)
+	}, func(c *Contract) string {
 		line := fmt.Sprintf("%d delivered", len(c.Credentials.Delivered))
+		var names []string
+		for _, d := range c.Credentials.Delivered {
+			names = append(names, d.Name+" ("+d.Delivery+", in container: "+d.InContainer+")")
+		}
+		if len(names) > 0 {
+			line += ": " + strings.Join(names, ", ")
+		}
 		if len(c.Credentials.EnvKeys) > 0 {
 			line += "; env keys " + strings.Join(c.Credentials.EnvKeys, ", ") + " (values not shown)"
 		}
@@ -160,6 +169,22 @@ func sameKeys(a, b map[string]string) bool {
 	}
 	for k := range a {
 		if _, ok := b[k]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// sameCredentials compares deliveries, not values: a digest change alone
+// changes no contract section.
+func sameCredentials(a, b []reconciler.SpecCredential) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		x.Digest, y.Digest = "", ""
+		if x != y {
 			return false
 		}
 	}

@@ -208,6 +208,32 @@ instances: {
 			opts: defaultOpts,
 		},
 		{
+			name: "credentials",
+			fleet: func(*testing.T) *schema.Fleet {
+				reconciler.SecretsBase = func() string { return "/dev/shm/jackin-1000" }
+				f := fleetOf("edge", map[string]schema.Instance{
+					"keyed": instance(limited, func(in *schema.Instance) {
+						in.Agent = schema.AgentClaude
+						in.Sandbox = schema.Sandbox{User: "1000:1000"}
+						in.Network = schema.Network{Egress: schema.EgressAllowlist, Allow: []string{"api.anthropic.com", "api.github.com"}}
+						in.Credentials = map[string]schema.Credential{
+							"GH_TOKEN": {Name: "GH_TOKEN", From: schema.CredentialSource{Kind: schema.SourceCommand, Command: []string{"gh", "auth", "token"}},
+								Deliver: schema.CredentialDelivery{Kind: schema.DeliverFile}},
+							"NPM_TOKEN": {Name: "NPM_TOKEN", From: schema.CredentialSource{Kind: schema.SourceEnv, Env: "NPM_TOKEN"},
+								Deliver: schema.CredentialDelivery{Kind: schema.DeliverEnv, Env: "NPM_TOKEN"}},
+							"ANTHROPIC_API_KEY": {Name: "ANTHROPIC_API_KEY", From: schema.CredentialSource{Kind: schema.SourceOnePass, Command: []string{"op", "read", "op://dev/anthropic/key"}},
+								Deliver: schema.CredentialDelivery{Kind: schema.DeliverProxy, Proxy: &schema.ProxyDelivery{Host: "api.anthropic.com", Header: "x-api-key", Format: "{{value}}", Placeholder: "ANTHROPIC_API_KEY"}}},
+							"DB_PASSWORD": {Name: "DB_PASSWORD", From: schema.CredentialSource{Kind: schema.SourceFile, File: fakeHome + "/.secrets/db"},
+								Deliver: schema.CredentialDelivery{Kind: schema.DeliverFile, File: "/etc-app/secrets/db"}},
+						}
+					}),
+				})
+				f.StateDir = fakeStateDir
+				return f
+			},
+			opts: defaultOpts,
+		},
+		{
 			name: "observed",
 			fleet: func(*testing.T) *schema.Fleet {
 				return fleetOf("edge", map[string]schema.Instance{

@@ -42,7 +42,7 @@ func MarkWidenings(p *reconciler.Plan, last reconciler.LastApplied, home string)
 	for i := range p.Actions {
 		a := &p.Actions[i]
 		a.Widens = nil
-		if a.Desired == nil || (a.Type != reconciler.ActionCreate && a.Type != reconciler.ActionRecreate) {
+		if a.Desired == nil || a.Err != nil || (a.Type != reconciler.ActionCreate && a.Type != reconciler.ActionRecreate) {
 			continue
 		}
 		a.Widens = Widenings(PreviousAccess(last, a.Instance, home), AccessOfSpec(a.Desired.Spec, home))

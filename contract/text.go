@@ -340,14 +340,17 @@ func filesystemSection(c *Contract) *textSection {
 func credentialsSection(c *Contract) *textSection {
 	cr := c.Credentials
 	s := &textSection{id: SectionCredentials, title: "Credentials"}
-	var delivered []string
+	if len(cr.Delivered) == 0 {
+		s.kv("delivered", cr.Summary)
+	}
 	for _, d := range cr.Delivered {
-		delivered = append(delivered, d.Name+" ("+d.Delivery+")")
+		lines := []string{d.Delivery + " " + d.Target + ", from " + d.SourceDetail}
+		for _, v := range d.VisibleIn {
+			lines = append(lines, "visible: "+v)
+		}
+		lines = append(lines, "rotation: "+d.Rotation)
+		s.kv(d.Name, lines...)
 	}
-	if len(delivered) == 0 {
-		delivered = []string{cr.Summary}
-	}
-	s.kv("delivered", delivered...)
 	keys := "none"
 	if len(cr.EnvKeys) > 0 {
 		keys = strings.Join(cr.EnvKeys, ", ") + " (values not shown)"

@@ -280,18 +280,40 @@ type SensitivePath struct {
 
 // Credentials are the secrets delivered to the agent.
 type Credentials struct {
-	// Delivered is always empty in this version.
+	// Delivered lists each credential of the manifest, by name.
 	Delivered []Credential `json:"delivered"`
 	Summary   string       `json:"summary"`
 	// EnvKeys are the environment variable names set; values are never listed.
 	EnvKeys []string `json:"envKeys"`
 }
 
-// Credential is one delivered secret: its name and how it is delivered,
-// never its value. Reserved: no version delivers credentials yet.
+// Credential is one delivered secret: its name, where it comes from, how
+// it is delivered and exactly where its value is visible; never its value
+// (nor a command's output, nor a digest).
 type Credential struct {
-	Name     string `json:"name"`
+	Name string `json:"name"`
+	// Delivery is "file", "env" or "proxy".
 	Delivery string `json:"delivery"`
+	// Source is the source kind: "env", "file", "command", "op" or
+	// "literal"; SourceDetail names it (the host variable, the file, the
+	// command's argv, the 1Password reference), never a value.
+	Source       string `json:"source"`
+	SourceDetail string `json:"sourceDetail"`
+	// Target is the container path (file), the variable (env), or the
+	// host whose requests get the header (proxy).
+	Target string `json:"target"`
+	// InContainer is where the agent can read the value: "file", "env" or
+	// "nowhere".
+	InContainer string `json:"inContainer"`
+	// VisibleIn lists every place the value is, inside and outside the
+	// container.
+	VisibleIn []string `json:"visibleIn"`
+	// Rotation says what a changed source value does.
+	Rotation string `json:"rotation"`
+	// Header (proxy) is the header set on every request to Target, and
+	// Placeholder the env var the agent gets instead of the value.
+	Header      string `json:"header,omitempty"`
+	Placeholder string `json:"placeholder,omitempty"`
 }
 
 // Network is what the agent can reach over the network.

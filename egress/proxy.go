@@ -53,6 +53,11 @@ type Proxy struct {
 	logMu sync.Mutex
 	log   io.Writer
 	tr    *http.Transport
+
+	// injector (nil without proxy-delivered credentials) terminates TLS
+	// for the credential hosts and sets their headers.
+	injector      atomic.Pointer[injector]
+	prevTransport atomic.Pointer[http.Transport]
 }
 
 // NewProxy returns a proxy enforcing p and logging decisions to log.
@@ -162,6 +167,10 @@ func (px *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 	d := Decision{Time: start, Instance: pol.Instance, Method: http.MethodConnect}
 	host, port, ok := px.admit(w, &d, pol, r.Host, 443)
 	if !ok {
+		return
+	}
+	if px.intercepts(host) {
+		px.terminate(w, d, host, port)
 		return
 	}
 	up, err := px.dial(r.Context(), net.JoinHostPort(host, strconv.Itoa(port)))

@@ -36,6 +36,10 @@ func (l *loader) addCUEError(e cueerrors.Error, path []string) {
 			return
 		}
 	}
+	if n := len(path); n >= 3 && path[n-1] == "from" && path[n-3] == "credentials" && strings.Contains(errMsg(e), "mismatched types") && l.valueKind(path) == "struct" {
+		// The string branch of from's disjunction; the struct branch says more.
+		return
+	}
 	l.errAtPos(l.userPos(e, path), formatPath(path), l.reword(path, errMsg(e)))
 }
 
@@ -195,6 +199,12 @@ func (l *loader) notAllowed(field string, parent []string) string {
 	if n := len(parent); n > 0 && parent[n-1] == "labels" {
 		return fmt.Sprintf("label %q is reserved: keys under dev.jackin. are set by jackin", field)
 	}
+	if n := len(parent); n >= 3 && parent[n-1] == "from" && parent[n-3] == "credentials" {
+		return fmt.Sprintf("unknown credential source kind %q: from is {env: \"HOST_VAR\"}, {file: \"~/path\"}, {command: [\"prog\", \"arg\"]} or an \"op://vault/item/field\" string", field)
+	}
+	if n := len(parent); n >= 3 && parent[n-1] == "deliver" && parent[n-3] == "credentials" {
+		return fmt.Sprintf("unknown credential delivery %q: deliver is {env: \"NAME\"}, {file: \"/run/secrets/NAME\"} or {proxy: {host, header?, format?, placeholder?}}", field)
+	}
 	if allowed := schema.Fields(definitionAt(parent)); len(allowed) > 0 {
 		return fmt.Sprintf("field %q is not allowed here; allowed fields: %s", field, strings.Join(allowed, ", "))
 	}
@@ -216,8 +226,12 @@ func definitionAt(path []string) string {
 	default:
 		return ""
 	}
-	defs := map[string]string{"role": "#Role", "build": "#Build", "mounts": "#Mount", "resources": "#Resources", "network": "#Network", "ports": "#Port"}
+	defs := map[string]string{"role": "#Role", "build": "#Build", "mounts": "#Mount", "resources": "#Resources", "network": "#Network", "ports": "#Port",
+		"from": "#Source", "deliver": "#Delivery", "proxy": "#ProxyDelivery"}
 	def := "#Instance"
+	if len(rest) >= 2 && rest[0] == "credentials" {
+		def, rest = "#Credential", rest[2:]
+	}
 	for _, s := range rest {
 		if isIndex(s) {
 			continue

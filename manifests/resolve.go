@@ -32,21 +32,22 @@ type rawFleet struct {
 }
 
 type rawInstance struct {
-	Description  *string           `json:"description"`
-	Backend      *string           `json:"backend"`
-	Role         *rawRole          `json:"role"`
-	Agent        *string           `json:"agent"`
-	Command      *[]string         `json:"command"`
-	State        *string           `json:"state"`
-	Env          map[string]string `json:"env"`
-	Labels       map[string]string `json:"labels"`
-	Mounts       *[]rawMount       `json:"mounts"`
-	Resources    *rawResources     `json:"resources"`
-	Network      *rawNetwork       `json:"network"`
-	Docker       *string           `json:"docker"`
-	DockerDaemon *rawDockerDaemon  `json:"dockerDaemon"`
-	Profile      *string           `json:"profile"`
-	Security     *rawSecurity      `json:"security"`
+	Description  *string                  `json:"description"`
+	Backend      *string                  `json:"backend"`
+	Role         *rawRole                 `json:"role"`
+	Agent        *string                  `json:"agent"`
+	Command      *[]string                `json:"command"`
+	State        *string                  `json:"state"`
+	Env          map[string]string        `json:"env"`
+	Labels       map[string]string        `json:"labels"`
+	Mounts       *[]rawMount              `json:"mounts"`
+	Resources    *rawResources            `json:"resources"`
+	Network      *rawNetwork              `json:"network"`
+	Docker       *string                  `json:"docker"`
+	DockerDaemon *rawDockerDaemon         `json:"dockerDaemon"`
+	Profile      *string                  `json:"profile"`
+	Security     *rawSecurity             `json:"security"`
+	Credentials  map[string]rawCredential `json:"credentials"`
 }
 
 type rawDockerDaemon struct {
@@ -164,6 +165,7 @@ func merge(d, in rawInstance) rawInstance {
 	}
 	out.Env = mergeMaps(d.Env, in.Env)
 	out.Labels = mergeMaps(d.Labels, in.Labels)
+	out.Credentials = mergeCredentials(d.Credentials, in.Credentials)
 	if d.Resources != nil {
 		r := rawResources{}
 		if in.Resources != nil {
@@ -314,7 +316,7 @@ func (c *instanceChecker) ownsValue(rel []any) bool {
 	}
 	unit := rel[:1]
 	switch rel[0] {
-	case "resources", "network", "env", "labels":
+	case "resources", "network", "env", "labels", "credentials":
 		if len(rel) >= 2 {
 			unit = rel[:2]
 		}
@@ -423,6 +425,7 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 			Privilege: str(dd.Privilege, schema.DaemonPrivileged),
 		}
 	}
+	c.literalEnv(r.Env)
 	for k, v := range r.Env {
 		if inst.Docker == schema.DockerPrivate && k != "DOCKER_HOST" && slices.Contains(schema.DockerClientEnv, k) {
 			c.errorf([]any{"env", k}, "env %s is set by jackin for docker: \"private\" (it points the agent's Docker client at its private daemon): remove it", k)
@@ -461,6 +464,7 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 			}
 		}
 	}
+	c.credentials(r.Credentials, &inst)
 	return inst
 }
 

@@ -128,6 +128,7 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 	if err != nil {
 		return DesiredInstance{}, err
 	}
+	spec.Credentials = specCredentials(fleet, inst)
 	hash, err := HashSpec(spec)
 	if err != nil {
 		return DesiredInstance{}, err
@@ -268,6 +269,10 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 		daemon = append(daemon, side)
 		dockerTLS = tls
 	}
+	creds, err := renderCredentials(fleet, name, inst, spec, ctr, sidecars, stateDir)
+	if err != nil {
+		return DesiredInstance{}, err
+	}
 
 	res := []drivers.Resource{{Kind: drivers.KindNetwork, Name: rname, Component: drivers.ComponentNetwork, Labels: netLabels, Network: netSpec}}
 	res = append(res, extraNets...)
@@ -277,17 +282,18 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 	res = append(res, drivers.Resource{Kind: drivers.KindContainer, Name: rname, Component: drivers.ComponentAgent, Labels: ctrLabels, Container: ctr})
 	res = append(res, sidecars...)
 	return DesiredInstance{
-		DockerTLS:  dockerTLS,
-		Policy:     policy,
-		PolicyFile: policyFile,
-		Name:       name,
-		Instance:   inst,
-		Spec:       spec,
-		Hash:       hash,
-		Running:    running,
-		Image:      img,
-		Resources:  res,
-		Checkouts:  checkouts,
+		DockerTLS:   dockerTLS,
+		Policy:      policy,
+		PolicyFile:  policyFile,
+		Name:        name,
+		Instance:    inst,
+		Spec:        spec,
+		Hash:        hash,
+		Running:     running,
+		Image:       img,
+		Resources:   res,
+		Checkouts:   checkouts,
+		Credentials: creds,
 	}, nil
 }
 

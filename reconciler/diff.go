@@ -69,7 +69,41 @@ func DiffSpecs(old, cur Spec) []string {
 	if d := diffSandbox(old.Sandbox, cur.Sandbox); d != "" {
 		r = append(r, "sandbox changed: "+d)
 	}
-	return r
+	return append(r, diffCredentials(old.Credentials, cur.Credentials)...)
+}
+
+// diffCredentials names credentials added, removed or delivered
+// elsewhere, and one reason "credential NAME changed" for each env-delivered
+// value whose keyed digest changed. Values and digests are never printed.
+func diffCredentials(old, cur []SpecCredential) []string {
+	oldBy := map[string]SpecCredential{}
+	for _, c := range old {
+		oldBy[c.Name] = c
+	}
+	curBy := map[string]bool{}
+	var parts, values []string
+	for _, c := range cur {
+		curBy[c.Name] = true
+		o, ok := oldBy[c.Name]
+		switch {
+		case !ok:
+			parts = append(parts, "+"+c.Name+" ("+c.Delivery+")")
+		case o.Delivery != c.Delivery || o.Target != c.Target || o.HostDir != c.HostDir || o.Placeholder != c.Placeholder:
+			parts = append(parts, "~"+c.Name+" ("+o.Delivery+" "+o.Target+" → "+c.Delivery+" "+c.Target+")")
+		case o.Digest != c.Digest:
+			values = append(values, "credential "+c.Name+" changed")
+		}
+	}
+	for _, c := range old {
+		if !curBy[c.Name] {
+			parts = append(parts, "-"+c.Name)
+		}
+	}
+	var r []string
+	if len(parts) > 0 {
+		r = append(r, "credentials changed: "+strings.Join(parts, " "))
+	}
+	return append(r, values...)
 }
 
 // diffKeys is "+ADDED ~CHANGED -REMOVED", keys sorted within each group.

@@ -275,6 +275,9 @@ type step struct {
 // finishStarted).
 func runAction(ctx context.Context, fleet string, act Action, drv drivers.Driver, imgErrs map[string]error, log logr.Logger, opts ExecOptions) error {
 	finishStarted := opts.FinishStarted
+	if act.Err != nil {
+		return act.Err
+	}
 	for _, r := range act.Missing {
 		if r.Kind == drivers.KindContainer && r.Container != nil {
 			if err, ok := imgErrs[r.Container.Image.Ref]; ok {

@@ -189,6 +189,13 @@ func goldenCases() []goldenCase {
 			drv, last := applied(t, web)
 			return drv, with(web, "agent", richInstance), last, prune
 		}},
+		{name: "widen_new_credential", setup: changed(web, "web", func(in *schema.Instance) {
+			reconciler.SecretsBase = func() string { return "/dev/shm/jackin-1000" }
+			in.Credentials = map[string]schema.Credential{
+				"GH_TOKEN":  {Name: "GH_TOKEN", From: schema.CredentialSource{Kind: schema.SourceCommand, Command: []string{"gh", "auth", "token"}}, Deliver: schema.CredentialDelivery{Kind: schema.DeliverFile}},
+				"NPM_TOKEN": {Name: "NPM_TOKEN", From: schema.CredentialSource{Kind: schema.SourceEnv, Env: "NPM_TOKEN"}, Deliver: schema.CredentialDelivery{Kind: schema.DeliverEnv, Env: "NPM_TOKEN"}},
+			}
+		})},
 		{name: "narrow_only", setup: changed(rich, "web", func(in *schema.Instance) {
 			// Read-only instead of read-write, a mount and a port removed,
 			// limits lowered: nothing widens.

@@ -116,7 +116,15 @@ func BuildPlan(d *Desired, obs *drivers.Observed, last LastApplied, opts PlanOpt
 		if g == nil {
 			g = &observedInstance{}
 		}
-		p.Actions = append(p.Actions, planInstance(in, g, last, images))
+		act := planInstance(in, g, last, images)
+		if in.CredentialErr != nil {
+			// Fail closed: nothing of this instance changes, and its
+			// action fails with the reason (the others go on).
+			act.Err = in.CredentialErr
+			act.Reasons = []string{in.CredentialErr.Error() + "; nothing of this instance is changed"}
+			act.Widens = nil
+		}
+		p.Actions = append(p.Actions, act)
 	}
 
 	var orphans []string

@@ -41,14 +41,16 @@ func WritePlanText(w io.Writer, p *Plan, color bool) {
 	listed := 0
 	for _, a := range p.Actions {
 		var line string
-		switch a.Type {
-		case ActionCreate:
+		switch {
+		case a.Err != nil:
+			line = paint(ansiRed, "  !") + " " + a.Instance + " (fails: " + string(a.Type) + " blocked)"
+		case a.Type == ActionCreate:
 			line = paint(ansiGreen, "  +") + " " + a.Instance
-		case ActionRecreate:
+		case a.Type == ActionRecreate:
 			line = paint(ansiYellow, "-/+") + " " + a.Instance
-		case ActionStart, ActionStop:
+		case a.Type == ActionStart || a.Type == ActionStop:
 			line = paint(ansiYellow, "  ~") + " " + a.Instance + " (" + string(a.Type) + ")"
-		case ActionDelete:
+		case a.Type == ActionDelete:
 			if a.Pruned {
 				line = paint(ansiRed, "  -") + " " + a.Instance
 			} else {
@@ -129,6 +131,9 @@ type ActionDoc struct {
 	Reasons  []string   `json:"reasons"`
 	Kept     bool       `json:"kept,omitempty"`
 	Widens   []Widening `json:"widens,omitempty"`
+	// Error says why the action fails before changing anything (a
+	// credential that cannot be read).
+	Error string `json:"error,omitempty"`
 }
 
 // PlanDocument returns the versioned JSON document of a plan (a PlanDoc):
@@ -153,6 +158,7 @@ func PlanDocument(p *Plan) any {
 			Reasons:  reasons,
 			Kept:     a.Type == ActionDelete && !a.Pruned,
 			Widens:   append([]Widening(nil), a.Widens...),
+			Error:    errString(a.Err),
 		})
 	}
 	return doc

@@ -38,6 +38,10 @@ type Spec struct {
 	// DockerDaemon (docker "private" only) is the daemon sidecar's image
 	// and privilege; omitempty keeps every other hash as it was.
 	DockerDaemon *SpecDockerDaemon `json:"dockerDaemon,omitempty"`
+	// Credentials are the instance's credential deliveries, sorted by
+	// name, with a keyed digest (never the value) for env delivery;
+	// omitempty keeps the hash of every instance without them as it was.
+	Credentials []SpecCredential `json:"credentials,omitempty"`
 }
 
 // SpecDockerDaemon is the private daemon's configuration in canonical form.
@@ -121,6 +125,13 @@ type DesiredInstance struct {
 	// DockerTLS (docker "private" only) is the daemon's certificates,
 	// written on the host before the instance's containers are created.
 	DockerTLS *DockerTLS
+	// Credentials (nil without any) says where the instance's credentials
+	// go on the host, and once resolved (ResolveCredentials) holds their
+	// values, in memory only.
+	Credentials *CredentialPlan
+	// CredentialErr is why a credential could not be read: the instance's
+	// action fails with it and changes nothing (fail closed).
+	CredentialErr error
 }
 
 // Desired is a fleet's desired state.
@@ -161,10 +172,17 @@ type Action struct {
 	// contract package fills it (contract.MarkWidenings), as the reconciler
 	// cannot depend on the contract.
 	Widens []Widening
+	// Err, when set, fails the action before it changes anything (a
+	// credential that cannot be read): the planner sets it, Execute
+	// reports it.
+	Err error
 }
 
 // Mutates reports whether executing the action changes the backend.
 func (a Action) Mutates() bool {
+	if a.Err != nil {
+		return true
+	}
 	if a.Type == ActionNoop {
 		return false
 	}

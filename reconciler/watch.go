@@ -157,6 +157,10 @@ type WatchConfig struct {
 	// OnObserved, when set, sees every observation before it is planned
 	// (the CLI records OOM kills there: a restart clears the engine's flag).
 	OnObserved func(ctx context.Context, fleet string, obs *drivers.Observed) error
+	// Credentials, when set, reads the credentials of the desired state
+	// before each plan (and in heal mode writes the file and proxy
+	// deliveries, so a rotated value is in place without a recreate).
+	Credentials func(ctx context.Context, d *Desired) *Desired
 
 	Mode       string
 	Resync     time.Duration
@@ -471,7 +475,11 @@ func (w *watcher) plan(ctx context.Context) (*Plan, *drivers.Observed, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	plan, err := BuildPlan(w.desired, observed, last, PlanOptions{Prune: true, AllowEmpty: w.cfg.AllowEmpty})
+	desired := w.desired
+	if w.cfg.Credentials != nil {
+		desired = w.cfg.Credentials(ctx, desired)
+	}
+	plan, err := BuildPlan(desired, observed, last, PlanOptions{Prune: true, AllowEmpty: w.cfg.AllowEmpty})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -55,7 +55,7 @@ func Fields(def string) []string {
 		fieldsByDef = map[string][]string{}
 		ctx := cueContext()
 		root := ctx.CompileBytes(Source, cue.Filename(SourceName))
-		for _, d := range []string{"#Fleet", "#Instance", "#Role", "#Build", "#Mount", "#Resources", "#Network", "#Port"} {
+		for _, d := range []string{"#Fleet", "#Instance", "#Role", "#Build", "#Mount", "#Resources", "#Network", "#Port", "#Credential", "#Source", "#Delivery", "#ProxyDelivery"} {
 			it, err := root.LookupPath(cue.ParsePath(d)).Fields(cue.Optional(true))
 			if err != nil {
 				continue

@@ -137,7 +137,78 @@ type Instance struct {
 	// paths (resources.memory, security.user, ...); a value neither sets
 	// is absent (the engine's default).
 	Sources map[string]string `json:"sources,omitempty"`
+	// Credentials are the secrets delivered to the agent, by name. Only
+	// where each comes from and how it is delivered: values are read at
+	// apply time, never kept here.
+	Credentials map[string]Credential `json:"credentials,omitempty"`
 }
+
+// Credential source kinds.
+const (
+	SourceEnv     = "env"     // a host environment variable
+	SourceFile    = "file"    // a host file
+	SourceCommand = "command" // a host command's stdout
+	SourceOnePass = "op"      // an op:// reference, read with the 1Password CLI
+	SourceLiteral = "literal" // the manifest's own text (non-secret-shaped names only)
+)
+
+// Credential delivery kinds.
+const (
+	DeliverFile  = "file"  // a file on a read-only tmpfs-backed mount (the default)
+	DeliverEnv   = "env"   // an environment variable of the agent container
+	DeliverProxy = "proxy" // a header the egress proxy sets; the agent never sees it
+)
+
+// Credential is one named secret of an instance.
+type Credential struct {
+	Name    string             `json:"name"`
+	From    CredentialSource   `json:"from"`
+	Deliver CredentialDelivery `json:"deliver"`
+}
+
+// CredentialSource says where a value is read on the host.
+type CredentialSource struct {
+	Kind string `json:"kind"`
+	// Env is the host variable (SourceEnv).
+	Env string `json:"env,omitempty"`
+	// File is the absolute host path, ~ expanded (SourceFile).
+	File string `json:"file,omitempty"`
+	// Command is the argv run without a shell (SourceCommand, and
+	// SourceOnePass as ["op", "read", REF]).
+	Command []string `json:"command,omitempty"`
+	// Literal is the manifest's value (SourceLiteral). Never encoded.
+	Literal string `json:"-"`
+}
+
+// CredentialDelivery says how the agent gets a value.
+type CredentialDelivery struct {
+	Kind string `json:"kind"`
+	// Env is the variable name (DeliverEnv).
+	Env string `json:"env,omitempty"`
+	// File is the absolute path in the container (DeliverFile).
+	File string `json:"file,omitempty"`
+	// Proxy is the header injection (DeliverProxy).
+	Proxy *ProxyDelivery `json:"proxy,omitempty"`
+}
+
+// ProxyDelivery is a header the egress proxy sets on every request to Host.
+type ProxyDelivery struct {
+	Host   string `json:"host"`
+	Header string `json:"header"`
+	// Format holds {{value}} where the value goes.
+	Format string `json:"format"`
+	// Placeholder, when set, is an env var the agent gets with
+	// PlaceholderValue instead of the secret.
+	Placeholder string `json:"placeholder,omitempty"`
+}
+
+// PlaceholderValue is what a proxy-delivered credential's placeholder env
+// var holds.
+const PlaceholderValue = "jackin-placeholder"
+
+// DefaultSecretsDir is the directory file-delivered credentials appear in
+// when deliver names no file.
+const DefaultSecretsDir = "/run/secrets"
 
 // Role is the image the agent runs: a reference, or a build.
 type Role struct {

@@ -103,16 +103,18 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 	}
 	defer lock.Release()
 
-	res, err := computePlan(ctx, fleet, drv, st, opts.plan.options())
+	res, err := computePlan(ctx, fleet, drv, st, opts.plan.options(), true)
 	if err != nil {
 		return err
 	}
 	widening := markWidenings(res)
 	policies := pendingPolicies(res)
 	policyWidens := policyWidenings(policies)
+	refresh := pendingCredentials(res)
 	if format == "text" {
 		reconciler.WritePlanText(a.stdout, res.plan, isTerminal(a.stdout))
 		writePolicyChanges(a.stdout, policies)
+		writeCredentialRefresh(a.stdout, res, refresh)
 	}
 	// Checked before anything is recorded or executed: a refused plan
 	// changes nothing on the engine (nor any egress policy).
@@ -144,6 +146,11 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 			a.log.V(1).Info("egress policy written; its proxy reloads it within a second", "instance", name)
 		}
 	}
+
+	// Credentials next, for the same reasons: a container created by this
+	// apply finds its files in place, and a running agent or proxy sees a
+	// rotated value without a recreate.
+	writeCredentials(a.log, res.desired, res.plan)
 
 	runID, err := st.BeginRun(ctx, fleet.Name, "apply")
 	if err != nil {
@@ -182,7 +189,7 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 	if format == "json" {
 		doc := applyDocument{
 			APIVersion: "jackin.dev/v1alpha1", Kind: "ApplyResult", Fleet: fleet.Name,
-			Plan: planDocument(res.plan, policies), Summary: sum, Results: resultDocs(results),
+			Plan: planDocument(res.plan, policies, refresh), Summary: sum, Results: resultDocs(results),
 		}
 		if err := writeStructured(a.stdout, "json", doc); err != nil {
 			return err

@@ -121,10 +121,15 @@ type planResult struct {
 	last     reconciler.LastApplied
 }
 
-// computePlan observes the engine and plans the fleet.
-func computePlan(ctx context.Context, fleet *schema.Fleet, drv drivers.Driver, st *store.Store, opts reconciler.PlanOptions) (*planResult, error) {
+// computePlan observes the engine and plans the fleet. Credentials are
+// read from their sources (the plan needs their digests); writable lets a
+// command that may write state create the digest key.
+func computePlan(ctx context.Context, fleet *schema.Fleet, drv drivers.Driver, st *store.Store, opts reconciler.PlanOptions, writable bool) (*planResult, error) {
 	desired, err := reconciler.BuildDesired(fleet)
 	if err != nil {
+		return nil, exitWith(exitInvalid, err)
+	}
+	if desired, err = resolveCredentials(ctx, fleet.StateDir, desired, writable); err != nil {
 		return nil, exitWith(exitInvalid, err)
 	}
 	observed, err := drv.Observe(ctx, fleet.Name, desired.ImageRefs())

@@ -74,14 +74,15 @@ func (a *app) diff(ctx context.Context, files []string, pf planFlags, format str
 		return err
 	}
 	defer a.closeSession(sess)
-	res, err := computePlan(ctx, sess.fleet, sess.drv, sess.st, pf.options())
+	res, err := computePlan(ctx, sess.fleet, sess.drv, sess.st, pf.options(), false)
 	if err != nil {
 		return err
 	}
 	markWidenings(res)
 	pending := pendingPolicies(res)
+	refresh := pendingCredentials(res)
 	if format == "json" {
-		if err := writeStructured(a.stdout, "json", planDocument(res.plan, pending)); err != nil {
+		if err := writeStructured(a.stdout, "json", planDocument(res.plan, pending, refresh)); err != nil {
 			return err
 		}
 	} else {
@@ -89,11 +90,22 @@ func (a *app) diff(ctx context.Context, files []string, pf planFlags, format str
 			return err
 		}
 		writePolicyChanges(a.stdout, pending)
+		writeCredentialRefresh(a.stdout, res, refresh)
 	}
 	for _, busy := range hostPortsInUse(res.plan) {
 		fmt.Fprintf(a.stderr, "warning: %s\n", busy)
 	}
-	if res.plan.HasChanges() || len(pending) > 0 {
+	failed := false
+	for _, act := range res.plan.Actions {
+		if act.Err != nil {
+			failed = true
+			fmt.Fprintf(a.stderr, "error: instance %s: %v\n", act.Instance, act.Err)
+		}
+	}
+	if failed {
+		return &exitError{code: exitInvalid, reported: true}
+	}
+	if res.plan.HasChanges() || len(pending) > 0 || len(refresh) > 0 {
 		return &exitError{code: exitChanges, reported: true}
 	}
 	return nil

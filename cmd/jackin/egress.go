@@ -34,13 +34,16 @@ type policyChange struct {
 type planWithPolicies struct {
 	reconciler.PlanDoc
 	EgressPolicies []policyChange `json:"egressPolicies,omitempty"`
+	// CredentialRefresh lists file and proxy credentials rewritten in
+	// place (names only).
+	CredentialRefresh []credentialRefresh `json:"credentialRefresh,omitempty"`
 }
 
 // planDocument is reconciler.PlanDocument plus the pending allowlist changes.
-func planDocument(p *reconciler.Plan, changes []policyChange) any {
+func planDocument(p *reconciler.Plan, changes []policyChange, refresh []credentialRefresh) any {
 	doc := reconciler.PlanDocument(p)
 	pd, ok := doc.(reconciler.PlanDoc)
-	if !ok || len(changes) == 0 {
+	if !ok || len(changes)+len(refresh) == 0 {
 		return doc
 	}
 	for i := range changes {
@@ -51,7 +54,7 @@ func planDocument(p *reconciler.Plan, changes []policyChange) any {
 			changes[i].Removed = []string{}
 		}
 	}
-	return planWithPolicies{PlanDoc: pd, EgressPolicies: changes}
+	return planWithPolicies{PlanDoc: pd, EgressPolicies: changes, CredentialRefresh: refresh}
 }
 
 // pendingPolicies lists the instances, not created by the plan, whose

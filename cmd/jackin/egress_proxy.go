@@ -21,7 +21,7 @@ import (
 // instance, and the forwarders of its published ports. Decisions go to
 // stdout, one JSON line each; everything else to stderr.
 func newEgressProxyCommand(a *app) *cobra.Command {
-	var policyPath, listen, upstream string
+	var policyPath, listen, upstream, credDir string
 	var forwards []string
 	cmd := &cobra.Command{
 		Use:    "egress-proxy",
@@ -74,6 +74,18 @@ func newEgressProxyCommand(a *app) *cobra.Command {
 				}, func(err error) {
 					fmt.Fprintf(a.stderr, "jackin egress: keeping the policy in force: %v\n", err)
 				})
+				if credDir != "" {
+					// Loaded before the first connection is accepted, and
+					// again whenever jackin rewrites it (a rotated value).
+					if err := px.SetCredentialsDir(credDir); err != nil {
+						fmt.Fprintf(a.stderr, "jackin egress: credentials not loaded yet: %v\n", err)
+					}
+					go px.WatchCredentials(ctx, credDir, time.Second, func(hosts int) {
+						fmt.Fprintf(a.stderr, "jackin egress: credentials in force for %d host(s)\n", hosts)
+					}, func(err error) {
+						fmt.Fprintf(a.stderr, "jackin egress: keeping the credentials in force: %v\n", err)
+					})
+				}
 				ln, err := net.Listen("tcp", listen)
 				if err != nil {
 					return exitWith(exitInvalid, err)
@@ -108,5 +120,6 @@ func newEgressProxyCommand(a *app) *cobra.Command {
 	f.StringVar(&listen, "listen", "", "address the proxy listens on (:3128); empty runs forwarders only")
 	f.StringVar(&upstream, "upstream", "", "an upstream proxy, http://host:port, for every allowed connection")
 	f.StringArrayVar(&forwards, "forward", nil, "LISTEN=TARGET: relay TCP connections (repeatable)")
+	f.StringVar(&credDir, "credentials-dir", "", "a directory of proxy-delivered credentials (credentials.json, tls.pem, tls-key.pem, roots.pem), reloaded when it changes")
 	return cmd
 }

@@ -62,7 +62,7 @@ hash, age and image. It changes nothing.`,
 			}
 			defer a.closeSession(sess)
 			fleet := sess.fleet
-			res, err := computePlan(ctx, fleet, sess.drv, sess.st, reconciler.PlanOptions{Prune: true, AllowEmpty: true})
+			res, err := computePlan(ctx, fleet, sess.drv, sess.st, reconciler.PlanOptions{Prune: true, AllowEmpty: true}, false)
 			if err != nil {
 				return err
 			}

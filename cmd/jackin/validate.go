@@ -2,8 +2,13 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/jackin-dev/jackin/schema"
 )
 
 func newValidateCommand(a *app) *cobra.Command {
@@ -31,6 +36,7 @@ resolved desired state: defaults applied and paths made absolute.`,
 			if err != nil {
 				return err
 			}
+			warnRuntimeCredentials(a.stderr, fleet)
 			if out.format == "text" {
 				fmt.Fprintf(a.stdout, "Fleet %q is valid: %d instance(s).\n", fleet.Name, len(fleet.Instances))
 				return nil
@@ -41,4 +47,21 @@ resolved desired state: defaults applied and paths made absolute.`,
 	mf.register(cmd)
 	out.register(cmd, "text", "text", "json", "yaml")
 	return cmd
+}
+
+// warnRuntimeCredentials warns (on stderr; it is not an error) about each
+// instance whose agent runtime has none of the credentials it usually needs.
+func warnRuntimeCredentials(w io.Writer, fleet *schema.Fleet) {
+	names := make([]string, 0, len(fleet.Instances))
+	for n := range fleet.Instances {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		inst := fleet.Instances[n]
+		if want := schema.MissingRuntimeCredentials(inst); len(want) > 0 {
+			fmt.Fprintf(w, "warning: instance %s runs agent %s, which needs one of %s, and has none of them: add credentials: %s: {from: {env: \"%s\"}} (or file, command, op://), delivered as a file, env or by the egress proxy\n",
+				n, inst.Agent, strings.Join(want, " or "), want[0], want[0])
+		}
+	}
 }

@@ -182,6 +182,9 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 		},
 		Workspaces: &checkoutManager{st: st, stateDir: a.global.stateDir, log: a.log.WithName("workspace"), refuseDirty: !opts.force},
 		StateDir:   a.global.stateDir,
+		Credentials: func(ctx context.Context, d *reconciler.Desired) *reconciler.Desired {
+			return a.watchCredentials(ctx, d, opts.mode == reconciler.ModeHeal)
+		},
 		Log:        a.log.WithName("watch"),
 		Progress:   a.stderr,
 		Mode:       opts.mode,

@@ -67,6 +67,10 @@ func (m *checkoutManager) Prepare(ctx context.Context, fleet string, in *reconci
 }
 
 func (m *checkoutManager) Release(ctx context.Context, fleet, instance string) error {
+	// The instance's containers are gone: so go its credential files.
+	if err := reconciler.RemoveCredentials(m.stateDir, fleet, instance); err != nil {
+		m.log.Error(err, "remove credential files", "instance", instance)
+	}
 	list, err := workspace.List(m.stateDir, fleet, instance)
 	if err != nil {
 		return err

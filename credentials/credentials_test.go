@@ -1,0 +1,171 @@
+package credentials
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackin-dev/jackin/schema"
+)
+
+const canary = "jkcanaryUNIT0123456789abcdef"
+
+func script(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "src")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestResolveSources(t *testing.T) {
+	r := &Resolver{Key: make([]byte, 32), Getenv: func(k string) (string, bool) {
+		if k == "SET" {
+			return canary, true
+		}
+		return "", false
+	}}
+	file := filepath.Join(t.TempDir(), "tok")
+	if err := os.WriteFile(file, []byte(canary+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		src  schema.CredentialSource
+	}{
+		{"env", schema.CredentialSource{Kind: schema.SourceEnv, Env: "SET"}},
+		{"file", schema.CredentialSource{Kind: schema.SourceFile, File: file}},
+		{"command", schema.CredentialSource{Kind: schema.SourceCommand, Command: []string{script(t, "echo "+canary)}}},
+		{"op", schema.CredentialSource{Kind: schema.SourceOnePass, Command: []string{script(t, `[ "$1" = read ] && echo `+canary), "read", "op://v/i/f"}}},
+		{"literal", schema.CredentialSource{Kind: schema.SourceLiteral, Literal: canary}},
+	} {
+		v, err := r.Resolve(context.Background(), tc.src)
+		if err != nil || string(v) != canary {
+			t.Errorf("%s: got %q, %v", tc.name, v, err)
+		}
+	}
+}
+
+// A source that cannot be read is an error that never holds the value:
+// not the command's stdout, and not what its stderr repeats of it.
+func TestResolveFailsClosedAndRedacts(t *testing.T) {
+	r := &Resolver{Key: make([]byte, 32), Timeout: 500 * time.Millisecond, Getenv: func(string) (string, bool) { return "", false }}
+	for _, tc := range []struct {
+		name string
+		src  schema.CredentialSource
+		want string
+	}{
+		{"unset env", schema.CredentialSource{Kind: schema.SourceEnv, Env: "NOPE"}, "NOPE is not set"},
+		{"missing file", schema.CredentialSource{Kind: schema.SourceFile, File: "/nonexistent/tok"}, "no such file"},
+		{"failing command", schema.CredentialSource{Kind: schema.SourceCommand, Command: []string{script(t, "echo "+canary+"; echo \"sealed: "+canary+" and ghp_abcdefghijklmnopqrstuvwxyz012345\" >&2; exit 4")}},
+			"failed (exit status 4): stderr (redacted): sealed: [REDACTED] and [REDACTED]"},
+		{"empty output", schema.CredentialSource{Kind: schema.SourceCommand, Command: []string{script(t, "true")}}, "empty"},
+		{"timeout", schema.CredentialSource{Kind: schema.SourceCommand, Command: []string{script(t, "echo "+canary+"; sleep 5")}}, "timed out"},
+		{"not found", schema.CredentialSource{Kind: schema.SourceCommand, Command: []string{"/nonexistent/cmd"}}, "no such file"},
+	} {
+		_, err := r.Resolve(context.Background(), tc.src)
+		if err == nil {
+			t.Errorf("%s: no error", tc.name)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %q lacks %q", tc.name, err, tc.want)
+		}
+		if strings.Contains(err.Error(), canary) || strings.Contains(err.Error(), "ghp_") {
+			t.Errorf("%s: error leaks a secret: %q", tc.name, err)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	got := Redact([]byte("line one short\nvalue is hunter2\n\n3\n4\n"), []byte("hunter2"))
+	if got != "line one short / value is [REDACTED] / 3" {
+		t.Fatalf("Redact: %q", got)
+	}
+	if got := Redact([]byte(strings.Repeat("word ", 100))); len(got) > 210 {
+		t.Fatalf("Redact does not cut: %d", len(got))
+	}
+	if got := Redact([]byte("a\x1b[31mb")); strings.ContainsRune(got, 0x1b) {
+		t.Fatalf("Redact keeps control characters: %q", got)
+	}
+}
+
+// The digest is keyed: another key, instance or name gives another digest,
+// and it is neither the value nor its plain hash.
+func TestDigestKeyed(t *testing.T) {
+	dir := t.TempDir()
+	k1, err := LoadKey(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, KeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", fi, err)
+	}
+	k1again, _ := LoadKey(dir, true)
+	if string(k1) != string(k1again) {
+		t.Fatal("LoadKey made a second key")
+	}
+	k2, _ := LoadKey(t.TempDir(), false)
+	if _, err := os.Stat(filepath.Join(dir, "nothere")); err == nil {
+		t.Fatal("?")
+	}
+	r1, r2 := &Resolver{Key: k1}, &Resolver{Key: k2}
+	d := r1.Digest("f", "i", "N", []byte(canary))
+	if d != r1.Digest("f", "i", "N", []byte(canary)) {
+		t.Fatal("digest is not stable")
+	}
+	for _, other := range []string{r2.Digest("f", "i", "N", []byte(canary)), r1.Digest("f", "j", "N", []byte(canary)), r1.Digest("f", "i", "M", []byte(canary)), r1.Digest("f", "i", "N", []byte(canary+"x"))} {
+		if other == d {
+			t.Fatal("digest does not depend on key, instance, name and value")
+		}
+	}
+	if strings.Contains(d, canary) || !strings.HasPrefix(d, "hmac-sha256:") {
+		t.Fatalf("digest %q", d)
+	}
+	ro := t.TempDir()
+	if _, err := LoadKey(ro, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(ro, KeyFile)); err == nil {
+		t.Fatal("a read-only LoadKey created the key file")
+	}
+}
+
+func TestWriteDirAtomicAndExact(t *testing.T) {
+	base := filepath.Join("/dev/shm", "jackin-unit-"+strings.ReplaceAll(t.Name(), "/", "-"))
+	if _, err := os.Stat("/dev/shm"); err != nil {
+		t.Skip("no /dev/shm")
+	}
+	defer os.RemoveAll(base)
+	dir := filepath.Join(base, "f", "i", "files", "run-secrets")
+	if _, err := WriteDir(base, dir, map[string][]byte{"A": []byte("1"), "B": []byte("2")}, 0o400, 0o700, nil); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := WriteDir(base, dir, map[string][]byte{"A": []byte("1x")}, 0o400, 0o700, nil)
+	if err != nil || len(changed) != 1 || changed[0] != "A" {
+		t.Fatalf("changed %v, %v", changed, err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 || entries[0].Name() != "A" {
+		t.Fatalf("dir holds %v, want A only", entries)
+	}
+	fi, _ := os.Stat(filepath.Join(dir, "A"))
+	if fi.Mode().Perm() != 0o400 {
+		t.Fatalf("mode %v", fi.Mode())
+	}
+	bi, _ := os.Stat(base)
+	if bi.Mode().Perm() != 0o700 {
+		t.Fatalf("base mode %v", bi.Mode())
+	}
+	// Not a tmpfs: refused, so a value never reaches a disk.
+	disk := t.TempDir()
+	if ok, _ := isTmpfs(disk); !ok {
+		if _, err := WriteDir(disk, filepath.Join(disk, "x"), map[string][]byte{"A": []byte("1")}, 0o400, 0o700, nil); err == nil || !strings.Contains(err.Error(), "not on a tmpfs") {
+			t.Fatalf("WriteDir on disk: %v", err)
+		}
+	}
+}
