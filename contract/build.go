@@ -317,10 +317,16 @@ func (b builder) sandbox(fx facts) Sandbox {
 			}
 		}
 		if len(sb.CapDrop) > 0 || len(sb.CapAdd) > 0 {
-			set := "drop " + strings.Join(sb.CapDrop, " ")
-			if len(sb.CapAdd) > 0 {
-				set += ", add " + strings.Join(sb.CapAdd, " ")
+			var parts []string
+			if len(sb.CapDrop) > 0 {
+				parts = append(parts, "drop "+strings.Join(sb.CapDrop, " "))
+			} else {
+				parts = append(parts, "engine default")
 			}
+			if len(sb.CapAdd) > 0 {
+				parts = append(parts, "add "+strings.Join(sb.CapAdd, " "))
+			}
+			set := strings.Join(parts, ", ")
 			s.Capabilities = Capabilities{Set: set + from("security.capabilities"), Added: nonNil(sb.CapAdd), Dropped: nonNil(sb.CapDrop)}
 			if slices.Contains(sb.CapDrop, "ALL") {
 				s.Capabilities.Effective = nonNil(append([]string(nil), sb.CapAdd...))
@@ -868,15 +874,22 @@ func (b builder) recovery(fx facts) Recovery {
 func (b builder) residualRisk(fx facts, c Contract) []Risk {
 	risks := []Risk{{RiskSharedKernel, "the agent shares the host kernel: a kernel exploit escapes the container to the host"}}
 	sb := fx.di.Spec.Sandbox
+	caps := "the engine's default capabilities"
+	if sb != nil && (len(sb.CapDrop) > 0 || len(sb.CapAdd) > 0) {
+		caps = "the capabilities " + strings.Join(c.Sandbox.Capabilities.Effective, " ")
+		if len(c.Sandbox.Capabilities.Effective) == 0 {
+			caps = "no capabilities"
+		}
+	}
 	switch {
 	case sb == nil || sb.User == "" || sb.User == "0" || strings.HasPrefix(sb.User, "0:"):
-		risks = append(risks, Risk{RiskRootInContainer, "the agent runs as root in the container unless the image sets USER, with the engine's default capabilities and no user namespace set by jackin"})
+		risks = append(risks, Risk{RiskRootInContainer, "the agent runs as root in the container unless the image sets USER, with " + caps + " and no user namespace set by jackin"})
 	case !slices.Contains(sb.CapDrop, "ALL"):
-		risks = append(risks, Risk{RiskRootInContainer, "the agent runs as uid " + sb.User + " with the engine's default capabilities in its bounding set; a setuid binary in the image could regain them unless no-new-privileges is set"})
+		risks = append(risks, Risk{RiskRootInContainer, "the agent runs as uid " + sb.User + " with " + caps + " in its bounding set; a setuid binary in the image could regain them unless no-new-privileges is set"})
 	}
 	if d := c.Sandbox.DockerDaemon; d != nil {
 		risks = append(risks, Risk{RiskPrivateDaemon, "the agent controls a Docker daemon whose sidecar holds " + d.Privilege +
-			": through it the agent can run containers with that power (privileged ones, host devices, the host kernel's interfaces), so its sandbox is in effect the sidecar's, not the agent container's; the daemon's containers are not bound by the instance's limits"})
+			". Through it the agent can run containers with that power (privileged ones, host devices), so an agent with private Docker can reach root on the host: treat it as trusted with the host, or run it in a VM; the daemon's containers are not bound by the instance's limits"})
 	}
 	if fx.openEgress {
 		risks = append(risks, Risk{RiskOpenEgress, "egress is open: the agent can send anything it can read (mounts, env, the image) to any host"})
@@ -948,7 +961,6 @@ func (b builder) dockerDaemon(fx facts) *DockerDaemon {
 			fmt.Sprintf("DOCKER_HOST=tcp://%s:%d", reconciler.DockerAlias, reconciler.DockerPort),
 			"DOCKER_TLS_VERIFY=1",
 			"DOCKER_CERT_PATH=" + reconciler.DockerClientDir,
-			"DOCKER_CONFIG=" + reconciler.DockerClientDir,
 			"TESTCONTAINERS_HOST_OVERRIDE=" + reconciler.DockerAlias,
 		},
 		Network: fx.name + " only (alias " + reconciler.DockerAlias + "), the instance's own network",
@@ -957,20 +969,28 @@ func (b builder) dockerDaemon(fx facts) *DockerDaemon {
 		Data:   "volume " + reconciler.DockerVolumeName(b.fleet, fx.di.Name) + " at /var/lib/docker: images, containers and volumes survive recreates of the agent; removed when the instance is deleted. The host engine's images are neither used nor changed",
 		Limits: "not covered: the daemon's containers run in cgroups of their own beside the sidecar's, so the instance's memory, CPU and pids limits do not bound them",
 	}
+	switch {
+	case fx.di.DockerTLS != nil && fx.di.DockerTLS.ClientOwner != "":
+		d.ClientKey = "mode 0600, handed to the agent's user " + fx.di.DockerTLS.ClientOwner
+	case fx.di.Spec.Sandbox != nil && fx.di.Spec.Sandbox.User != "":
+		d.ClientKey = "mode 0600, owned by the user jackin runs as: readable by the agent (" + fx.di.Spec.Sandbox.User + ") when that is the same user or root"
+	default:
+		d.ClientKey = "mode 0600, owned by the user jackin runs as: readable by an agent that runs as root or as that user; if the image's USER is another user, set security.user so jackin hands the key to it"
+	}
 	switch privilege {
 	case schema.DaemonCapabilities:
-		d.Privilege = "capabilities: not --privileged; the capability set below, seccomp, AppArmor and the masked /proc and /sys paths unconfined, every device (device cgroup rule a *:* rwm) and the host's /sys/fs/cgroup read-write"
+		d.Privilege = "capabilities: not --privileged, but the capability set below (SYS_ADMIN and NET_ADMIN among them), no seccomp or AppArmor confinement, every device (device cgroup rule a *:* rwm) and the host's /sys/fs/cgroup read-write; /proc/sys stays read-only. It is narrower than --privileged, not a boundary: SYS_ADMIN with the host's cgroup hierarchy writable reaches root on the host"
 		d.Capabilities = append([]string(nil), schema.DaemonCapabilitySet...)
 	default:
-		d.Privilege = "privileged: --privileged, every capability, every host device, no seccomp or AppArmor confinement; root in it is close to root on the host"
+		d.Privilege = "privileged: --privileged, every capability, every host device, no seccomp or AppArmor confinement, /proc and /sys writable; root in it is root on the host"
 		d.Capabilities = []string{"ALL"}
 	}
 	switch fx.di.Spec.Network.Egress {
 	case schema.EgressAllowlist:
-		d.InnerEgress = "covered: the daemon sits only on the instance's internal network, so its containers (NATed through it) have no route out but the egress proxy, under the same allowlist; the daemon's own pulls go through the proxy (HTTP(S)_PROXY), and the agent's Docker client config gives builds and containers the proxy settings"
+		d.InnerEgress = "covered: the daemon sits only on the instance's internal network, so its containers (NATed through it) have no route out but the egress proxy, under the same allowlist; the daemon's own pulls go through the proxy (HTTP(S)_PROXY). Inside its containers the name egress does not resolve: they reach the proxy by its address. This holds while nothing escapes the sidecar, whose privilege (below) reaches the host"
 		d.InnerEgressCovered = true
 	case schema.EgressNone:
-		d.InnerEgress = "covered: the daemon and the agent share an internal network with no route out, so the daemon's containers reach nothing outside the instance and it can pull nothing (load images with docker load or build FROM scratch)"
+		d.InnerEgress = "covered: the daemon and the agent share an internal network with no route out, so the daemon's containers reach nothing outside the instance and it can pull nothing (load images with docker load or build FROM scratch). This holds while nothing escapes the sidecar, whose privilege (below) reaches the host"
 		d.InnerEgressCovered = true
 	default:
 		d.InnerEgress = "as open as the agent: the daemon is on the instance's bridge, and its containers reach any host the agent can"

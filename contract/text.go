@@ -280,7 +280,7 @@ func sandboxSection(c *Contract) *textSection {
 		s.kv("  daemon sidecar", d.Sidecar+" (image "+d.Image+")", "network: "+d.Network)
 		s.kv("  endpoint", d.Endpoint, "agent env: "+strings.Join(d.AgentEnv, " "))
 		s.kv("  daemon privilege", d.Privilege, "capabilities: "+listOrNone(d.Capabilities))
-		s.kv("  certificates", d.Certificates)
+		s.kv("  certificates", d.Certificates, "client key: "+d.ClientKey)
 		s.kv("  daemon data", d.Data)
 		s.kv("  inner containers' egress", d.InnerEgress)
 		s.kv("  inner containers' limits", d.Limits)

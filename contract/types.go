@@ -182,6 +182,8 @@ type DockerDaemon struct {
 	Network string `json:"network"`
 	// Certificates says where the CA, keys and certificates live.
 	Certificates string `json:"certificates"`
+	// ClientKey says who can read the agent's client key.
+	ClientKey string `json:"clientKey"`
 	// Data is the volume holding images, containers and volumes of the
 	// daemon, and its lifecycle.
 	Data string `json:"data"`

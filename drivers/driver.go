@@ -166,13 +166,14 @@ type ContainerSpec struct {
 	ReadOnlyRoot    bool
 	// Privilege beyond the engine's defaults, for the private Docker
 	// daemon only: Privileged is --privileged; SecurityOpt are raw
-	// security options ("seccomp=unconfined"); UnmaskPaths leaves /proc
-	// and /sys unmasked and writable (systempaths=unconfined);
-	// DeviceCgroupRules allow device access ("a *:* rwm").
+	// security options ("seccomp=unconfined"); DeviceCgroupRules allow
+	// device access ("a *:* rwm"); Sysctls are namespaced kernel
+	// settings set at create ("net.ipv4.ip_forward": "1"), so /proc/sys
+	// can stay read-only.
 	Privileged        bool
 	SecurityOpt       []string
-	UnmaskPaths       bool
 	DeviceCgroupRules []string
+	Sysctls           map[string]string
 	// Ready, when set, is how to tell the container serves: the executor
 	// starts it before the agent and waits for the probe.
 	Ready *ReadyProbe
@@ -190,6 +191,12 @@ type ReadyProbe struct {
 	What string
 	// Hint is added to a timeout error: what to check or change.
 	Hint string
+	// QuoteLog puts the end of the container's log in errors: for
+	// jackin's own sidecars only, as an agent's log may hold secrets. For
+	// other containers an error names only which of LogSignals the log
+	// contains.
+	QuoteLog   bool
+	LogSignals []string
 }
 
 // ReadyWaiter is a backend that can wait for a container's ReadyProbe.

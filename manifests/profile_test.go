@@ -88,6 +88,7 @@ func TestLoadCapabilitiesOverrideTheProfile(t *testing.T) {
 instances: {
 	d: role: image: "x"
 	std: {role: image: "x", profile: "standard", security: capabilities: add: ["NET_ADMIN"]}
+	lk: {role: image: "x", profile: "locked", security: capabilities: add: ["NET_ADMIN"]}
 }
 `})
 	res, diags := fx.load(t, fx.opts(), "f.cue")
@@ -97,6 +98,9 @@ instances: {
 	d := res.Fleet.Instances["d"]
 	if !reflect.DeepEqual(d.Sandbox.CapDrop, []string{"ALL"}) || !reflect.DeepEqual(d.Sandbox.CapAdd, []string{"NET_BIND_SERVICE"}) || d.Sources["security.capabilities"] != "manifest" {
 		t.Errorf("defaults' capabilities: %+v %v", d.Sandbox, d.Sources)
+	}
+	if lk := res.Fleet.Instances["lk"]; !reflect.DeepEqual(lk.Sandbox.CapDrop, []string{"ALL"}) || !reflect.DeepEqual(lk.Sandbox.CapAdd, []string{"NET_ADMIN"}) {
+		t.Errorf("an add alone keeps the profile's drop ALL: %+v", lk.Sandbox)
 	}
 	std := res.Fleet.Instances["std"]
 	if len(std.Sandbox.CapDrop) != 0 || !reflect.DeepEqual(std.Sandbox.CapAdd, []string{"NET_ADMIN"}) {

@@ -849,8 +849,15 @@ func (c *instanceChecker) profile(r rawInstance, res *rawResources, inst *schema
 			if slices.Contains(caps.Add, "ALL") {
 				c.errorf([]any{"security", "capabilities", "add"}, "adding ALL capabilities is --privileged in all but name: list the capabilities the agent needs")
 			}
-			sb.CapDrop = append([]string(nil), caps.Drop...)
-			sb.CapAdd = append([]string(nil), caps.Add...)
+			// Each list the manifest gives replaces the profile's; one it
+			// leaves out keeps the profile's (a locked agent that adds a
+			// capability still drops ALL first).
+			if caps.Drop != nil {
+				sb.CapDrop = append([]string{}, caps.Drop...)
+			}
+			if caps.Add != nil {
+				sb.CapAdd = append([]string{}, caps.Add...)
+			}
 			src["security.capabilities"] = schema.SourceManifest
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -24,12 +25,13 @@ import (
 	"time"
 )
 
-// Lifetimes. A leaf is reissued when less than renewBefore of it remains,
-// so a long-lived instance never meets an expired certificate after an
-// apply or a watch pass.
+// Lifetimes. Leaves live as long as their CA: a daemon loads its
+// certificate once at start, and an instance can run for years without a
+// recreate, so a short leaf would expire under a running daemon. Ensure
+// reissues one with less than renewBefore left (at the next create).
 const (
 	caLifetime   = 10 * 365 * 24 * time.Hour
-	leafLifetime = 365 * 24 * time.Hour
+	leafLifetime = caLifetime
 	renewBefore  = 30 * 24 * time.Hour
 )
 
@@ -196,14 +198,15 @@ func (ca *CA) Ensure(name string, usage Usage, hosts ...string) (Leaf, error) {
 	return leaf, WriteFile(leaf.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
-// current reports whether leaf exists, chains to ca, has time left and
-// names exactly hosts.
+// current reports whether leaf exists, matches its key (a crash between
+// the two writes leaves a pair that does not), chains to ca, has time left
+// and names exactly hosts.
 func (ca *CA) current(leaf Leaf, usage Usage, hosts []string) bool {
 	certPEM, err := os.ReadFile(leaf.CertFile)
 	if err != nil {
 		return false
 	}
-	if _, err := os.Stat(leaf.KeyFile); err != nil {
+	if _, err := tls.LoadX509KeyPair(leaf.CertFile, leaf.KeyFile); err != nil {
 		return false
 	}
 	cert, err := parseCert(certPEM)

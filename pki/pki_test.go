@@ -74,6 +74,23 @@ func TestCAIssuesLeavesThatVerifyAndKeepsFilesPrivate(t *testing.T) {
 		t.Error("leaf for new hosts not reissued")
 	}
 
+	// A key that does not match its certificate (a crash between the two
+	// writes) is reissued.
+	otherKey, _ := other0(t).Ensure("x", Client, "x")
+	kb, _ := os.ReadFile(otherKey.KeyFile)
+	if err := WriteFile(srv.KeyFile, kb); err != nil {
+		t.Fatal(err)
+	}
+	if ca2.current(srv, Server, []string{"dind2"}) {
+		t.Error("a mismatched key pair counted as current")
+	}
+	if _, err := ca2.Ensure("server", Server, "dind2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tls.LoadX509KeyPair(srv.CertFile, srv.KeyFile); err != nil {
+		t.Errorf("not reissued: %v", err)
+	}
+
 	// A leaf of another CA is replaced.
 	other, _ := LoadOrCreate(filepath.Join(t.TempDir(), "other"), "other")
 	l, _ := other.Ensure("server", Server, "dind2")
@@ -84,4 +101,12 @@ func TestCAIssuesLeavesThatVerifyAndKeepsFilesPrivate(t *testing.T) {
 	if ca2.current(srv, Server, []string{"dind2"}) {
 		t.Error("a leaf of another CA counted as current")
 	}
+}
+
+func other0(t *testing.T) *CA {
+	ca, err := LoadOrCreate(filepath.Join(t.TempDir(), "o"), "o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
 }

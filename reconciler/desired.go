@@ -187,6 +187,7 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 				What:    "the agent container " + rname,
 				Hint: "its root filesystem is read-only (" + readOnlySource(inst) + "): an image that writes outside its mounts, " +
 					strings.Join(sb.Tmpfs, " and ") + " fails there. If its log says \"read-only file system\", mount a tmpfs or a volume at that path, or set security.readOnlyRoot: false",
+				LogSignals: []string{"read-only file system"},
 			}
 			if _, set := ctr.Env["HOME"]; !set {
 				if ctr.Env == nil {

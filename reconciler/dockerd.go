@@ -1,7 +1,6 @@
 package reconciler
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -53,9 +52,6 @@ func DockerTLSDir(stateDir, fleet, instance string) string {
 // daemon before its containers are created.
 type DockerTLS struct {
 	Dir string
-	// ProxyURL (egress "allowlist") is the proxy the agent's Docker client
-	// config names for builds and containers.
-	ProxyURL string
 	// ClientOwner is "uid:gid" the client files are handed to when jackin
 	// runs as root and the agent runs as another numeric user, so the
 	// agent can read its key; empty leaves them to the operator.
@@ -65,7 +61,7 @@ type DockerTLS struct {
 // renderDocker adds the private daemon to an instance: the sidecar on the
 // instance's network only (alias "docker"), its data volume, and in the
 // agent the client certificate (read-only) and DOCKER_HOST,
-// DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_CONFIG and
+// DOCKER_TLS_VERIFY, DOCKER_CERT_PATH and
 // TESTCONTAINERS_HOST_OVERRIDE.
 func renderDocker(fleet, name string, inst schema.Instance, ctr *drivers.ContainerSpec, base func(string) map[string]string, stateDir string) (sidecar, volume drivers.Resource, tls *DockerTLS) {
 	dd := inst.DockerDaemon
@@ -92,7 +88,6 @@ func renderDocker(fleet, name string, inst schema.Instance, ctr *drivers.Contain
 			env[k] = ctr.Env[k]
 		}
 		env["NO_PROXY"], env["no_proxy"] = "localhost,127.0.0.1", "localhost,127.0.0.1"
-		tls.ProxyURL = ctr.Env["HTTPS_PROXY"]
 	}
 	side := &drivers.ContainerSpec{
 		Image: drivers.ImageSpec{Ref: dd.Image},
@@ -118,9 +113,10 @@ func renderDocker(fleet, name string, inst schema.Instance, ctr *drivers.Contain
 			Exec: []string{"docker", "--host=tcp://127.0.0.1:" + strconv.Itoa(DockerPort), "--tlsverify",
 				"--tlscacert=" + dockerClientMount + "/ca.pem", "--tlscert=" + dockerClientMount + "/cert.pem", "--tlskey=" + dockerClientMount + "/key.pem",
 				"version", "--format", "{{.Server.Version}}"},
-			Timeout: DockerReadyTimeout,
-			What:    "the private Docker daemon " + DockerSidecarName(fleet, name),
-			Hint:    "check its log (docker logs " + DockerSidecarName(fleet, name) + "); the image must have dockerd and the docker CLI on PATH; on a host that refuses --privileged set dockerDaemon.privilege: \"capabilities\"",
+			Timeout:  DockerReadyTimeout,
+			What:     "the private Docker daemon " + DockerSidecarName(fleet, name),
+			Hint:     "check its log (docker logs " + DockerSidecarName(fleet, name) + "); the image must have dockerd and the docker CLI on PATH; on a host that refuses --privileged set dockerDaemon.privilege: \"capabilities\"",
+			QuoteLog: true,
 		},
 	}
 	switch dd.Privilege {
@@ -128,7 +124,10 @@ func renderDocker(fleet, name string, inst schema.Instance, ctr *drivers.Contain
 		side.CapDrop = []string{"ALL"}
 		side.CapAdd = append([]string(nil), schema.DaemonCapabilitySet...)
 		side.SecurityOpt = []string{"seccomp=unconfined", "apparmor=unconfined"}
-		side.UnmaskPaths = true
+		// /proc/sys stays read-only (masked paths too): the one setting
+		// dockerd needs there, forwarding for its containers' NAT, is set
+		// for the sidecar's network namespace at create.
+		side.Sysctls = map[string]string{"net.ipv4.ip_forward": "1"}
 		side.DeviceCgroupRules = []string{"a *:* rwm"}
 		side.Mounts = append(side.Mounts, drivers.MountSpec{Type: "bind", Source: "/sys/fs/cgroup", Target: "/sys/fs/cgroup"})
 	default:
@@ -149,7 +148,6 @@ func renderDocker(fleet, name string, inst schema.Instance, ctr *drivers.Contain
 	ctr.Env["DOCKER_HOST"] = "tcp://" + DockerAlias + ":" + strconv.Itoa(DockerPort)
 	ctr.Env["DOCKER_TLS_VERIFY"] = "1"
 	ctr.Env["DOCKER_CERT_PATH"] = DockerClientDir
-	ctr.Env["DOCKER_CONFIG"] = DockerClientDir
 	ctr.Env["TESTCONTAINERS_HOST_OVERRIDE"] = DockerAlias
 	for _, k := range []string{"NO_PROXY", "no_proxy"} {
 		if v, ok := ctr.Env[k]; ok {
@@ -200,20 +198,12 @@ func (t *DockerTLS) Prepare() error {
 	if err != nil {
 		return fmt.Errorf("private Docker daemon certificates: %w", err)
 	}
-	cfg := map[string]any{}
-	if t.ProxyURL != "" {
-		cfg["proxies"] = map[string]any{"default": map[string]string{"httpProxy": t.ProxyURL, "httpsProxy": t.ProxyURL, "noProxy": "localhost,127.0.0.1," + DockerAlias}}
-	}
-	cfgJSON, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return err
-	}
 	copies := []struct {
 		sub   string
-		files map[string]string // name in sub -> source path ("" for config)
+		files map[string]string // name in sub -> source path
 	}{
 		{"server", map[string]string{"ca.pem": filepath.Join(t.Dir, pki.CACertFile), "cert.pem": srv.CertFile, "key.pem": srv.KeyFile}},
-		{"client", map[string]string{"ca.pem": filepath.Join(t.Dir, pki.CACertFile), "cert.pem": cli.CertFile, "key.pem": cli.KeyFile, "config.json": ""}},
+		{"client", map[string]string{"ca.pem": filepath.Join(t.Dir, pki.CACertFile), "cert.pem": cli.CertFile, "key.pem": cli.KeyFile}},
 	}
 	for _, c := range copies {
 		sub := filepath.Join(t.Dir, c.sub)
@@ -221,11 +211,9 @@ func (t *DockerTLS) Prepare() error {
 			return fmt.Errorf("private Docker daemon certificates: %w", err)
 		}
 		for name, src := range c.files {
-			b := cfgJSON
-			if src != "" {
-				if b, err = os.ReadFile(src); err != nil {
-					return fmt.Errorf("private Docker daemon certificates: %w", err)
-				}
+			b, err := os.ReadFile(src)
+			if err != nil {
+				return fmt.Errorf("private Docker daemon certificates: %w", err)
 			}
 			if err := pki.WriteFile(filepath.Join(sub, name), b); err != nil {
 				return fmt.Errorf("private Docker daemon certificates: %w", err)
@@ -235,7 +223,7 @@ func (t *DockerTLS) Prepare() error {
 	if t.ClientOwner != "" {
 		uid, gid, _ := numericUser(t.ClientOwner)
 		sub := filepath.Join(t.Dir, "client")
-		for _, p := range []string{sub, filepath.Join(sub, "ca.pem"), filepath.Join(sub, "cert.pem"), filepath.Join(sub, "key.pem"), filepath.Join(sub, "config.json")} {
+		for _, p := range []string{sub, filepath.Join(sub, "ca.pem"), filepath.Join(sub, "cert.pem"), filepath.Join(sub, "key.pem")} {
 			if err := os.Lchown(p, uid, gid); err != nil {
 				return fmt.Errorf("private Docker daemon certificates: hand %s to the agent's user %s: %w", p, t.ClientOwner, err)
 			}

@@ -92,7 +92,7 @@ func TestDesiredPrivateDocker(t *testing.T) {
 	agent := rs["container jk-demo-web"].Container
 	wantEnv := map[string]string{
 		"DOCKER_HOST": "tcp://docker:2376", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/run/jackin/docker",
-		"DOCKER_CONFIG": "/run/jackin/docker", "TESTCONTAINERS_HOST_OVERRIDE": "docker", "NO_PROXY": "localhost,127.0.0.1,docker",
+		"TESTCONTAINERS_HOST_OVERRIDE": "docker", "NO_PROXY": "localhost,127.0.0.1,docker",
 	}
 	for k, v := range wantEnv {
 		if agent.Env[k] != v {
@@ -133,8 +133,9 @@ func TestDesiredPrivateDockerCapabilitiesAndNoEgress(t *testing.T) {
 			t.Errorf("the capability set must not hold %s", c)
 		}
 	}
-	if !slices.Equal(side.SecurityOpt, []string{"seccomp=unconfined", "apparmor=unconfined"}) || !side.UnmaskPaths || !slices.Equal(side.DeviceCgroupRules, []string{"a *:* rwm"}) {
-		t.Errorf("security: %v unmask %v devices %v", side.SecurityOpt, side.UnmaskPaths, side.DeviceCgroupRules)
+	if !slices.Equal(side.SecurityOpt, []string{"seccomp=unconfined", "apparmor=unconfined"}) || !slices.Equal(side.DeviceCgroupRules, []string{"a *:* rwm"}) ||
+		side.Sysctls["net.ipv4.ip_forward"] != "1" {
+		t.Errorf("security: %v devices %v sysctls %v", side.SecurityOpt, side.DeviceCgroupRules, side.Sysctls)
 	}
 	if side.Env["HTTPS_PROXY"] != "" {
 		t.Errorf("no proxy without an allowlist: %v", side.Env)
@@ -189,7 +190,7 @@ func TestExecuteStartsTheAgentAfterTheDaemonAnswers(t *testing.T) {
 	}
 	// The certificates: 0600 files in a 0700 directory.
 	dir := filepath.Join(f.StateDir, "docker", "demo", "web")
-	for _, p := range []string{"ca-key.pem", "server/key.pem", "client/key.pem", "client/cert.pem", "client/ca.pem", "client/config.json", "server/cert.pem"} {
+	for _, p := range []string{"ca-key.pem", "server/key.pem", "client/key.pem", "client/cert.pem", "client/ca.pem", "server/cert.pem"} {
 		fi, err := os.Stat(filepath.Join(dir, p))
 		if err != nil {
 			t.Fatal(err)
@@ -262,4 +263,42 @@ func TestExecuteDaemonThatNeverAnswersFailsTheInstance(t *testing.T) {
 	if slices.Contains(drv.CallLog(), "Start container jk-demo-web") {
 		t.Error("the agent was started although its daemon never answered")
 	}
+}
+
+// The daemon and its data volume removed by hand: both come back, the
+// volume before the sidecar that mounts it (or the engine would make an
+// unlabelled one), and the agent keeps running.
+func TestExecuteRecreatesTheDaemonAndItsVolume(t *testing.T) {
+	f := with(fleetOf(), "web", privateDocker(schema.DaemonPrivileged))
+	f.StateDir = t.TempDir()
+	drv := newDriver()
+	drv.AddImage("docker:dind", "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd")
+	_, results := execute(t, drv, f, nil, reconciler.ExecOptions{StateDir: f.StateDir})
+	if o := outcomes(results)["web"]; o != reconciler.OutcomeSucceeded {
+		t.Fatalf("create: %s", o)
+	}
+	agentID := objectID(drv, name("web"))
+	mustDo(t, drv.RemoveContainer(name("web")+"-dind"))
+	mustDo(t, drv.Remove(t.Context(), drivers.KindVolume, objectIDOf(drv, drivers.KindVolume, "jk-demo-web-dind-data")))
+	drv.ResetCalls()
+	_, results = execute(t, drv, f, nil, reconciler.ExecOptions{StateDir: f.StateDir})
+	if o := outcomes(results)["web"]; o != reconciler.OutcomeSucceeded {
+		t.Fatalf("repair: %s: %v", o, results[0].Err)
+	}
+	log := drv.CallLog()
+	vol, side := slices.Index(log, "Create volume jk-demo-web-dind-data"), slices.Index(log, "Create container jk-demo-web-dind")
+	if vol < 0 || side < 0 || vol > side {
+		t.Errorf("the volume must be created before the sidecar: %v", log)
+	}
+	if objectID(drv, name("web")) != agentID {
+		t.Error("the agent was recreated for its daemon")
+	}
+}
+
+func objectIDOf(drv *fake.Driver, kind drivers.Kind, name string) string {
+	o, ok := drv.Object(kind, name)
+	if !ok {
+		return ""
+	}
+	return o.ID
 }

@@ -318,6 +318,13 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, opts ExecOptions)
 			return ws.Prepare(ctx, fleet, in)
 		}})
 	}
+	if t := act.Type; (t == ActionCreate || t == ActionRecreate || t == ActionStart) && act.Desired != nil && act.Desired.DockerTLS != nil {
+		// Before anything is stopped (a failure leaves the old containers
+		// running), and on a start too: certificates deleted by hand are
+		// made again instead of failing every start.
+		tls := act.Desired.DockerTLS
+		steps = append(steps, step{"prepare the private Docker daemon's certificates", func(ctx context.Context) error { return tls.Prepare() }})
+	}
 	var containers, networks []drivers.ObservedResource
 	for _, o := range act.Observed {
 		switch o.Kind {
@@ -354,10 +361,6 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, opts ExecOptions)
 		var agentName string
 		var seeds []drivers.Resource // volumes created here that start as a copy of a host directory
 		ready := map[string]*drivers.ReadyProbe{}
-		if act.Desired != nil && act.Desired.DockerTLS != nil {
-			tls := act.Desired.DockerTLS
-			steps = append(steps, step{"prepare the private Docker daemon's certificates", func(ctx context.Context) error { return tls.Prepare() }})
-		}
 		for _, r := range act.Missing {
 			steps = append(steps, step{"create " + string(r.Kind) + " " + r.Name, func(ctx context.Context) error {
 				id, err := drv.Create(ctx, r)

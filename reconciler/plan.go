@@ -445,7 +445,10 @@ func planInstance(in *DesiredInstance, g *observedInstance, last LastApplied, im
 	if len(sideReasons) > 0 {
 		act.Type = ActionRecreate
 		act.Reasons = sideReasons
-		act.Missing = append(missingNets(sideNets), sideMissing...)
+		// A volume gone with the sidecar (its data) is created again first:
+		// the engine would otherwise make an unlabelled one for the mount.
+		act.Missing = append(missingNets(sideNets), missingVolumes...)
+		act.Missing = append(act.Missing, sideMissing...)
 		return act
 	}
 

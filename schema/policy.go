@@ -119,7 +119,7 @@ func DockerHostProblem(value string) string {
 
 // DockerClientEnv are the variables jackin sets in the agent for docker
 // "private": the manifest may not set them itself.
-var DockerClientEnv = []string{"DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONFIG", "TESTCONTAINERS_HOST_OVERRIDE"}
+var DockerClientEnv = []string{"DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "TESTCONTAINERS_HOST_OVERRIDE"}
 
 // ExpandHome replaces a leading "~" or "~/" with home. "~user" is not supported.
 func ExpandHome(p, home string) (string, bool) {

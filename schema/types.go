@@ -63,10 +63,12 @@ const (
 const (
 	// DaemonPrivileged runs the sidecar --privileged (ordinary hosts).
 	DaemonPrivileged = "privileged"
-	// DaemonCapabilities grants DaemonCapabilitySet with seccomp, AppArmor
-	// and the masked /proc and /sys paths unconfined, the device cgroup
-	// rule "a *:* rwm" and /sys/fs/cgroup read-write: for hosts whose
-	// engine refuses --privileged.
+	// DaemonCapabilities grants DaemonCapabilitySet with seccomp and
+	// AppArmor unconfined, the device cgroup rule "a *:* rwm" and the
+	// host's /sys/fs/cgroup read-write, keeping /proc/sys read-only and the
+	// engine's masked paths: for hosts whose engine refuses --privileged.
+	// It is narrower than --privileged, not safe: SYS_ADMIN with the
+	// host's cgroup v1 hierarchy writable still reaches host root.
 	DaemonCapabilities = "capabilities"
 )
 
@@ -76,8 +78,8 @@ const DefaultDaemonImage = "docker:dind"
 // DaemonCapabilitySet is what dockerDaemon.privilege "capabilities"
 // grants: what dockerd needs to run containers (mounts, networks and
 // iptables, device nodes, the default set it hands its own containers),
-// and not the kernel-wide powers (SYS_MODULE, SYS_RAWIO, SYS_TIME,
-// SYS_BOOT, SYS_RESOURCE, MAC_ADMIN, ...) that --privileged adds.
+// without SYS_MODULE, SYS_RAWIO, SYS_TIME, SYS_BOOT, SYS_RESOURCE,
+// MAC_ADMIN and the other capabilities --privileged adds.
 var DaemonCapabilitySet = []string{
 	"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER",
 	"KILL", "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_RAW", "SETFCAP", "SETGID",

@@ -166,9 +166,8 @@ func containerCreateOptions(r drivers.Resource, multiNetwork bool) (client.Conta
 	hc.SecurityOpt = append(hc.SecurityOpt, s.SecurityOpt...)
 	hc.Privileged = s.Privileged
 	hc.DeviceCgroupRules = s.DeviceCgroupRules
-	if s.UnmaskPaths {
-		// Empty, not nil: nil is the engine's default masks.
-		hc.MaskedPaths, hc.ReadonlyPaths = []string{}, []string{}
+	if len(s.Sysctls) > 0 {
+		hc.Sysctls = s.Sysctls
 	}
 	hc.Memory = s.Memory
 	hc.MemoryReservation = s.MemoryRes

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,7 +34,7 @@ func (d *Driver) WaitReady(ctx context.Context, id string, probe drivers.ReadyPr
 		timeout = time.Minute
 	}
 	if len(probe.Exec) == 0 {
-		return d.waitUp(ctx, id, what, timeout, probe.Hint)
+		return d.waitUp(ctx, id, what, timeout, probe)
 	}
 	deadline := time.Now().Add(timeout)
 	var last string
@@ -50,10 +51,10 @@ func (d *Driver) WaitReady(ctx context.Context, id string, probe drivers.ReadyPr
 		}
 		insp, ierr := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 		if ierr == nil && insp.Container.State != nil && !insp.Container.State.Running {
-			return fmt.Errorf("%s stopped before it answered (exit status %d)%s%s", what, insp.Container.State.ExitCode, d.logTail(ctx, id), hint(probe.Hint))
+			return fmt.Errorf("%s stopped before it answered (exit status %d)%s%s", what, insp.Container.State.ExitCode, d.logTail(ctx, id, probe), hint(probe.Hint))
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not answer within %s; the last probe (%s) said: %s%s%s", what, timeout, strings.Join(probe.Exec, " "), last, d.logTail(ctx, id), hint(probe.Hint))
+			return fmt.Errorf("%s did not answer within %s; the last probe (%s) said: %s%s%s", what, timeout, strings.Join(probe.Exec, " "), last, d.logTail(ctx, id, probe), hint(probe.Hint))
 		}
 		select {
 		case <-ctx.Done():
@@ -65,7 +66,7 @@ func (d *Driver) WaitReady(ctx context.Context, id string, probe drivers.ReadyPr
 
 // waitUp fails when the container exits with a non-zero status within
 // timeout of now.
-func (d *Driver) waitUp(ctx context.Context, id, what string, timeout time.Duration, h string) error {
+func (d *Driver) waitUp(ctx context.Context, id, what string, timeout time.Duration, probe drivers.ReadyProbe) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		insp, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
@@ -76,7 +77,7 @@ func (d *Driver) waitUp(ctx context.Context, id, what string, timeout time.Durat
 			if st.ExitCode == 0 {
 				return nil
 			}
-			return fmt.Errorf("%s exited with status %d right after it started%s%s", what, st.ExitCode, d.logTail(ctx, id), hint(h))
+			return fmt.Errorf("%s exited with status %d right after it started%s%s", what, st.ExitCode, d.logTail(ctx, id, probe), hint(probe.Hint))
 		}
 		if time.Now().After(deadline) {
 			return nil
@@ -96,9 +97,16 @@ func hint(h string) string {
 	return "\n" + h
 }
 
+// probeAttemptTimeout bounds one run of a readiness probe, so a probe that
+// hangs (a client with no timeout of its own) cannot hold the wait past
+// its deadline.
+const probeAttemptTimeout = 10 * time.Second
+
 // execOnce runs cmd in the container and returns its exit status and
 // combined output (at most 4 KiB is kept).
 func (d *Driver) execOnce(ctx context.Context, id string, cmd []string) (int, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, probeAttemptTimeout)
+	defer cancel()
 	ex, err := d.cli.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
 	if err != nil {
 		return -1, "", d.wrap(err, "run the readiness probe in container %s", shortID(id))
@@ -107,10 +115,16 @@ func (d *Driver) execOnce(ctx context.Context, id string, cmd []string) (int, st
 	if err != nil {
 		return -1, "", d.wrap(err, "run the readiness probe in container %s", shortID(id))
 	}
+	// The attached stream does not follow ctx: close it when ctx ends.
+	stop := context.AfterFunc(ctx, att.Close)
 	var buf bytes.Buffer
 	w := &capped{buf: &buf, max: 4 << 10}
 	_, _ = stdcopy.StdCopy(w, w, att.Reader)
+	stop()
 	att.Close()
+	if ctx.Err() != nil {
+		return -1, buf.String(), fmt.Errorf("the probe did not finish within %s", probeAttemptTimeout)
+	}
 	res, err := d.cli.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
 	if err != nil {
 		return -1, buf.String(), d.wrap(err, "read the readiness probe's result in container %s", shortID(id))
@@ -118,9 +132,10 @@ func (d *Driver) execOnce(ctx context.Context, id string, cmd []string) (int, st
 	return res.ExitCode, buf.String(), nil
 }
 
-// logTail is the end of a container's log (stdout and stderr), prefixed
-// for an error message, or "" when it cannot be read.
-func (d *Driver) logTail(ctx context.Context, id string) string {
+// logTail describes the end of a container's log for an error: quoted
+// when probe.QuoteLog, else only the probe's signals it contains (with
+// how to read it), or "" when it cannot be read.
+func (d *Driver) logTail(ctx context.Context, id string, probe drivers.ReadyProbe) string {
 	rc, err := d.cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "8"})
 	if err != nil {
 		return ""
@@ -133,7 +148,19 @@ func (d *Driver) logTail(ctx context.Context, id string) string {
 	if text == "" {
 		return ""
 	}
-	return "\nits log ends:\n  " + strings.ReplaceAll(text, "\n", "\n  ")
+	if probe.QuoteLog {
+		return "\nits log ends:\n  " + strings.ReplaceAll(text, "\n", "\n  ")
+	}
+	var found []string
+	for _, sig := range probe.LogSignals {
+		if strings.Contains(strings.ToLower(text), strings.ToLower(sig)) {
+			found = append(found, strconv.Quote(sig))
+		}
+	}
+	if len(found) == 0 {
+		return "\n(its log is not quoted, as it may hold secrets: docker logs " + shortID(id) + ")"
+	}
+	return "\nits log says " + strings.Join(found, " and ") + " (the log is not quoted, as it may hold secrets: docker logs " + shortID(id) + ")"
 }
 
 // capped is a writer that keeps the first max bytes.

@@ -250,7 +250,7 @@ instances: {
 		claimed := slices.Sorted(slices.Values(doc.Instances[0].Sandbox.DockerDaemon.Capabilities))
 		if hc.Privileged || !slices.Equal(observed, claimed) || !slices.Equal(hc.CapDrop, []string{"ALL"}) ||
 			!slices.Contains(hc.SecurityOpt, "seccomp=unconfined") || !slices.Contains(hc.SecurityOpt, "apparmor=unconfined") ||
-			len(hc.MaskedPaths) != 0 || !slices.Equal(hc.DeviceCgroupRules, []string{"a *:* rwm"}) {
+			len(hc.MaskedPaths) == 0 || !slices.Equal(hc.DeviceCgroupRules, []string{"a *:* rwm"}) {
 			t.Errorf("the sidecar holds %+v; the contract says capabilities %v", hc, claimed)
 		}
 		r = e.jackin("explain", "-f", m, "fenced", "-o", "json")

@@ -430,10 +430,13 @@ func TestReadOnlyRootWithARoleThatWritesToRootFailsClearly(t *testing.T) {
 		t.Fatalf("apply succeeded although the agent cannot write its root:\n%s", r)
 	}
 	out := r.stdout + r.stderr
-	for _, want := range []string{"the agent container " + e.name("writer") + " exited with status 1 right after it started", "read-only file system", "profile locked", "security.readOnlyRoot: false"} {
+	for _, want := range []string{"the agent container " + e.name("writer") + " exited with status 1 right after it started", `its log says "read-only file system"`, "profile locked", "security.readOnlyRoot: false"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, r)
 		}
+	}
+	if strings.Contains(out, "agent: write: open /state") {
+		t.Errorf("the agent's own log is quoted (it may hold secrets):\n%s", r)
 	}
 	if got := e.containers(); got[e.name("fine")] != "running" {
 		t.Errorf("the other instance did not proceed: %v", got)
