@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -74,7 +75,7 @@ func (d *Driver) createNetwork(ctx context.Context, r drivers.Resource) (string,
 				d.log.Info("engine warning", "network", r.Name, "warning", w)
 			}
 			d.log.V(2).Info("created network", "name", r.Name, "id", res.ID, "subnet", subnet.String())
-			return res.ID, nil
+			return d.settleDuplicates(ctx, r, fleet, res.ID), nil
 		}
 		d.subnets.release(subnet)
 		switch {
@@ -93,6 +94,44 @@ func (d *Driver) createNetwork(ctx context.Context, r drivers.Resource) (string,
 		return "", d.wrap(err, "create network %s", r.Name)
 	}
 	return "", fmt.Errorf("create network %s: every subnet tried was taken concurrently; try again", r.Name)
+}
+
+// settleDuplicates makes sure one network is named r.Name after a create.
+// An engine before API 1.44 accepts duplicate names, and a create by a
+// jackin process killed a moment before (its request still in the engine)
+// can land after this process listed the names: two networks then make
+// every container create by that name fail as ambiguous. The oldest of
+// this instance's networks of that name is kept; the others, unused, are
+// removed. Errors leave things as they are: the planner also repairs
+// duplicates on its next pass.
+func (d *Driver) settleDuplicates(ctx context.Context, r drivers.Resource, fleet, created string) string {
+	list, err := d.cli.NetworkList(ctx, client.NetworkListOptions{Filters: client.Filters{}.Add("name", r.Name)})
+	if err != nil {
+		return created
+	}
+	var same []network.Summary
+	for _, n := range list.Items {
+		if n.Name == r.Name && ownerOfResource(n.Labels, fleet, r) == "" {
+			same = append(same, n)
+		}
+	}
+	if len(same) < 2 {
+		return created
+	}
+	sort.Slice(same, func(i, j int) bool {
+		if !same[i].Created.Equal(same[j].Created) {
+			return same[i].Created.Before(same[j].Created)
+		}
+		return same[i].ID < same[j].ID
+	})
+	for _, n := range same[1:] {
+		if _, err := d.cli.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil {
+			d.log.Info("duplicate network left in place", "name", r.Name, "id", shortID(n.ID), "error", err.Error())
+			continue
+		}
+		d.log.V(1).Info("removed a duplicate network", "name", r.Name, "id", shortID(n.ID))
+	}
+	return same[0].ID
 }
 
 // existingNetwork looks for a network named exactly r.Name.

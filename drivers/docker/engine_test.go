@@ -602,3 +602,40 @@ func httpGet(t *testing.T, url string) string {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestEngineSettlesDuplicateNetworks: a network of the same name made
+// meanwhile (a killed jackin's create landing late) is removed after a
+// create, keeping the oldest, so container creates by name stay unambiguous.
+func TestEngineSettlesDuplicateNetworks(t *testing.T) {
+	d := engine(t)
+	fleet := newFleet(t, d)
+	ctx := t.Context()
+	cli := d.Client()
+	labels := fleetLabels(fleet, "web", drivers.ComponentNetwork)
+	name := "jk-" + fleet + "-web"
+	first, err := cli.NetworkCreate(ctx, name, client.NetworkCreateOptions{Driver: "bridge", Labels: labels})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := cli.NetworkCreate(ctx, name, client.NetworkCreateOptions{Driver: "bridge", Labels: labels})
+	if err != nil {
+		t.Skipf("this engine refuses duplicate network names (nothing to settle): %v", err)
+	}
+	r := drivers.Resource{Kind: drivers.KindNetwork, Name: name, Component: drivers.ComponentNetwork, Labels: labels, Network: &drivers.NetworkSpec{}}
+	if got := d.settleDuplicates(ctx, r, fleet, second.ID); got != first.ID {
+		t.Errorf("kept %s, want the oldest %s", shortID(got), shortID(first.ID))
+	}
+	list, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: client.Filters{}.Add("name", name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, n := range list.Items {
+		if n.Name == name {
+			ids = append(ids, n.ID)
+		}
+	}
+	if len(ids) != 1 || ids[0] != first.ID {
+		t.Errorf("networks named %s: %v", name, ids)
+	}
+}
