@@ -119,3 +119,35 @@ instances: {
 		}
 	}
 }
+
+// TestLoadDockerDaemon: defaults fill dockerDaemon for private instances
+// and are ignored by the others; set on an instance without a private
+// daemon it is refused at its line.
+func TestLoadDockerDaemon(t *testing.T) {
+	fx := newFixture(t, map[string]string{"f.cue": fleetHead + `defaults: dockerDaemon: privilege: "capabilities"
+instances: {
+	p: {role: image: "x", docker: "private", dockerDaemon: image: "dind:1"}
+	d: {role: image: "x", docker: "private"}
+	n: role: image: "x"
+}
+`})
+	res, diags := fx.load(t, fx.opts(), "f.cue")
+	if diags != nil {
+		t.Fatalf("load: %v", diags)
+	}
+	in := res.Fleet.Instances
+	if got := in["p"].DockerDaemon; got == nil || *got != (schema.DockerDaemon{Image: "dind:1", Privilege: schema.DaemonCapabilities}) {
+		t.Errorf("p: %+v", got)
+	}
+	if got := in["d"].DockerDaemon; got == nil || *got != (schema.DockerDaemon{Image: schema.DefaultDaemonImage, Privilege: schema.DaemonCapabilities}) {
+		t.Errorf("d: %+v", got)
+	}
+	if in["n"].DockerDaemon != nil {
+		t.Errorf("n has no private daemon: %+v", in["n"].DockerDaemon)
+	}
+	fx = newFixture(t, map[string]string{"f.cue": fleetHead + "instances: a: {role: image: \"x\", dockerDaemon: image: \"dind:1\"}\n"})
+	_, diags = fx.load(t, fx.opts(), "f.cue")
+	if diags == nil || !strings.Contains(diags.Error(), `f.cue:4:`) || !strings.Contains(diags.Error(), `instances.a.dockerDaemon: dockerDaemon configures the private Docker daemon`) {
+		t.Errorf("want an error at the stray dockerDaemon, got %v", diags)
+	}
+}

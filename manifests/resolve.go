@@ -48,6 +48,9 @@ type rawInstance struct {
 	Profile      *string                  `json:"profile"`
 	Security     *rawSecurity             `json:"security"`
 	Credentials  map[string]rawCredential `json:"credentials"`
+	// ownDockerDaemon is set by merge when the instance itself (not
+	// defaults) gives dockerDaemon.
+	ownDockerDaemon bool
 }
 
 type rawDockerDaemon struct {
@@ -125,6 +128,7 @@ func merge(d, in rawInstance) rawInstance {
 	out.Agent = pick(in.Agent, d.Agent)
 	out.State = pick(in.State, d.State)
 	out.Docker = pick(in.Docker, d.Docker)
+	out.ownDockerDaemon = in.DockerDaemon != nil
 	if d.DockerDaemon != nil {
 		dd := rawDockerDaemon{}
 		if in.DockerDaemon != nil {
@@ -415,6 +419,11 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 		inst.Command = *r.Command
 	}
 	c.role(r.Role, &inst)
+	if inst.Docker != schema.DockerPrivate && r.ownDockerDaemon {
+		// Set in defaults it configures the instances that use it; set on
+		// an instance without a private daemon it is a mistake.
+		c.errorf([]any{"dockerDaemon"}, "dockerDaemon configures the private Docker daemon, and this instance has docker: %q: set docker: \"private\" or remove dockerDaemon", inst.Docker)
+	}
 	if inst.Docker == schema.DockerPrivate {
 		dd := rawDockerDaemon{}
 		if r.DockerDaemon != nil {

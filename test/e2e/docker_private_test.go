@@ -316,6 +316,7 @@ func TestPrivateDockerBadInput(t *testing.T) {
 		"docker client env": {`instances: a: {role: image: "x:1", docker: "private", env: DOCKER_CERT_PATH: "/x"}`, "env.DOCKER_CERT_PATH"},
 		"host daemon":       {`instances: a: {role: image: "x:1", env: DOCKER_HOST: "unix:///var/run/docker.sock"}`, "env.DOCKER_HOST"},
 		"unknown mode":      {`instances: a: {role: image: "x:1", docker: "host"}`, "docker"},
+		"stray daemon":      {`instances: a: {role: image: "x:1", dockerDaemon: privilege: "capabilities"}`, `instances.a.dockerDaemon: dockerDaemon configures the private Docker daemon, and this instance has docker: "none"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			m := e.writeFile(strings.ReplaceAll(name, " ", "-")+".cue", fmt.Sprintf("apiVersion: \"jackin.dev/v1alpha1\"\nkind: \"Fleet\"\nname: %q\n%s\n", e.fleet, c.body))
