@@ -15,6 +15,10 @@ import (
 	"github.com/jackin-dev/jackin/schema"
 )
 
+// The credential files' host directory depends on the operator's UID:
+// golden contracts name a fixed one.
+func init() { reconciler.SecretsBase = func() string { return "/dev/shm/jackin-1000" } }
+
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // Fixed fake host paths keep the goldens independent of the machine.
@@ -210,7 +214,6 @@ instances: {
 		{
 			name: "credentials",
 			fleet: func(*testing.T) *schema.Fleet {
-				reconciler.SecretsBase = func() string { return "/dev/shm/jackin-1000" }
 				f := fleetOf("edge", map[string]schema.Instance{
 					"keyed": instance(limited, func(in *schema.Instance) {
 						in.Agent = schema.AgentClaude
