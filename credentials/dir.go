@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // BaseEnv names the variable that moves the host directory credentials
@@ -33,9 +34,27 @@ func InstanceDir(base, fleet, instance string) string {
 type Owner struct{ UID, GID int }
 
 // ensureBase makes base (0700, jackin's user) and checks it is a tmpfs.
+// The default base has a predictable name in a world-writable directory:
+// one that someone else made first (or a symlink there) is refused, as
+// jackin would otherwise write values, and remove files, wherever its
+// owner points the paths below it. Inside a 0700 directory of jackin's
+// own, nobody else can plant anything.
 func ensureBase(base string) error {
-	if err := os.MkdirAll(base, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
+		return fmt.Errorf("make %s: %w", filepath.Dir(base), err)
+	}
+	if err := os.Mkdir(base, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("make %s: %w", base, err)
+	}
+	fi, err := os.Lstat(base)
+	if err != nil {
+		return fmt.Errorf("check %s: %w", base, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory (a symlink or a file): jackin writes credential values only into a directory of its own; remove it or set %s", base, BaseEnv)
+	}
+	if uid, ok := ownerUID(fi); ok && uid != os.Geteuid() {
+		return fmt.Errorf("%s belongs to uid %d, not to jackin's user (uid %d): jackin writes credential values only into a directory of its own; remove it or set %s", base, uid, os.Geteuid(), BaseEnv)
 	}
 	if err := os.Chmod(base, 0o700); err != nil {
 		return err
@@ -58,6 +77,9 @@ func ensureBase(base string) error {
 func WriteDir(base, dir string, files map[string][]byte, mode, dirMode os.FileMode, owner *Owner) ([]string, error) {
 	if err := ensureBase(base); err != nil {
 		return nil, err
+	}
+	if rel, err := filepath.Rel(base, dir); err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
+		return nil, fmt.Errorf("%s is not below %s", dir, base)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -137,6 +159,14 @@ func Holds(p string, b []byte) bool { return same(p, b) }
 // instance is deleted); a missing one is no error.
 func RemoveInstance(base, fleet, instance string) error {
 	dir := InstanceDir(base, fleet, instance)
+	// A directory handed to the agent's user read-only (0500) cannot be
+	// emptied by a non-root jackin until it is writable again.
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o700)
+		}
+		return nil
+	})
 	if err := os.RemoveAll(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}

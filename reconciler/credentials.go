@@ -421,7 +421,9 @@ func (in *DesiredInstance) writeCredentials(fleet string) error {
 		}
 	}
 	if cp.ProxyDir == "" {
-		_ = os.RemoveAll(filepath.Join(cp.Dir, "egress"))
+		if err := os.RemoveAll(filepath.Join(cp.Dir, "egress")); err != nil {
+			return fmt.Errorf("remove the proxy's credentials, no longer delivered: %w", err)
+		}
 		return nil
 	}
 	ca, err := pki.LoadOrCreate(cp.CADir, "jackin egress CA "+fleet+"/"+in.Name)
@@ -458,12 +460,22 @@ func (in *DesiredInstance) writeCredentials(fleet string) error {
 		egress.TLSCertFile:     certPEM,
 		egress.TLSKeyFile:      keyPEM,
 		egress.RootsFile:       roots,
-	}, 0o400, 0o500, cp.ProxyOwner); err != nil {
+	}, 0o400, proxyDirMode(), cp.ProxyOwner); err != nil {
 		return err
 	}
 	// The agent's trust: public, so in the state dir, readable by any user.
 	bundle := append(append(append([]byte(nil), system...), '\n'), ca.CertPEM...)
 	return writePublic(cp.AgentCADir, map[string][]byte{"ca.pem": ca.CertPEM, "bundle.pem": bundle})
+}
+
+// proxyDirMode is the mode of the directory the proxy reads its
+// credentials from: read-only for its user when jackin is root (root
+// writes it anyway); a non-root jackin owns it and must keep writing it.
+func proxyDirMode() os.FileMode {
+	if os.Geteuid() == 0 {
+		return 0o500
+	}
+	return 0o700
 }
 
 // systemRoots is the host's bundle of trusted roots, or nothing.
