@@ -465,7 +465,8 @@ func (b builder) delivered(fx facts, warn func(string, string, ...any)) []Creden
 			dir := path.Dir(t)
 			owner := "owned by jackin's user; the image's user is not known: set security.user when the agent runs as neither root nor that user"
 			if o := cp.FileOwner; o != nil {
-				owner = fmt.Sprintf("owned by %d:%d, the agent's user", o.UID, o.GID)
+				// jackin can hand a file to another user only as root.
+				owner = fmt.Sprintf("owned by %d:%d, the agent's user, when jackin runs as root (else by jackin's user, which must then be the agent's)", o.UID, o.GID)
 			}
 			c.Target, c.InContainer = t, "file"
 			c.VisibleIn = []string{

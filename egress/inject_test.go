@@ -24,7 +24,7 @@ const injectCanary = "jkcanaryPROXY0123456789"
 // api.test. It returns an agent-side client trusting the proxy's CA (and,
 // for the pass-through host, the upstream's), the credentials directory,
 // what the upstream saw, and the proxy's log.
-func injectSetup(t *testing.T) (*http.Client, *Proxy, string, func() []string, *logBuf) {
+func injectSetup(t *testing.T, extraAllow ...string) (*http.Client, *Proxy, string, func() []string, *logBuf) {
 	t.Helper()
 	upCA, err := pki.LoadOrCreate(t.TempDir(), "upstream CA")
 	if err != nil {
@@ -50,7 +50,7 @@ func injectSetup(t *testing.T) (*http.Client, *Proxy, string, func() []string, *
 	up.StartTLS()
 	t.Cleanup(up.Close)
 
-	px, pu, log := startProxy(t, []string{"api.test", "other.test"}, up.Listener.Addr().String())
+	px, pu, log := startProxy(t, append([]string{"api.test", "other.test"}, extraAllow...), up.Listener.Addr().String())
 	agentCA, err := pki.LoadOrCreate(t.TempDir(), "agent CA")
 	if err != nil {
 		t.Fatal(err)
@@ -164,5 +164,19 @@ func TestProxyInjectionFailsClosed(t *testing.T) {
 	}
 	if got := seen(); len(got) != 0 {
 		t.Fatalf("the upstream was reached: %q", got)
+	}
+}
+
+// The credential goes only to its host's HTTPS port: a CONNECT to another
+// allowed port of the same host passes through untouched.
+func TestProxyInjectsOnlyOnPort443(t *testing.T) {
+	client, _, _, seen, _ := injectSetup(t, "api.test:8443")
+	if code, body := get(t, client, "https://api.test:8443/x", "Bearer jackin-placeholder"); code != 200 {
+		t.Fatalf("api.test:8443: %d %s", code, body)
+	}
+	for _, s := range seen() {
+		if strings.Contains(s, injectCanary) {
+			t.Fatalf("the credential reached port 8443: %q", s)
+		}
 	}
 }

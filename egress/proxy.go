@@ -169,7 +169,9 @@ func (px *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if px.intercepts(host) {
+	// Only the host's HTTPS port: the credential is for that service, not
+	// for whatever else the allowlist lets through on another port.
+	if port == 443 && px.intercepts(host) {
 		px.terminate(w, d, host, port)
 		return
 	}

@@ -36,6 +36,13 @@ const (
 	UpstreamCAEnv = "JACKIN_EGRESS_UPSTREAM_CA"
 )
 
+// SystemBundlePaths are where images keep their system bundle of trusted
+// roots (Debian, Ubuntu and Alpine; Fedora and RHEL). Under proxy
+// delivery the agent's bundle (the host's roots plus the instance's CA)
+// is mounted over them: roots an image added to its own bundle are not in
+// it.
+var SystemBundlePaths = []string{"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"}
+
 // CAEnv are the variables that point the agent's TLS clients at the
 // egress CA, with the file each names.
 var CAEnv = [][2]string{
@@ -206,6 +213,18 @@ func renderCredentials(fleet, name string, inst schema.Instance, spec Spec, ctr 
 	side.Mounts = append(side.Mounts, drivers.MountSpec{Type: "bind", Source: cp.ProxyDir, Target: ProxyCredentialsMountDir, ReadOnly: true})
 	side.Command = append(side.Command, "--credentials-dir", ProxyCredentialsMountDir)
 	ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: agentCADir, Target: AgentCAMountDir, ReadOnly: true})
+	// Tools that read only the system bundle (not SSL_CERT_FILE) trust the
+	// CA too: the bundle is mounted over the usual system paths, unless
+	// the manifest mounts something there.
+	mounted := map[string]bool{}
+	for _, m := range ctr.Mounts {
+		mounted[m.Target] = true
+	}
+	for _, p := range SystemBundlePaths {
+		if !mounted[p] && !mounted[path.Dir(p)] {
+			ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: filepath.Join(agentCADir, "bundle.pem"), Target: p, ReadOnly: true})
+		}
+	}
 	for _, kv := range CAEnv {
 		if _, set := inst.Env[kv[0]]; !set {
 			ctr.Env[kv[0]] = kv[1]
@@ -240,6 +259,10 @@ func ResolveCredentials(ctx context.Context, d *Desired, r CredentialResolver) *
 			v, err := r.Resolve(ctx, src)
 			if err != nil {
 				failed = fmt.Errorf("credential %s (from %s) cannot be read: %w", n, src.SourceText(), err)
+				break
+			}
+			if why := unfitValue(in.Instance.Credentials[n].Deliver.Kind, v); why != "" {
+				failed = fmt.Errorf("credential %s (from %s): its value %s", n, src.SourceText(), why)
 				break
 			}
 			values[n] = v
@@ -286,6 +309,29 @@ func ResolveCredentials(ctx context.Context, d *Desired, r CredentialResolver) *
 		}
 	}
 	return &out
+}
+
+// unfitValue says why a value cannot be delivered the given way (without
+// quoting it), or "". A header or an environment variable cannot hold a
+// line break or another control character, and would fail at every
+// request or at create instead of at apply with the credential named.
+func unfitValue(delivery string, v []byte) string {
+	if delivery == schema.DeliverFile {
+		return ""
+	}
+	if len(v) == 0 {
+		return "is empty"
+	}
+	for _, c := range v {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			where := "an HTTP header"
+			if delivery == schema.DeliverEnv {
+				where = "an environment variable"
+			}
+			return "holds a line break or another control character, which " + where + " cannot carry"
+		}
+	}
+	return ""
 }
 
 // proxyCredentialsFile is the proxy's view of its credentials.

@@ -141,3 +141,25 @@ func TestDiffSpecsCredentials(t *testing.T) {
 		t.Fatalf("DiffSpecs: %q", got)
 	}
 }
+
+func TestUnfitValuesFailWithoutQuoting(t *testing.T) {
+	for _, c := range []struct {
+		delivery string
+		value    string
+		bad      bool
+	}{
+		{schema.DeliverProxy, "tok-1", false},
+		{schema.DeliverProxy, "tok\r\nX-Evil: 1", true},
+		{schema.DeliverEnv, "a\x00b", true},
+		{schema.DeliverEnv, "", true},
+		{schema.DeliverFile, "-----BEGIN KEY-----\nabc\n", false},
+	} {
+		why := reconciler.UnfitValue(c.delivery, []byte(c.value))
+		if (why != "") != c.bad {
+			t.Errorf("%s %q: %q", c.delivery, c.value, why)
+		}
+		if c.value != "" && strings.Contains(why, c.value) {
+			t.Errorf("the reason quotes the value: %q", why)
+		}
+	}
+}

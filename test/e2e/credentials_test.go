@@ -231,6 +231,13 @@ func TestCredentialsCanary(t *testing.T) {
 	if got := execOut(t, proxied, "find", f.canary); strings.TrimSpace(got) != "" {
 		t.Fatalf("the proxied agent holds the canary:\n%s", got)
 	}
+	// Tools that read only the system bundle trust the instance's CA too.
+	ca := execOut(t, proxied, "cat", "/run/jackin-ca/ca.pem")
+	for _, p := range []string{"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"} {
+		if got := execOut(t, proxied, "cat", p); !strings.Contains(got, strings.TrimSpace(ca)) {
+			t.Errorf("%s lacks the instance's CA", p)
+		}
+	}
 
 	mustCode(t, run(1, "diff", "-f", path), 2, "diff with a failing source")
 	mustCode(t, run(1, "get", "-f", path), 0, "get")

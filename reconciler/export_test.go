@@ -1,0 +1,4 @@
+package reconciler
+
+// UnfitValue exposes unfitValue to the external tests.
+var UnfitValue = unfitValue
