@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackin-dev/jackin/schema"
@@ -40,6 +41,33 @@ type Resolver struct {
 	Timeout time.Duration
 	// Getenv reads host variables; nil means os.LookupEnv.
 	Getenv func(string) (string, bool)
+
+	// mu guards resolved: the values this resolver has read, redacted
+	// from a later command's stderr (one resolver serves one run).
+	mu       sync.Mutex
+	resolved map[string][]byte
+}
+
+// remember notes a value read, so a later failing command's stderr never
+// repeats it.
+func (r *Resolver) remember(v []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.resolved == nil {
+		r.resolved = map[string][]byte{}
+	}
+	r.resolved[string(v)] = v
+}
+
+// known returns the values read so far.
+func (r *Resolver) known() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([][]byte, 0, len(r.resolved))
+	for _, v := range r.resolved {
+		out = append(out, v)
+	}
+	return out
 }
 
 // Resolve reads one source's value. A missing variable, an unreadable or
@@ -79,6 +107,7 @@ func (r *Resolver) Resolve(ctx context.Context, src schema.CredentialSource) ([]
 	if len(bytes.TrimSpace(v)) == 0 {
 		return nil, errors.New("the value is empty")
 	}
+	r.remember(v)
 	return v, nil
 }
 
@@ -104,7 +133,15 @@ func trimNewline(b []byte) []byte {
 	return bytes.TrimSuffix(b, []byte("\r"))
 }
 
+// pipeDrain bounds how long output is still read after a command's own
+// process has ended and its process group has been killed: only a
+// process that left the group can hold a pipe that long.
+const pipeDrain = 500 * time.Millisecond
+
 // run runs argv without a shell, with a timeout, and returns its stdout.
+// The command runs in a process group of its own: when it exits, times out
+// or is cancelled, the whole group is killed, so a child it left behind
+// holding stdout neither outlives it nor turns its success into a timeout.
 func (r *Resolver) run(ctx context.Context, argv []string) ([]byte, error) {
 	if len(argv) == 0 || argv[0] == "" {
 		return nil, errors.New("no command given")
@@ -115,21 +152,72 @@ func (r *Resolver) run(ctx context.Context, argv []string) ([]byte, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	name := filepath.Base(argv[0])
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.WaitDelay = time.Second
+	ownProcessGroup(cmd)
+	cmd.WaitDelay = pipeDrain
+	cmd.Stdin = nil
+	// Pipes of our own, not exec's copying: Wait returns when the command
+	// exits, whoever else holds the write ends, and the group is killed
+	// before what is left in the pipes is read.
 	var stdout, stderr limitedBuffer
 	stdout.max, stderr.max = maxValue, 64<<10
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Stdin = nil
-	err := cmd.Run()
-	name := filepath.Base(argv[0])
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("command %s: %w", name, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, fmt.Errorf("command %s: %w", name, err)
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	err = cmd.Start()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return nil, fmt.Errorf("command %s: %w", name, err)
+	}
+	var copying sync.WaitGroup
+	for _, p := range []struct {
+		r *os.File
+		b *limitedBuffer
+	}{{outR, &stdout}, {errR, &stderr}} {
+		copying.Go(func() { _, _ = io.Copy(p.b, p.r) })
+	}
+	drained := make(chan struct{})
+	go func() {
+		copying.Wait()
+		close(drained)
+	}()
+	err = cmd.Wait()
+	killProcessGroup(cmd)
+	select {
+	case <-drained:
+	case <-time.After(pipeDrain):
+		// A process that left the group holds a pipe: stop reading.
+		outR.Close()
+		errR.Close()
+		select {
+		case <-drained:
+		case <-time.After(pipeDrain):
+			return nil, fmt.Errorf("command %s: a process it started holds its output open", name)
+		}
+	}
+	outR.Close()
+	errR.Close()
 	switch {
-	case ctx.Err() == context.DeadlineExceeded:
-		return nil, fmt.Errorf("command %s timed out after %s%s", name, timeout, stderrText(stderr.Bytes(), stdout.Bytes()))
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return nil, fmt.Errorf("command %s timed out after %s%s", name, timeout, r.stderrText(stderr.Bytes(), stdout.Bytes()))
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("command %s was cancelled: %w", name, ctx.Err())
 	case err != nil:
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return nil, fmt.Errorf("command %s failed (%s)%s", name, ee.ProcessState.String(), stderrText(stderr.Bytes(), stdout.Bytes()))
+			return nil, fmt.Errorf("command %s failed (%s)%s", name, ee.ProcessState.String(), r.stderrText(stderr.Bytes(), stdout.Bytes()))
 		}
 		return nil, fmt.Errorf("command %s: %w", name, err)
 	case stdout.over:
@@ -138,31 +226,147 @@ func (r *Resolver) run(ctx context.Context, argv []string) ([]byte, error) {
 	return stdout.Bytes(), nil
 }
 
-func stderrText(stderr, stdout []byte) string {
-	s := Redact(stderr, stdout)
+// stderrText is a failing command's redacted stderr for its error: without
+// its stdout and without any value this resolver has read before.
+func (r *Resolver) stderrText(stderr, stdout []byte) string {
+	s := Redact(stderr, append(r.known(), stdout)...)
 	if s == "" {
 		return ""
 	}
 	return ": stderr (redacted): " + s
 }
 
+// redacted replaces what Redact hides.
+const redacted = "[REDACTED]"
+
 // tokenLike is a run of characters a secret is made of, long enough to be one.
 var tokenLike = regexp.MustCompile(`[A-Za-z0-9+/=_\-.~:]{16,}`)
 
-// Redact makes a command's stderr safe for an error message: anything the
-// command printed on stdout (the value, whole or in lines) is removed,
-// every token-like word of 16 or more characters becomes [REDACTED], and
-// the text is cut to three lines of at most 200 characters in all.
+// markedWord is a word after a word that announces a secret: an auth
+// scheme (Bearer, Basic) or a secret's name (token, password).
+var markedWord = regexp.MustCompile(`(?i)\b(bearer|basic|token|password|passwd|passphrase|secret)(\s+)(\S+)`)
+
+// keyAssign is the key= or key: of a key=value (quotes allowed); the value
+// after it is hidden when the key looks like a secret's name. The value is
+// not part of the match, so it may hold the next key ("error: pw=...").
+var keyAssign = regexp.MustCompile(`([A-Za-z][A-Za-z0-9_.\-]*)"?\s*[=:]\s*`)
+
+// assignedValue is the value after a keyAssign: quoted, or up to a space
+// or a separator.
+var assignedValue = regexp.MustCompile(`^(?:"[^"\n]*"|'[^'\n]*'|[^\s,;&]+)`)
+
+// redactAssigned hides the values of key=value pairs whose key names a
+// secret ("pw=...", "api_key: ...", "password": "..."), leaving an auth
+// scheme ("Authorization: Bearer") to markedWord.
+func redactAssigned(s string) string {
+	var b strings.Builder
+	last := 0
+	for _, m := range keyAssign.FindAllStringSubmatchIndex(s, -1) {
+		if m[0] < last || !secretKey(s[m[2]:m[3]]) {
+			continue
+		}
+		v := assignedValue.FindString(s[m[1]:])
+		if v == "" || strings.HasPrefix(v, redacted) || strings.EqualFold(v, "bearer") || strings.EqualFold(v, "basic") {
+			continue
+		}
+		b.WriteString(s[last:m[1]])
+		b.WriteString(redacted)
+		last = m[1] + len(v)
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// longWord is a whitespace-separated word that may be a password.
+var longWord = regexp.MustCompile(`\S{8,}`)
+
+// plainWords may follow "token" or "password" in an error message without
+// being one: "token expired", "password incorrect".
+var plainWords = map[string]bool{"is": true, "was": true, "for": true, "not": true, "expired": true, "invalid": true, "incorrect": true,
+	"required": true, "missing": true, "the": true, "a": true, "an": true, "has": true, "had": true, "have": true, "must": true, "and": true,
+	"or": true, "to": true, "of": true, "in": true, "from": true, "with": true, "failed": true, "rejected": true, "denied": true, "empty": true,
+	"too": true, "cannot": true, "could": true, "does": true, "did": true, "should": true, "will": true, "mismatch": true, "error": true,
+	"found": true, "given": true, "provided": true, "set": true, "unset": true, "revoked": true, "needed": true, "file": true, "value": true,
+	"length": true, "format": true, "field": true, "please": true, "may": true, "can": true, "auth": true, "authentication": true}
+
+// secretKey reports whether the key of key=value names a secret.
+func secretKey(k string) bool {
+	k = strings.NewReplacer("-", "_", ".", "_").Replace(strings.ToUpper(k))
+	switch k {
+	case "PW", "PWD", "PIN", "AUTH", "AUTHORIZATION", "SIG", "SIGNATURE":
+		return true
+	}
+	return schema.SecretShaped(k)
+}
+
+// edgePunct is punctuation that ends a word in prose, not part of it.
+const edgePunct = `"'()[]{}<>,.;:!?`
+
+// passwordLike reports whether a word of 8 or more characters (edge
+// punctuation aside) mixes at least two of letters, digits and symbols,
+// as a password does ("P@ss!w0rd", "hunter22x"). Hyphens, dots, slashes,
+// colons and underscores are not counted as symbols: they join words,
+// paths and versions.
+func passwordLike(w string) bool {
+	core := strings.Trim(w, edgePunct)
+	if len(core) < 8 || strings.Contains(w, redacted) {
+		return false
+	}
+	var letter, digit, symbol bool
+	for _, c := range core {
+		switch {
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c > 127:
+			letter = true
+		case c >= '0' && c <= '9':
+			digit = true
+		case strings.ContainsRune(`!@#$%^&*+=~|\<>?`, c):
+			symbol = true
+		}
+	}
+	n := 0
+	for _, b := range []bool{letter, digit, symbol} {
+		if b {
+			n++
+		}
+	}
+	return n >= 2
+}
+
+// Redact makes a command's stderr safe for an error message. Removed, in
+// order: anything in secrets (the command's stdout, values read before;
+// whole or in lines), values of a known shape (see
+// schema.SecretValueShape), the word after "Bearer", "token", "password"
+// (unless it is a plain word such as "expired"), the value of a key=value
+// whose key names a secret ("pw=...", "api_key: ..."), every token-like
+// word of 16 or more characters, and every word of 8 or more that mixes
+// letters, digits and symbols. Each becomes [REDACTED]; the text is then
+// cut to three lines of at most 200 characters in all.
 func Redact(stderr []byte, secrets ...[]byte) string {
 	s := string(stderr)
 	for _, sec := range secrets {
 		for _, part := range append([][]byte{sec}, bytes.Split(sec, []byte("\n"))...) {
 			if p := strings.TrimSpace(string(part)); len(p) >= 4 {
-				s = strings.ReplaceAll(s, p, "[REDACTED]")
+				s = strings.ReplaceAll(s, p, redacted)
 			}
 		}
 	}
-	s = tokenLike.ReplaceAllString(s, "[REDACTED]")
+	s = schema.RedactSecretValues(s, redacted)
+	s = markedWord.ReplaceAllStringFunc(s, func(m string) string {
+		sub := markedWord.FindStringSubmatch(m)
+		word := sub[3]
+		if strings.HasPrefix(word, redacted) || !strings.EqualFold(sub[1], "bearer") && plainWords[strings.ToLower(strings.TrimRight(word, edgePunct))] {
+			return m
+		}
+		return sub[1] + sub[2] + redacted
+	})
+	s = redactAssigned(s)
+	s = tokenLike.ReplaceAllString(s, redacted)
+	s = longWord.ReplaceAllStringFunc(s, func(w string) string {
+		if passwordLike(w) {
+			return redacted
+		}
+		return w
+	})
 	lines := strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' })
 	var kept []string
 	for _, l := range lines {

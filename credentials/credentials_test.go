@@ -94,6 +94,60 @@ func TestRedact(t *testing.T) {
 	}
 }
 
+// Passwords, auth headers, key=value secrets and known token shapes are
+// redacted from stderr even when the command did not print them on stdout;
+// plain error messages stay readable.
+func TestRedactStderr(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		// Words that mix letters, digits and symbols.
+		{"bad password P@ss!w0rd#2024", "bad password [REDACTED]"},
+		{"login failed for hunter22x.", "login failed for [REDACTED]"},
+		{"rejected Tr0ub4dor&3 again", "rejected [REDACTED] again"},
+		// After a marker, whatever its length.
+		{"Authorization: Bearer sk" + "-proj-abc", "Authorization: Bearer [REDACTED]"},
+		{"sent bearer abc", "sent bearer [REDACTED]"},
+		{"pw=Sh0rt!pw rejected", "pw=[REDACTED] rejected"},
+		{"pw=short", "pw=[REDACTED]"},
+		{"api_key=abc and x-api-key: def", "api_key=[REDACTED] and x-api-key: [REDACTED]"},
+		{`{"password": "two words"}`, `{"password": [REDACTED]}`},
+		{"the password letmein is wrong", "the password [REDACTED] is wrong"},
+		{"token abc", "token [REDACTED]"},
+		{"error: pw=abc", "error: pw=[REDACTED]"},
+		{"error: token: abc", "error: token: [REDACTED]"},
+		{"Authorization: Basic dXNlcjpwYXNz", "Authorization: Basic [REDACTED]"},
+		// Known shapes.
+		{"got gh" + "p_abcdef here", "got [REDACTED] here"},
+		{"key AK" + "IAJACKINTESTNOTREA denied", "key [REDACTED] denied"},
+		{"slack xo" + "xb-1-a failed", "slack [REDACTED] failed"},
+		{"clone https://ann:pw" + "@example.com failed", "clone https://[REDACTED]@example.com failed"},
+		{"-----BEGIN OPENSSH PRIVATE" + " KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\nbad key", "[REDACTED] / bad key"},
+		// Plain messages stay as they are.
+		{"op: not signed in", "op: not signed in"},
+		{"error: item not found", "error: item not found"},
+		{"[ERROR] 2024/01/02 10:11:12 \"vault\" isn't a vault in this account.", "[ERROR] 2024/01/02 10:11:12 \"vault\" isn't a vault in this account."},
+		{"token expired; password incorrect", "token expired; password incorrect"},
+		{"gh: To get started with GitHub CLI, please run:  gh auth login", "gh: To get started with GitHub CLI, please run:  gh auth login"},
+		{"permission denied (exit status 1)", "permission denied (exit status 1)"},
+	} {
+		if got := Redact([]byte(tc.in)); got != tc.want {
+			t.Errorf("Redact(%q)\n got %q\nwant %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// A failing command's stderr never repeats a value the resolver has read
+// for another credential, even one no redaction rule would recognize.
+func TestResolveRedactsOtherValues(t *testing.T) {
+	r := &Resolver{Key: make([]byte, 32), Getenv: func(k string) (string, bool) { return "plainword", k == "OTHER" }}
+	if _, err := r.Resolve(context.Background(), schema.CredentialSource{Kind: schema.SourceEnv, Env: "OTHER"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.Resolve(context.Background(), schema.CredentialSource{Kind: schema.SourceCommand, Command: []string{script(t, "echo 'denied for plainword' >&2; exit 1")}})
+	if err == nil || !strings.Contains(err.Error(), "denied for [REDACTED]") || strings.Contains(err.Error(), "plainword") {
+		t.Fatalf("error: %v", err)
+	}
+}
+
 // The digest is keyed: another key, instance or name gives another digest,
 // and it is neither the value nor its plain hash.
 func TestDigestKeyed(t *testing.T) {

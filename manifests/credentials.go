@@ -50,18 +50,54 @@ func mergeCredentials(d, in map[string]rawCredential) map[string]rawCredential {
 	return out
 }
 
-// sourceHint says how to read a value from a source instead of writing it.
+// sourceHint says how to read a value from a source instead of writing it
+// in env.
 func sourceHint(name string) string {
 	return fmt.Sprintf(`read it from a source instead: credentials: %s: {from: {env: "HOST_VAR"}} (or {file: "~/path"}, {command: ["gh", "auth", "token"]}, "op://vault/item/field"), delivered as a file by default or with deliver: {env: %q}`, name, name)
 }
 
-// literalEnv refuses a literal value for a secret-shaped env name.
+// credentialSourceHint says how to read a credential's value from a source
+// instead of writing it.
+func credentialSourceHint(name string) string {
+	return fmt.Sprintf(`read it from a source instead: credentials: %s: {from: {env: "HOST_VAR"}} (or {file: "~/path"}, {command: ["gh", "auth", "token"]}, "op://vault/item/field"), keeping its deliver`, name)
+}
+
+// literalEnv refuses a literal value for a secret-shaped env name, and a
+// value that looks like a secret (a token's prefix, a private key, a URL
+// with a password) whatever its name. The message names the kind of value,
+// never the value.
 func (c *instanceChecker) literalEnv(env map[string]string) {
 	for _, k := range sortedKeys(env) {
-		if env[k] != "" && schema.SecretShaped(k) {
+		v := env[k]
+		if v == "" {
+			continue
+		}
+		if schema.SecretShaped(k) {
 			c.errorf([]any{"env", k}, "env %s looks like a secret, and a literal secret in the manifest is refused (it would sit in the repository, the store and docker inspect); %s", k, sourceHint(k))
+		} else if kind := schema.SecretValueShape(v); kind != "" {
+			c.errorf([]any{"env", k}, "env %s: its value looks like a %s, and a literal secret in the manifest is refused (it would sit in the repository, the store and docker inspect); %s", k, kind, sourceHint(k))
 		}
 	}
+}
+
+// literalSecret says why a literal from value must not be written in the
+// manifest, or returns "": the credential's name or the env name it is
+// delivered as looks like a secret, it is delivered by the proxy (as a
+// request header, whose value authenticates by definition), or the value
+// has a secret's shape. The reason never quotes the value.
+func literalSecret(name, value string, d *rawDelivery) string {
+	switch {
+	case schema.SecretShaped(name):
+		return fmt.Sprintf("the name %s looks like a secret", name)
+	case d != nil && d.Proxy != nil:
+		return "it is delivered by the proxy as a request header, which is there to authenticate"
+	case d != nil && d.Env != nil && schema.SecretShaped(*d.Env):
+		return fmt.Sprintf("it is delivered as env %s, which looks like a secret", *d.Env)
+	}
+	if kind := schema.SecretValueShape(value); kind != "" {
+		return "its value looks like a " + kind
+	}
+	return ""
 }
 
 // systemDirs must not be a file credential's directory: the directory is
@@ -86,6 +122,12 @@ func (c *instanceChecker) credentials(raw map[string]rawCredential, inst *schema
 		cred := schema.Credential{Name: name}
 		at := func(rel ...any) []any { return append([]any{"credentials", name}, rel...) }
 		okSource := c.credentialSource(name, r.From, &cred.From, at)
+		if okSource && cred.From.Kind == schema.SourceLiteral {
+			if why := literalSecret(name, cred.From.Literal, r.Deliver); why != "" {
+				c.errorf(at("from"), "credential %s: a literal secret in the manifest is refused (%s; it would sit in the repository and in every review): %s", name, why, credentialSourceHint(name))
+				okSource = false
+			}
+		}
 		okDeliver := c.credentialDelivery(name, r.Deliver, inst, &cred.Deliver, at)
 		if !okSource || !okDeliver {
 			continue
@@ -145,10 +187,7 @@ func (c *instanceChecker) credentialSource(name string, raw json.RawMessage, out
 			*out = schema.CredentialSource{Kind: schema.SourceOnePass, Command: []string{"op", "read", s}}
 			return c.commandOnPath(name, out.Command, at("from"))
 		}
-		if schema.SecretShaped(name) {
-			c.errorf(at("from"), "credential %s: a literal secret in the manifest is refused (it would sit in the repository and in every review); %s", name, sourceHint(name))
-			return false
-		}
+		// A literal secret is refused by the caller, which knows the delivery.
 		*out = schema.CredentialSource{Kind: schema.SourceLiteral, Literal: s}
 		return true
 	}
