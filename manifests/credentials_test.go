@@ -189,6 +189,7 @@ func TestLoadAcceptsNonSecretLiterals(t *testing.T) {
 	DATABASE_URL: "postgres://app@db.example.com:5432/app"
 	REDIS_URL: "redis://app:$REDIS_PASSWORD@cache:6379"
 	JOB: "disk-usage-report-for-every-volume-2024"
+	ML: "sk-learn-is-a-python-library-for-ml-work"
 	NOTE_TEXT: "ask the ghp team; the sk- prefix; xox is a game"
 	SORT: "ACCESSKEYIDENTIFIERS"
 }, credentials: {
