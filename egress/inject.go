@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -193,7 +194,7 @@ func (px *Proxy) terminate(w http.ResponseWriter, d Decision, host string, port 
 		},
 	}
 	_ = client.SetReadDeadline(time.Now().Add(helloTimeout))
-	tc := tls.Server(&prefixedConn{Conn: client, prefix: buf.Reader}, conf)
+	tc := tls.Server(withBuffered(client, buf.Reader), conf)
 	if err := tc.Handshake(); err != nil {
 		d.Rule = "TLS with the agent failed: " + err.Error()
 		if sniErr != "" {
@@ -230,14 +231,27 @@ func (px *Proxy) terminate(w http.ResponseWriter, d Decision, host string, port 
 	}
 	done := make(chan struct{})
 	var closeOnce sync.Once
+	// A handler that hijacks the connection (an upgrade) still uses it
+	// until it returns: the tunnel ends then, not at the hijack.
+	var handlers sync.WaitGroup
 	srv := &http.Server{
-		Handler:           rp,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			handlers.Add(1)
+			defer handlers.Done()
+			rp.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          log.New(io.Discard, "", 0),
 		ConnState: func(_ net.Conn, s http.ConnState) {
-			if s == http.StateClosed || s == http.StateHijacked {
+			switch s {
+			case http.StateClosed:
 				closeOnce.Do(func() { close(done) })
+			case http.StateHijacked:
+				go func() {
+					handlers.Wait()
+					closeOnce.Do(func() { close(done) })
+				}()
 			}
 		},
 	}
@@ -291,9 +305,24 @@ func (t injectTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		t.px.record(d)
 		return nil, err
 	}
-	resp.Body = &recordOnClose{ReadCloser: resp.Body, px: t.px, d: d, start: start}
+	rec := &recordOnClose{ReadCloser: resp.Body, px: t.px, d: d, start: start}
+	if rw, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		// An upgraded connection (WebSockets): the reverse proxy copies
+		// both ways, so the body must stay writable.
+		resp.Body = &recordOnCloseRW{recordOnClose: rec, w: rw}
+		return resp, nil
+	}
+	resp.Body = rec
 	return resp, nil
 }
+
+// recordOnCloseRW is a recordOnClose of an upgraded connection's body.
+type recordOnCloseRW struct {
+	*recordOnClose
+	w io.Writer
+}
+
+func (r *recordOnCloseRW) Write(p []byte) (int, error) { return r.w.Write(p) }
 
 // recordOnClose logs a request's decision once its response body is read.
 type recordOnClose struct {
@@ -301,20 +330,21 @@ type recordOnClose struct {
 	px    *Proxy
 	d     Decision
 	start time.Time
-	n     int64
-	once  sync.Once
+	// n is atomic: an upgraded connection is closed while it is read.
+	n    atomic.Int64
+	once sync.Once
 }
 
 func (r *recordOnClose) Read(p []byte) (int, error) {
 	n, err := r.ReadCloser.Read(p)
-	r.n += int64(n)
+	r.n.Add(int64(n))
 	return n, err
 }
 
 func (r *recordOnClose) Close() error {
 	err := r.ReadCloser.Close()
 	r.once.Do(func() {
-		r.d.BytesDown = r.n
+		r.d.BytesDown = r.n.Load()
 		r.d.DurationMs = time.Since(r.start).Milliseconds()
 		r.px.record(r.d)
 	})

@@ -1,6 +1,7 @@
 package egress
 
 import (
+	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -44,6 +45,24 @@ func injectSetup(t *testing.T, extraAllow ...string) (*http.Client, *Proxy, stri
 		mu.Lock()
 		seen = append(seen, r.Host+" "+r.Header.Get("Authorization"))
 		mu.Unlock()
+		if r.Header.Get("Upgrade") == "echo" {
+			// A protocol upgrade (as WebSockets do): then echo lines.
+			conn, brw, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+			_ = brw.Flush()
+			for {
+				line, err := brw.ReadString('\n')
+				if err != nil {
+					return
+				}
+				_, _ = brw.WriteString("echo " + line)
+				_ = brw.Flush()
+			}
+		}
 		fmt.Fprint(w, "ok")
 	}))
 	up.TLS = &tls.Config{Certificates: []tls.Certificate{upCert}}
@@ -178,5 +197,40 @@ func TestProxyInjectsOnlyOnPort443(t *testing.T) {
 		if strings.Contains(s, injectCanary) {
 			t.Fatalf("the credential reached port 8443: %q", s)
 		}
+	}
+}
+
+// A protocol upgrade to a credential host (WebSockets) gets the header on
+// its request and then stays open both ways.
+func TestProxyKeepsUpgradedConnectionsOpen(t *testing.T) {
+	client, _, _, seen, _ := injectSetup(t)
+	req, _ := http.NewRequest(http.MethodGet, "https://api.test/ws", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "echo")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	rwc, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		t.Fatalf("the upgraded body is not writable: %T", resp.Body)
+	}
+	br := bufio.NewReader(rwc)
+	for _, msg := range []string{"one", "two"} {
+		if _, err := io.WriteString(rwc, msg+"\n"); err != nil {
+			t.Fatalf("write %s: %v", msg, err)
+		}
+		line, err := br.ReadString('\n')
+		if err != nil || line != "echo "+msg+"\n" {
+			t.Fatalf("read after %s: %q %v", msg, line, err)
+		}
+	}
+	if got := seen(); len(got) != 1 || got[0] != "api.test Bearer "+injectCanary {
+		t.Errorf("upstream saw %q", got)
 	}
 }

@@ -103,10 +103,7 @@ func (px *Proxy) dialViaUpstream(ctx context.Context, addr string) (net.Conn, er
 		c.Close()
 		return nil, fmt.Errorf("upstream proxy %s refused CONNECT %s: %s", px.Upstream.Host, addr, resp.Status)
 	}
-	if br.Buffered() > 0 {
-		return &prefixedConn{Conn: c, prefix: br}, nil
-	}
-	return c, nil
+	return withBuffered(c, br), nil
 }
 
 // ServeHTTP handles CONNECT tunnels and absolute-form HTTP requests.
@@ -437,11 +434,27 @@ type prefixedConn struct {
 	prefix io.Reader
 }
 
+// withBuffered is c with the bytes br has already read from it in front.
+// Only those bytes: br reads on from c itself, where deadlines and errors
+// must reach the reader unchanged (an HTTP server aborts a read with a
+// deadline when a handler hijacks the connection).
+func withBuffered(c net.Conn, br *bufio.Reader) net.Conn {
+	n := br.Buffered()
+	if n == 0 {
+		return c
+	}
+	b, _ := br.Peek(n)
+	return &prefixedConn{Conn: c, prefix: bytes.NewReader(bytes.Clone(b))}
+}
+
 func (c *prefixedConn) Read(p []byte) (int, error) {
 	if c.prefix != nil {
 		n, err := c.prefix.Read(p)
-		if n > 0 || !errors.Is(err, io.EOF) {
+		if n > 0 {
 			return n, nil
+		}
+		if !errors.Is(err, io.EOF) {
+			return 0, err
 		}
 		c.prefix = nil
 	}
