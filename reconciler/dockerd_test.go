@@ -302,3 +302,35 @@ func objectIDOf(drv *fake.Driver, kind drivers.Kind, name string) string {
 	}
 	return o.ID
 }
+
+// A daemon that never answered stays up (the engine runs it); the next
+// pass that starts the agent asks it again instead of trusting it.
+func TestExecuteAsksARunningDaemonBeforeStartingTheAgent(t *testing.T) {
+	f := with(fleetOf(), "web", privateDocker(schema.DaemonPrivileged))
+	f.StateDir = t.TempDir()
+	drv := newDriver()
+	drv.AddImage("docker:dind", "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd")
+	drv.FailOn(fake.MethodWaitReady, name("web")+"-dind", errors.New("did not answer within 90s"))
+	_, results := execute(t, drv, f, nil, reconciler.ExecOptions{StateDir: f.StateDir})
+	if o := outcomes(results)["web"]; o != reconciler.OutcomeFailed {
+		t.Fatalf("first pass: %s", o)
+	}
+	drv.ResetCalls()
+	_, results = execute(t, drv, f, nil, reconciler.ExecOptions{StateDir: f.StateDir})
+	if o := outcomes(results)["web"]; o != reconciler.OutcomeFailed {
+		t.Errorf("second pass: %s (the daemon still does not answer)", o)
+	}
+	if slices.Contains(drv.CallLog(), "Start container jk-demo-web") {
+		t.Errorf("the agent was started against a daemon that never answered: %v", drv.CallLog())
+	}
+	drv.FailOn(fake.MethodWaitReady, name("web")+"-dind", nil)
+	drv.ResetCalls()
+	_, results = execute(t, drv, f, nil, reconciler.ExecOptions{StateDir: f.StateDir})
+	if o := outcomes(results)["web"]; o != reconciler.OutcomeSucceeded {
+		t.Fatalf("once it answers: %s", o)
+	}
+	log := drv.CallLog()
+	if w, s := slices.Index(log, "WaitReady container jk-demo-web-dind"), slices.Index(log, "Start container jk-demo-web"); w < 0 || s < w {
+		t.Errorf("order: %v", log)
+	}
+}

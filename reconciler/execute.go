@@ -461,21 +461,28 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, opts ExecOptions)
 			// container), then start it.
 			steps = append(steps, step{"stop container " + agentName, func(ctx context.Context) error { return drv.Stop(ctx, agentID) }})
 		}
-		// A stopped container the agent depends on (the private daemon)
-		// starts, and answers, first.
+		// A container the agent depends on (the private daemon) starts, and
+		// answers, first; one already running is asked again before the
+		// agent starts (it may be running without ever having answered).
 		probes := readyProbes(act.Desired)
+		agentStarted := agentState != drivers.StateRunning && agentState != drivers.StateRestarting
 		for _, c := range containers {
 			probe := probes[c.Labels[drivers.LabelComponent]]
-			if c.ID == agentID || !serves(probe) || c.State == drivers.StateRunning || c.State == drivers.StateRestarting {
+			if c.ID == agentID || !serves(probe) {
 				continue
 			}
-			if c.State == drivers.StatePaused {
-				steps = append(steps, step{"stop container " + c.Name, func(ctx context.Context) error { return drv.Stop(ctx, c.ID) }})
+			running := c.State == drivers.StateRunning || c.State == drivers.StateRestarting
+			if running && !agentStarted {
+				continue
 			}
-			steps = append(steps, step{"start container " + c.Name, func(ctx context.Context) error { return drv.Start(ctx, c.ID) }})
+			if !running {
+				if c.State == drivers.StatePaused {
+					steps = append(steps, step{"stop container " + c.Name, func(ctx context.Context) error { return drv.Stop(ctx, c.ID) }})
+				}
+				steps = append(steps, step{"start container " + c.Name, func(ctx context.Context) error { return drv.Start(ctx, c.ID) }})
+			}
 			steps = append(steps, waitReadyStep(drv, c.Name, func() string { return c.ID }, *probe))
 		}
-		agentStarted := agentState != drivers.StateRunning && agentState != drivers.StateRestarting
 		if agentStarted {
 			steps = append(steps, step{"start container " + agentName, func(ctx context.Context) error { return drv.Start(ctx, agentID) }})
 		}

@@ -588,6 +588,11 @@ func (w *watcher) noteEngineEvent(ctx context.Context, t Trigger) bool {
 		w.crashes[ev.Instance] = e
 	}
 	e.lastExit = ev.ExitCode
+	if e.startedAt.IsZero() && e.crashes > 0 {
+		// The exit of a start that failed (a daemon that died before it
+		// answered): the failure was counted, and its backoff stands.
+		return true
+	}
 	if !e.startedAt.IsZero() && ev.Time.Sub(e.startedAt) < w.cfg.Backoff.MinUptime {
 		e.crashes++
 	} else {

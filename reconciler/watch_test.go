@@ -487,3 +487,25 @@ func TestWatchBacksOffACrashingSidecar(t *testing.T) {
 		t.Fatal("no crash loop reported for the crashing sidecar")
 	}
 }
+
+// A private daemon that dies before it answers: the start fails (the
+// readiness wait) and the die event that follows must not reset the
+// backoff the failure set.
+func TestWatchBacksOffADaemonThatNeverAnswers(t *testing.T) {
+	drv := newDriver()
+	drv.AddImage("docker:dind", "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd")
+	f := with(fleetOf(), "web", func(in *schema.Instance) {
+		in.Docker = schema.DockerPrivate
+		in.DockerDaemon = &schema.DockerDaemon{Image: "docker:dind", Privilege: schema.DaemonPrivileged}
+	})
+	f.StateDir = t.TempDir()
+	drv.SetCrashOnStart("jk-demo-web-dind", true)
+	w := startWatch(t, drv, f, nil)
+	time.Sleep(1500 * time.Millisecond)
+	if starts := drv.Calls()[fake.MethodStart]; starts > 12 {
+		t.Fatalf("%d starts in 1.5s: the daemon is restarted in a hot loop", starts)
+	}
+	if len(w.reported(reconciler.EventCrashLoop)) == 0 {
+		t.Fatal("no crash loop reported for the daemon")
+	}
+}
