@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/jackin-dev/jackin/egress"
@@ -134,7 +135,9 @@ func (c *instanceChecker) credentials(raw map[string]rawCredential, inst *schema
 		}
 		switch d := cred.Deliver; d.Kind {
 		case schema.DeliverEnv:
-			if _, set := inst.Env[d.Env]; set {
+			if slices.Contains(schema.JackinEnv, d.Env) {
+				c.errorf(at("deliver", "env"), "credential %s is delivered as env %s, which jackin sets itself (its Docker client, proxy or CA settings): choose another name", name, d.Env)
+			} else if _, set := inst.Env[d.Env]; set {
 				c.errorf(at("deliver", "env"), "credential %s is delivered as env %s, which env also sets: remove one", name, d.Env)
 			} else if other, dup := envs[d.Env]; dup {
 				c.errorf(at("deliver", "env"), "credentials %s and %s are both delivered as env %s", other, name, d.Env)
@@ -153,7 +156,9 @@ func (c *instanceChecker) credentials(raw map[string]rawCredential, inst *schema
 			}
 			headers[key] = name
 			if p := d.Proxy.Placeholder; p != "" {
-				if _, set := inst.Env[p]; set {
+				if slices.Contains(schema.JackinEnv, p) {
+					c.errorf(at("deliver", "proxy", "placeholder"), "placeholder %s is a variable jackin sets itself (its Docker client, proxy or CA settings): choose another name", p)
+				} else if _, set := inst.Env[p]; set {
 					c.errorf(at("deliver", "proxy", "placeholder"), "placeholder %s is also set by env: remove one", p)
 				} else if other, dup := envs[p]; dup {
 					c.errorf(at("deliver", "proxy", "placeholder"), "credentials %s and %s both set env %s", other, name, p)
@@ -168,6 +173,11 @@ func (c *instanceChecker) credentials(raw map[string]rawCredential, inst *schema
 	// directory behind that mount) nor hold one.
 	for t, name := range files {
 		dir := path.Dir(t)
+		for _, j := range schema.JackinMountTargets {
+			if dir == j || strings.HasPrefix(dir+"/", j+"/") || strings.HasPrefix(j, dir+"/") {
+				c.errorf([]any{"credentials", name, "deliver"}, "credential %s is delivered in %s, which overlaps %s, where jackin mounts its own files: choose another path", name, dir, j)
+			}
+		}
 		for _, m := range inst.Mounts {
 			if m.Dst == dir || strings.HasPrefix(dir+"/", strings.TrimSuffix(m.Dst, "/")+"/") || strings.HasPrefix(m.Dst, dir+"/") {
 				c.errorf([]any{"credentials", name, "deliver"}, "credential %s is delivered in %s, which overlaps the mount at %s: a file credential's directory is a read-only mount of its own; choose another path", name, dir, m.Dst)

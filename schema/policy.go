@@ -121,6 +121,18 @@ func DockerHostProblem(value string) string {
 // "private": the manifest may not set them itself.
 var DockerClientEnv = []string{"DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "TESTCONTAINERS_HOST_OVERRIDE"}
 
+// JackinEnv are the variables jackin itself sets in an agent (the private
+// daemon's client, the egress proxy, the trust of the egress CA, HOME
+// under a read-only root): a credential may not be delivered into one.
+var JackinEnv = append(append([]string{}, DockerClientEnv...),
+	"DOCKER_CONFIG", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+	"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS", "HOME")
+
+// JackinMountTargets are directories jackin mounts into an agent (the
+// private daemon's client files, the egress CA): nothing else may be
+// mounted at, in or around them.
+var JackinMountTargets = []string{"/run/jackin", "/run/jackin-ca"}
+
 // ExpandHome replaces a leading "~" or "~/" with home. "~user" is not supported.
 func ExpandHome(p, home string) (string, bool) {
 	switch {
