@@ -38,7 +38,7 @@ func TestLoadRejectsBadCredentials(t *testing.T) {
 			path: "instances.a.credentials.GH_TOKEN.deliver.env", msg: "which jackin sets itself"},
 		{name: "placeholder jackin sets", src: inst(`network: {egress: "allowlist", allow: ["api.example.com"]}, credentials: API_TOKEN: {from: {env: "A"}, deliver: proxy: {host: "api.example.com", «placeholder: "HTTPS_PROXY"}}`),
 			path: "instances.a.credentials.API_TOKEN.deliver.proxy.placeholder", msg: "is a variable jackin sets itself"},
-		{name: "file where jackin mounts", src: inst(`credentials: GH_TOKEN: {from: {env: "A"}, deliver: «file: "/run/jackin/docker/token"}`),
+		{name: "file where jackin mounts", src: inst(`credentials: GH_TOKEN: {from: {env: "A"}, «deliver: file: "/run/jackin/docker/token"}`),
 			path: "instances.a.credentials.GH_TOKEN.deliver", msg: "where jackin mounts its own files"},
 	})
 }
