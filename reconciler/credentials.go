@@ -413,7 +413,19 @@ func WriteCredentials(d *Desired) (changed map[string][]string, failed map[strin
 	changed, failed = map[string][]string{}, map[string]error{}
 	for i := range d.Instances {
 		in := &d.Instances[i]
-		if in.Credentials == nil || in.Credentials.Values == nil || in.CredentialErr != nil {
+		if in.Credentials == nil {
+			// Credentials removed from a live instance: their values go
+			// now, not at its delete.
+			if dir, _, _ := CredentialDirs(d.StateDir, d.Fleet, in.Name); d.StateDir != "" {
+				if _, err := os.Stat(dir); err == nil {
+					if err := RemoveCredentials(d.StateDir, d.Fleet, in.Name); err != nil {
+						failed[in.Name] = fmt.Errorf("remove credentials no longer declared: %w", err)
+					}
+				}
+			}
+			continue
+		}
+		if in.Credentials.Values == nil || in.CredentialErr != nil {
 			continue
 		}
 		var pending []string

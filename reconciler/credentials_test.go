@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -161,5 +163,34 @@ func TestUnfitValuesFailWithoutQuoting(t *testing.T) {
 		if c.value != "" && strings.Contains(why, c.value) {
 			t.Errorf("the reason quotes the value: %q", why)
 		}
+	}
+}
+
+// Credentials removed from a live instance leave the host tmpfs at the
+// next write, not at its delete.
+func TestRemovedCredentialsLeaveTheTmpfs(t *testing.T) {
+	base := "/dev/shm/jackin-test-removed"
+	if _, err := os.Stat("/dev/shm"); err != nil {
+		t.Skip("no /dev/shm")
+	}
+	reconciler.SecretsBase = func() string { return base }
+	t.Cleanup(func() { os.RemoveAll(base) })
+	f := withCreds(fleetOf("a"))
+	f.StateDir = t.TempDir()
+	d := reconciler.ResolveCredentials(t.Context(), desired(t, f), fakeResolver{"E": "env-secret-1", "F": "file-secret-1"})
+	if _, failed := reconciler.WriteCredentials(d); len(failed) > 0 {
+		t.Fatal(failed)
+	}
+	dir := filepath.Join(base, "demo", "a")
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("not written: %v", err)
+	}
+	g := fleetOf("a")
+	g.StateDir = f.StateDir
+	if _, failed := reconciler.WriteCredentials(desired(t, g)); len(failed) > 0 {
+		t.Fatal(failed)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the values of removed credentials are still on the tmpfs: %v", err)
 	}
 }

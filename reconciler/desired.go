@@ -60,6 +60,7 @@ func BuildDesired(f *schema.Fleet) (*Desired, error) {
 	if stateDir == "" {
 		stateDir = store.DefaultDir()
 	}
+	d.StateDir = stateDir
 	for _, name := range names {
 		in, err := desiredInstance(f.Name, name, f.Instances[name], tags, stateDir)
 		if err != nil {

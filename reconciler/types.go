@@ -136,7 +136,9 @@ type DesiredInstance struct {
 
 // Desired is a fleet's desired state.
 type Desired struct {
-	Fleet     string
+	Fleet string
+	// StateDir is the state directory the desired state was rendered for.
+	StateDir  string
 	Instances []DesiredInstance // sorted by name
 }
 
