@@ -570,7 +570,7 @@ func writePublic(dir string, files map[string][]byte) error {
 func RemoveCredentials(stateDir, fleet, instance string) error {
 	_, caDir, agentCADir := CredentialDirs(stateDir, fleet, instance)
 	errs := []error{credentials.RemoveInstance(SecretsBase(), fleet, instance)}
-	for _, d := range []string{caDir, filepath.Dir(agentCADir)} {
+	for _, d := range []string{filepath.Dir(caDir), filepath.Dir(agentCADir)} {
 		if err := os.RemoveAll(d); err != nil {
 			errs = append(errs, err)
 		}

@@ -63,13 +63,30 @@ func DiffSpecs(old, cur Spec) []string {
 	if old.Network.Egress != cur.Network.Egress {
 		r = append(r, fmt.Sprintf("network egress changed: %s → %s", orNone(old.Network.Egress), orNone(cur.Network.Egress)))
 	}
+	if old.Network.EgressNetwork != cur.Network.EgressNetwork {
+		r = append(r, fmt.Sprintf("network egressNetwork changed: %s → %s", orNone(old.Network.EgressNetwork), orNone(cur.Network.EgressNetwork)))
+	}
+	if old.Network.UpstreamProxy != cur.Network.UpstreamProxy {
+		r = append(r, fmt.Sprintf("network upstreamProxy changed: %s → %s", orNone(old.Network.UpstreamProxy), orNone(cur.Network.UpstreamProxy)))
+	}
 	if old.Docker != cur.Docker {
 		r = append(r, fmt.Sprintf("docker access changed: %s → %s", orNone(old.Docker), orNone(cur.Docker)))
+	}
+	if o, c := daemonText(old.DockerDaemon), daemonText(cur.DockerDaemon); o != c && old.DockerDaemon != nil && cur.DockerDaemon != nil {
+		r = append(r, fmt.Sprintf("dockerDaemon changed: %s → %s", o, c))
 	}
 	if d := diffSandbox(old.Sandbox, cur.Sandbox); d != "" {
 		r = append(r, "sandbox changed: "+d)
 	}
 	return append(r, diffCredentials(old.Credentials, cur.Credentials)...)
+}
+
+// daemonText is the private daemon's configuration for a reason.
+func daemonText(d *SpecDockerDaemon) string {
+	if d == nil {
+		return "none"
+	}
+	return "image " + d.Image + ", privilege " + d.Privilege
 }
 
 // diffCredentials names credentials added, removed or delivered

@@ -104,6 +104,10 @@ func renderDocker(fleet, name string, inst schema.Instance, ctr *drivers.Contain
 		Hostname: DockerAlias,
 		Mounts: []drivers.MountSpec{
 			{Type: "volume", Source: vname, Target: dockerDataDir},
+			// Runtime state (dockerd's pid file, containerd's sockets) on a
+			// tmpfs: a daemon killed uncleanly leaves a pid file behind, and
+			// dockerd refuses to start again over it.
+			{Type: "tmpfs", Target: "/run"},
 			{Type: "bind", Source: filepath.Join(dir, "server"), Target: dockerServerMount, ReadOnly: true},
 			// The readiness probe is a TLS client too.
 			{Type: "bind", Source: filepath.Join(dir, "client"), Target: dockerClientMount, ReadOnly: true},
@@ -234,9 +238,10 @@ func (t *DockerTLS) Prepare() error {
 
 // RemoveInstanceFiles removes what jackin keeps on the host for a deleted
 // instance outside its checkouts: the private daemon's CA, keys and
-// certificates, and the egress policy.
+// certificates, the credentials' values, CA and CA files, and the egress
+// policy. It is the one cleanup of them (delete and purge both use it).
 func RemoveInstanceFiles(stateDir, fleet, instance string) error {
-	var errs []error
+	errs := []error{RemoveCredentials(stateDir, fleet, instance)}
 	for _, dir := range []string{DockerTLSDir(stateDir, fleet, instance), PolicyDir(stateDir, fleet, instance)} {
 		if err := os.RemoveAll(dir); err != nil {
 			errs = append(errs, err)

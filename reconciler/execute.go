@@ -523,14 +523,16 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, opts ExecOptions)
 				}})
 			}
 		}
+		// Host files before checkouts: a checkout that cannot be released
+		// fails the step, and must not leave keys and values behind.
+		if opts.StateDir != "" {
+			steps = append(steps, step{"remove the instance's certificates, credentials and egress policy", func(ctx context.Context) error {
+				return RemoveInstanceFiles(opts.StateDir, fleet, act.Instance)
+			}})
+		}
 		if ws != nil {
 			steps = append(steps, step{"release worktree and clone checkouts", func(ctx context.Context) error {
 				return ws.Release(ctx, fleet, act.Instance)
-			}})
-		}
-		if opts.StateDir != "" {
-			steps = append(steps, step{"remove the instance's certificates and egress policy", func(ctx context.Context) error {
-				return RemoveInstanceFiles(opts.StateDir, fleet, act.Instance)
 			}})
 		}
 	}

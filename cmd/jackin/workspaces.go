@@ -67,9 +67,11 @@ func (m *checkoutManager) Prepare(ctx context.Context, fleet string, in *reconci
 }
 
 func (m *checkoutManager) Release(ctx context.Context, fleet, instance string) error {
-	// The instance's containers are gone: so go its credential files.
-	if err := reconciler.RemoveCredentials(m.stateDir, fleet, instance); err != nil {
-		m.log.Error(err, "remove credential files", "instance", instance)
+	// The instance's containers are gone: so go its host files (delete
+	// removed them already; a purge of an instance with nothing on the
+	// engine has only this).
+	if err := reconciler.RemoveInstanceFiles(m.stateDir, fleet, instance); err != nil {
+		m.log.Error(err, "remove the instance's host files", "instance", instance)
 	}
 	list, err := workspace.List(m.stateDir, fleet, instance)
 	if err != nil {

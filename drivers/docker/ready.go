@@ -149,6 +149,13 @@ func (d *Driver) logTail(ctx context.Context, id string, probe drivers.ReadyProb
 		return ""
 	}
 	if probe.QuoteLog {
+		// Printable only: the log is written by a container.
+		text = strings.Map(func(r rune) rune {
+			if r == '\n' || r == '\t' || (r >= ' ' && r != 0x7f && !(r >= 0x80 && r < 0xa0)) {
+				return r
+			}
+			return '?'
+		}, text)
 		return "\nits log ends:\n  " + strings.ReplaceAll(text, "\n", "\n  ")
 	}
 	var found []string

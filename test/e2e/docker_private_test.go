@@ -211,6 +211,14 @@ instances: {
 		}
 	})
 
+	t.Run("a daemon killed uncleanly starts again", func(t *testing.T) {
+		docker(t, "kill", a+"-dind")
+		mustCode(t, e.jackin("apply", "-f", m), 0, "apply after docker kill of the daemon")
+		if out := mustInAgent(t, a, "docker version --format '{{.Server.Version}}'"); out == "" {
+			t.Error("the daemon does not answer after its restart")
+		}
+	})
+
 	t.Run("the contract states what the sidecar holds", func(t *testing.T) {
 		r := e.jackin("explain", "-f", m, "a", "-o", "json")
 		mustCode(t, r, 0, "explain")
