@@ -971,8 +971,8 @@ func (b builder) dockerDaemon(fx facts) *DockerDaemon {
 		Limits: "not covered: the daemon's containers run in cgroups of their own beside the sidecar's, so the instance's memory, CPU and pids limits do not bound them",
 	}
 	switch {
-	case fx.di.DockerTLS != nil && fx.di.DockerTLS.ClientOwner != "":
-		d.ClientKey = "mode 0600, handed to the agent's user " + fx.di.DockerTLS.ClientOwner
+	case fx.di.DockerTLS != nil && fx.di.DockerTLS.ClientOwner != nil:
+		d.ClientKey = fmt.Sprintf("mode 0600, handed to the agent's user %d:%d", fx.di.DockerTLS.ClientOwner.UID, fx.di.DockerTLS.ClientOwner.GID)
 	case fx.di.Spec.Sandbox != nil && fx.di.Spec.Sandbox.User != "":
 		d.ClientKey = "mode 0600, owned by the user jackin runs as: readable by the agent (" + fx.di.Spec.Sandbox.User + ") when that is the same user or root"
 	default:

@@ -163,19 +163,11 @@ func (px *Proxy) intercepts(host string) bool {
 // request is judged by the policy in force and logged, without values.
 func (px *Proxy) terminate(w http.ResponseWriter, d Decision, host string, port int) {
 	start := d.Time
-	hj, ok := w.(http.Hijacker)
+	client, buf, ok := openTunnel(w)
 	if !ok {
-		http.Error(w, "jackin egress proxy: cannot tunnel", http.StatusInternalServerError)
-		return
-	}
-	client, buf, err := hj.Hijack()
-	if err != nil {
 		return
 	}
 	defer client.Close()
-	if _, err := client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
-		return
-	}
 	want := normHost(host)
 	var sniErr string
 	conf := &tls.Config{

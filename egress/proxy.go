@@ -180,19 +180,11 @@ func (px *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer up.Close()
-	hj, ok := w.(http.Hijacker)
+	client, buf, ok := openTunnel(w)
 	if !ok {
-		http.Error(w, "jackin egress proxy: cannot tunnel", http.StatusInternalServerError)
-		return
-	}
-	client, buf, err := hj.Hijack()
-	if err != nil {
 		return
 	}
 	defer client.Close()
-	if _, err := client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
-		return
-	}
 	// The server's bytes flow at once (protocols where the server speaks
 	// first must not wait); the client's first bytes are checked: for TLS,
 	// the name in the ClientHello must be allowed too, so a CONNECT to an
@@ -429,6 +421,27 @@ func ParseDecision(line string) (Decision, bool) {
 }
 
 // prefixedConn reads buffered bytes before the connection's own.
+// openTunnel takes over a CONNECT's connection and tells the client the
+// tunnel is open. ok is false when there is nothing to serve (the
+// connection cannot be taken over, or the client is gone); the caller
+// closes the connection otherwise.
+func openTunnel(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, bool) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "jackin egress proxy: cannot tunnel", http.StatusInternalServerError)
+		return nil, nil, false
+	}
+	client, buf, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, false
+	}
+	if _, err := client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
+		client.Close()
+		return nil, nil, false
+	}
+	return client, buf, true
+}
+
 type prefixedConn struct {
 	net.Conn
 	prefix io.Reader

@@ -117,12 +117,6 @@ type rawPort struct {
 // lists and scalars come whole from one side.
 func merge(d, in rawInstance) rawInstance {
 	out := in
-	pick := func(a, b *string) *string {
-		if a != nil {
-			return a
-		}
-		return b
-	}
 	out.Description = pick(in.Description, d.Description)
 	out.Backend = pick(in.Backend, d.Backend)
 	out.Agent = pick(in.Agent, d.Agent)
@@ -144,29 +138,17 @@ func merge(d, in rawInstance) rawInstance {
 		if in.Security != nil {
 			s = *in.Security
 		}
-		if s.User == nil {
-			s.User = d.Security.User
-		}
-		if s.ReadOnlyRoot == nil {
-			s.ReadOnlyRoot = d.Security.ReadOnlyRoot
-		}
-		if s.NoNewPrivileges == nil {
-			s.NoNewPrivileges = d.Security.NoNewPrivileges
-		}
-		if s.Capabilities == nil {
-			s.Capabilities = d.Security.Capabilities
-		}
+		s.User = pick(s.User, d.Security.User)
+		s.ReadOnlyRoot = pick(s.ReadOnlyRoot, d.Security.ReadOnlyRoot)
+		s.NoNewPrivileges = pick(s.NoNewPrivileges, d.Security.NoNewPrivileges)
+		s.Capabilities = pick(s.Capabilities, d.Security.Capabilities)
 		out.Security = &s
 	}
 	if in.Role == nil || (in.Role.Image == nil && in.Role.Build == nil) {
 		out.Role = d.Role
 	}
-	if in.Command == nil {
-		out.Command = d.Command
-	}
-	if in.Mounts == nil {
-		out.Mounts = d.Mounts
-	}
+	out.Command = pick(in.Command, d.Command)
+	out.Mounts = pick(in.Mounts, d.Mounts)
 	out.Env = mergeMaps(d.Env, in.Env)
 	out.Labels = mergeMaps(d.Labels, in.Labels)
 	out.Credentials = mergeCredentials(d.Credentials, in.Credentials)
@@ -175,21 +157,11 @@ func merge(d, in rawInstance) rawInstance {
 		if in.Resources != nil {
 			r = *in.Resources
 		}
-		if r.Memory == nil {
-			r.Memory = d.Resources.Memory
-		}
-		if r.MemoryReservation == nil {
-			r.MemoryReservation = d.Resources.MemoryReservation
-		}
-		if r.CPUs == nil {
-			r.CPUs = d.Resources.CPUs
-		}
-		if r.Pids == nil {
-			r.Pids = d.Resources.Pids
-		}
-		if r.Nofile == nil {
-			r.Nofile = d.Resources.Nofile
-		}
+		r.Memory = pick(r.Memory, d.Resources.Memory)
+		r.MemoryReservation = pick(r.MemoryReservation, d.Resources.MemoryReservation)
+		r.CPUs = pick(r.CPUs, d.Resources.CPUs)
+		r.Pids = pick(r.Pids, d.Resources.Pids)
+		r.Nofile = pick(r.Nofile, d.Resources.Nofile)
 		out.Resources = &r
 	}
 	if d.Network != nil {
@@ -200,15 +172,19 @@ func merge(d, in rawInstance) rawInstance {
 		n.Egress = pick(n.Egress, d.Network.Egress)
 		n.EgressNetwork = pick(n.EgressNetwork, d.Network.EgressNetwork)
 		n.UpstreamProxy = pick(n.UpstreamProxy, d.Network.UpstreamProxy)
-		if n.Allow == nil {
-			n.Allow = d.Network.Allow
-		}
-		if n.Ports == nil {
-			n.Ports = d.Network.Ports
-		}
+		n.Allow = pick(n.Allow, d.Network.Allow)
+		n.Ports = pick(n.Ports, d.Network.Ports)
 		out.Network = &n
 	}
 	return out
+}
+
+// pick is the instance's value a when it sets one, else the default b.
+func pick[T any](a, b *T) *T {
+	if a != nil {
+		return a
+	}
+	return b
 }
 
 func mergeMaps(d, in map[string]string) map[string]string {

@@ -143,10 +143,20 @@ func fileHostDir(instDir, containerDir string) string {
 
 // agentOwner is the numeric user:group the agent runs as, when known.
 func agentOwner(sb *SpecSandbox) *credentials.Owner {
-	if sb == nil || sb.User == "" {
+	if sb == nil {
 		return nil
 	}
-	u, g, hasG := strings.Cut(sb.User, ":")
+	return numericOwner(sb.User)
+}
+
+// numericOwner parses a container user "uid" or "uid:gid" (gid 0 when
+// absent, as the engine does without a passwd entry); nil when it is
+// empty or names a user.
+func numericOwner(user string) *credentials.Owner {
+	if user == "" {
+		return nil
+	}
+	u, g, hasG := strings.Cut(user, ":")
 	uid, err := strconv.Atoi(u)
 	if err != nil {
 		return nil

@@ -6,9 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/jackin-dev/jackin/credentials"
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/pki"
 	"github.com/jackin-dev/jackin/schema"
@@ -52,10 +52,10 @@ func DockerTLSDir(stateDir, fleet, instance string) string {
 // daemon before its containers are created.
 type DockerTLS struct {
 	Dir string
-	// ClientOwner is "uid:gid" the client files are handed to when jackin
+	// ClientOwner is the user the client files are handed to when jackin
 	// runs as root and the agent runs as another numeric user, so the
 	// agent can read its key; empty leaves them to the operator.
-	ClientOwner string
+	ClientOwner *credentials.Owner
 }
 
 // renderDocker adds the private daemon to an instance: the sidecar on the
@@ -162,27 +162,11 @@ func renderDocker(fleet, name string, inst schema.Instance, ctr *drivers.Contain
 	}
 	ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: filepath.Join(dir, "client"), Target: DockerClientDir, ReadOnly: true})
 	if os.Geteuid() == 0 && ctr.User != "" {
-		if uid, gid, ok := numericUser(ctr.User); ok && uid != 0 {
-			tls.ClientOwner = strconv.Itoa(uid) + ":" + strconv.Itoa(gid)
+		if o := numericOwner(ctr.User); o != nil && o.UID != 0 {
+			tls.ClientOwner = o
 		}
 	}
 	return sidecar, volume, tls
-}
-
-// numericUser parses "uid" or "uid:gid".
-func numericUser(u string) (uid, gid int, ok bool) {
-	us, gs, hasGID := strings.Cut(u, ":")
-	uid, err := strconv.Atoi(us)
-	if err != nil {
-		return 0, 0, false
-	}
-	gid = uid
-	if hasGID {
-		if gid, err = strconv.Atoi(gs); err != nil {
-			return 0, 0, false
-		}
-	}
-	return uid, gid, true
 }
 
 // Prepare makes (or keeps) the instance's daemon CA, the server
@@ -224,12 +208,11 @@ func (t *DockerTLS) Prepare() error {
 			}
 		}
 	}
-	if t.ClientOwner != "" {
-		uid, gid, _ := numericUser(t.ClientOwner)
+	if o := t.ClientOwner; o != nil {
 		sub := filepath.Join(t.Dir, "client")
 		for _, p := range []string{sub, filepath.Join(sub, "ca.pem"), filepath.Join(sub, "cert.pem"), filepath.Join(sub, "key.pem")} {
-			if err := os.Lchown(p, uid, gid); err != nil {
-				return fmt.Errorf("private Docker daemon certificates: hand %s to the agent's user %s: %w", p, t.ClientOwner, err)
+			if err := os.Lchown(p, o.UID, o.GID); err != nil {
+				return fmt.Errorf("private Docker daemon certificates: hand %s to the agent's user %d:%d: %w", p, o.UID, o.GID, err)
 			}
 		}
 	}
