@@ -158,9 +158,14 @@ type WatchConfig struct {
 	// (the CLI records OOM kills there: a restart clears the engine's flag).
 	OnObserved func(ctx context.Context, fleet string, obs *drivers.Observed) error
 	// Credentials, when set, reads the credentials of the desired state
-	// before each plan (and in heal mode writes the file and proxy
-	// deliveries, so a rotated value is in place without a recreate).
+	// once per pass, before it is planned; it writes nothing.
 	Credentials func(ctx context.Context, d *Desired) *Desired
+	// WriteCredentials, when set, writes the file and proxy deliveries of
+	// a pass's credentials under the fleet lock, before the heal is
+	// planned again (a rotated value is then in place without a
+	// recreate); it returns d with the instances it could not write for
+	// failed.
+	WriteCredentials func(ctx context.Context, d *Desired) *Desired
 
 	Mode       string
 	Resync     time.Duration
@@ -431,13 +436,18 @@ func (w *watcher) pass(ctx context.Context, batch []Trigger) {
 		w.reload(ctx)
 	}
 	w.clearStable(ctx, time.Now())
-	plan, _, err := w.plan(ctx)
+	desired := w.desired
+	if w.cfg.Credentials != nil {
+		desired = w.cfg.Credentials(ctx, desired)
+	}
+	plan, _, err := w.plan(ctx, desired)
 	if err != nil {
 		w.reportError(err)
 		return
 	}
 	w.holdCrashing(ctx, plan, time.Now())
-	if !plan.HasChanges() {
+	refresh := w.cfg.Mode == ModeHeal && credentialsPending(desired)
+	if !plan.HasChanges() && !refresh {
 		w.clearDrift(plan)
 		w.scheduleWake(time.Now())
 		return
@@ -447,12 +457,24 @@ func (w *watcher) pass(ctx context.Context, batch []Trigger) {
 		w.scheduleWake(time.Now())
 		return
 	}
-	w.heal(ctx, batch)
+	w.heal(ctx, batch, desired)
 	w.scheduleWake(time.Now())
 }
 
-// plan observes the engine and plans the last valid desired state.
-func (w *watcher) plan(ctx context.Context) (*Plan, *drivers.Observed, error) {
+// credentialsPending reports whether a file or proxy credential of d holds
+// another value than its source's (a refresh to write, with no action).
+func credentialsPending(d *Desired) bool {
+	for i := range d.Instances {
+		if len(d.Instances[i].CredentialsPending()) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// plan observes the engine and plans desired (the last valid desired
+// state, with the pass's credentials).
+func (w *watcher) plan(ctx context.Context, desired *Desired) (*Plan, *drivers.Observed, error) {
 	observed, err := w.cfg.Driver.Observe(ctx, w.fleet.Name, w.desired.ImageRefs())
 	if err != nil {
 		return nil, nil, err
@@ -474,10 +496,6 @@ func (w *watcher) plan(ctx context.Context) (*Plan, *drivers.Observed, error) {
 	last, err := w.cfg.Store.LastApplied(ctx, w.fleet.Name)
 	if err != nil {
 		return nil, nil, err
-	}
-	desired := w.desired
-	if w.cfg.Credentials != nil {
-		desired = w.cfg.Credentials(ctx, desired)
 	}
 	plan, err := BuildPlan(desired, observed, last, PlanOptions{Prune: true, AllowEmpty: w.cfg.AllowEmpty})
 	if err != nil {
@@ -717,8 +735,9 @@ func (w *watcher) scheduleWake(now time.Time) {
 }
 
 // heal executes a plan under the fleet lock. The plan is made again under
-// the lock: a concurrent apply may have changed the engine meanwhile.
-func (w *watcher) heal(ctx context.Context, batch []Trigger) {
+// the lock: a concurrent apply may have changed the engine meanwhile. The
+// pass's credentials are written first, under the lock too.
+func (w *watcher) heal(ctx context.Context, batch []Trigger, desired *Desired) {
 	release, err := w.cfg.Lock(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -727,7 +746,10 @@ func (w *watcher) heal(ctx context.Context, batch []Trigger) {
 		return
 	}
 	defer release()
-	plan, observed, err := w.plan(ctx)
+	if w.cfg.WriteCredentials != nil {
+		desired = w.cfg.WriteCredentials(ctx, desired)
+	}
+	plan, observed, err := w.plan(ctx, desired)
 	if err != nil {
 		w.reportError(err)
 		return

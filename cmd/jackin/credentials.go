@@ -45,10 +45,7 @@ func resolveCredentials(ctx context.Context, stateDir string, d *reconciler.Desi
 // executed; an instance whose credentials cannot be written fails its
 // action (and only its). Refreshed values are logged by name.
 func writeCredentials(log logr.Logger, d *reconciler.Desired, p *reconciler.Plan) {
-	changed, failed := reconciler.WriteCredentials(d)
-	for _, name := range sortedNames(changed) {
-		log.Info("credentials refreshed in place (no recreate)", "instance", name, "credentials", changed[name])
-	}
+	failed := writeAndLog(log, d)
 	for i := range p.Actions {
 		act := &p.Actions[i]
 		if e, ok := failed[act.Instance]; ok && act.Err == nil {
@@ -56,6 +53,16 @@ func writeCredentials(log logr.Logger, d *reconciler.Desired, p *reconciler.Plan
 			act.Reasons = append([]string{e.Error()}, act.Reasons...)
 		}
 	}
+}
+
+// writeAndLog writes the file and proxy deliveries of d, logs the values
+// refreshed (by name), and returns why each instance failed.
+func writeAndLog(log logr.Logger, d *reconciler.Desired) map[string]error {
+	changed, failed := reconciler.WriteCredentials(d)
+	for _, name := range sortedNames(changed) {
+		log.Info("credentials refreshed in place (no recreate)", "instance", name, "credentials", changed[name])
+	}
+	return failed
 }
 
 func sortedNames[V any](m map[string]V) []string {
@@ -115,10 +122,11 @@ func writeCredentialRefresh(w io.Writer, res *planResult, pending []credentialRe
 	}
 }
 
-// watchCredentials is watch's credential step before each plan: read every
-// source again and, in heal mode, write the file and proxy deliveries (a
-// rotated value is in place within one pass, without a recreate). An
-// instance whose credentials cannot be read or written fails its action.
+// watchCredentials is watch's credential step, once per pass before it is
+// planned: read every source again (heal mode may create the digest key).
+// It writes nothing: writeWatchCredentials does, under the fleet lock, when
+// the pass heals. An instance whose credentials cannot be read fails its
+// action.
 func (a *app) watchCredentials(ctx context.Context, d *reconciler.Desired, heal bool) *reconciler.Desired {
 	if !hasCredentials(d) {
 		return d
@@ -128,18 +136,19 @@ func (a *app) watchCredentials(ctx context.Context, d *reconciler.Desired, heal 
 		a.log.Error(err, "read credentials")
 		out = reconciler.FailCredentials(d, err)
 	}
-	if !heal {
-		return out
-	}
-	changed, failed := reconciler.WriteCredentials(out)
-	for _, name := range sortedNames(changed) {
-		a.log.Info("credentials refreshed in place (no recreate)", "instance", name, "credentials", changed[name])
-	}
+	return out
+}
+
+// writeWatchCredentials writes the file and proxy deliveries watch read,
+// under the fleet lock, and marks the instances it could not write for as
+// failed.
+func (a *app) writeWatchCredentials(_ context.Context, d *reconciler.Desired) *reconciler.Desired {
+	failed := writeAndLog(a.log, d)
 	if len(failed) == 0 {
-		return out
+		return d
 	}
-	cp := *out
-	cp.Instances = append([]reconciler.DesiredInstance(nil), out.Instances...)
+	cp := *d
+	cp.Instances = append([]reconciler.DesiredInstance(nil), d.Instances...)
 	for i := range cp.Instances {
 		if e, ok := failed[cp.Instances[i].Name]; ok {
 			cp.Instances[i].CredentialErr = e

@@ -185,13 +185,14 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 		Credentials: func(ctx context.Context, d *reconciler.Desired) *reconciler.Desired {
 			return a.watchCredentials(ctx, d, opts.mode == reconciler.ModeHeal)
 		},
-		Log:        a.log.WithName("watch"),
-		Progress:   a.stderr,
-		Mode:       opts.mode,
-		Resync:     opts.resync,
-		AllowEmpty: opts.allowEmpty,
-		Parallel:   opts.parallel,
-		Backoff:    reconciler.BackoffPolicy{MinUptime: opts.minUptime, Initial: time.Second, Max: opts.backoffMax},
+		WriteCredentials: a.writeWatchCredentials,
+		Log:              a.log.WithName("watch"),
+		Progress:         a.stderr,
+		Mode:             opts.mode,
+		Resync:           opts.resync,
+		AllowEmpty:       opts.allowEmpty,
+		Parallel:         opts.parallel,
+		Backoff:          reconciler.BackoffPolicy{MinUptime: opts.minUptime, Initial: time.Second, Max: opts.backoffMax},
 	})
 	if err != nil {
 		return exitWith(exitInvalid, err)
