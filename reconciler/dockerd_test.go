@@ -34,6 +34,17 @@ func privateDocker(privilege string) func(*schema.Instance) {
 	}
 }
 
+// privateSetup is base with a privileged private daemon on instance web,
+// a state dir of the test's own, and a backend holding the daemon image.
+func privateSetup(t *testing.T, base *schema.Fleet) (*fake.Driver, *schema.Fleet) {
+	t.Helper()
+	f := with(base, "web", privateDocker(schema.DaemonPrivileged))
+	f.StateDir = t.TempDir()
+	drv := newDriver()
+	drv.AddImage("docker:dind", "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd")
+	return drv, f
+}
+
 func TestDesiredPrivateDocker(t *testing.T) {
 	f := with(with(fleetOf(), "web", allowlisted), "web", privateDocker(schema.DaemonPrivileged))
 	f.StateDir = t.TempDir()
@@ -168,10 +179,7 @@ func TestPrivateDockerSpecHash(t *testing.T) {
 // The daemon starts, and answers, before the agent; an agent is never
 // started against a daemon that did not come up.
 func TestExecuteStartsTheAgentAfterTheDaemonAnswers(t *testing.T) {
-	f := with(fleetOf(), "web", privateDocker(schema.DaemonPrivileged))
-	f.StateDir = t.TempDir()
-	drv := newDriver()
-	drv.AddImage("docker:dind", "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd")
+	drv, f := privateSetup(t, fleetOf())
 	_, results := execute(t, drv, f, nil, reconciler.ExecOptions{StateDir: f.StateDir})
 	if o := outcomes(results)["web"]; o != reconciler.OutcomeSucceeded {
 		t.Fatalf("outcome %s: %v", o, results[0].Err)
@@ -245,10 +253,7 @@ func TestExecuteStartsTheAgentAfterTheDaemonAnswers(t *testing.T) {
 }
 
 func TestExecuteDaemonThatNeverAnswersFailsTheInstance(t *testing.T) {
-	f := with(fleetOf("other"), "web", privateDocker(schema.DaemonPrivileged))
-	f.StateDir = t.TempDir()
-	drv := newDriver()
-	drv.AddImage("docker:dind", "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd")
+	drv, f := privateSetup(t, fleetOf("other"))
 	drv.FailOn(fake.MethodWaitReady, name("web")+"-dind", errors.New("did not answer within 90s"))
 	_, results := execute(t, drv, f, nil, reconciler.ExecOptions{StateDir: f.StateDir})
 	got := outcomes(results)
@@ -269,10 +274,7 @@ func TestExecuteDaemonThatNeverAnswersFailsTheInstance(t *testing.T) {
 // volume before the sidecar that mounts it (or the engine would make an
 // unlabelled one), and the agent keeps running.
 func TestExecuteRecreatesTheDaemonAndItsVolume(t *testing.T) {
-	f := with(fleetOf(), "web", privateDocker(schema.DaemonPrivileged))
-	f.StateDir = t.TempDir()
-	drv := newDriver()
-	drv.AddImage("docker:dind", "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd")
+	drv, f := privateSetup(t, fleetOf())
 	_, results := execute(t, drv, f, nil, reconciler.ExecOptions{StateDir: f.StateDir})
 	if o := outcomes(results)["web"]; o != reconciler.OutcomeSucceeded {
 		t.Fatalf("create: %s", o)
@@ -306,10 +308,7 @@ func objectIDOf(drv *fake.Driver, kind drivers.Kind, name string) string {
 // A daemon that never answered stays up (the engine runs it); the next
 // pass that starts the agent asks it again instead of trusting it.
 func TestExecuteAsksARunningDaemonBeforeStartingTheAgent(t *testing.T) {
-	f := with(fleetOf(), "web", privateDocker(schema.DaemonPrivileged))
-	f.StateDir = t.TempDir()
-	drv := newDriver()
-	drv.AddImage("docker:dind", "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd")
+	drv, f := privateSetup(t, fleetOf())
 	drv.FailOn(fake.MethodWaitReady, name("web")+"-dind", errors.New("did not answer within 90s"))
 	_, results := execute(t, drv, f, nil, reconciler.ExecOptions{StateDir: f.StateDir})
 	if o := outcomes(results)["web"]; o != reconciler.OutcomeFailed {

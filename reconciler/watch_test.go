@@ -474,17 +474,24 @@ func TestWatchBacksOffACrashingSidecar(t *testing.T) {
 	drv := newDriver()
 	f := with(fleetOf(), "web", allowlisted)
 	f.StateDir = t.TempDir()
-	drv.SetCrashOnStart("jk-demo-web-egress", true)
+	expectBackoff(t, drv, f, "jk-demo-web-egress", "the crashing sidecar")
+}
+
+// expectBackoff runs watch over f while container crashes at every start,
+// and expects a crash loop with growing delays, not a hot loop. Policy
+// here: at once, then 50, 100, 200, 400ms...: a handful of starts, where a
+// container outside the crash bookkeeping would be restarted on every die
+// event.
+func expectBackoff(t *testing.T, drv *fake.Driver, f *schema.Fleet, container, what string) {
+	t.Helper()
+	drv.SetCrashOnStart(container, true)
 	w := startWatch(t, drv, f, nil)
 	time.Sleep(1500 * time.Millisecond)
-	// Policy here: at once, then 50, 100, 200, 400ms...: a handful of
-	// starts, where a sidecar outside the crash bookkeeping would be
-	// restarted on every die event, in a hot loop.
 	if starts := drv.Calls()[fake.MethodStart]; starts > 12 {
-		t.Fatalf("%d starts in 1.5s: the crashing sidecar is restarted in a hot loop", starts)
+		t.Fatalf("%d starts in 1.5s: %s is restarted in a hot loop", starts, what)
 	}
 	if len(w.reported(reconciler.EventCrashLoop)) == 0 {
-		t.Fatal("no crash loop reported for the crashing sidecar")
+		t.Fatalf("no crash loop reported for %s", what)
 	}
 }
 
@@ -492,20 +499,6 @@ func TestWatchBacksOffACrashingSidecar(t *testing.T) {
 // readiness wait) and the die event that follows must not reset the
 // backoff the failure set.
 func TestWatchBacksOffADaemonThatNeverAnswers(t *testing.T) {
-	drv := newDriver()
-	drv.AddImage("docker:dind", "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd")
-	f := with(fleetOf(), "web", func(in *schema.Instance) {
-		in.Docker = schema.DockerPrivate
-		in.DockerDaemon = &schema.DockerDaemon{Image: "docker:dind", Privilege: schema.DaemonPrivileged}
-	})
-	f.StateDir = t.TempDir()
-	drv.SetCrashOnStart("jk-demo-web-dind", true)
-	w := startWatch(t, drv, f, nil)
-	time.Sleep(1500 * time.Millisecond)
-	if starts := drv.Calls()[fake.MethodStart]; starts > 12 {
-		t.Fatalf("%d starts in 1.5s: the daemon is restarted in a hot loop", starts)
-	}
-	if len(w.reported(reconciler.EventCrashLoop)) == 0 {
-		t.Fatal("no crash loop reported for the daemon")
-	}
+	drv, f := privateSetup(t, fleetOf())
+	expectBackoff(t, drv, f, "jk-demo-web-dind", "the daemon")
 }
