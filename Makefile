@@ -45,8 +45,10 @@ demo: engine build examples/offline/role/agent-bin ## apply the offline example 
 demo-clean: build ## remove the demo fleet from the engine
 	$(BIN) delete --fleet demo
 
-bench: engine build examples/offline/role/agent-bin ## benchmarks against docker-compose and raw engine calls
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m -v ./bench/
+BENCH     ?= .
+
+bench: engine build examples/offline/role/agent-bin ## benchmarks against docker-compose and raw engine calls (BENCH=regexp picks some)
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -timeout 60m -v ./bench/
 
 clean: ## remove build outputs
 	rm -rf bin examples/offline/role/agent-bin
