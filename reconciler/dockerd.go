@@ -161,10 +161,8 @@ func renderDocker(fleet, name string, inst schema.Instance, ctr *drivers.Contain
 		}
 	}
 	ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: filepath.Join(dir, "client"), Target: DockerClientDir, ReadOnly: true})
-	if os.Geteuid() == 0 && ctr.User != "" {
-		if o := numericOwner(ctr.User); o != nil && o.UID != 0 {
-			tls.ClientOwner = o
-		}
+	if o := numericOwner(ctr.User); os.Geteuid() == 0 && o != nil && o.UID != 0 {
+		tls.ClientOwner = o
 	}
 	return sidecar, volume, tls
 }
@@ -174,17 +172,24 @@ func renderDocker(fleet, name string, inst schema.Instance, ctr *drivers.Contain
 // certificate, and the copies the sidecar and agent mount. It is
 // idempotent: unchanged files are left alone.
 func (t *DockerTLS) Prepare() error {
+	if err := t.prepare(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (t *DockerTLS) prepare() error {
 	ca, err := pki.LoadOrCreate(t.Dir, "jackin private Docker daemon CA")
 	if err != nil {
-		return fmt.Errorf("private Docker daemon certificates: %w", err)
+		return err
 	}
 	srv, err := ca.Ensure("server", pki.Server, DockerAlias, "localhost", "127.0.0.1")
 	if err != nil {
-		return fmt.Errorf("private Docker daemon certificates: %w", err)
+		return err
 	}
 	cli, err := ca.Ensure("client", pki.Client, "agent")
 	if err != nil {
-		return fmt.Errorf("private Docker daemon certificates: %w", err)
+		return err
 	}
 	copies := []struct {
 		sub   string
@@ -196,15 +201,15 @@ func (t *DockerTLS) Prepare() error {
 	for _, c := range copies {
 		sub := filepath.Join(t.Dir, c.sub)
 		if err := os.MkdirAll(sub, 0o700); err != nil {
-			return fmt.Errorf("private Docker daemon certificates: %w", err)
+			return err
 		}
 		for name, src := range c.files {
 			b, err := os.ReadFile(src)
 			if err != nil {
-				return fmt.Errorf("private Docker daemon certificates: %w", err)
+				return err
 			}
 			if err := pki.WriteFile(filepath.Join(sub, name), b); err != nil {
-				return fmt.Errorf("private Docker daemon certificates: %w", err)
+				return err
 			}
 		}
 	}
@@ -212,7 +217,7 @@ func (t *DockerTLS) Prepare() error {
 		sub := filepath.Join(t.Dir, "client")
 		for _, p := range []string{sub, filepath.Join(sub, "ca.pem"), filepath.Join(sub, "cert.pem"), filepath.Join(sub, "key.pem")} {
 			if err := os.Lchown(p, o.UID, o.GID); err != nil {
-				return fmt.Errorf("private Docker daemon certificates: hand %s to the agent's user %d:%d: %w", p, o.UID, o.GID, err)
+				return fmt.Errorf("hand %s to the agent's user %d:%d: %w", p, o.UID, o.GID, err)
 			}
 		}
 	}
