@@ -6,8 +6,11 @@ package drivers
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"time"
+
+	"github.com/jackin-dev/jackin/hostpath"
 )
 
 // Labels set on every object jackin creates. Observe selects by LabelFleet, and
@@ -97,6 +100,8 @@ type VolumeSpec struct {
 	// volume is created (through the container, mounted at Target).
 	Seed   string
 	Target string
+	// SeedPin is Seed's identity as validated, checked before the copy.
+	SeedPin *hostpath.Pin `json:"-"`
 }
 
 // ImageSpec says where a container's image comes from. Ref is the reference to
@@ -125,6 +130,32 @@ type MountSpec struct {
 	Target    string
 	ReadOnly  bool
 	SizeBytes int64
+	// Pin, on a bind of a host path the manifest named, is that path's
+	// identity as validated: the executor checks it right before every
+	// create and start, and refuses a source that changed (a component
+	// swapped for a symlink or another directory).
+	Pin *hostpath.Pin `json:"-"`
+	// Under, on a bind jackin makes below a validated directory (the
+	// read-only parts of a worktree's git directory), is that directory:
+	// it must still match and no component below it may be a symlink.
+	Under *hostpath.Pin `json:"-"`
+}
+
+// VerifySource checks a bind's host source against what was validated
+// (Pin or Under); other mounts pass.
+func (m MountSpec) VerifySource() error {
+	switch {
+	case m.Type != "bind":
+		return nil
+	case m.Pin != nil:
+		if m.Pin.Path != m.Source {
+			return fmt.Errorf("mount %s: source %s is not the validated path %s", m.Target, m.Source, m.Pin.Path)
+		}
+		return m.Pin.Verify()
+	case m.Under != nil:
+		return hostpath.VerifyBelow(m.Under, m.Source)
+	}
+	return nil
 }
 
 // PortSpec publishes a container port.

@@ -27,6 +27,7 @@ import (
 	cuejson "cuelang.org/go/encoding/json"
 	cueyaml "cuelang.org/go/encoding/yaml"
 
+	"github.com/jackin-dev/jackin/hostpath"
 	"github.com/jackin-dev/jackin/schema"
 )
 
@@ -55,6 +56,15 @@ type Options struct {
 	// HostUser is the operator's "uid:gid", the user hardened and locked
 	// profiles run agents as (default: this process's UID and GID).
 	HostUser string
+	// StateDir and SecretsDir are where jackin keeps its state (keys,
+	// policies, history) and credential values (defaults: $JACKIN_HOME or
+	// ~/.local/state/jackin, and $JACKIN_SECRETS_DIR or
+	// /dev/shm/jackin-<uid>): never mount sources.
+	StateDir   string
+	SecretsDir string
+	// EngineSockets are the Docker engine's sockets, refused as mount
+	// sources under any name (default: schema.HostDockerSockets).
+	EngineSockets []string
 }
 
 // Result is a loaded, valid fleet and any warnings.
@@ -103,7 +113,7 @@ func Load(ctx context.Context, paths []string, opts Options) (res *Result, err e
 	if len(diags) > 0 {
 		return nil, diags
 	}
-	l := &loader{ctx: ctx, opts: opts, dirs: map[string]string{}, cctx: cuecontext.New()}
+	l := &loader{ctx: ctx, opts: opts, dirs: map[string]string{}, cctx: cuecontext.New(), guard: newGuard(opts), pins: map[string]*hostpath.Pin{}}
 	return l.load(srcs)
 }
 
@@ -246,6 +256,14 @@ type loader struct {
 	data  cue.Value         // the user's manifests, unified
 	diags Diagnostics
 	names []string // file names, in load order
+	// guard checks mount sources against the host's sensitive paths, by
+	// spelling and by identity.
+	guard *schema.HostGuard
+	// pins are the identities of host sources, by path, shared by every
+	// instance that names the same path.
+	pins map[string]*hostpath.Pin
+	// warnings are said with a valid result; they refuse nothing.
+	warnings Diagnostics
 }
 
 func (l *loader) load(srcs []source) (*Result, error) {
@@ -289,7 +307,7 @@ func (l *loader) load(srcs []source) (*Result, error) {
 		return nil, l.sorted()
 	}
 	fleet.Sources = l.names
-	return &Result{Fleet: fleet}, nil
+	return &Result{Fleet: fleet, Warnings: l.warnings}, nil
 }
 
 // parse turns each source into CUE syntax, keeping positions.

@@ -215,6 +215,7 @@ func (l *loader) resolve() *schema.Fleet {
 	_ = json.Unmarshal(b, &doc) // a mistyped part stays zero; the schema pass reported it
 	fleet := &schema.Fleet{APIVersion: doc.APIVersion, Kind: doc.Kind, Name: doc.Name, Instances: map[string]schema.Instance{}}
 	ports := map[string][]publishedPort{} // "port/protocol" -> claims, across the fleet
+	checkers := map[string]*instanceChecker{}
 	for _, name := range sortedKeys(doc.Instances) {
 		var raw rawInstance
 		if err := json.Unmarshal(doc.Instances[name], &raw); err != nil {
@@ -229,7 +230,10 @@ func (l *loader) resolve() *schema.Fleet {
 		inst := c.build(merge(doc.Defaults, raw))
 		c.checkPorts(inst, ports)
 		fleet.Instances[name] = inst
+		checkers[name] = c
 	}
+	fleet.Pins = l.pins
+	l.checkWritableNesting(checkers, fleet)
 	return fleet
 }
 
@@ -613,22 +617,18 @@ func (c *instanceChecker) mounts(ms []rawMount, inst *schema.Instance) {
 				break
 			}
 			mount.Src = src
-			if sock, bad := schema.DockerSocketExposure(src); bad {
-				c.errorf([]any{"mounts", i, "src"}, "mounting %s would expose the host Docker socket %s: the host socket is never mounted, in any form (path, parent directory, symlink); Docker access for an agent is a private daemon", src, sock)
+			// A checkout or a volume seeded from src exposes src's content
+			// just as a bind mount does: every kind gets the same checks.
+			if !c.checkSource([]any{"mounts", i, "src"}, "mounting "+src, src, mount.AllowSensitive) {
 				break
-			}
-			if !mount.AllowSensitive {
-				// Symlinks are resolved by the matcher, so a link to ~/.ssh
-				// is refused like ~/.ssh itself. A checkout or a volume seeded
-				// from src exposes src's content just as a bind mount does.
-				if findings := schema.SensitivePathFindings(src, c.l.opts.Home); len(findings) > 0 {
-					c.errorf([]any{"mounts", i, "src"}, "mounting %s %s: sensitive host paths are refused; set allowSensitive: true on this mount to mount it anyway (explain still warns about it)", src, strings.Join(findings, "; "))
-					break
-				}
 			}
 			st, err := os.Stat(src)
 			if err != nil {
 				c.errorf([]any{"mounts", i, "src"}, "src %s does not exist: create it, or fix the path (relative paths start at the manifest file's directory)", src)
+				break
+			}
+			if _, err := c.l.pin(src); err != nil {
+				c.errorf([]any{"mounts", i, "src"}, "src %s cannot be pinned: %v", src, err)
 				break
 			}
 			switch {
@@ -667,21 +667,24 @@ func (c *instanceChecker) checkoutSource(i int, mount *schema.Mount, repos map[s
 	}
 	// The git directory is mounted read-write too: it gets the checks src
 	// got (a linked worktree's git directory can be anywhere, ~/.git too).
-	if sock, bad := schema.DockerSocketExposure(src.CommonDir); bad {
-		c.errorf([]any{"mounts", i, "src"}, "the worktree would mount the git directory %s of %s, which would expose the host Docker socket %s: the host socket is never mounted, in any form", src.CommonDir, mount.Src, sock)
+	// A git directory holds the history of its repository's files: ~/.git
+	// is as sensitive as the home it tracks.
+	repoDir := src.CommonDir
+	if filepath.Base(repoDir) == ".git" {
+		repoDir = filepath.Dir(repoDir)
+	}
+	what := "the worktree would mount the git directory " + src.CommonDir + " of " + mount.Src + " read-write, and it"
+	if !c.checkSource([]any{"mounts", i, "src"}, what, src.CommonDir, mount.AllowSensitive) {
 		return
 	}
-	if !mount.AllowSensitive {
-		// A git directory holds the history of its repository's files:
-		// ~/.git is as sensitive as the home it tracks.
-		repoDir := src.CommonDir
-		if filepath.Base(repoDir) == ".git" {
-			repoDir = filepath.Dir(repoDir)
-		}
-		if findings := schema.SensitivePathFindings(repoDir, c.l.opts.Home); len(findings) > 0 {
-			c.errorf([]any{"mounts", i, "src"}, "the worktree would mount the git directory %s of %s read-write, and %s: sensitive host paths are refused; set allowSensitive: true on this mount to mount it anyway", src.CommonDir, mount.Src, strings.Join(findings, "; "))
+	if repoDir != src.CommonDir && repoDir != mount.Src {
+		if !c.checkSource([]any{"mounts", i, "src"}, what, repoDir, mount.AllowSensitive) {
 			return
 		}
+	}
+	if _, err := c.l.pin(src.CommonDir); err != nil {
+		c.errorf([]any{"mounts", i, "src"}, "the git directory %s of %s cannot be pinned: %v", src.CommonDir, mount.Src, err)
+		return
 	}
 	mount.GitCommonDir = src.CommonDir
 	if j, dup := repos[src.CommonDir]; dup {

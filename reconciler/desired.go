@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/egress"
+	"github.com/jackin-dev/jackin/hostpath"
 	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/store"
 	"github.com/jackin-dev/jackin/workspace"
@@ -62,7 +63,7 @@ func BuildDesired(f *schema.Fleet) (*Desired, error) {
 	}
 	d.StateDir = stateDir
 	for _, name := range names {
-		in, err := desiredInstance(f.Name, name, f.Instances[name], tags, stateDir)
+		in, err := desiredInstance(f.Name, name, f.Instances[name], tags, stateDir, f.Pins)
 		if err != nil {
 			return nil, fmt.Errorf("instance %q: %w", name, err)
 		}
@@ -109,7 +110,7 @@ func VolumeName(fleet, instance, dst string) string {
 	return ResourceName(fleet, instance) + "-" + workspace.Slug(dst)
 }
 
-func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]string, stateDir string) (DesiredInstance, error) {
+func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]string, stateDir string, pins map[string]*hostpath.Pin) (DesiredInstance, error) {
 	inst.Name = name
 	var running bool
 	switch inst.State {
@@ -205,10 +206,13 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 	for _, m := range spec.Mounts {
 		ms := drivers.MountSpec{Target: m.Dst}
 		switch m.Mode {
-		case schema.MountRW:
-			ms.Type, ms.Source = "bind", m.Src
-		case schema.MountRO:
-			ms.Type, ms.Source, ms.ReadOnly = "bind", m.Src, true
+		case schema.MountRW, schema.MountRO:
+			ms.Type, ms.Source, ms.ReadOnly = "bind", m.Src, m.Mode == schema.MountRO
+			if pin := pins[m.Src]; pin != nil {
+				// The engine gets the path that was validated, resolved,
+				// and checks it again by identity before every start.
+				ms.Source, ms.Pin = pin.Path, pin
+			}
 		case schema.MountTmpfs:
 			ms.Type, ms.SizeBytes = "tmpfs", m.SizeBytes
 		case schema.MountWorktree, schema.MountClone:
@@ -229,20 +233,27 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 			labels := base(drivers.ComponentEphemeral)
 			// A volume outlives recreates: a spec hash on it would go stale.
 			delete(labels, drivers.LabelSpecHash)
-			volumes = append(volumes, drivers.Resource{Kind: drivers.KindVolume, Name: vname, Component: drivers.ComponentEphemeral, Labels: labels,
-				Volume: &drivers.VolumeSpec{Seed: m.Src, Target: m.Dst}})
+			vs := &drivers.VolumeSpec{Seed: m.Src, Target: m.Dst}
+			if pin := pins[m.Src]; pin != nil && m.Src != "" {
+				vs.Seed, vs.SeedPin = pin.Path, pin
+			}
+			volumes = append(volumes, drivers.Resource{Kind: drivers.KindVolume, Name: vname, Component: drivers.ComponentEphemeral, Labels: labels, Volume: vs})
 			ms.Type, ms.Source = "volume", vname
 		}
 		ctr.Mounts = append(ctr.Mounts, ms)
 	}
 	for _, cd := range gitDirs {
-		ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: cd, Target: cd})
+		ms := drivers.MountSpec{Type: "bind", Source: cd, Target: cd}
+		if pin := pins[cd]; pin != nil && pin.Path == cd {
+			ms.Pin = pin
+		}
+		ctr.Mounts = append(ctr.Mounts, ms)
 		// Its config and hooks stay read-only: git on the host (the
 		// operator's, and jackin's own) runs what they name, so an agent
 		// that could write them could run code on the host.
 		for _, sub := range GitDirReadOnly {
 			p := filepath.Join(cd, sub)
-			ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: p, Target: p, ReadOnly: true})
+			ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: p, Target: p, ReadOnly: true, Under: ms.Pin})
 		}
 	}
 	for _, p := range spec.Network.Ports {

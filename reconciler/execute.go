@@ -361,8 +361,17 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, opts ExecOptions)
 		var agentName string
 		var seeds []drivers.Resource // volumes created here that start as a copy of a host directory
 		ready := map[string]*drivers.ReadyProbe{}
+		specs := map[string]*drivers.ContainerSpec{} // container name -> spec
 		for _, r := range act.Missing {
+			if r.Kind == drivers.KindContainer {
+				specs[r.Name] = r.Container
+			}
 			steps = append(steps, step{"create " + string(r.Kind) + " " + r.Name, func(ctx context.Context) error {
+				if r.Kind == drivers.KindContainer {
+					if err := verifySources(r.Container); err != nil {
+						return err
+					}
+				}
 				id, err := drv.Create(ctx, r)
 				if err == nil && r.Kind == drivers.KindContainer {
 					created[r.Name] = id
@@ -386,6 +395,11 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, opts ExecOptions)
 			// Through the new container, before it first starts: the copy
 			// lands in the volume mounted at the target.
 			steps = append(steps, step{"copy " + v.Volume.Seed + " into volume " + v.Name, func(ctx context.Context) error {
+				if p := v.Volume.SeedPin; p != nil {
+					if err := p.Verify(); err != nil {
+						return fmt.Errorf("the seed directory %w: nothing was copied; run jackin apply to validate the manifest again", err)
+					}
+				}
 				s, ok := drv.(drivers.Seeder)
 				if !ok {
 					return fmt.Errorf("the %s backend cannot copy %s into a volume", drv.Name(), v.Volume.Seed)
@@ -401,7 +415,7 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, opts ExecOptions)
 			// the rest once it answers.
 			sort.SliceStable(ctrNames, func(i, j int) bool { return serves(ready[ctrNames[i]]) && !serves(ready[ctrNames[j]]) })
 			for _, name := range ctrNames {
-				steps = append(steps, step{"start container " + name, func(ctx context.Context) error { return drv.Start(ctx, created[name]) }})
+				steps = append(steps, startStep(drv, name, func() string { return created[name] }, specs[name]))
 				if probe := ready[name]; serves(probe) {
 					steps = append(steps, waitReadyStep(drv, name, func() string { return created[name] }, *probe))
 				}
@@ -465,6 +479,7 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, opts ExecOptions)
 		// answers, first; one already running is asked again before the
 		// agent starts (it may be running without ever having answered).
 		probes := readyProbes(act.Desired)
+		specs := desiredContainers(act.Desired)
 		agentStarted := agentState != drivers.StateRunning && agentState != drivers.StateRestarting
 		for _, c := range containers {
 			probe := probes[c.Labels[drivers.LabelComponent]]
@@ -479,12 +494,12 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, opts ExecOptions)
 				if c.State == drivers.StatePaused {
 					steps = append(steps, step{"stop container " + c.Name, func(ctx context.Context) error { return drv.Stop(ctx, c.ID) }})
 				}
-				steps = append(steps, step{"start container " + c.Name, func(ctx context.Context) error { return drv.Start(ctx, c.ID) }})
+				steps = append(steps, startStep(drv, c.Name, func() string { return c.ID }, specs[c.Labels[drivers.LabelComponent]]))
 			}
 			steps = append(steps, waitReadyStep(drv, c.Name, func() string { return c.ID }, *probe))
 		}
 		if agentStarted {
-			steps = append(steps, step{"start container " + agentName, func(ctx context.Context) error { return drv.Start(ctx, agentID) }})
+			steps = append(steps, startStep(drv, agentName, func() string { return agentID }, specs[drivers.ComponentAgent]))
 		}
 		for _, c := range containers {
 			if serves(probes[c.Labels[drivers.LabelComponent]]) {
@@ -494,7 +509,7 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, opts ExecOptions)
 				if c.State == drivers.StatePaused {
 					steps = append(steps, step{"stop container " + c.Name, func(ctx context.Context) error { return drv.Stop(ctx, c.ID) }})
 				}
-				steps = append(steps, step{"start container " + c.Name, func(ctx context.Context) error { return drv.Start(ctx, c.ID) }})
+				steps = append(steps, startStep(drv, c.Name, func() string { return c.ID }, specs[c.Labels[drivers.LabelComponent]]))
 			}
 		}
 		if p := probes[drivers.ComponentAgent]; agentStarted && p != nil && !serves(p) {
@@ -537,6 +552,47 @@ func actionSteps(fleet string, act Action, drv drivers.Driver, opts ExecOptions)
 		}
 	}
 	return steps
+}
+
+// startStep starts a container, after checking its bind sources (when its
+// desired spec is known) are still what was validated: the engine resolves
+// a bind's host path at every start, so a source swapped for a symlink
+// since would be followed.
+func startStep(drv drivers.Driver, name string, id func() string, spec *drivers.ContainerSpec) step {
+	return step{"start container " + name, func(ctx context.Context) error {
+		if err := verifySources(spec); err != nil {
+			return err
+		}
+		return drv.Start(ctx, id())
+	}}
+}
+
+// verifySources checks every bind source of a container spec against its
+// validated identity.
+func verifySources(spec *drivers.ContainerSpec) error {
+	if spec == nil {
+		return nil
+	}
+	for _, m := range spec.Mounts {
+		if err := m.VerifySource(); err != nil {
+			return fmt.Errorf("refused: mount %s: %w; nothing was started with it: find what changed the path, then run jackin apply to validate the manifest again", m.Target, err)
+		}
+	}
+	return nil
+}
+
+// desiredContainers maps each desired container component to its spec.
+func desiredContainers(in *DesiredInstance) map[string]*drivers.ContainerSpec {
+	out := map[string]*drivers.ContainerSpec{}
+	if in == nil {
+		return out
+	}
+	for _, r := range in.Resources {
+		if r.Kind == drivers.KindContainer && r.Container != nil {
+			out[r.Component] = r.Container
+		}
+	}
+	return out
 }
 
 // readyProbes maps each desired container component that has a readiness

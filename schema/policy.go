@@ -133,6 +133,19 @@ var JackinEnv = append(append([]string{}, DockerClientEnv...),
 // mounted at, in or around them.
 var JackinMountTargets = []string{"/run/jackin", "/run/jackin-ca"}
 
+// DefaultStateDir is where jackin keeps its state when no directory is
+// given: $JACKIN_HOME, else ~/.local/state/jackin.
+func DefaultStateDir() string {
+	if d := os.Getenv("JACKIN_HOME"); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".jackin"
+	}
+	return filepath.Join(home, ".local", "state", "jackin")
+}
+
 // ExpandHome replaces a leading "~" or "~/" with home. "~user" is not supported.
 func ExpandHome(p, home string) (string, bool) {
 	switch {

@@ -29,6 +29,15 @@ var SensitiveHomePaths = []SensitiveHomePath{
 	{".config/gcloud", "Google Cloud credentials"},
 	{".azure", "Azure credentials"},
 	{".config/op", "1Password CLI session"},
+	{".pgpass", "PostgreSQL passwords"},
+	// The agent runtimes' own logins: an agent given another's home
+	// would run as the operator's account.
+	{".claude", "Claude Code login"},
+	{".claude.json", "Claude Code account"},
+	{".codex", "Codex login"},
+	{".local/share/amp", "Amp login"},
+	{".local/share/opencode", "OpenCode login"},
+	{".gemini", "Gemini CLI login"},
 }
 
 // SensitivePathFindings reports what a bind mount of the host path src

@@ -3,6 +3,8 @@
 // semantic and policy checks that CUE alone cannot express.
 package schema
 
+import "github.com/jackin-dev/jackin/hostpath"
+
 // APIVersion and Kind identify a fleet manifest document.
 const (
 	APIVersion = "jackin.dev/v1alpha1"
@@ -110,6 +112,11 @@ type Fleet struct {
 	// checkouts live. Commands set it; empty means the default
 	// ($JACKIN_HOME or ~/.local/state/jackin).
 	StateDir string `json:"-"`
+	// Pins are the identities of the host paths the fleet names (mount
+	// sources, worktree git directories), by path, as validated: every
+	// component's device and inode. A container is never started with a
+	// source that no longer matches its pin.
+	Pins map[string]*hostpath.Pin `json:"-"`
 }
 
 // Instance is one agent instance after defaults are applied.

@@ -15,22 +15,15 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/jackin-dev/jackin/schema"
 )
 
 // DBFile is the database's file name inside the state dir.
 const DBFile = "jackin.db"
 
 // DefaultDir is $JACKIN_HOME, else ~/.local/state/jackin.
-func DefaultDir() string {
-	if d := os.Getenv("JACKIN_HOME"); d != "" {
-		return d
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return filepath.Join(".jackin")
-	}
-	return filepath.Join(home, ".local", "state", "jackin")
-}
+func DefaultDir() string { return schema.DefaultStateDir() }
 
 // Store is an open history database. It is safe for concurrent use.
 type Store struct {
