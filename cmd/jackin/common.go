@@ -23,7 +23,7 @@ func (a *app) loadFleet(ctx context.Context, files []string) (*schema.Fleet, err
 	if len(files) == 0 {
 		return nil, exitWith(exitInvalid, errors.New("no manifest given: use -f PATH (a file, a directory, or - for stdin)"))
 	}
-	res, err := manifests.Load(ctx, files, manifests.Options{Stdin: a.stdin})
+	res, err := manifests.Load(ctx, files, manifests.Options{Stdin: a.stdin, StateDir: a.global.stateDir})
 	if res != nil {
 		for _, w := range res.Warnings {
 			fmt.Fprintf(a.stderr, "warning: %s\n", w.String())

@@ -204,7 +204,7 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 // reloadFleet loads the manifests again for watch: diagnostics become the
 // error, one line each, so watch can report them once.
 func (a *app) reloadFleet(ctx context.Context, files []string) (*schema.Fleet, error) {
-	res, err := manifests.Load(ctx, files, manifests.Options{})
+	res, err := manifests.Load(ctx, files, manifests.Options{StateDir: a.global.stateDir})
 	if err != nil {
 		var diags manifests.Diagnostics
 		if errors.As(err, &diags) {
