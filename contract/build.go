@@ -204,7 +204,7 @@ func (b builder) contract(di *reconciler.DesiredInstance) Contract {
 			fx.tmpfs = append(fx.tmpfs, m)
 		}
 		if m.Mode == schema.MountRW || m.Mode == schema.MountRO {
-			if f := SensitivePathFindings(m.Src, b.opts.Home); len(f) > 0 {
+			if f := hostPathFindings(m.Src, b.opts.Home); len(f) > 0 {
 				fx.sensitive = append(fx.sensitive, SensitivePath{Source: m.Src, Destination: m.Dst, Mode: m.Mode, Findings: f, Severity: SeverityWarning, Allowed: allowed[filepath.Clean(m.Dst)]})
 			}
 		}

@@ -24,6 +24,13 @@ func SensitivePathFindings(src, home string) []string {
 	return schema.SensitivePathFindings(src, home)
 }
 
+// hostPathFindings are the findings validation refuses without
+// allowSensitive: the home directory's credential locations and the host's
+// own system paths and other users' homes.
+func hostPathFindings(src, home string) []string {
+	return append(SensitivePathFindings(src, home), schema.SystemPathFindings(src, home)...)
+}
+
 // isParent reports whether dir is a proper ancestor of p (both clean).
 func isParent(dir, p string) bool {
 	if dir == p {

@@ -127,6 +127,12 @@ func SystemPathFindings(src, home string) []string {
 			add("exposes the host's whole filesystem")
 		}
 	}
+	exact := false
+	for _, p := range SystemPaths {
+		for _, s := range srcs {
+			exact = exact || s == p.Path
+		}
+	}
 	for _, p := range SystemPaths {
 		best := 0
 		for _, s := range srcs {
@@ -135,6 +141,9 @@ func SystemPathFindings(src, home string) []string {
 				r = 0
 			}
 			best = max(best, r)
+		}
+		if best == 2 && exact {
+			continue // /etc names itself; its parts need no list of their own
 		}
 		if f := relationFinding(best, p.Path+" ("+p.What+")"); f != "" {
 			add(f)
