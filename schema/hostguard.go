@@ -204,6 +204,7 @@ type HostGuard struct {
 	walkPaths  []walkPath
 	mu         sync.Mutex
 	scans      map[string]GuardResult
+	checked    map[string]GuardResult
 }
 
 type guarded struct {
@@ -222,8 +223,26 @@ type GuardResult struct {
 	Warnings  []string
 }
 
-// Check reports what handing src to an agent would expose.
+// Check reports what handing src to an agent would expose. The answer is
+// computed once per path: every instance naming it gets the same one.
 func (g *HostGuard) Check(src string) GuardResult {
+	g.mu.Lock()
+	r, ok := g.checked[src]
+	g.mu.Unlock()
+	if ok {
+		return r
+	}
+	r = g.check(src)
+	g.mu.Lock()
+	if g.checked == nil {
+		g.checked = map[string]GuardResult{}
+	}
+	g.checked[src] = r
+	g.mu.Unlock()
+	return r
+}
+
+func (g *HostGuard) check(src string) GuardResult {
 	var r GuardResult
 	if sock, bad := DockerSocketExposure(src); bad {
 		r.Never = append(r.Never, "would expose the host Docker socket "+sock)
