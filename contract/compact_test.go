@@ -2,6 +2,7 @@ package contract
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/jackin-dev/jackin/reconciler"
@@ -79,5 +80,28 @@ func TestWriteCompact(t *testing.T) {
 				t.Errorf("got:\n%s\nwant:\n%s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestContractWarnsAboutAllowedSystemPaths: a mount that allowSensitive lets
+// through (a runtime login, a system path, another user's home) is named in
+// the contract's warnings.
+func TestContractWarnsAboutAllowedSystemPaths(t *testing.T) {
+	in := instance(limited, func(in *schema.Instance) {
+		in.Mounts = []schema.Mount{
+			{Src: fakeHome + "/.claude", Dst: "/claude", Mode: schema.MountRO, AllowSensitive: true},
+			{Src: "/etc", Dst: "/host-etc", Mode: schema.MountRO, AllowSensitive: true},
+			{Src: "/home/bob", Dst: "/bob", Mode: schema.MountRO, AllowSensitive: true},
+		}
+	})
+	got := compactOf(t, in, nil)
+	for _, want := range []string{
+		"! mount /home/alice/.claude -> /claude (ro, allowSensitive) exposes ~/.claude (Claude Code login)",
+		"! mount /etc -> /host-etc (ro, allowSensitive) exposes /etc (the host's configuration)",
+		"! mount /home/bob -> /bob (ro, allowSensitive) exposes /home/bob, another user's home directory",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the contract does not warn %q:\n%s", want, got)
+		}
 	}
 }
