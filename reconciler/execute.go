@@ -264,17 +264,10 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// step is one engine call of an action.
-type step struct {
-	desc string
-	run  func(ctx context.Context) error
-}
-
 // runAction executes one action's steps in order, stopping at the first
 // failure, or after the step in flight when ctx is cancelled (unless
-// finishStarted).
+// opts.FinishStarted).
 func runAction(ctx context.Context, fleet string, act Action, drv drivers.Driver, imgErrs map[string]error, log logr.Logger, opts ExecOptions) error {
-	finishStarted := opts.FinishStarted
 	if act.Err != nil {
 		return act.Err
 	}
@@ -285,286 +278,102 @@ func runAction(ctx context.Context, fleet string, act Action, drv drivers.Driver
 			}
 		}
 	}
-	steps := actionSteps(fleet, act, drv, opts)
+	steps := Steps(act, StepOptions{RemoveFiles: opts.StateDir != "", ReleaseCheckouts: opts.Workspaces != nil})
 	callCtx := context.WithoutCancel(ctx)
-	if finishStarted {
+	if opts.FinishStarted {
 		ctx = callCtx
 	}
+	run := stepRunner{fleet: fleet, act: act, drv: drv, opts: opts, created: map[string]string{}}
 	for i, s := range steps {
 		if i > 0 && ctx.Err() != nil {
-			return fmt.Errorf("interrupted after %s: %w", steps[i-1].desc, context.Cause(ctx))
+			return fmt.Errorf("interrupted after %s: %w", steps[i-1], context.Cause(ctx))
 		}
-		log.V(2).Info("step", "instance", act.Instance, "step", s.desc)
-		if err := s.run(callCtx); err != nil {
-			return fmt.Errorf("%s: %w", s.desc, err)
+		log.V(2).Info("step", "instance", act.Instance, "step", s.String())
+		if err := run.step(callCtx, s); err != nil {
+			return fmt.Errorf("%s: %w", s, err)
 		}
 	}
 	return nil
 }
 
-// actionSteps lists the engine calls of an action, with the host-side
-// checkout steps: made first on create and recreate (before anything is
-// removed, so a failure leaves the old container running), released last
-// on delete (after the container that used them is gone).
-func actionSteps(fleet string, act Action, drv drivers.Driver, opts ExecOptions) []step {
-	ws := opts.Workspaces
-	var steps []step
-	if (act.Type == ActionCreate || act.Type == ActionRecreate) && act.Desired != nil && len(act.Desired.Checkouts) > 0 {
-		in := act.Desired
-		steps = append(steps, step{"prepare worktree and clone checkouts", func(ctx context.Context) error {
-			if ws == nil {
-				return fmt.Errorf("instance %s has worktree or clone mounts, and this command cannot make checkouts: use jackin apply", in.Name)
-			}
-			return ws.Prepare(ctx, fleet, in)
-		}})
-	}
-	if t := act.Type; (t == ActionCreate || t == ActionRecreate || t == ActionStart) && act.Desired != nil && act.Desired.DockerTLS != nil {
-		// Before anything is stopped (a failure leaves the old containers
-		// running), and on a start too: certificates deleted by hand are
-		// made again instead of failing every start.
-		tls := act.Desired.DockerTLS
-		steps = append(steps, step{"prepare the private Docker daemon's certificates", func(ctx context.Context) error { return tls.Prepare() }})
-	}
-	var containers, networks []drivers.ObservedResource
-	for _, o := range act.Observed {
-		switch o.Kind {
-		case drivers.KindContainer:
-			containers = append(containers, o)
-		case drivers.KindNetwork:
-			networks = append(networks, o)
-		}
-	}
-	agentID, agentName, agentState := "", "", ""
-	for _, c := range containers {
-		if c.Labels[drivers.LabelComponent] == drivers.ComponentAgent {
-			agentID, agentName, agentState = c.ID, c.Name, c.State
-			break
-		}
-	}
-
-	stopRemove := func(c drivers.ObservedResource) {
-		if c.State == drivers.StateRunning || c.State == drivers.StateRestarting || c.State == drivers.StatePaused {
-			steps = append(steps, step{"stop container " + c.Name, func(ctx context.Context) error { return drv.Stop(ctx, c.ID) }})
-		}
-		steps = append(steps, step{"remove container " + c.Name, func(ctx context.Context) error {
-			return drv.Remove(ctx, drivers.KindContainer, c.ID)
-		}})
-	}
-	removeNetwork := func(n drivers.ObservedResource) {
-		steps = append(steps, step{"remove network " + n.Name, func(ctx context.Context) error {
-			return drv.Remove(ctx, drivers.KindNetwork, n.ID)
-		}})
-	}
-	createMissing := func() {
-		created := map[string]string{} // container name -> ID
-		var ctrNames []string
-		var agentName string
-		var seeds []drivers.Resource // volumes created here that start as a copy of a host directory
-		ready := map[string]*drivers.ReadyProbe{}
-		specs := map[string]*drivers.ContainerSpec{} // container name -> spec
-		for _, r := range act.Missing {
-			if r.Kind == drivers.KindContainer {
-				specs[r.Name] = r.Container
-			}
-			steps = append(steps, step{"create " + string(r.Kind) + " " + r.Name, func(ctx context.Context) error {
-				if r.Kind == drivers.KindContainer {
-					if err := verifySources(r.Container); err != nil {
-						return err
-					}
-				}
-				id, err := drv.Create(ctx, r)
-				if err == nil && r.Kind == drivers.KindContainer {
-					created[r.Name] = id
-				}
-				return err
-			}})
-			if r.Kind == drivers.KindContainer {
-				ctrNames = append(ctrNames, r.Name)
-				if r.Component == drivers.ComponentAgent {
-					agentName = r.Name
-				}
-				if r.Container != nil && r.Container.Ready != nil {
-					ready[r.Name] = r.Container.Ready
-				}
-			}
-			if r.Kind == drivers.KindVolume && r.Volume != nil && r.Volume.Seed != "" {
-				seeds = append(seeds, r)
-			}
-		}
-		for _, v := range seeds {
-			// Through the new container, before it first starts: the copy
-			// lands in the volume mounted at the target.
-			steps = append(steps, step{"copy " + v.Volume.Seed + " into volume " + v.Name, func(ctx context.Context) error {
-				if p := v.Volume.SeedPin; p != nil {
-					if err := p.Verify(); err != nil {
-						return fmt.Errorf("the seed directory %w: nothing was copied; run jackin apply to validate the manifest again", err)
-					}
-				}
-				s, ok := drv.(drivers.Seeder)
-				if !ok {
-					return fmt.Errorf("the %s backend cannot copy %s into a volume", drv.Name(), v.Volume.Seed)
-				}
-				if created[agentName] == "" {
-					return fmt.Errorf("no container was created to copy %s through", v.Volume.Seed)
-				}
-				return s.Seed(ctx, created[agentName], v.Volume.Target, v.Volume.Seed)
-			}})
-		}
-		if act.Desired != nil && act.Desired.Running {
-			// A container others depend on (the private daemon) first, and
-			// the rest once it answers.
-			sort.SliceStable(ctrNames, func(i, j int) bool { return serves(ready[ctrNames[i]]) && !serves(ready[ctrNames[j]]) })
-			for _, name := range ctrNames {
-				steps = append(steps, startStep(drv, name, func() string { return created[name] }, specs[name]))
-				if probe := ready[name]; serves(probe) {
-					steps = append(steps, waitReadyStep(drv, name, func() string { return created[name] }, *probe))
-				}
-			}
-			// Then the checks that a container stays up, once all started.
-			for _, name := range ctrNames {
-				if probe := ready[name]; probe != nil && !serves(probe) {
-					steps = append(steps, waitReadyStep(drv, name, func() string { return created[name] }, *probe))
-				}
-			}
-		}
-	}
-
-	switch act.Type {
-	case ActionCreate:
-		createMissing()
-	case ActionRecreate:
-		// The containers replaced are those of the components created
-		// again, and any the desired state no longer has; the networks
-		// replaced are those created again, and any no longer desired.
-		replace := map[string]bool{}
-		replaceComp := map[string]bool{}
-		for _, r := range act.Missing {
-			switch r.Kind {
-			case drivers.KindNetwork:
-				replace[r.Name] = true
-			case drivers.KindContainer:
-				replaceComp[r.Component] = true
-			}
-		}
-		wantNet, wantComp := map[string]bool{}, map[string]bool{}
-		if act.Desired != nil {
-			for _, r := range act.Desired.Resources {
-				switch r.Kind {
-				case drivers.KindNetwork:
-					wantNet[r.Name] = true
-				case drivers.KindContainer:
-					wantComp[r.Component] = true
-				}
-			}
-		}
-		for _, c := range containers {
-			if comp := c.Labels[drivers.LabelComponent]; replaceComp[comp] || !wantComp[comp] {
-				stopRemove(c)
-			}
-		}
-		for _, n := range networks {
-			if replace[n.Name] || !wantNet[n.Name] {
-				removeNetwork(n)
-			}
-		}
-		createMissing()
-	case ActionStart:
-		if agentState == drivers.StatePaused {
-			// The Driver contract has no unpause, and an engine refuses to
-			// start a paused container: stop it (an engine can stop a paused
-			// container), then start it.
-			steps = append(steps, step{"stop container " + agentName, func(ctx context.Context) error { return drv.Stop(ctx, agentID) }})
-		}
-		// A container the agent depends on (the private daemon) starts, and
-		// answers, first; one already running is asked again before the
-		// agent starts (it may be running without ever having answered).
-		probes := readyProbes(act.Desired)
-		specs := desiredContainers(act.Desired)
-		agentStarted := agentState != drivers.StateRunning && agentState != drivers.StateRestarting
-		for _, c := range containers {
-			probe := probes[c.Labels[drivers.LabelComponent]]
-			if c.ID == agentID || !serves(probe) {
-				continue
-			}
-			running := c.State == drivers.StateRunning || c.State == drivers.StateRestarting
-			if running && !agentStarted {
-				continue
-			}
-			if !running {
-				if c.State == drivers.StatePaused {
-					steps = append(steps, step{"stop container " + c.Name, func(ctx context.Context) error { return drv.Stop(ctx, c.ID) }})
-				}
-				steps = append(steps, startStep(drv, c.Name, func() string { return c.ID }, specs[c.Labels[drivers.LabelComponent]]))
-			}
-			steps = append(steps, waitReadyStep(drv, c.Name, func() string { return c.ID }, *probe))
-		}
-		if agentStarted {
-			steps = append(steps, startStep(drv, agentName, func() string { return agentID }, specs[drivers.ComponentAgent]))
-		}
-		for _, c := range containers {
-			if serves(probes[c.Labels[drivers.LabelComponent]]) {
-				continue
-			}
-			if c.ID != agentID && c.State != drivers.StateRunning && c.State != drivers.StateRestarting {
-				if c.State == drivers.StatePaused {
-					steps = append(steps, step{"stop container " + c.Name, func(ctx context.Context) error { return drv.Stop(ctx, c.ID) }})
-				}
-				steps = append(steps, startStep(drv, c.Name, func() string { return c.ID }, specs[c.Labels[drivers.LabelComponent]]))
-			}
-		}
-		if p := probes[drivers.ComponentAgent]; agentStarted && p != nil && !serves(p) {
-			steps = append(steps, waitReadyStep(drv, agentName, func() string { return agentID }, *p))
-		}
-	case ActionStop:
-		steps = append(steps, step{"stop container " + agentName, func(ctx context.Context) error { return drv.Stop(ctx, agentID) }})
-		for _, c := range containers {
-			if c.ID != agentID && (c.State == drivers.StateRunning || c.State == drivers.StateRestarting || c.State == drivers.StatePaused) {
-				steps = append(steps, step{"stop container " + c.Name, func(ctx context.Context) error { return drv.Stop(ctx, c.ID) }})
-			}
-		}
-	case ActionDelete:
-		// Containers, then networks, then the ephemeral volumes (which
-		// live as long as the instance). Other volumes are kept.
-		for _, c := range containers {
-			stopRemove(c)
-		}
-		for _, n := range networks {
-			removeNetwork(n)
-		}
-		for _, o := range act.Observed {
-			if o.Kind == drivers.KindVolume && drivers.OwnedByInstance(o.Labels[drivers.LabelComponent]) {
-				steps = append(steps, step{"remove volume " + o.Name, func(ctx context.Context) error {
-					return drv.Remove(ctx, drivers.KindVolume, o.ID)
-				}})
-			}
-		}
-		// Host files before checkouts: a checkout that cannot be released
-		// fails the step, and must not leave keys and values behind.
-		if opts.StateDir != "" {
-			steps = append(steps, step{"remove the instance's certificates, credentials and egress policy", func(ctx context.Context) error {
-				return RemoveInstanceFiles(opts.StateDir, fleet, act.Instance)
-			}})
-		}
-		if ws != nil {
-			steps = append(steps, step{"release worktree and clone checkouts", func(ctx context.Context) error {
-				return ws.Release(ctx, fleet, act.Instance)
-			}})
-		}
-	}
-	return steps
+// stepRunner carries out the steps of one action. It decides nothing: the
+// steps say what to do; it only remembers the IDs of what it created.
+type stepRunner struct {
+	fleet   string
+	act     Action
+	drv     drivers.Driver
+	opts    ExecOptions
+	created map[string]string // object name -> ID, for objects this action created
 }
 
-// startStep starts a container, after checking its bind sources (when its
-// desired spec is known) are still what was validated: the engine resolves
-// a bind's host path at every start, so a source swapped for a symlink
-// since would be followed.
-func startStep(drv drivers.Driver, name string, id func() string, spec *drivers.ContainerSpec) step {
-	return step{"start container " + name, func(ctx context.Context) error {
-		if err := verifySources(spec); err != nil {
+// id is the ID of the step's object: observed, or created by this action.
+func (r *stepRunner) id(s Step) string {
+	if s.ID != "" {
+		return s.ID
+	}
+	return r.created[s.Name]
+}
+
+func (r *stepRunner) step(ctx context.Context, s Step) error {
+	drv := r.drv
+	switch s.Kind {
+	case StepPrepareCheckouts:
+		if r.opts.Workspaces == nil {
+			return fmt.Errorf("instance %s has worktree or clone mounts, and this command cannot make checkouts: use jackin apply", r.act.Instance)
+		}
+		return r.opts.Workspaces.Prepare(ctx, r.fleet, r.act.Desired)
+	case StepPrepareDockerTLS:
+		return r.act.Desired.DockerTLS.Prepare()
+	case StepCreate:
+		if s.Resource.Kind == drivers.KindContainer {
+			if err := verifySources(s.Resource.Container); err != nil {
+				return err
+			}
+		}
+		id, err := drv.Create(ctx, *s.Resource)
+		if err == nil {
+			r.created[s.Name] = id
+		}
+		return err
+	case StepSeed:
+		v := s.Seed.Volume
+		if v.SeedPin != nil {
+			if err := v.SeedPin.Verify(); err != nil {
+				return fmt.Errorf("the seed directory %w: nothing was copied; run jackin apply to validate the manifest again", err)
+			}
+		}
+		seeder, ok := drv.(drivers.Seeder)
+		if !ok {
+			return fmt.Errorf("the %s backend cannot copy %s into a volume", drv.Name(), v.Seed)
+		}
+		through := r.created[s.Through]
+		if through == "" {
+			return fmt.Errorf("no container was created to copy %s through", v.Seed)
+		}
+		return seeder.Seed(ctx, through, v.Target, v.Seed)
+	case StepStart:
+		// The engine resolves a bind's host path at every start, so a
+		// source swapped for a symlink since validation would be followed.
+		if err := verifySources(s.Spec); err != nil {
 			return err
 		}
-		return drv.Start(ctx, id())
-	}}
+		return drv.Start(ctx, r.id(s))
+	case StepWaitReady, StepWatchStart:
+		w, ok := drv.(drivers.ReadyWaiter)
+		if !ok {
+			return nil
+		}
+		return w.WaitReady(ctx, r.id(s), *s.Probe)
+	case StepStop:
+		return drv.Stop(ctx, r.id(s))
+	case StepRemove:
+		return drv.Remove(ctx, s.Object, r.id(s))
+	case StepRemoveFiles:
+		return RemoveInstanceFiles(r.opts.StateDir, r.fleet, r.act.Instance)
+	case StepReleaseCheckouts:
+		return r.opts.Workspaces.Release(ctx, r.fleet, r.act.Instance)
+	}
+	return fmt.Errorf("unknown step %q", s.Kind)
 }
 
 // verifySources checks every bind source of a container spec against its
@@ -613,19 +422,3 @@ func readyProbes(in *DesiredInstance) map[string]*drivers.ReadyProbe {
 // serves reports whether a probe asks whether a container serves (and so
 // starts before the others), rather than whether it stays up.
 func serves(p *drivers.ReadyProbe) bool { return p != nil && len(p.Exec) > 0 }
-
-// waitReadyStep waits for a started container's probe, when the backend
-// can run one.
-func waitReadyStep(drv drivers.Driver, name string, id func() string, probe drivers.ReadyProbe) step {
-	label := "wait for container " + name + " to answer"
-	if !serves(&probe) {
-		label = "watch container " + name + " start"
-	}
-	return step{label, func(ctx context.Context) error {
-		w, ok := drv.(drivers.ReadyWaiter)
-		if !ok {
-			return nil
-		}
-		return w.WaitReady(ctx, id(), probe)
-	}}
-}

@@ -245,6 +245,7 @@ func planInstance(in *DesiredInstance, g *observedInstance, last LastApplied, im
 
 	// Networks: each desired one found exactly once, internal as desired.
 	netProblem := map[string]string{} // desired network name -> why it is replaced
+	duplicateNet := map[string]bool{} // desired network name -> found more than once
 	wantNet := map[string]bool{}
 	for _, n := range desiredNets {
 		wantNet[n.Name] = true
@@ -260,6 +261,7 @@ func planInstance(in *DesiredInstance, g *observedInstance, last LastApplied, im
 			netProblem[n.Name] = fmt.Sprintf("network %s is missing", n.Name)
 		case len(found) > 1:
 			netProblem[n.Name] = fmt.Sprintf("%d networks named %s found for one instance", len(found), n.Name)
+			duplicateNet[n.Name] = true
 		case (found[0].Labels[drivers.LabelInternal] == "true") != internal:
 			if internal {
 				netProblem[n.Name] = fmt.Sprintf("network %s must be internal (no route out)", n.Name)
@@ -326,7 +328,7 @@ func planInstance(in *DesiredInstance, g *observedInstance, last LastApplied, im
 	switch {
 	case len(agents) > 1:
 		return recreate(fmt.Sprintf("%d containers found for one instance", len(agents)))
-	case netProblem[netRes.Name] != "" && strings.Contains(netProblem[netRes.Name], "networks named"):
+	case duplicateNet[netRes.Name]:
 		return recreate(netProblem[netRes.Name])
 	case len(agents) == 0 && len(g.containers)-len(extraCtrs) > 0:
 		reasons := []string{}
