@@ -26,6 +26,12 @@ const (
 	LabelBuiltBy = "dev.jackin.built-by"
 
 	ManagedByValue = "jackin"
+
+	// LabelFleetID and LabelManifest record who owns the fleet name: a
+	// second manifest with the same name elsewhere on disk is refused
+	// instead of taking the fleet over (see reconciler.ResolveOwner).
+	LabelFleetID  = "dev.jackin.fleet-id"
+	LabelManifest = "dev.jackin.manifest"
 )
 
 // Kind is a resource kind. Each kind is observed with one list call.

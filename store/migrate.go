@@ -108,6 +108,15 @@ var migrations = []string{
 		since        INTEGER NOT NULL,
 		PRIMARY KEY (fleet, container_id)
 	);`,
+
+	// 6: who owns a fleet name on this state dir: the fleet's ID (also a
+	// label on its objects) and the manifest it was first applied from.
+	`CREATE TABLE fleet_owners (
+		fleet      TEXT    PRIMARY KEY,
+		id         TEXT    NOT NULL,
+		manifest   TEXT    NOT NULL,
+		claimed_at INTEGER NOT NULL
+	);`,
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -64,7 +64,7 @@ func TestOlderSchemaIsMigratedStepwise(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir)
 	// Make it a version-1 database, as an earlier jackin left it.
-	if _, err := s.db.Exec(`DROP INDEX events_at; DROP TABLE crash_state; DROP TABLE checkouts; DROP TABLE egress_log; DROP TABLE egress_pull; DELETE FROM schema_migrations WHERE version > 1`); err != nil {
+	if _, err := s.db.Exec(`DROP INDEX events_at; DROP TABLE crash_state; DROP TABLE checkouts; DROP TABLE egress_log; DROP TABLE egress_pull; DROP TABLE fleet_owners; DELETE FROM schema_migrations WHERE version > 1`); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -73,11 +73,11 @@ func TestOlderSchemaIsMigratedStepwise(t *testing.T) {
 	if err := s2.db.QueryRow(`SELECT MAX(version) FROM schema_migrations`).Scan(&v); err != nil {
 		t.Fatal(err)
 	}
-	if err := s2.db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE (type='index' AND name='events_at') OR (type='table' AND name IN ('crash_state', 'checkouts', 'egress_log', 'egress_pull'))`).Scan(&idx); err != nil {
+	if err := s2.db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE (type='index' AND name='events_at') OR (type='table' AND name IN ('crash_state', 'checkouts', 'egress_log', 'egress_pull', 'fleet_owners'))`).Scan(&idx); err != nil {
 		t.Fatal(err)
 	}
-	if v != SchemaVersion() || idx != 5 {
-		t.Fatalf("version %d (want %d), events_at, crash_state, checkouts, egress_log and egress_pull present: %d of 5", v, SchemaVersion(), idx)
+	if v != SchemaVersion() || idx != 6 {
+		t.Fatalf("version %d (want %d), events_at, crash_state, checkouts, egress_log, egress_pull and fleet_owners present: %d of 6", v, SchemaVersion(), idx)
 	}
 }
 
@@ -712,5 +712,29 @@ func TestRecordEventOnceKeepsOneCopy(t *testing.T) {
 	evs, err := s.Events(ctx, "demo", 0)
 	if err != nil || len(evs) != 2 {
 		t.Fatalf("events: %v %+v", err, evs)
+	}
+}
+
+func TestFleetOwners(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	ctx := context.Background()
+	if o, err := s.FleetOwner(ctx, "demo"); err != nil || o != nil {
+		t.Fatalf("no owner yet: %+v, %v", o, err)
+	}
+	if err := s.ClaimFleet(ctx, FleetOwner{Fleet: "demo", ID: "f1", Manifest: "/a/fleet.cue"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClaimFleet(ctx, FleetOwner{Fleet: "demo", ID: "f1", Manifest: "/b/fleet.cue"}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := s.FleetOwner(ctx, "demo")
+	if err != nil || o == nil || o.ID != "f1" || o.Manifest != "/b/fleet.cue" || o.ClaimedAt.IsZero() {
+		t.Fatalf("after adoption: %+v, %v", o, err)
+	}
+	if err := s.ReleaseFleet(ctx, "demo"); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := s.FleetOwner(ctx, "demo"); o != nil {
+		t.Fatalf("released, still %+v", o)
 	}
 }
