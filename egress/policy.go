@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/jackin-dev/jackin/runtimes"
 )
 
 // Presets are the named host sets an allowlist can use. They are defined
@@ -23,16 +25,6 @@ var Presets = map[string][]string{
 	"@pypi":   {"pypi.org", "files.pythonhosted.org"},
 	"@go":     {"proxy.golang.org", "sum.golang.org", "storage.googleapis.com"},
 	"@debian": {"deb.debian.org", "security.debian.org"},
-}
-
-// AgentHosts are the API hosts of each agent runtime: what @agent expands to.
-var AgentHosts = map[string][]string{
-	"claude":   {"api.anthropic.com", "statsig.anthropic.com", "console.anthropic.com"},
-	"codex":    {"api.openai.com", "auth.openai.com", "chatgpt.com"},
-	"gemini":   {"generativelanguage.googleapis.com", "cloudcode-pa.googleapis.com", "oauth2.googleapis.com"},
-	"amp":      {"ampcode.com", "*.ampcode.com"},
-	"opencode": {"opencode.ai", "api.anthropic.com", "api.openai.com"},
-	"shell":    {},
 }
 
 // Rule is one allowed destination.
@@ -158,14 +150,16 @@ func Expand(allow []string, agent string) ([]Rule, error) {
 	return out, nil
 }
 
-// PresetHosts returns what a preset expands to.
+// PresetHosts returns what a preset expands to. @agent is the API hosts of
+// the agent runtime (runtimes.Runtime.APIHosts); the other presets are
+// Presets'.
 func PresetHosts(name, agent string) ([]string, error) {
 	if name == "@agent" {
-		hosts, ok := AgentHosts[agent]
+		rt, ok := runtimes.Get(agent)
 		if !ok {
 			return nil, fmt.Errorf("@agent: no API hosts are known for agent runtime %q", agent)
 		}
-		return hosts, nil
+		return rt.APIHosts, nil
 	}
 	hosts, ok := Presets[name]
 	if !ok {

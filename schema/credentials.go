@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/jackin-dev/jackin/runtimes"
 )
 
 // secretWords are the words that make a name secret-shaped when one is a
@@ -120,25 +122,18 @@ func RedactSecretValues(s, repl string) string {
 // {command: ["op", "read", REF]}.
 const OnePasswordPrefix = "op://"
 
-// RuntimeCredentials are the credentials each agent runtime needs, by their
-// usual env names: one of them is enough. validate warns about an instance
-// whose runtime has none.
-var RuntimeCredentials = map[string][]string{
-	AgentClaude: {"ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"},
-	AgentCodex:  {"OPENAI_API_KEY"},
-	AgentGemini: {"GEMINI_API_KEY"},
-	AgentAmp:    {"AMP_API_KEY"},
-}
-
 // GitHubCredentials are the usual env names of a GitHub token (gh, git
 // credential helpers); listed in the README's table, never required.
 var GitHubCredentials = []string{"GH_TOKEN"}
 
 // MissingRuntimeCredentials returns the credential names the instance's
-// agent runtime expects when the instance delivers none of them (as a
-// credential name, an env delivery or a proxy placeholder), else nil.
+// agent runtime expects (runtimes.Runtime.Credentials, by their usual env
+// names: one of them is enough) when the instance delivers none of them (as
+// a credential name, an env delivery or a proxy placeholder), else nil.
+// validate warns about such an instance.
 func MissingRuntimeCredentials(inst Instance) []string {
-	want := RuntimeCredentials[inst.Agent]
+	rt, _ := runtimes.Get(inst.Agent)
+	want := rt.Credentials
 	if len(want) == 0 {
 		return nil
 	}
@@ -157,7 +152,7 @@ func MissingRuntimeCredentials(inst Instance) []string {
 			return nil
 		}
 	}
-	return append([]string(nil), want...)
+	return want
 }
 
 // CredentialNames returns an instance's credential names, sorted.

@@ -3,6 +3,8 @@ package schema
 import (
 	"path/filepath"
 	"strings"
+
+	"github.com/jackin-dev/jackin/runtimes"
 )
 
 // SensitiveHomePath is a well-known credential location under the home
@@ -16,7 +18,7 @@ type SensitiveHomePath struct {
 // looks for under the home directory. The list lives here rather than in
 // the contract package because manifest validation refuses these mounts and
 // the contract lists them, and both must agree on one list.
-var SensitiveHomePaths = []SensitiveHomePath{
+var SensitiveHomePaths = append([]SensitiveHomePath{
 	{".ssh", "SSH keys"},
 	{".aws", "AWS credentials"},
 	{".gnupg", "GnuPG keys"},
@@ -30,14 +32,19 @@ var SensitiveHomePaths = []SensitiveHomePath{
 	{".azure", "Azure credentials"},
 	{".config/op", "1Password CLI session"},
 	{".pgpass", "PostgreSQL passwords"},
-	// The agent runtimes' own logins: an agent given another's home
-	// would run as the operator's account.
-	{".claude", "Claude Code login"},
-	{".claude.json", "Claude Code account"},
-	{".codex", "Codex login"},
-	{".local/share/amp", "Amp login"},
-	{".local/share/opencode", "OpenCode login"},
-	{".gemini", "Gemini CLI login"},
+}, runtimeHomePaths()...)
+
+// runtimeHomePaths are the agent runtimes' own logins (runtimes.Runtime.Home,
+// in the table's order): an agent given another's would run as the
+// operator's account.
+func runtimeHomePaths() []SensitiveHomePath {
+	var out []SensitiveHomePath
+	for _, rt := range runtimes.All() {
+		for _, h := range rt.Home {
+			out = append(out, SensitiveHomePath{Rel: h.Rel, What: h.What})
+		}
+	}
+	return out
 }
 
 // SensitivePathFindings reports what a bind mount of the host path src

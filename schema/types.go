@@ -3,7 +3,10 @@
 // semantic and policy checks that CUE alone cannot express.
 package schema
 
-import "github.com/jackin-dev/jackin/hostpath"
+import (
+	"github.com/jackin-dev/jackin/hostpath"
+	"github.com/jackin-dev/jackin/runtimes"
+)
 
 // APIVersion and Kind identify a fleet manifest document.
 const (
@@ -11,14 +14,15 @@ const (
 	KindFleet  = "Fleet"
 )
 
-// Agent runtimes an instance can run.
+// Agent runtimes an instance can run: the names of the runtimes table
+// (package runtimes), which says what jackin knows about each.
 const (
-	AgentClaude   = "claude"
-	AgentCodex    = "codex"
-	AgentAmp      = "amp"
-	AgentOpenCode = "opencode"
-	AgentGemini   = "gemini"
-	AgentShell    = "shell"
+	AgentClaude   = runtimes.Claude
+	AgentCodex    = runtimes.Codex
+	AgentAmp      = runtimes.Amp
+	AgentOpenCode = runtimes.OpenCode
+	AgentGemini   = runtimes.Gemini
+	AgentShell    = runtimes.Shell
 )
 
 // Desired lifecycle states of an instance.
