@@ -32,7 +32,7 @@ func (l *loader) addCUEErrors(err error) {
 func (l *loader) addCUEError(e cueerrors.Error, path []string) {
 	if strings.Contains(errMsg(e), "empty disjunction") && len(cueerrors.Errors(e)) <= 1 {
 		// The summary line of a disjunction; its branches say more.
-		if _, enum := schema.Enums[lastOf(path)]; !enum {
+		if enumAt(path) == nil {
 			return
 		}
 	}
@@ -167,7 +167,7 @@ func (l *loader) reword(path []string, msg string) string {
 			return fmt.Sprintf("required field %q is missing", field)
 		}
 	}
-	if values, ok := schema.Enums[field]; ok && !isIndex(field) {
+	if values := enumAt(path); values != nil {
 		return fmt.Sprintf("%s must be one of %s%s", field, schema.Quote(values), gotSuffix(got))
 	}
 	if m := outOfBound.FindStringSubmatch(msg); m != nil {
@@ -205,44 +205,27 @@ func (l *loader) notAllowed(field string, parent []string) string {
 	if n := len(parent); n >= 3 && parent[n-1] == "deliver" && parent[n-3] == "credentials" {
 		return fmt.Sprintf("unknown credential delivery %q: deliver is {env: \"NAME\"}, {file: \"/run/secrets/NAME\"} or {proxy: {host, header?, format?, placeholder?}}", field)
 	}
-	if allowed := schema.Fields(definitionAt(parent)); len(allowed) > 0 {
-		return fmt.Sprintf("field %q is not allowed here; allowed fields: %s", field, strings.Join(allowed, ", "))
+	allowed := fieldsAt(parent)
+	if len(allowed) == 0 {
+		return fmt.Sprintf("field %q is not allowed here", field)
 	}
-	return fmt.Sprintf("field %q is not allowed here", field)
+	msg := fmt.Sprintf("field %q is not allowed here; allowed fields: %s", field, strings.Join(allowed, ", "))
+	if near := nearest(field, allowed); len(near) > 0 {
+		msg += "; did you mean " + orList(near) + "?"
+	}
+	return msg
 }
 
-// definitionAt names the schema definition that governs the struct at path.
-func definitionAt(path []string) string {
-	if len(path) == 0 {
-		return "#Fleet"
+// orList renders "a", "a" or "b", "a", "b" or "c".
+func orList(values []string) string {
+	q := make([]string, len(values))
+	for i, v := range values {
+		q[i] = strconv.Quote(v)
 	}
-	// instances.NAME... and defaults... both hold #Instance.
-	var rest []string
-	switch {
-	case path[0] == "defaults":
-		rest = path[1:]
-	case path[0] == "instances" && len(path) >= 2:
-		rest = path[2:]
-	default:
-		return ""
+	if len(q) == 1 {
+		return q[0]
 	}
-	defs := map[string]string{"role": "#Role", "build": "#Build", "mounts": "#Mount", "resources": "#Resources", "network": "#Network", "ports": "#Port",
-		"from": "#Source", "deliver": "#Delivery", "proxy": "#ProxyDelivery"}
-	def := "#Instance"
-	if len(rest) >= 2 && rest[0] == "credentials" {
-		def, rest = "#Credential", rest[2:]
-	}
-	for _, s := range rest {
-		if isIndex(s) {
-			continue
-		}
-		d, ok := defs[s]
-		if !ok {
-			return ""
-		}
-		def = d
-	}
-	return def
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
 }
 
 func isIndex(s string) bool {
