@@ -37,6 +37,12 @@ type Driver struct {
 
 var _ drivers.Driver = (*Driver)(nil)
 
+func init() {
+	drivers.Register("docker", func(ctx context.Context, log logr.Logger) (drivers.Driver, error) {
+		return New(ctx, log)
+	})
+}
+
 // New returns a driver for the engine the environment points at. It does not
 // contact the engine; call Ping for that.
 func New(ctx context.Context, log logr.Logger) (*Driver, error) {

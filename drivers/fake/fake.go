@@ -69,6 +69,7 @@ type Driver struct {
 
 	subscribers []chan drivers.Event
 	subErrs     []chan error
+	subFleets   []string // the fleet each stream is for
 }
 
 // New returns an empty fake backend.
@@ -329,7 +330,7 @@ func (d *Driver) Start(ctx context.Context, id string) error {
 		o.State, o.Status = drivers.StateRunning, "Up Less than a second"
 		if d.crashOnStart[o.Name] {
 			o.State, o.Status = drivers.StateExited, "Exited (1) Less than a second ago"
-			d.emitLocked(containerEvent(o, drivers.EventDie, "1"))
+			d.emitLocked(containerEvent(o, drivers.EventDie, "1"), o.Labels[drivers.LabelFleet])
 		}
 		return nil
 	})
@@ -477,17 +478,17 @@ func (d *Driver) Kill(name string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if o := d.findLocked(drivers.KindContainer, name); o != nil {
-		d.emitLocked(containerEvent(o, drivers.EventKill, ""))
-		d.emitLocked(containerEvent(o, drivers.EventDie, "137"))
+		d.emitLocked(containerEvent(o, drivers.EventKill, ""), o.Labels[drivers.LabelFleet])
+		d.emitLocked(containerEvent(o, drivers.EventDie, "137"), o.Labels[drivers.LabelFleet])
 	}
 	return nil
 }
 
 var _ drivers.EventSource = (*Driver)(nil)
 
-// Events implements drivers.EventSource: events emitted by Kill, a crash on
-// start, or Emit reach every open stream. Fleet filtering is the caller's
-// test setup: every event is delivered.
+// Events implements drivers.EventSource: events of the fleet's objects
+// (Kill, a crash on start) reach the streams opened for that fleet, as the
+// engine filters by label; an event given to Emit reaches every stream.
 func (d *Driver) Events(ctx context.Context, fleet string) (<-chan drivers.Event, <-chan error, error) {
 	if err := d.begin(MethodEvents, "", fleet); err != nil {
 		return nil, nil, err
@@ -498,6 +499,7 @@ func (d *Driver) Events(ctx context.Context, fleet string) (<-chan drivers.Event
 	errs := make(chan error, 1)
 	d.subscribers = append(d.subscribers, ch)
 	d.subErrs = append(d.subErrs, errs)
+	d.subFleets = append(d.subFleets, fleet)
 	go func() {
 		<-ctx.Done()
 		d.mu.Lock()
@@ -522,7 +524,7 @@ func (d *Driver) SetCrashOnStart(name string, crash bool) {
 func (d *Driver) Emit(ev drivers.Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.emitLocked(ev)
+	d.emitLocked(ev, "")
 }
 
 // EndStreams ends every open event stream with err, as an engine restart does.
@@ -549,16 +551,21 @@ func (d *Driver) closeStreamLocked(ch chan drivers.Event, err error) {
 			close(c)
 			d.subscribers = append(d.subscribers[:i], d.subscribers[i+1:]...)
 			d.subErrs = append(d.subErrs[:i], d.subErrs[i+1:]...)
+			d.subFleets = append(d.subFleets[:i], d.subFleets[i+1:]...)
 			return
 		}
 	}
 }
 
-func (d *Driver) emitLocked(ev drivers.Event) {
+// emitLocked delivers ev to the streams of fleet ("": every stream).
+func (d *Driver) emitLocked(ev drivers.Event, fleet string) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}
-	for _, c := range d.subscribers {
+	for i, c := range d.subscribers {
+		if fleet != "" && d.subFleets[i] != fleet {
+			continue
+		}
 		select {
 		case c <- ev:
 		default: // a stalled reader loses events, as with a real engine
