@@ -19,7 +19,9 @@ func TestConformance(t *testing.T) {
 		d := engine(t)
 		ref, _ := agentImage(t, d)
 		cli := d.Client()
-		ctx := func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), 30*time.Second) }
+		ctx := func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 30*time.Second)
+		}
 		return drivertest.Backend{
 			Driver: d,
 			Image:  ref,
