@@ -38,6 +38,8 @@ type ExecOptions struct {
 	// Images are the image references already present (ref -> image ID), as
 	// observed; these need no EnsureImage call.
 	Images map[string]string
+	// BackendImages are Images per backend, for actions that name one.
+	BackendImages map[string]map[string]string
 	// Workspaces makes the worktrees and clones of created and recreated
 	// instances before their containers, and releases those of deleted
 	// instances. Nil: an action that needs a checkout fails with a clear
@@ -51,6 +53,18 @@ type ExecOptions struct {
 	// ctx is cancelled (watch stops between actions, never inside one);
 	// actions not yet started are still skipped.
 	FinishStarted bool
+	// Drivers, when set, runs each action on the driver of its backend
+	// (Action.Backend); the driver given to Execute serves actions that
+	// name none.
+	Drivers drivers.Set
+}
+
+// driverFor is the driver an action runs on.
+func (o ExecOptions) driverFor(act Action, fallback drivers.Driver) (drivers.Driver, error) {
+	if act.Backend == "" || o.Drivers == nil {
+		return fallback, nil
+	}
+	return o.Drivers.For(act.Backend)
 }
 
 // Workspaces are the host-side isolated checkouts of instances.
@@ -174,43 +188,63 @@ func errString(err error) string {
 // imageNeed is one image reference the plan needs and the instances using it.
 type imageNeed struct {
 	spec      drivers.ImageSpec
+	drv       drivers.Driver
 	instances []string
 }
 
+// imageKey names an image on one backend: the same reference on two
+// backends is two images to make available.
+func imageKey(backend, ref string) string {
+	if backend == "" {
+		return ref
+	}
+	return backend + " " + ref
+}
+
 // ensureImages makes sure every image the create and recreate actions need
-// is present, each distinct reference once. It returns the error per
-// reference that could not be made available.
+// is present on their backend, each distinct reference once per backend.
+// It returns the error per imageKey that could not be made available.
 func ensureImages(ctx context.Context, actions []Action, drv drivers.Driver, opts ExecOptions, parallel int) map[string]error {
 	needs := map[string]*imageNeed{}
+	errs := map[string]error{}
 	for _, a := range actions {
 		if a.Type != ActionCreate && a.Type != ActionRecreate {
 			continue
+		}
+		present := opts.Images
+		if a.Backend != "" && opts.BackendImages != nil {
+			present = opts.BackendImages[a.Backend]
 		}
 		for _, r := range a.Missing {
 			if r.Kind != drivers.KindContainer || r.Container == nil || r.Container.Image.Ref == "" {
 				continue
 			}
 			img := r.Container.Image
-			if _, ok := opts.Images[img.Ref]; ok {
+			if _, ok := present[img.Ref]; ok {
 				continue
 			}
-			n := needs[img.Ref]
+			key := imageKey(a.Backend, img.Ref)
+			n := needs[key]
 			if n == nil {
-				n = &imageNeed{spec: img}
-				needs[img.Ref] = n
+				d, err := opts.driverFor(a, drv)
+				if err != nil {
+					errs[key] = err
+					continue
+				}
+				n = &imageNeed{spec: img, drv: d}
+				needs[key] = n
 			}
 			n.instances = append(n.instances, a.Instance)
 		}
 	}
-	errs := map[string]error{}
 	if len(needs) == 0 {
 		return errs
 	}
-	refs := make([]string, 0, len(needs))
-	for ref := range needs {
-		refs = append(refs, ref)
+	keys := make([]string, 0, len(needs))
+	for key := range needs {
+		keys = append(keys, key)
 	}
-	sort.Strings(refs)
+	sort.Strings(keys)
 
 	progress := opts.Progress
 	if progress == nil {
@@ -220,10 +254,10 @@ func ensureImages(ctx context.Context, actions []Action, drv drivers.Driver, opt
 	var mu sync.Mutex
 	sem := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
-	for _, ref := range refs {
-		n := needs[ref]
+	for _, key := range keys {
+		n := needs[key]
 		if ctx.Err() != nil {
-			errs[ref] = context.Cause(ctx)
+			errs[key] = context.Cause(ctx)
 			continue
 		}
 		sem <- struct{}{}
@@ -232,18 +266,19 @@ func ensureImages(ctx context.Context, actions []Action, drv drivers.Driver, opt
 			defer wg.Done()
 			defer func() { <-sem }()
 			start := time.Now()
-			opts.Log.V(1).Info("ensuring image", "image", ref, "build", n.spec.Build != nil, "instances", n.instances)
+			ref := n.spec.Ref
+			opts.Log.V(1).Info("ensuring image", "image", ref, "backend", n.drv.Name(), "build", n.spec.Build != nil, "instances", n.instances)
 			var err error
 			if n.spec.Build != nil && n.spec.Build.Prepare != nil {
 				err = n.spec.Build.Prepare()
 			}
 			if err == nil {
-				_, err = drv.EnsureImage(ctx, n.spec, progress)
+				_, err = n.drv.EnsureImage(ctx, n.spec, progress)
 			}
 			opts.Log.V(1).Info("image ensured", "image", ref, "error", errString(err), "elapsed", time.Since(start).String())
 			if err != nil {
 				mu.Lock()
-				errs[ref] = err
+				errs[key] = err
 				mu.Unlock()
 			}
 		}()
@@ -271,9 +306,13 @@ func runAction(ctx context.Context, fleet string, act Action, drv drivers.Driver
 	if act.Err != nil {
 		return act.Err
 	}
+	drv, err := opts.driverFor(act, drv)
+	if err != nil {
+		return err
+	}
 	for _, r := range act.Missing {
 		if r.Kind == drivers.KindContainer && r.Container != nil {
-			if err, ok := imgErrs[r.Container.Image.Ref]; ok {
+			if err, ok := imgErrs[imageKey(act.Backend, r.Container.Image.Ref)]; ok {
 				return fmt.Errorf("image %s for instance %s is not available: %w", r.Container.Image.Ref, act.Instance, err)
 			}
 		}

@@ -158,6 +158,9 @@ const (
 type Action struct {
 	Instance string
 	Type     ActionType
+	// Backend is the backend the action runs on (BuildPlanAll sets it;
+	// empty means the driver Execute is given).
+	Backend string
 	Reasons  []string
 	// Desired is nil for delete.
 	Desired *DesiredInstance
