@@ -161,7 +161,7 @@ type Action struct {
 	// Backend is the backend the action runs on (BuildPlanAll sets it;
 	// empty means the driver Execute is given).
 	Backend string
-	Reasons  []string
+	Reasons []string
 	// Desired is nil for delete.
 	Desired *DesiredInstance
 	// Observed lists the instance's objects found on the backend.
