@@ -7,7 +7,7 @@ export CGO_ENABLED ?= 0
 .PHONY: help engine build test unit e2e lint fuzz demo demo-clean bench clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
 engine: ## make sure a Docker engine answers (installs and starts one on Debian if needed)
 	@bash .ci/ensure-engine

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/jackin-dev/jackin/drivers"
@@ -256,4 +257,45 @@ func (a *app) fleetFromFlags(ctx context.Context, files []string, fleetName stri
 		return "", exitWith(exitInvalid, fmt.Errorf("--fleet %q is not a fleet name: a lowercase DNS label of at most 30 characters", fleetName))
 	}
 	return fleetName, nil
+}
+
+// narrowPlan keeps, of a plan and its desired state, only the named
+// instances, in the plan's order; no names keeps everything. A name that is
+// neither in the manifest nor on the engine (an orphan is in the plan as a
+// delete) is an error naming every such name once, sorted.
+func narrowPlan(res *planResult, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	plan := &reconciler.Plan{Fleet: res.plan.Fleet}
+	found := map[string]bool{}
+	for _, act := range res.plan.Actions {
+		if want[act.Instance] {
+			plan.Actions = append(plan.Actions, act)
+			found[act.Instance] = true
+		}
+	}
+	var unknown []string
+	for n := range want {
+		if !found[n] {
+			unknown = append(unknown, n)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return exitWith(exitInvalid, fmt.Errorf("no instance named %s in fleet %q or on the engine", strings.Join(unknown, ", "), res.plan.Fleet))
+	}
+	desired := *res.desired
+	desired.Instances = nil
+	for _, in := range res.desired.Instances {
+		if want[in.Name] {
+			desired.Instances = append(desired.Instances, in)
+		}
+	}
+	res.plan, res.desired = plan, &desired
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -34,7 +35,7 @@ func newDiffCommand(a *app) *cobra.Command {
 	var pf planFlags
 	var out outputFlag
 	cmd := &cobra.Command{
-		Use:   "diff -f PATH...",
+		Use:   "diff -f PATH... [INSTANCE...]",
 		Short: "Show what apply would change, and why",
 		Long: `diff compares the manifest with what the engine runs and prints the plan:
   +    create     -/+  recreate (with the changed fields)
@@ -48,17 +49,21 @@ exposed, wider egress, a port newly or more widely published, Docker access,
 a new credential, a resource limit raised or removed. A new instance, or one
 whose last-applied spec is unknown, is compared with no access at all.
 
+Naming instances narrows the plan, the exit code and the policy and
+credential changes to them; a name neither in the manifest nor on the
+engine is an error.
+
 Exit codes: 0 converged, 1 changes pending, 2 error (invalid manifest,
-unreachable engine).`,
+unreachable engine, unknown instance).`,
 		Example: `  jackin diff -f fleet.cue
+  jackin diff -f fleet.cue web api
   jackin diff -f fleet.cue -o json | jq '.actions[] | select(.action != "noop")'
   jackin diff -f fleet.cue -o json | jq '.actions[] | select(.widens) | {instance, widens}'`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := out.validate(); err != nil {
 				return err
 			}
-			return a.diff(cmd.Context(), mf.files, pf, out.format)
+			return a.diffInstances(cmd.Context(), mf.files, args, pf, out.format)
 		},
 	}
 	mf.register(cmd)
@@ -69,6 +74,12 @@ unreachable engine).`,
 
 // diff prints the plan and returns exit 1 when there are changes.
 func (a *app) diff(ctx context.Context, files []string, pf planFlags, format string) error {
+	return a.diffInstances(ctx, files, nil, pf, format)
+}
+
+// diffInstances is diff narrowed to the named instances (all when none is
+// named): the plan, the pending changes and the exit code are theirs.
+func (a *app) diffInstances(ctx context.Context, files, names []string, pf planFlags, format string) error {
 	sess, err := a.openSession(ctx, files, false)
 	if err != nil {
 		return err
@@ -78,6 +89,9 @@ func (a *app) diff(ctx context.Context, files []string, pf planFlags, format str
 	if err != nil {
 		return err
 	}
+	if err := narrowPlan(res, names); err != nil {
+		return err
+	}
 	markWidenings(res)
 	pending := pendingPolicies(res)
 	refresh := pendingCredentials(res)
@@ -85,6 +99,15 @@ func (a *app) diff(ctx context.Context, files []string, pf planFlags, format str
 		if err := writeStructured(a.stdout, "json", planDocument(res.plan, pending, refresh)); err != nil {
 			return err
 		}
+	} else if len(names) > 0 && !listsChanges(res.plan) {
+		// "Fleet X matches the manifest" would claim more than was compared.
+		var listed []string
+		for _, act := range res.plan.Actions {
+			listed = append(listed, act.Instance)
+		}
+		fmt.Fprintf(a.stdout, "No changes. %s %s the manifest.\n", strings.Join(listed, ", "), pluralVerb(len(listed), "matches", "match"))
+		writePolicyChanges(a.stdout, pending)
+		writeCredentialRefresh(a.stdout, res, refresh)
 	} else {
 		if err := a.printPlan(res.plan, format); err != nil {
 			return err
@@ -109,6 +132,24 @@ func (a *app) diff(ctx context.Context, files []string, pf planFlags, format str
 		return &exitError{code: exitChanges, reported: true}
 	}
 	return nil
+}
+
+// listsChanges reports whether the text plan lists an action: anything but
+// a noop that cannot fail.
+func listsChanges(p *reconciler.Plan) bool {
+	for _, act := range p.Actions {
+		if act.Type != reconciler.ActionNoop || act.Err != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func pluralVerb(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // markWidenings marks each create and recreate that widens access over the

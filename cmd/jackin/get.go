@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -48,7 +47,10 @@ state (running, stopped, oom-killed when the kernel's OOM killer ended the
 agent (kept as an event in history), missing, crashloop while jackin watch is delaying the
 restarts of an instance that keeps exiting, or orphan for an instance of this
 fleet that is no longer in the manifest), whether it is in sync, the spec
-hash, age and image. It changes nothing.`,
+hash, age and image. It changes nothing.
+
+Naming instances shows only those; a name neither in the manifest nor on
+the engine is an error (exit 2).`,
 		Example: `  jackin get -f fleet.cue
   jackin get -f fleet.cue web -o yaml`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -66,10 +68,10 @@ hash, age and image. It changes nothing.`,
 			if err != nil {
 				return err
 			}
-			items, err := statusRows(res, args)
-			if err != nil {
-				return exitWith(exitInvalid, err)
+			if err := narrowPlan(res, args); err != nil {
+				return err
 			}
+			items := statusRows(res)
 			if sess.st != nil {
 				crashes, err := sess.st.CrashStates(ctx, fleet.Name)
 				if err != nil {
@@ -111,24 +113,17 @@ hash, age and image. It changes nothing.`,
 	return cmd
 }
 
-// statusRows joins the plan with the observed agent containers.
-func statusRows(res *planResult, only []string) ([]instanceStatus, error) {
+// statusRows joins the plan with the observed agent containers, one row
+// per action (narrowPlan keeps the named instances' only).
+func statusRows(res *planResult) []instanceStatus {
 	agents := map[string]drivers.ObservedResource{}
 	for _, c := range res.observed.Containers {
 		if c.Labels[drivers.LabelComponent] == drivers.ComponentAgent {
 			agents[c.Instance()] = c
 		}
 	}
-	want := map[string]bool{}
-	for _, n := range only {
-		want[n] = true
-	}
 	var items []instanceStatus
 	for _, act := range res.plan.Actions {
-		if len(want) > 0 && !want[act.Instance] {
-			continue
-		}
-		delete(want, act.Instance)
 		it := instanceStatus{Instance: act.Instance, Action: string(act.Type), Reasons: act.Reasons, InSync: act.Type == reconciler.ActionNoop}
 		if it.Reasons == nil {
 			it.Reasons = []string{}
@@ -161,15 +156,7 @@ func statusRows(res *planResult, only []string) ([]instanceStatus, error) {
 		}
 		items = append(items, it)
 	}
-	if len(want) > 0 {
-		missing := make([]string, 0, len(want))
-		for n := range want {
-			missing = append(missing, n)
-		}
-		sort.Strings(missing)
-		return nil, fmt.Errorf("no instance named %v in fleet %q or on the engine", missing, res.desired.Fleet)
-	}
-	return items, nil
+	return items
 }
 
 func orDash(s string) string {

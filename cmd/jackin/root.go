@@ -97,6 +97,7 @@ failed (apply), 2 invalid input, unreachable engine or lock timeout.`,
 		newWorkCommand(a),
 		newEgressCommand(a),
 		newEgressProxyCommand(a),
+		newVersionCommand(a),
 	)
 	return root
 }
