@@ -166,8 +166,11 @@ type builder struct {
 
 // facts are derived once per instance and shared by the sections.
 type facts struct {
-	di         *reconciler.DesiredInstance
-	inst       schema.Instance
+	di   *reconciler.DesiredInstance
+	inst schema.Instance
+	// agent is the rendered agent container: the contract describes it.
+	agent      *drivers.ContainerSpec
+	fleet      string
 	name       string // jk-<fleet>-<instance>
 	rwMounts   []reconciler.SpecMount
 	roMounts   []reconciler.SpecMount
@@ -183,6 +186,8 @@ func (b builder) contract(di *reconciler.DesiredInstance) Contract {
 	fx := facts{
 		di:         di,
 		inst:       inst,
+		agent:      agentContainer(di),
+		fleet:      b.fleet,
 		name:       reconciler.ResourceName(b.fleet, di.Name),
 		openEgress: egressRank(di.Spec.Network.Egress) >= 2,
 		unattended: orDefault(inst.Agent, schema.AgentShell) != schema.AgentShell,
@@ -211,8 +216,8 @@ func (b builder) contract(di *reconciler.DesiredInstance) Contract {
 	}
 
 	// A worktree's source git directory is a writable host mount too.
-	for _, m := range gitDirMounts(fx) {
-		fx.rwMounts = append(fx.rwMounts, reconciler.SpecMount{Src: m.Source, Dst: m.Destination, Mode: schema.MountRW})
+	for _, m := range renderedMounts(fx, drivers.MountFromGitDir) {
+		fx.rwMounts = append(fx.rwMounts, reconciler.SpecMount{Src: m.Source, Dst: m.Target, Mode: schema.MountRW})
 	}
 
 	c := Contract{Instance: di.Name}
@@ -370,15 +375,18 @@ func (b builder) filesystem(fx facts, warn func(string, string, ...any)) Filesys
 		}
 	}
 	for _, m := range fx.di.Spec.Mounts {
+		// What the container gets is the rendered mount: its host path (a
+		// bind's source as validated, resolved) and its read-only flag.
+		rm, _ := renderedMount(fx, m.Dst)
 		mt := Mount{Source: m.Src, Destination: m.Dst, Mode: m.Mode}
 		switch m.Mode {
-		case schema.MountRO:
-			mt.Type, mt.Access = MountBind, "read-only"
-			mt.EnforcedBy = "the engine (read-only bind mount)"
-			mt.Persistence = "on the host: survives recreate and delete"
-		case schema.MountRW:
-			mt.Type, mt.Access = MountBind, "read-write"
-			mt.EnforcedBy = "nothing: read-write, the agent can modify and delete these host files"
+		case schema.MountRO, schema.MountRW:
+			mt.Type, mt.Source, mt.Access = MountBind, orDefault(rm.Source, m.Src), access(rm)
+			if rm.ReadOnly {
+				mt.EnforcedBy = "the engine (read-only bind mount)"
+			} else {
+				mt.EnforcedBy = "nothing: read-write, the agent can modify and delete these host files"
+			}
 			mt.Persistence = "on the host: survives recreate and delete"
 		case schema.MountTmpfs:
 			mt.Type, mt.Access = MountTmpfs, "read-write"
@@ -391,7 +399,7 @@ func (b builder) filesystem(fx facts, warn func(string, string, ...any)) Filesys
 			}
 			mt.Persistence = "memory: lost when the container stops"
 		case schema.MountWorktree, schema.MountClone, schema.MountEphemeral:
-			mt = isolationMount(fx, m)
+			mt = isolationMount(fx, m, rm)
 		}
 		fs.Mounts = append(fs.Mounts, mt)
 	}
@@ -835,13 +843,15 @@ func (b builder) recovery(fx facts) Recovery {
 	history := "history in " + db
 	var checkouts, volumes []string
 	for _, m := range fx.di.Spec.Mounts {
+		rm, ok := renderedMount(fx, m.Dst)
+		if !ok {
+			continue
+		}
 		switch m.Mode {
 		case schema.MountWorktree, schema.MountClone:
-			if w, ok := checkoutOf(fx.di, m.Dst); ok {
-				checkouts = append(checkouts, m.Mode+" "+wantPath(w)+" (at "+m.Dst+")")
-			}
+			checkouts = append(checkouts, m.Mode+" "+rm.Source+" (at "+m.Dst+")")
 		case schema.MountEphemeral:
-			volumes = append(volumes, "volume "+volumeName(fx, m.Dst)+" (at "+m.Dst+")")
+			volumes = append(volumes, "volume "+rm.Source+" (at "+m.Dst+")")
 		}
 	}
 	var keptOnDelete []string
@@ -902,7 +912,7 @@ func (b builder) residualRisk(fx facts, c Contract) []Risk {
 		}
 		risks = append(risks, Risk{RiskWritableMounts, "the agent can modify and delete the host files under " + strings.Join(srcs, ", ")})
 	}
-	for _, m := range gitDirMounts(fx) {
+	for _, m := range renderedMounts(fx, drivers.MountFromGitDir) {
 		risks = append(risks, Risk{RiskGitDirWritable, "the agent can write the source repository's git directory " + m.Source + " (its objects and every branch and tag: it can move or delete your branches; its config and hooks are mounted read-only, so it cannot make git on the host run a command); a clone mount keeps the source untouched"})
 	}
 	if len(fx.sensitive) > 0 {

@@ -144,6 +144,27 @@ instances: {
 			normalise: true,
 		},
 		{
+			// Every mount mode, worktree and clone included: what the
+			// contract says of each must be what the container gets.
+			name: "mount-modes",
+			fleet: func(*testing.T) *schema.Fleet {
+				f := fleetOf("edge", map[string]schema.Instance{"all": instance(limited, func(in *schema.Instance) {
+					in.Mounts = []schema.Mount{
+						{Src: "/srv/project", Dst: "/work", Mode: schema.MountRW},
+						{Src: "/srv/docs", Dst: "/docs", Mode: schema.MountRO},
+						{Dst: "/tmp", Mode: schema.MountTmpfs, Size: "64Mi", SizeBytes: 64 << 20},
+						{Src: "/srv/app", Dst: "/app", Mode: schema.MountWorktree, GitCommonDir: "/srv/app/.git"},
+						{Src: "/srv/lib", Dst: "/lib-src", Mode: schema.MountClone, Ref: "v2"},
+						{Src: "/srv/seed", Dst: "/cache", Mode: schema.MountEphemeral},
+						{Dst: "/scratch", Mode: schema.MountEphemeral},
+					}
+				})})
+				f.StateDir = fakeStateDir
+				return f
+			},
+			opts: defaultOpts,
+		},
+		{
 			name: "unlimited",
 			fleet: func(*testing.T) *schema.Fleet {
 				return fleetOf("edge", map[string]schema.Instance{"greedy": instance()})
@@ -399,6 +420,13 @@ func normaliseDesired(t *testing.T, f *schema.Fleet, d *reconciler.Desired) {
 		}
 		for j := range di.Spec.Mounts {
 			di.Spec.Mounts[j].Src = fix(di.Spec.Mounts[j].Src)
+		}
+		for _, r := range di.Resources {
+			if r.Container != nil {
+				for k := range r.Container.Mounts {
+					r.Container.Mounts[k].Source = fix(r.Container.Mounts[k].Source)
+				}
+			}
 		}
 		if b := di.Image.Build; b != nil {
 			b.Context = fix(b.Context)

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/workspace"
@@ -17,28 +18,37 @@ const (
 	volumeRemovedWhen   = "when the instance is deleted (jackin delete, or removal from the manifest)"
 )
 
-// checkoutOf finds the desired checkout for the mount at dst.
-func checkoutOf(di *reconciler.DesiredInstance, dst string) (workspace.Want, bool) {
-	for _, w := range di.Checkouts {
-		if w.Dst == dst {
-			return w, true
+// agentContainer is the rendered agent container: what the executor
+// creates, and so what the contract describes.
+func agentContainer(di *reconciler.DesiredInstance) *drivers.ContainerSpec {
+	for _, r := range di.Resources {
+		if r.Kind == drivers.KindContainer && r.Component == drivers.ComponentAgent && r.Container != nil {
+			return r.Container
 		}
 	}
-	return workspace.Want{}, false
+	return &drivers.ContainerSpec{}
 }
 
-func wantPath(w workspace.Want) string {
-	return workspace.Path(w.StateDir, w.Fleet, w.Instance, workspace.Slug(w.Dst))
-}
-
-// gitCommonDir is the source git directory resolved at load for a worktree mount.
-func gitCommonDir(inst schema.Instance, dst string) string {
-	for _, m := range inst.Mounts {
-		if m.Dst == dst && m.Mode == schema.MountWorktree {
-			return m.GitCommonDir
+// renderedMounts are the agent container's mounts that made origin, in the
+// order the container gets them.
+func renderedMounts(fx facts, origin string) []drivers.MountSpec {
+	var out []drivers.MountSpec
+	for _, m := range fx.agent.Mounts {
+		if m.Origin == origin {
+			out = append(out, m)
 		}
 	}
-	return ""
+	return out
+}
+
+// renderedMount is the rendered mount of the manifest's mount at dst.
+func renderedMount(fx facts, dst string) (drivers.MountSpec, bool) {
+	for _, m := range renderedMounts(fx, drivers.MountFromManifest) {
+		if m.Target == dst {
+			return m, true
+		}
+	}
+	return drivers.MountSpec{}, false
 }
 
 // gitMetadata lists what making a worktree writes in the source
@@ -55,24 +65,25 @@ func gitMetadata(commonDir, path, branch string) []string {
 }
 
 // isolationMount describes a worktree, clone or ephemeral mount for the
-// filesystem section.
-func isolationMount(fx facts, m reconciler.SpecMount) Mount {
-	mt := Mount{Destination: m.Dst, Mode: m.Mode, Access: "read-write"}
+// filesystem section, from its rendered mount rm (the checkout's host path,
+// or the volume).
+func isolationMount(fx facts, m reconciler.SpecMount, rm drivers.MountSpec) Mount {
+	mt := Mount{Destination: m.Dst, Mode: m.Mode, Access: access(rm)}
 	switch m.Mode {
 	case schema.MountWorktree, schema.MountClone:
-		w, _ := checkoutOf(fx.di, m.Dst)
-		path := wantPath(w)
+		path := rm.Source
 		mt.Type, mt.Source = MountBind, path
 		mt.EnforcedBy = "nothing: read-write, the agent can change this checkout (not " + m.Src + " itself)"
 		mt.Persistence = checkoutPersists
-		iso := &Isolation{Mode: m.Mode, HostPath: path, Source: m.Src, ScratchBranch: workspace.Branch(w.Fleet, w.Instance),
+		branch := workspace.Branch(fx.fleet, fx.di.Name)
+		iso := &Isolation{Mode: m.Mode, HostPath: path, Source: m.Src, ScratchBranch: branch,
 			StartsFrom: orDefault(m.Ref, "HEAD of "+m.Src+" when the checkout is made"), Persists: checkoutPersists, RemovedWhen: checkoutRemovedWhen}
 		if m.Mode == schema.MountWorktree {
-			iso.GitMetadata = gitMetadata(gitCommonDir(fx.inst, m.Dst), path, iso.ScratchBranch)
+			iso.GitMetadata = gitMetadata(reconciler.CommonDir(fx.inst, m.Dst), path, iso.ScratchBranch)
 		}
 		mt.Isolation = iso
 	case schema.MountEphemeral:
-		name := volumeName(fx, m.Dst)
+		name := rm.Source
 		mt.Type, mt.Source = MountVolume, name
 		mt.EnforcedBy = "the engine (a named volume, no host path)"
 		mt.Persistence = volumePersists + "; removed " + volumeRemovedWhen
@@ -81,30 +92,53 @@ func isolationMount(fx facts, m reconciler.SpecMount) Mount {
 	return mt
 }
 
-// volumeName is reconciler.VolumeName: fx.name is the instance's resource name.
-func volumeName(fx facts, dst string) string {
-	return fx.name + "-" + workspace.Slug(dst)
+// access is a rendered mount's access, as the engine enforces it.
+func access(m drivers.MountSpec) string {
+	if m.ReadOnly {
+		return "read-only"
+	}
+	return "read-write"
 }
 
 // gitDirMounts are the bind mounts of source git directories that worktree
-// mounts add, so git works inside the container.
+// mounts add, so git works inside the container: each directory
+// read-write, and the parts of it that name programs (config, hooks)
+// read-only over it, as rendered.
 func gitDirMounts(fx facts) []Mount {
-	seen := map[string]bool{}
 	var out []Mount
-	for _, m := range fx.di.Spec.Mounts {
-		if m.Mode != schema.MountWorktree {
-			continue
+	for _, m := range fx.agent.Mounts {
+		switch m.Origin {
+		case drivers.MountFromGitDir:
+			var ro []string
+			for _, sub := range renderedMounts(fx, drivers.MountFromGitDirRO) {
+				if rel, err := filepath.Rel(m.Source, sub.Source); err == nil && !strings.HasPrefix(rel, "..") {
+					ro = append(ro, rel)
+				}
+			}
+			enforced := "nothing: read-write, so git in the container can commit (objects, refs); the agent can also move or delete the repository's other branches and tags"
+			if len(ro) > 0 {
+				enforced += ", but not its " + strings.Join(ro, " or ") + ", which are mounted read-only over it"
+			}
+			out = append(out, Mount{Type: MountBind, Source: m.Source, Destination: m.Target, Mode: schema.MountRW, Access: access(m),
+				EnforcedBy:  enforced,
+				Persistence: "on the host: the source repository's git directory, never removed by jackin"})
+		case drivers.MountFromGitDirRO:
+			out = append(out, Mount{Type: MountBind, Source: m.Source, Destination: m.Target, Mode: schema.MountRO, Access: access(m),
+				EnforcedBy:  "the engine (read-only bind mount over the git directory: git on the host runs the programs it names)",
+				Persistence: "on the host: part of the source repository's git directory, never removed by jackin"})
 		}
-		cd := gitCommonDir(fx.inst, m.Dst)
-		if cd == "" || seen[cd] {
-			continue
-		}
-		seen[cd] = true
-		out = append(out, Mount{Type: MountBind, Source: cd, Destination: cd, Mode: schema.MountRW, Access: "read-write",
-			EnforcedBy:  "nothing: read-write, so git in the container can commit (objects, refs); the agent can also change " + m.Src + "'s other branches, config and hooks",
-			Persistence: "on the host: the source repository's git directory, never removed by jackin"})
 	}
 	return out
+}
+
+// checkoutExists reports whether the checkout of the mount at dst is made.
+func checkoutExists(di *reconciler.DesiredInstance, dst string) bool {
+	for _, w := range di.Checkouts {
+		if w.Dst == dst {
+			return workspace.Exists(w)
+		}
+	}
+	return false
 }
 
 // isolationEffects are the host-side effects of an instance's worktree,
@@ -113,20 +147,20 @@ func gitDirMounts(fx facts) []Mount {
 func isolationEffects(fx facts, status func(bool) string, volumes map[string]bool) []HostEffect {
 	var out []HostEffect
 	for _, m := range fx.di.Spec.Mounts {
+		rm, _ := renderedMount(fx, m.Dst)
 		switch m.Mode {
 		case schema.MountWorktree, schema.MountClone:
-			w, _ := checkoutOf(fx.di, m.Dst)
-			path := wantPath(w)
+			path := rm.Source
 			st := StatusPlanned
-			if workspace.Exists(w) {
+			if checkoutExists(fx.di, m.Dst) {
 				st = StatusPresent
 			}
-			branch := workspace.Branch(w.Fleet, w.Instance)
+			branch := workspace.Branch(fx.fleet, fx.di.Name)
 			start := orDefault(m.Ref, "the HEAD of "+m.Src)
 			if m.Mode == schema.MountWorktree {
 				out = append(out, HostEffect{Kind: EffectWorktree, Name: path, Status: st, AfterDelete: AfterDeleteKeptIfWork,
 					Effect: "create the git worktree " + path + " of " + m.Src + " on the new branch " + branch + " from " + start})
-				cd := gitCommonDir(fx.inst, m.Dst)
+				cd := reconciler.CommonDir(fx.inst, m.Dst)
 				out = append(out, HostEffect{Kind: EffectGitMeta, Name: cd, Status: st, AfterDelete: AfterDeleteKeptIfWork,
 					Effect: "write git metadata in the source repository (its working tree and HEAD are not touched): " + strings.Join(gitMetadata(cd, path, branch), "; ")})
 			} else {
@@ -134,7 +168,7 @@ func isolationEffects(fx facts, status func(bool) string, volumes map[string]boo
 					Effect: "clone " + m.Src + " into " + path + " (no hard links; nothing is written in " + m.Src + ") and check out the new branch " + branch + " from " + start + "; its remotes are " + m.Src + "'s, plus \"source\" for " + m.Src})
 			}
 		case schema.MountEphemeral:
-			name := volumeName(fx, m.Dst)
+			name := rm.Source
 			effect := "create the volume " + name
 			if m.Src != "" {
 				effect += " and copy " + m.Src + " into it when it is created"

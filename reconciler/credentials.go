@@ -198,7 +198,7 @@ func renderCredentials(fleet, name string, inst schema.Instance, spec Spec, ctr 
 		}
 	}
 	for _, cdir := range slices.Sorted(maps.Keys(cp.FileDirs)) {
-		ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: cp.FileDirs[cdir], Target: cdir, ReadOnly: true})
+		ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: cp.FileDirs[cdir], Target: cdir, ReadOnly: true, Origin: drivers.MountFromCredentials})
 	}
 	if !proxy {
 		return cp, nil
@@ -220,9 +220,9 @@ func renderCredentials(fleet, name string, inst schema.Instance, spec Spec, ctr 
 		// that user (still with no capabilities).
 		side.User = strconv.Itoa(os.Getuid()) + ":" + strconv.Itoa(os.Getgid())
 	}
-	side.Mounts = append(side.Mounts, drivers.MountSpec{Type: "bind", Source: cp.ProxyDir, Target: ProxyCredentialsMountDir, ReadOnly: true})
+	side.Mounts = append(side.Mounts, drivers.MountSpec{Type: "bind", Source: cp.ProxyDir, Target: ProxyCredentialsMountDir, ReadOnly: true, Origin: drivers.MountFromJackin})
 	side.Command = append(side.Command, "--credentials-dir", ProxyCredentialsMountDir)
-	ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: agentCADir, Target: AgentCAMountDir, ReadOnly: true})
+	ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: agentCADir, Target: AgentCAMountDir, ReadOnly: true, Origin: drivers.MountFromCredentials})
 	// Tools that read only the system bundle (not SSL_CERT_FILE) trust the
 	// CA too: the bundle is mounted over the usual system paths, unless
 	// the manifest mounts something there.
@@ -232,7 +232,7 @@ func renderCredentials(fleet, name string, inst schema.Instance, spec Spec, ctr 
 	}
 	for _, p := range SystemBundlePaths {
 		if !mounted[p] && !mounted[path.Dir(p)] {
-			ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: filepath.Join(agentCADir, "bundle.pem"), Target: p, ReadOnly: true})
+			ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: filepath.Join(agentCADir, "bundle.pem"), Target: p, ReadOnly: true, Origin: drivers.MountFromCredentials})
 		}
 	}
 	for _, kv := range CAEnv {
@@ -442,7 +442,7 @@ func WriteCredentials(d *Desired) (changed map[string][]string, failed map[strin
 		if _, err := os.Stat(in.Credentials.Dir); err == nil {
 			pending = in.CredentialsPending() // a first write is no refresh
 		}
-		if err := in.writeCredentials(d.Fleet); err != nil {
+		if err := in.writeCredentials(d.StateDir, d.Fleet); err != nil {
 			failed[in.Name] = fmt.Errorf("write credentials: %w", err)
 			continue
 		}
@@ -453,7 +453,7 @@ func WriteCredentials(d *Desired) (changed map[string][]string, failed map[strin
 	return changed, failed
 }
 
-func (in *DesiredInstance) writeCredentials(fleet string) error {
+func (in *DesiredInstance) writeCredentials(stateDir, fleet string) error {
 	cp := in.Credentials
 	base := SecretsBase()
 	files := map[string]map[string][]byte{} // host dir -> name -> value
@@ -492,9 +492,23 @@ func (in *DesiredInstance) writeCredentials(fleet string) error {
 		if err := os.RemoveAll(filepath.Join(cp.Dir, "egress")); err != nil {
 			return fmt.Errorf("remove the proxy's credentials, no longer delivered: %w", err)
 		}
+		// The egress CA signs nothing any more: its key goes too. (The
+		// CA files the agent mounts stay until its recreate or delete.)
+		if stateDir != "" {
+			_, caDir, _ := CredentialDirs(stateDir, fleet, in.Name)
+			if err := os.RemoveAll(caDir); err != nil {
+				return fmt.Errorf("remove the egress CA, no longer used: %w", err)
+			}
+		}
 		return nil
 	}
-	ca, err := pki.LoadOrCreate(cp.CADir, "jackin egress CA "+fleet+"/"+in.Name)
+	// The CA can sign for the proxy hosts and nothing else (X.509 name
+	// constraints): a leaked key cannot impersonate any other host to the
+	// agent. Other proxy hosts than its own (or none, from an older jackin)
+	// replace it, with a new key. The agent trusts the new CA once its CA
+	// files are rewritten below; a change of proxy hosts also changes the
+	// spec, which recreates the agent after this write.
+	ca, err := pki.LoadOrCreateFor(cp.CADir, "jackin egress CA "+fleet+"/"+in.Name, in.proxyHosts())
 	if err != nil {
 		return err
 	}
@@ -556,6 +570,14 @@ func systemRoots() []byte {
 	return nil
 }
 
+// writePublic writes the agent's CA files (public: readable by any user)
+// into dir. A file that is there already is rewritten in place, not
+// replaced by another: the agent mounts bundle.pem by itself over its
+// system bundle, and a bind mount of a file keeps the file it was made
+// with, so a new CA (one for new proxy hosts, or one replacing a CA
+// without name constraints) reaches a running agent only this way. A
+// process that read its roots at start (NODE_EXTRA_CA_CERTS) keeps the
+// old ones until it restarts.
 func writePublic(dir string, files map[string][]byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -564,14 +586,43 @@ func writePublic(dir string, files map[string][]byte) error {
 		return err
 	}
 	for n, b := range files {
-		if old, err := os.ReadFile(filepath.Join(dir, n)); err == nil && string(old) == string(b) {
+		p := filepath.Join(dir, n)
+		if old, err := os.ReadFile(p); err == nil && string(old) == string(b) {
 			continue
 		}
-		if err := writeAtomic(filepath.Join(dir, n), b); err != nil {
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+			if err := rewriteInPlace(p, b); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := writeAtomic(p, b); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// rewriteInPlace replaces the content of the regular file at p, keeping
+// the file (its inode), so that bind mounts of it see the new content.
+func rewriteInPlace(p string, b []byte) error {
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(b, 0); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Truncate(int64(len(b))); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // RemoveCredentials removes what an instance's credentials left on the

@@ -177,7 +177,7 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 		}
 		for _, dst := range sb.Tmpfs {
 			if !mounted[dst] {
-				ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "tmpfs", Target: dst})
+				ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "tmpfs", Target: dst, Origin: drivers.MountFromSandboxTmpfs})
 			}
 		}
 		// Under a read-only root the agent's HOME is a tmpfs, for its caches.
@@ -204,7 +204,7 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 	commonDirs := map[string]bool{}
 	var gitDirs []string
 	for _, m := range spec.Mounts {
-		ms := drivers.MountSpec{Target: m.Dst}
+		ms := drivers.MountSpec{Target: m.Dst, Origin: drivers.MountFromManifest}
 		switch m.Mode {
 		case schema.MountRW, schema.MountRO:
 			ms.Type, ms.Source, ms.ReadOnly = "bind", m.Src, m.Mode == schema.MountRO
@@ -223,7 +223,7 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 				// The worktree's .git file names <common dir>/worktrees/<name>
 				// by its absolute host path: git in the container finds it
 				// only at that same path, and writes objects and refs there.
-				if cd := commonDir(inst, m.Dst); cd != "" && !commonDirs[cd] {
+				if cd := CommonDir(inst, m.Dst); cd != "" && !commonDirs[cd] {
 					commonDirs[cd] = true
 					gitDirs = append(gitDirs, cd)
 				}
@@ -243,7 +243,7 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 		ctr.Mounts = append(ctr.Mounts, ms)
 	}
 	for _, cd := range gitDirs {
-		ms := drivers.MountSpec{Type: "bind", Source: cd, Target: cd}
+		ms := drivers.MountSpec{Type: "bind", Source: cd, Target: cd, Origin: drivers.MountFromGitDir}
 		if pin := pins[cd]; pin != nil && pin.Path == cd {
 			ms.Pin = pin
 		}
@@ -253,7 +253,7 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 		// that could write them could run code on the host.
 		for _, sub := range GitDirReadOnly {
 			p := filepath.Join(cd, sub)
-			ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: p, Target: p, ReadOnly: true, Under: ms.Pin})
+			ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: p, Target: p, ReadOnly: true, Under: ms.Pin, Origin: drivers.MountFromGitDirRO})
 		}
 	}
 	for _, p := range spec.Network.Ports {
@@ -322,8 +322,8 @@ func readOnlySource(inst schema.Instance) string {
 	return "security.readOnlyRoot"
 }
 
-// commonDir is the git common dir resolved at load for the worktree mount at dst.
-func commonDir(inst schema.Instance, dst string) string {
+// CommonDir is the git common dir resolved at load for the worktree mount at dst.
+func CommonDir(inst schema.Instance, dst string) string {
 	for _, m := range inst.Mounts {
 		if m.Dst == dst && m.Mode == schema.MountWorktree {
 			return m.GitCommonDir
