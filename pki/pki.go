@@ -2,7 +2,9 @@
 // per instance: one for the TLS between an agent and its private Docker
 // daemon, one for the egress proxy's TLS termination. Keys and
 // certificates live in files of mode 0600 under a directory of mode 0700;
-// keys never leave the host except as the one leaf a container needs.
+// keys never leave the host except as the one leaf a container needs. An
+// authority made for a set of hosts (LoadOrCreateFor) carries X.509 name
+// constraints: its key can sign for those hosts and nothing else.
 package pki
 
 import (
@@ -22,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -51,8 +54,32 @@ type CA struct {
 
 // LoadOrCreate opens the authority in dir, creating it (and dir, 0700)
 // when it does not exist yet. name goes into the CA's subject, so an
-// operator can tell whose CA a certificate chains to.
+// operator can tell whose CA a certificate chains to. The authority can
+// sign for any name: LoadOrCreateFor makes one that cannot.
 func LoadOrCreate(dir, name string) (*CA, error) {
+	return loadOrCreate(dir, name, nil)
+}
+
+// LoadOrCreateFor is LoadOrCreate for an authority that signs leaves for
+// hosts only (DNS names, *.wildcards or IP addresses; at least one). Its
+// certificate carries critical X.509 name constraints permitting exactly
+// those names (not their subdomains, unless another of the hosts is one)
+// and addresses, and no other name or address: a leaf for anything else
+// fails verification against it, even one signed with its key.
+//
+// An authority in dir whose constraints are not those (one from an older
+// jackin, which had none, or one made for other hosts) is replaced, with a
+// new key, as one near its end is: whoever trusts the old certificate must
+// be given the new one, and leaves of the old one are reissued by Ensure.
+func LoadOrCreateFor(dir, name string, hosts []string) (*CA, error) {
+	nc, err := constraintsFor(hosts)
+	if err != nil {
+		return nil, err
+	}
+	return loadOrCreate(dir, name, nc)
+}
+
+func loadOrCreate(dir, name string, nc *constraints) (*CA, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pki: create %s: %w", dir, err)
 	}
@@ -63,7 +90,7 @@ func LoadOrCreate(dir, name string) (*CA, error) {
 	keyPEM, errK := os.ReadFile(filepath.Join(dir, caKeyFile))
 	if errC == nil && errK == nil {
 		ca, err := parseCA(dir, certPEM, keyPEM)
-		if err == nil && time.Until(ca.Cert.NotAfter) > renewBefore {
+		if err == nil && time.Until(ca.Cert.NotAfter) > renewBefore && nc.of(ca.Cert) {
 			return ca, nil
 		}
 	} else if !errors.Is(errC, os.ErrNotExist) && errC != nil {
@@ -71,7 +98,9 @@ func LoadOrCreate(dir, name string) (*CA, error) {
 	} else if !errors.Is(errK, os.ErrNotExist) && errK != nil {
 		return nil, fmt.Errorf("pki: read CA key: %w", errK)
 	}
-	// Missing, unreadable as a CA, or near its end: a new CA. Leaves issued
+	// Missing, unreadable as a CA, near its end or constrained otherwise: a
+	// new CA, with a new key (a copy of the old certificate somewhere still
+	// trusted must not verify anything signed from now on). Leaves issued
 	// by the old one no longer verify and are reissued by their callers.
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -87,6 +116,7 @@ func LoadOrCreate(dir, name string) (*CA, error) {
 		IsCA:                  true,
 		MaxPathLenZero:        true,
 	}
+	nc.apply(tmpl)
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return nil, fmt.Errorf("pki: create CA certificate: %w", err)
@@ -199,8 +229,9 @@ func (ca *CA) Ensure(name string, usage Usage, hosts ...string) (Leaf, error) {
 }
 
 // current reports whether leaf exists, matches its key (a crash between
-// the two writes leaves a pair that does not), chains to ca, has time left
-// and names exactly hosts.
+// the two writes leaves a pair that does not), verifies against ca (its
+// name constraints included) for its usage, has time left and names
+// exactly hosts.
 func (ca *CA) current(leaf Leaf, usage Usage, hosts []string) bool {
 	certPEM, err := os.ReadFile(leaf.CertFile)
 	if err != nil {
@@ -210,7 +241,16 @@ func (ca *CA) current(leaf Leaf, usage Usage, hosts []string) bool {
 		return false
 	}
 	cert, err := parseCert(certPEM)
-	if err != nil || cert.CheckSignatureFrom(ca.Cert) != nil || time.Until(cert.NotAfter) < renewBefore {
+	if err != nil || time.Until(cert.NotAfter) < renewBefore {
+		return false
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	eku := x509.ExtKeyUsageServerAuth
+	if usage == Client {
+		eku = x509.ExtKeyUsageClientAuth
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{eku}}); err != nil {
 		return false
 	}
 	if usage == Client {
@@ -225,6 +265,120 @@ func (ca *CA) current(leaf Leaf, usage Usage, hosts []string) bool {
 	slices.Sort(have)
 	slices.Sort(want)
 	return slices.Equal(have, want)
+}
+
+// constraints are the X.509 name constraints of an authority made for a
+// set of hosts. Every list is sorted, so two sets of the same hosts compare
+// equal, whatever their order.
+type constraints struct {
+	permittedDNS, excludedDNS []string
+	permittedIP, excludedIP   []*net.IPNet
+}
+
+// noDNSName is permitted when the hosts hold no DNS name, so that none is:
+// the name constraints extension permits every name of a kind it lists
+// nothing for. "invalid" is reserved (RFC 6761): no host is ever called
+// that, or anything under it.
+const noDNSName = "invalid"
+
+// constraintsFor returns the name constraints that permit exactly hosts:
+// each DNS name but not its subdomains (a leading "." excludes subdomains
+// only, as Go, OpenSSL, NSS and BoringSSL read it), unless another of the
+// hosts is one of them; each *.wildcard's subdomains; each IP address
+// alone. A kind of name the hosts hold none of is shut out entirely (all
+// IPv4 and IPv6 addresses excluded, or only noDNSName permitted).
+func constraintsFor(hosts []string) (*constraints, error) {
+	if len(hosts) == 0 {
+		return nil, errors.New("pki: a constrained CA needs at least one host")
+	}
+	nc := &constraints{}
+	var names []string
+	for _, h := range hosts {
+		h = strings.ToLower(strings.TrimSuffix(h, "."))
+		if ip := net.ParseIP(h); ip != nil {
+			bits := 128
+			if ip4 := ip.To4(); ip4 != nil {
+				ip, bits = ip4, 32
+			}
+			nc.permittedIP = append(nc.permittedIP, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		if h == "" || strings.Contains(strings.TrimPrefix(h, "*."), "*") {
+			return nil, fmt.Errorf("pki: %q is not a host name a CA can be constrained to", h)
+		}
+		names = append(names, h)
+	}
+	for _, h := range names {
+		if d, ok := strings.CutPrefix(h, "*."); ok {
+			nc.permittedDNS = append(nc.permittedDNS, "."+d)
+			continue
+		}
+		nc.permittedDNS = append(nc.permittedDNS, h)
+		under := false
+		for _, o := range names {
+			under = under || strings.HasSuffix(strings.TrimPrefix(o, "*"), "."+h)
+		}
+		if !under {
+			nc.excludedDNS = append(nc.excludedDNS, "."+h)
+		}
+	}
+	if len(names) == 0 {
+		nc.permittedDNS = []string{noDNSName}
+	}
+	if len(nc.permittedIP) == 0 {
+		nc.excludedIP = []*net.IPNet{
+			{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)},
+			{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)},
+		}
+	}
+	nc.permittedDNS = sortedUniq(nc.permittedDNS)
+	nc.excludedDNS = sortedUniq(nc.excludedDNS)
+	slices.SortFunc(nc.permittedIP, func(a, b *net.IPNet) int { return strings.Compare(a.String(), b.String()) })
+	nc.permittedIP = slices.CompactFunc(nc.permittedIP, func(a, b *net.IPNet) bool { return a.String() == b.String() })
+	return nc, nil
+}
+
+// apply puts the constraints, critical, in a CA's template; nil leaves it
+// unconstrained.
+func (nc *constraints) apply(tmpl *x509.Certificate) {
+	if nc == nil {
+		return
+	}
+	tmpl.PermittedDNSDomainsCritical = true
+	tmpl.PermittedDNSDomains = nc.permittedDNS
+	tmpl.ExcludedDNSDomains = nc.excludedDNS
+	tmpl.PermittedIPRanges = nc.permittedIP
+	tmpl.ExcludedIPRanges = nc.excludedIP
+}
+
+// of reports whether cert carries exactly these constraints, critical, and
+// no others; for nil (an unconstrained CA) it reports true whatever cert
+// carries.
+func (nc *constraints) of(cert *x509.Certificate) bool {
+	if nc == nil {
+		return true
+	}
+	return cert.PermittedDNSDomainsCritical &&
+		slices.Equal(sortedUniq(cert.PermittedDNSDomains), nc.permittedDNS) &&
+		slices.Equal(sortedUniq(cert.ExcludedDNSDomains), nc.excludedDNS) &&
+		slices.Equal(netStrings(cert.PermittedIPRanges), netStrings(nc.permittedIP)) &&
+		slices.Equal(netStrings(cert.ExcludedIPRanges), netStrings(nc.excludedIP)) &&
+		len(cert.PermittedEmailAddresses)+len(cert.ExcludedEmailAddresses)+len(cert.PermittedURIDomains)+len(cert.ExcludedURIDomains) == 0
+}
+
+func sortedUniq(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return slices.Compact(s)
+}
+
+func netStrings(nets []*net.IPNet) []string {
+	out := make([]string, len(nets))
+	for i, n := range nets {
+		out[i] = n.String()
+	}
+	slices.Sort(out)
+	return out
 }
 
 // WriteFile writes b to path with mode 0600, atomically (a temporary file
