@@ -216,7 +216,7 @@ func (b builder) contract(di *reconciler.DesiredInstance) Contract {
 	}
 
 	// A worktree's source git directory is a writable host mount too.
-	for _, m := range renderedMounts(fx, drivers.MountFromGitDir) {
+	for _, m := range renderedMounts(fx, reconciler.MountFromGitDir) {
 		fx.rwMounts = append(fx.rwMounts, reconciler.SpecMount{Src: m.Source, Dst: m.Target, Mode: schema.MountRW})
 	}
 
@@ -912,7 +912,7 @@ func (b builder) residualRisk(fx facts, c Contract) []Risk {
 		}
 		risks = append(risks, Risk{RiskWritableMounts, "the agent can modify and delete the host files under " + strings.Join(srcs, ", ")})
 	}
-	for _, m := range renderedMounts(fx, drivers.MountFromGitDir) {
+	for _, m := range renderedMounts(fx, reconciler.MountFromGitDir) {
 		risks = append(risks, Risk{RiskGitDirWritable, "the agent can write the source repository's git directory " + m.Source + " (its objects and every branch and tag: it can move or delete your branches; its config and hooks are mounted read-only, so it cannot make git on the host run a command); a clone mount keeps the source untouched"})
 	}
 	if len(fx.sensitive) > 0 {

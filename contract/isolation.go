@@ -34,7 +34,7 @@ func agentContainer(di *reconciler.DesiredInstance) *drivers.ContainerSpec {
 func renderedMounts(fx facts, origin string) []drivers.MountSpec {
 	var out []drivers.MountSpec
 	for _, m := range fx.agent.Mounts {
-		if m.Origin == origin {
+		if fx.di.MountOrigin(m) == origin {
 			out = append(out, m)
 		}
 	}
@@ -43,7 +43,7 @@ func renderedMounts(fx facts, origin string) []drivers.MountSpec {
 
 // renderedMount is the rendered mount of the manifest's mount at dst.
 func renderedMount(fx facts, dst string) (drivers.MountSpec, bool) {
-	for _, m := range renderedMounts(fx, drivers.MountFromManifest) {
+	for _, m := range renderedMounts(fx, reconciler.MountFromManifest) {
 		if m.Target == dst {
 			return m, true
 		}
@@ -107,10 +107,10 @@ func access(m drivers.MountSpec) string {
 func gitDirMounts(fx facts) []Mount {
 	var out []Mount
 	for _, m := range fx.agent.Mounts {
-		switch m.Origin {
-		case drivers.MountFromGitDir:
+		switch fx.di.MountOrigin(m) {
+		case reconciler.MountFromGitDir:
 			var ro []string
-			for _, sub := range renderedMounts(fx, drivers.MountFromGitDirRO) {
+			for _, sub := range renderedMounts(fx, reconciler.MountFromGitDirRO) {
 				if rel, err := filepath.Rel(m.Source, sub.Source); err == nil && !strings.HasPrefix(rel, "..") {
 					ro = append(ro, rel)
 				}
@@ -122,7 +122,7 @@ func gitDirMounts(fx facts) []Mount {
 			out = append(out, Mount{Type: MountBind, Source: m.Source, Destination: m.Target, Mode: schema.MountRW, Access: access(m),
 				EnforcedBy:  enforced,
 				Persistence: "on the host: the source repository's git directory, never removed by jackin"})
-		case drivers.MountFromGitDirRO:
+		case reconciler.MountFromGitDirRO:
 			out = append(out, Mount{Type: MountBind, Source: m.Source, Destination: m.Target, Mode: schema.MountRO, Access: access(m),
 				EnforcedBy:  "the engine (read-only bind mount over the git directory: git on the host runs the programs it names)",
 				Persistence: "on the host: part of the source repository's git directory, never removed by jackin"})

@@ -53,8 +53,8 @@ func checkRendered(t *testing.T, c Contract, di *reconciler.DesiredInstance) {
 	}
 	rendered := map[string]bool{}
 	for _, m := range agent.Mounts {
-		switch m.Origin {
-		case drivers.MountFromManifest, drivers.MountFromGitDir, drivers.MountFromGitDirRO, drivers.MountFromSandboxTmpfs:
+		switch di.MountOrigin(m) {
+		case reconciler.MountFromManifest, reconciler.MountFromGitDir, reconciler.MountFromGitDirRO, reconciler.MountFromSandboxTmpfs:
 		default:
 			continue // described in the credentials and Docker sections
 		}
@@ -89,7 +89,7 @@ func checkRendered(t *testing.T, c Contract, di *reconciler.DesiredInstance) {
 	for _, m := range c.Filesystem.Mounts {
 		if m.Mode == schema.MountRW && strings.Contains(m.EnforcedBy, "git in the container") {
 			for _, ro := range agent.Mounts {
-				if ro.Origin == drivers.MountFromGitDirRO && strings.HasPrefix(ro.Source, m.Source+"/") && !strings.Contains(m.EnforcedBy, ro.Source[len(m.Source)+1:]) {
+				if di.MountOrigin(ro) == reconciler.MountFromGitDirRO && strings.HasPrefix(ro.Source, m.Source+"/") && !strings.Contains(m.EnforcedBy, ro.Source[len(m.Source)+1:]) {
 					t.Errorf("%s: the git directory claim %q does not say %s is read-only", name, m.EnforcedBy, ro.Source)
 				}
 			}

@@ -145,21 +145,7 @@ type MountSpec struct {
 	// read-only parts of a worktree's git directory), is that directory:
 	// it must still match and no component below it may be a symlink.
 	Under *hostpath.Pin `json:"-"`
-	// Origin says what made the mount (one of the MountFrom constants), so
-	// the session contract describes each mount from what is rendered.
-	Origin string `json:"-"`
 }
-
-// What made a container mount (MountSpec.Origin).
-const (
-	MountFromManifest     = "manifest"          // a mount the manifest lists (rw, ro, tmpfs, worktree, clone, ephemeral)
-	MountFromGitDir       = "git-dir"           // a worktree's source git directory, read-write
-	MountFromGitDirRO     = "git-dir-read-only" // a part of it mounted read-only over it (config, hooks)
-	MountFromSandboxTmpfs = "sandbox-tmpfs"     // a tmpfs a read-only root needs (/tmp, HOME)
-	MountFromCredentials  = "credentials"       // credential files, the egress CA and its bundle
-	MountFromDockerClient = "docker-client"     // the private daemon's client certificates
-	MountFromJackin       = "jackin"            // a sidecar's own mount
-)
 
 // VerifySource checks a bind's host source against what was validated
 // (Pin or Under); other mounts pass.

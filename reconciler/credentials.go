@@ -198,7 +198,7 @@ func renderCredentials(fleet, name string, inst schema.Instance, spec Spec, ctr 
 		}
 	}
 	for _, cdir := range slices.Sorted(maps.Keys(cp.FileDirs)) {
-		ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: cp.FileDirs[cdir], Target: cdir, ReadOnly: true, Origin: drivers.MountFromCredentials})
+		ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: cp.FileDirs[cdir], Target: cdir, ReadOnly: true})
 	}
 	if !proxy {
 		return cp, nil
@@ -220,9 +220,9 @@ func renderCredentials(fleet, name string, inst schema.Instance, spec Spec, ctr 
 		// that user (still with no capabilities).
 		side.User = strconv.Itoa(os.Getuid()) + ":" + strconv.Itoa(os.Getgid())
 	}
-	side.Mounts = append(side.Mounts, drivers.MountSpec{Type: "bind", Source: cp.ProxyDir, Target: ProxyCredentialsMountDir, ReadOnly: true, Origin: drivers.MountFromJackin})
+	side.Mounts = append(side.Mounts, drivers.MountSpec{Type: "bind", Source: cp.ProxyDir, Target: ProxyCredentialsMountDir, ReadOnly: true})
 	side.Command = append(side.Command, "--credentials-dir", ProxyCredentialsMountDir)
-	ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: agentCADir, Target: AgentCAMountDir, ReadOnly: true, Origin: drivers.MountFromCredentials})
+	ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: agentCADir, Target: AgentCAMountDir, ReadOnly: true})
 	// Tools that read only the system bundle (not SSL_CERT_FILE) trust the
 	// CA too: the bundle is mounted over the usual system paths, unless
 	// the manifest mounts something there.
@@ -232,7 +232,7 @@ func renderCredentials(fleet, name string, inst schema.Instance, spec Spec, ctr 
 	}
 	for _, p := range SystemBundlePaths {
 		if !mounted[p] && !mounted[path.Dir(p)] {
-			ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: filepath.Join(agentCADir, "bundle.pem"), Target: p, ReadOnly: true, Origin: drivers.MountFromCredentials})
+			ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: filepath.Join(agentCADir, "bundle.pem"), Target: p, ReadOnly: true})
 		}
 	}
 	for _, kv := range CAEnv {

@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -177,7 +178,7 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 		}
 		for _, dst := range sb.Tmpfs {
 			if !mounted[dst] {
-				ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "tmpfs", Target: dst, Origin: drivers.MountFromSandboxTmpfs})
+				ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "tmpfs", Target: dst})
 			}
 		}
 		// Under a read-only root the agent's HOME is a tmpfs, for its caches.
@@ -204,7 +205,7 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 	commonDirs := map[string]bool{}
 	var gitDirs []string
 	for _, m := range spec.Mounts {
-		ms := drivers.MountSpec{Target: m.Dst, Origin: drivers.MountFromManifest}
+		ms := drivers.MountSpec{Target: m.Dst}
 		switch m.Mode {
 		case schema.MountRW, schema.MountRO:
 			ms.Type, ms.Source, ms.ReadOnly = "bind", m.Src, m.Mode == schema.MountRO
@@ -243,7 +244,7 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 		ctr.Mounts = append(ctr.Mounts, ms)
 	}
 	for _, cd := range gitDirs {
-		ms := drivers.MountSpec{Type: "bind", Source: cd, Target: cd, Origin: drivers.MountFromGitDir}
+		ms := drivers.MountSpec{Type: "bind", Source: cd, Target: cd}
 		if pin := pins[cd]; pin != nil && pin.Path == cd {
 			ms.Pin = pin
 		}
@@ -253,7 +254,7 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 		// that could write them could run code on the host.
 		for _, sub := range GitDirReadOnly {
 			p := filepath.Join(cd, sub)
-			ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: p, Target: p, ReadOnly: true, Under: ms.Pin, Origin: drivers.MountFromGitDirRO})
+			ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: p, Target: p, ReadOnly: true, Under: ms.Pin})
 		}
 	}
 	for _, p := range spec.Network.Ports {
@@ -586,4 +587,41 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// What made an agent container mount (MountOrigin).
+const (
+	MountFromManifest     = "manifest"          // a mount the manifest lists (rw, ro, tmpfs, worktree, clone, ephemeral)
+	MountFromGitDir       = "git-dir"           // a worktree's source git directory, read-write
+	MountFromGitDirRO     = "git-dir-read-only" // a part of it mounted read-only over it (config, hooks)
+	MountFromSandboxTmpfs = "sandbox-tmpfs"     // a tmpfs a read-only root needs (/tmp, HOME)
+	MountFromJackin       = "jackin"            // jackin's own files: credentials, the egress CA, the private daemon's client
+)
+
+// MountOrigin says what made a mount of the instance's rendered agent
+// container, so the session contract describes each mount from what is
+// rendered. The rules mirror desiredInstance's rendering.
+func (in *DesiredInstance) MountOrigin(m drivers.MountSpec) string {
+	for _, sm := range in.Spec.Mounts {
+		if sm.Dst == m.Target {
+			return MountFromManifest
+		}
+	}
+	for _, im := range in.Instance.Mounts {
+		if im.Mode != schema.MountWorktree || im.GitCommonDir == "" {
+			continue
+		}
+		if m.Source == im.GitCommonDir && m.Target == im.GitCommonDir {
+			return MountFromGitDir
+		}
+		for _, sub := range GitDirReadOnly {
+			if p := filepath.Join(im.GitCommonDir, sub); m.Source == p && m.Target == p {
+				return MountFromGitDirRO
+			}
+		}
+	}
+	if sb := in.Spec.Sandbox; sb != nil && m.Type == "tmpfs" && slices.Contains(sb.Tmpfs, m.Target) {
+		return MountFromSandboxTmpfs
+	}
+	return MountFromJackin
 }

@@ -133,7 +133,7 @@ func renderDocker(fleet, name string, inst schema.Instance, ctr *drivers.Contain
 		// for the sidecar's network namespace at create.
 		side.Sysctls = map[string]string{"net.ipv4.ip_forward": "1"}
 		side.DeviceCgroupRules = []string{"a *:* rwm"}
-		side.Mounts = append(side.Mounts, drivers.MountSpec{Type: "bind", Source: "/sys/fs/cgroup", Target: "/sys/fs/cgroup", Origin: drivers.MountFromJackin})
+		side.Mounts = append(side.Mounts, drivers.MountSpec{Type: "bind", Source: "/sys/fs/cgroup", Target: "/sys/fs/cgroup"})
 	default:
 		side.Privileged = true
 	}
@@ -160,7 +160,7 @@ func renderDocker(fleet, name string, inst schema.Instance, ctr *drivers.Contain
 			ctr.Env[k] = v + "," + DockerAlias
 		}
 	}
-	ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: filepath.Join(dir, "client"), Target: DockerClientDir, ReadOnly: true, Origin: drivers.MountFromDockerClient})
+	ctr.Mounts = append(ctr.Mounts, drivers.MountSpec{Type: "bind", Source: filepath.Join(dir, "client"), Target: DockerClientDir, ReadOnly: true})
 	if o := numericOwner(ctr.User); os.Geteuid() == 0 && o != nil && o.UID != 0 {
 		tls.ClientOwner = o
 	}

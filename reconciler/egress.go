@@ -241,7 +241,7 @@ func renderEgress(fleet, name string, inst schema.Instance, spec Spec, ctr *driv
 		if spec.Network.UpstreamProxy != "" {
 			cmd = append(cmd, "--upstream", spec.Network.UpstreamProxy)
 		}
-		side.Mounts = []drivers.MountSpec{{Type: "bind", Source: dir, Target: PolicyMountDir, ReadOnly: true, Origin: drivers.MountFromJackin}}
+		side.Mounts = []drivers.MountSpec{{Type: "bind", Source: dir, Target: PolicyMountDir, ReadOnly: true}}
 		proxy := "http://" + ProxyAlias + ":" + strconv.Itoa(ProxyPort)
 		for _, k := range []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"} {
 			ctr.Env[k] = proxy
