@@ -735,8 +735,12 @@ func (c *instanceChecker) resources(r rawResources, inst *schema.Instance) {
 func (c *instanceChecker) profile(r rawInstance, res *rawResources, inst *schema.Instance) {
 	inst.Profile = str(r.Profile, schema.ProfileStandard)
 	p, ok := schema.Profiles[inst.Profile]
-	if !ok { // the schema allows only known names
-		c.errorf([]any{"profile"}, "unknown profile %q", inst.Profile)
+	if !ok {
+		// The schema allows only known names and has said so at the
+		// field: a second line here would only repeat it.
+		if len(c.l.diags) == 0 {
+			c.errorf([]any{"profile"}, "unknown profile %q", inst.Profile)
+		}
 		return
 	}
 	src := map[string]string{}

@@ -31,18 +31,6 @@ func Compile(ctx *cue.Context) (cue.Value, error) {
 	return v.LookupPath(cue.ParsePath("#Fleet")), nil
 }
 
-// Enums lists the allowed values of enumerated fields, by field name, in the
-// order the schema gives them. Messages use it to say what is allowed.
-var Enums = map[string][]string{
-	"agent":    {AgentClaude, AgentCodex, AgentAmp, AgentOpenCode, AgentGemini, AgentShell},
-	"state":    {StateRunning, StateStopped},
-	"mode":     {MountRW, MountRO, MountTmpfs},
-	"egress":   {EgressOpen, EgressNone, EgressAllowlist},
-	"docker":   {DockerNone},
-	"backend":  {BackendDocker},
-	"protocol": {"tcp", "udp"},
-}
-
 var (
 	fieldsOnce  sync.Once
 	fieldsByDef map[string][]string

@@ -50,7 +50,9 @@ func TestSwappedBindSourceUnderWatchIsNeverStarted(t *testing.T) {
 	if st := e.containers()[e.name("a")]; st == "running" {
 		t.Fatalf("a is running over the swapped source:\n%s", w.dump())
 	}
-	for _, l := range w.find(func(l watchLine) bool { return l.Type == "action" && l.Instance == "a" && l.Outcome == "succeeded" && l.Action != "create" }) {
+	for _, l := range w.find(func(l watchLine) bool {
+		return l.Type == "action" && l.Instance == "a" && l.Outcome == "succeeded" && l.Action != "create"
+	}) {
 		t.Fatalf("a was started after the swap: %+v\n%s", l, w.dump())
 	}
 	if st := e.containers()[e.name("b")]; st != "running" {
