@@ -282,10 +282,10 @@ type constraints struct {
 const noDNSName = "invalid"
 
 // constraintsFor returns the name constraints that permit exactly hosts:
-// each DNS name but not its subdomains (a leading "." excludes subdomains
-// only, as Go, OpenSSL, NSS and BoringSSL read it), unless another of the
-// hosts is one of them; each *.wildcard's subdomains; each IP address
-// alone. A kind of name the hosts hold none of is shut out entirely (all
+// each DNS name but not its subdomains (the name permitted, "." and the
+// name excluded: a leading "." means subdomains only to Go, OpenSSL 3, NSS,
+// SChannel and webpki), unless another of the hosts is one of them; each
+// *.wildcard's subdomains; each IP address alone. A kind of name the hosts hold none of is shut out entirely (all
 // IPv4 and IPv6 addresses excluded, or only noDNSName permitted).
 func constraintsFor(hosts []string) (*constraints, error) {
 	if len(hosts) == 0 {
