@@ -166,6 +166,10 @@ type WatchConfig struct {
 	// recreate); it returns d with the instances it could not write for
 	// failed.
 	WriteCredentials func(ctx context.Context, d *Desired) *Desired
+	// BeforeExecute, when set, runs under the fleet lock right before a
+	// heal's plan is executed: what apply does around a plan (the egress
+	// proxies about to be removed have their last log lines pulled).
+	BeforeExecute func(ctx context.Context, p *Plan)
 
 	Mode       string
 	Resync     time.Duration
@@ -774,6 +778,9 @@ func (w *watcher) heal(ctx context.Context, batch []Trigger, desired *Desired) {
 		return
 	}
 	pr := &passReporter{w: w, rec: rec, batch: batch}
+	if w.cfg.BeforeExecute != nil {
+		w.cfg.BeforeExecute(ctx, plan)
+	}
 	results := Execute(ctx, plan, w.cfg.Driver, ExecOptions{
 		Parallel:      w.cfg.Parallel,
 		Progress:      w.cfg.Progress,

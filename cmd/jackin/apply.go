@@ -2,21 +2,19 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 
 	"github.com/jackin-dev/jackin/contract"
+	"github.com/jackin-dev/jackin/pipeline"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/store"
-	"github.com/jackin-dev/jackin/workspace"
 )
 
 type applyOptions struct {
@@ -95,7 +93,7 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 		return err
 	}
 	defer a.closeSession(sess)
-	fleet, drv, st := sess.fleet, sess.drv, sess.st
+	fleet, st := sess.fleet, sess.st
 
 	lock, err := a.lockFleet(ctx, fleet.Name, "apply", opts.lockTimeout)
 	if err != nil {
@@ -103,93 +101,52 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 	}
 	defer lock.Release()
 
-	res, err := computePlan(ctx, fleet, drv, st, opts.plan.options(), true)
+	res, err := a.plan(ctx, sess, opts.plan.options(), true)
 	if err != nil {
 		return err
 	}
-	widening := markWidenings(res)
-	policies := pendingPolicies(res)
-	policyWidens := policyWidenings(policies)
-	refresh := pendingCredentials(res)
+	home, _ := os.UserHomeDir()
+	widening := res.MarkWidenings(home)
+	policyWidens := res.PolicyWidenings()
 	if format == "text" {
-		reconciler.WritePlanText(a.stdout, res.plan, isTerminal(a.stdout))
-		writePolicyChanges(a.stdout, policies)
-		writeCredentialRefresh(a.stdout, res, refresh)
+		reconciler.WritePlanText(a.stdout, res.Plan, isTerminal(a.stdout))
+		writePolicyChanges(a.stdout, res.Policies)
+		writeCredentialRefresh(a.stdout, res, res.Refresh)
 	}
 	// Checked before anything is recorded or executed: a refused plan
 	// changes nothing on the engine (nor any egress policy).
 	if opts.requireApproval && widening+len(policyWidens) > 0 && !opts.approve {
-		return a.refuseWidening(fleet.Name, res.plan, format, policyWidens)
+		return a.refuseWidening(fleet.Name, res.Plan, format, policyWidens)
 	}
-	if err := a.checkDirtySources(ctx, res.plan, opts.force); err != nil {
+	if err := a.checkDirtySources(ctx, res, opts.force); err != nil {
 		return err
 	}
-	if busy := hostPortsInUse(res.plan); len(busy) > 0 {
-		if !releasesPorts(res.plan) {
-			return exitWith(exitInvalid, fmt.Errorf("apply refused, nothing was changed:\n  %s", strings.Join(busy, "\n  ")))
+	var refused []string
+	for _, c := range res.HostPortsInUse() {
+		if res.MayBeFreed(c) {
+			fmt.Fprintf(a.stderr, "warning: %s (unless a container this apply removes holds it)\n", c.Message)
+			continue
 		}
-		for _, b := range busy {
-			fmt.Fprintf(a.stderr, "warning: %s (unless a container this apply removes holds it)\n", b)
-		}
+		refused = append(refused, c.Message)
+	}
+	if len(refused) > 0 {
+		return exitWith(exitInvalid, fmt.Errorf("apply refused, nothing was changed:\n  %s", strings.Join(refused, "\n  ")))
 	}
 	if format == "text" {
 		a.writeCompactContracts(fleet, res)
 	}
 
-	// Policies first: a proxy created by this apply starts with its own,
-	// and one already running reloads it (an allowlist change recreates
-	// nothing).
-	if changed, err := reconciler.WritePolicies(res.desired); err != nil {
-		return exitWith(exitInvalid, err)
-	} else {
-		for _, name := range changed {
-			a.log.V(1).Info("egress policy written; its proxy reloads it within a second", "instance", name)
-		}
-	}
-
-	// Credentials next, for the same reasons: a container created by this
-	// apply finds its files in place, and a running agent or proxy sees a
-	// rotated value without a recreate.
-	writeCredentials(a.log, res.desired, res.plan)
-
-	runID, err := st.BeginRun(ctx, fleet.Name, "apply")
+	ws := &pipeline.Checkouts{Store: st, StateDir: a.global.stateDir, Log: a.log.WithName("workspace")}
+	done, err := a.env(sess).Apply(ctx, res, pipeline.ApplyOptions{Verb: "apply", Parallel: opts.parallel, Progress: a.stderr, Checkouts: ws})
 	if err != nil {
-		return exitWith(exitInvalid, fmt.Errorf("record run: %w", err))
+		return exitWith(exitInvalid, err)
 	}
-	rec := &storeRecorder{st: st, fleet: fleet.Name, runID: runID, log: a.log}
-	rec.backfillNoops(ctx, res)
-
-	if err := pullBeforeRemoving(ctx, drv, st, res.plan); err != nil {
-		a.log.Error(err, "pull the egress log of proxies about to be removed")
-	}
-
-	start := time.Now()
-	ws := &checkoutManager{st: st, stateDir: a.global.stateDir, log: a.log.WithName("workspace")}
-	results := reconciler.Execute(ctx, res.plan, drv, reconciler.ExecOptions{
-		Parallel:   opts.parallel,
-		Progress:   a.stderr,
-		Log:        a.log.WithName("execute"),
-		Recorder:   rec,
-		Images:     res.observed.Images,
-		Workspaces: ws,
-		StateDir:   a.global.stateDir,
-	})
-	sum := summarize(results)
-	outcome := "succeeded"
-	if sum.Failed > 0 {
-		outcome = "failed"
-	} else if ctx.Err() != nil {
-		outcome = "interrupted"
-	}
-	if err := st.FinishRun(context.WithoutCancel(ctx), runID, outcome, sum.String()); err != nil {
-		a.log.Error(err, "record run outcome")
-	}
-	a.log.V(1).Info("apply finished", "fleet", fleet.Name, "outcome", outcome, "elapsed", time.Since(start).String())
+	results, sum := done.Results, done.Summary
 
 	if format == "json" {
 		doc := applyDocument{
 			APIVersion: "jackin.dev/v1alpha1", Kind: "ApplyResult", Fleet: fleet.Name,
-			Plan: planDocument(res.plan, policies, refresh), Summary: sum, Results: resultDocs(results),
+			Plan: planDocument(res.Plan, res.Policies, res.Refresh), Summary: sum, Results: resultDocs(results),
 		}
 		if err := writeStructured(a.stdout, "json", doc); err != nil {
 			return err
@@ -197,7 +154,7 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 	} else if len(results) > 0 {
 		fmt.Fprintln(a.stdout)
 		writeResultsText(a, results)
-		ws.writeReleased(a.stdout)
+		writeReleased(a.stdout, ws)
 		fmt.Fprintf(a.stdout, "Apply complete: %s.\n", sum.String())
 	}
 	if sum.Failed > 0 {
@@ -210,29 +167,17 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 // from a source with uncommitted changes and no ref: the checkout starts
 // from HEAD, so those changes are not in it, which the operator may not
 // expect. Without force it refuses (exit 2) before anything is changed.
-func (a *app) checkDirtySources(ctx context.Context, p *reconciler.Plan, force bool) error {
-	dirty := 0
-	for _, act := range p.Actions {
-		if act.Desired == nil || (act.Type != reconciler.ActionCreate && act.Type != reconciler.ActionRecreate) {
-			continue
-		}
-		for _, w := range act.Desired.Checkouts {
-			if w.Ref != "" || workspace.Exists(w) {
-				continue
-			}
-			src, err := workspace.InspectSource(ctx, w.Src, w.Ref)
-			if err != nil {
-				return exitWith(exitInvalid, fmt.Errorf("instance %s, %s mount %s: %w", act.Instance, w.Mode, w.Dst, err))
-			}
-			if len(src.Dirty) == 0 {
-				continue
-			}
-			dirty++
-			fmt.Fprintf(a.stderr, "warning: instance %s, %s mount %s: src %s has uncommitted changes (%s); the %s starts from HEAD %s and will not include them\n",
-				act.Instance, w.Mode, w.Dst, w.Src, strings.Join(src.Dirty, ", "), w.Mode, shortCommit(src.Head))
-		}
+func (a *app) checkDirtySources(ctx context.Context, res *pipeline.Result, force bool) error {
+	dirty, err := res.DirtySources(ctx)
+	if err != nil {
+		return exitWith(exitInvalid, err)
 	}
-	if dirty > 0 && !force {
+	for _, d := range dirty {
+		w := d.Want
+		fmt.Fprintf(a.stderr, "warning: instance %s, %s mount %s: src %s has uncommitted changes (%s); the %s starts from HEAD %s and will not include them\n",
+			d.Instance, w.Mode, w.Dst, w.Src, strings.Join(d.Dirty, ", "), w.Mode, shortCommit(d.Head))
+	}
+	if len(dirty) > 0 && !force {
 		return exitWith(exitInvalid, errors.New("apply refused: a worktree or clone source has uncommitted changes (see the warnings above); commit or stash them, set ref on the mount, or pass --force to proceed without them; nothing was changed"))
 	}
 	return nil
@@ -283,9 +228,9 @@ func (a *app) refuseWidening(fleet string, p *reconciler.Plan, format string, po
 // session contract of each instance the plan creates or recreates, so the
 // operator sees what an agent is about to be able to reach. It has no side
 // effects: the contract is computed from the desired state already built.
-func (a *app) writeCompactContracts(fleet *schema.Fleet, res *planResult) {
+func (a *app) writeCompactContracts(fleet *schema.Fleet, res *pipeline.Result) {
 	var names []string
-	for _, act := range res.plan.Actions {
+	for _, act := range res.Plan.Actions {
 		if act.Desired != nil && (act.Type == reconciler.ActionCreate || act.Type == reconciler.ActionRecreate) {
 			names = append(names, act.Instance)
 		}
@@ -294,7 +239,7 @@ func (a *app) writeCompactContracts(fleet *schema.Fleet, res *planResult) {
 		return
 	}
 	home, _ := os.UserHomeDir()
-	doc, err := contract.Build(fleet, res.desired, contract.Options{Instances: names, Home: home})
+	doc, err := contract.Build(fleet, res.Desired, contract.Options{Instances: names, Home: home})
 	if err != nil {
 		// The contract is a report: failing to compute it must not stop apply.
 		a.log.Error(err, "compute session contracts")
@@ -304,7 +249,7 @@ func (a *app) writeCompactContracts(fleet *schema.Fleet, res *planResult) {
 	for i := range doc.Instances {
 		c := &doc.Instances[i]
 		var prev *reconciler.Spec
-		if spec, ok := res.last[c.Instance]; ok {
+		if spec, ok := res.Last[c.Instance]; ok {
 			prev = &spec
 		}
 		if err := contract.WriteCompact(a.stdout, c, prev); err != nil {
@@ -329,100 +274,13 @@ func (a *app) lockFleet(ctx context.Context, fleet, verb string, timeout time.Du
 	return lock, nil
 }
 
-// storeRecorder records each finished action and keeps last-applied specs.
-type storeRecorder struct {
-	st    *store.Store
-	fleet string
-	runID int64
-	log   logr.Logger
-}
-
-// ActionFinished is called by the executor for every action it ran. Store
-// writes ignore cancellation: an interrupted apply still records what it did.
-func (r *storeRecorder) ActionFinished(ctx context.Context, res reconciler.ActionResult) {
-	ctx = context.WithoutCancel(ctx)
-	errText := ""
-	if res.Err != nil {
-		errText = res.Err.Error()
-	}
-	if err := r.st.RecordAction(ctx, r.runID, store.ActionRecord{
-		Instance: res.Action.Instance, Action: string(res.Action.Type), Reasons: res.Action.Reasons,
-		Outcome: res.Outcome, Error: errText, Duration: res.Duration, At: time.Now(),
-	}); err != nil {
-		r.log.Error(err, "record action", "instance", res.Action.Instance)
-	}
-	if res.Outcome != reconciler.OutcomeSucceeded {
-		return
-	}
-	switch res.Action.Type {
-	case reconciler.ActionCreate, reconciler.ActionRecreate:
-		r.setLastApplied(ctx, res.Action.Desired)
-	case reconciler.ActionDelete:
-		if err := r.st.DeleteLastApplied(ctx, r.fleet, res.Action.Instance); err != nil {
-			r.log.Error(err, "forget last-applied spec", "instance", res.Action.Instance)
-		}
-	}
-}
-
-// backfillNoops records the spec of converged instances the store does not
-// know (a fresh state dir), so later recreates can name the changed fields.
-func (r *storeRecorder) backfillNoops(ctx context.Context, res *planResult) {
-	for _, act := range res.plan.Actions {
-		if act.Desired == nil || act.Type == reconciler.ActionCreate || act.Type == reconciler.ActionRecreate {
-			continue
-		}
-		if _, ok := res.last[act.Instance]; !ok {
-			r.setLastApplied(ctx, act.Desired)
-		}
-	}
-}
-
-func (r *storeRecorder) setLastApplied(ctx context.Context, d *reconciler.DesiredInstance) {
-	if d == nil {
-		return
-	}
-	spec, err := json.Marshal(d.Spec)
-	if err == nil {
-		err = r.st.SetLastApplied(ctx, r.fleet, d.Name, d.Hash, spec)
-	}
-	if err != nil {
-		r.log.Error(err, "record last-applied spec", "instance", d.Name)
-	}
-}
-
-// resultSummary counts outcomes.
-type resultSummary struct {
-	Succeeded int `json:"succeeded"`
-	Failed    int `json:"failed"`
-	Skipped   int `json:"skipped"`
-}
-
-func (s resultSummary) String() string {
-	return fmt.Sprintf("%d succeeded, %d failed, %d skipped", s.Succeeded, s.Failed, s.Skipped)
-}
-
-func summarize(results []reconciler.ActionResult) resultSummary {
-	var s resultSummary
-	for _, r := range results {
-		switch r.Outcome {
-		case reconciler.OutcomeSucceeded:
-			s.Succeeded++
-		case reconciler.OutcomeFailed:
-			s.Failed++
-		default:
-			s.Skipped++
-		}
-	}
-	return s
-}
-
 type applyDocument struct {
-	APIVersion string        `json:"apiVersion"`
-	Kind       string        `json:"kind"`
-	Fleet      string        `json:"fleet"`
-	Plan       any           `json:"plan"`
-	Summary    resultSummary `json:"summary"`
-	Results    []resultDoc   `json:"results"`
+	APIVersion string           `json:"apiVersion"`
+	Kind       string           `json:"kind"`
+	Fleet      string           `json:"fleet"`
+	Plan       any              `json:"plan"`
+	Summary    pipeline.Summary `json:"summary"`
+	Results    []resultDoc      `json:"results"`
 	// Refused says why nothing was applied (--require-approval-for-widening).
 	Refused string `json:"refused,omitempty"`
 }

@@ -2,17 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"sort"
-	"strings"
-	"time"
 
 	"github.com/jackin-dev/jackin/drivers"
-	"github.com/jackin-dev/jackin/drivers/docker"
 	"github.com/jackin-dev/jackin/manifests"
+	"github.com/jackin-dev/jackin/pipeline"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/store"
@@ -55,9 +52,23 @@ type engine interface {
 	MutatingCalls() int
 }
 
-// connect opens the Docker engine; unreachable is exit code 2 with one line.
+// connect opens the default backend, the Docker engine, from the registry;
+// unreachable is exit code 2 with one line.
 func (a *app) connect(ctx context.Context) (engine, error) {
-	drv, err := docker.New(ctx, a.log.WithName("docker"))
+	drv, err := a.openBackend(ctx, drivers.DefaultBackend)
+	if err != nil {
+		return nil, err
+	}
+	eng, ok := drv.(engine)
+	if !ok {
+		return nil, exitWith(exitInvalid, fmt.Errorf("backend %s does not count its calls", drv.Name()))
+	}
+	return eng, nil
+}
+
+// openBackend opens a backend by name and checks that it answers.
+func (a *app) openBackend(ctx context.Context, name string) (drivers.Driver, error) {
+	drv, err := drivers.Open(ctx, name, a.log)
 	if err != nil {
 		return nil, exitWith(exitInvalid, err)
 	}
@@ -65,6 +76,27 @@ func (a *app) connect(ctx context.Context) (engine, error) {
 		return nil, exitWith(exitInvalid, err)
 	}
 	return drv, nil
+}
+
+// openBackends opens every backend the fleet's instances name, besides
+// the default one: one plan spans them all.
+func (a *app) openBackends(ctx context.Context, fleet *schema.Fleet, def engine) (drivers.Set, error) {
+	set := drivers.Set{drivers.DefaultBackend: def}
+	if fleet == nil {
+		return set, nil
+	}
+	for _, in := range fleet.Instances {
+		b := in.Backend
+		if b == "" || set[b] != nil {
+			continue
+		}
+		drv, err := a.openBackend(ctx, b)
+		if err != nil {
+			return nil, err
+		}
+		set[b] = drv
+	}
+	return set, nil
 }
 
 // logEngineCalls reports how many engine calls the command made, by kind.
@@ -92,105 +124,17 @@ func (a *app) openStore(ctx context.Context) (*store.Store, error) {
 	return st, nil
 }
 
-// lastApplied reads the fleet's last-applied specs from the store; a nil
-// store (no state yet) has none.
-func lastApplied(ctx context.Context, st *store.Store, fleet string) (reconciler.LastApplied, error) {
-	if st == nil {
-		return reconciler.LastApplied{}, nil
-	}
-	rows, err := st.LastApplied(ctx, fleet)
-	if err != nil {
-		return nil, fmt.Errorf("read last-applied specs: %w", err)
-	}
-	out := make(reconciler.LastApplied, len(rows))
-	for name, row := range rows {
-		var spec reconciler.Spec
-		if err := json.Unmarshal(row.Spec, &spec); err != nil {
-			// An unreadable record only costs precision in recreate reasons.
-			continue
-		}
-		out[name] = spec
-	}
-	return out, nil
-}
-
-// planResult is everything a plan was computed from.
-type planResult struct {
-	desired  *reconciler.Desired
-	observed *drivers.Observed
-	plan     *reconciler.Plan
-	last     reconciler.LastApplied
-}
-
-// computePlan observes the engine and plans the fleet. Credentials are
-// read from their sources (the plan needs their digests); writable lets a
-// command that may write state create the digest key.
-func computePlan(ctx context.Context, fleet *schema.Fleet, drv drivers.Driver, st *store.Store, opts reconciler.PlanOptions, writable bool) (*planResult, error) {
-	desired, err := reconciler.BuildDesired(fleet)
-	if err != nil {
-		return nil, exitWith(exitInvalid, err)
-	}
-	if desired, err = resolveCredentials(ctx, fleet.StateDir, desired, writable); err != nil {
-		return nil, exitWith(exitInvalid, err)
-	}
-	observed, err := drv.Observe(ctx, fleet.Name, desired.ImageRefs())
-	if err != nil {
-		return nil, exitWith(exitInvalid, err)
-	}
-	if err := recordOOMKills(ctx, st, fleet.Name, observed); err != nil {
-		return nil, exitWith(exitInvalid, err)
-	}
-	last, err := lastApplied(ctx, st, fleet.Name)
-	if err != nil {
-		return nil, exitWith(exitInvalid, err)
-	}
-	plan, err := reconciler.BuildPlan(desired, observed, last, opts)
-	if err != nil {
-		return nil, exitWith(exitInvalid, err)
-	}
-	return &planResult{desired: desired, observed: observed, plan: plan, last: last}, nil
-}
-
-// recordOOMKills keeps an "oom-killed" event for every agent container
-// observed killed by the kernel's OOM killer, once per kill (its container
-// ID and finish time are in the message). It runs before any plan is
-// executed: starting the container again clears the engine's OOMKilled flag.
-func recordOOMKills(ctx context.Context, st *store.Store, fleet string, observed *drivers.Observed) error {
-	if st == nil {
-		return nil
-	}
-	for _, c := range observed.Containers {
-		if !c.OOMKilled || c.Labels[drivers.LabelComponent] != drivers.ComponentAgent {
-			continue
-		}
-		at := c.FinishedAt
-		msg := fmt.Sprintf("container %s (%s) was killed by the kernel's OOM killer (out of memory) at %s",
-			c.Name, shortContainerID(c.ID), at.UTC().Format(time.RFC3339Nano))
-		data, _ := json.Marshal(map[string]any{"containerID": c.ID, "finishedAt": at})
-		if _, err := st.RecordEventOnce(ctx, store.Event{Fleet: fleet, Instance: c.Instance(), Kind: "oom-killed", Message: msg, At: at, Data: data}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func shortContainerID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}
-
 var fleetNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
 // validFleetName mirrors the schema's rule for names given on the command line.
 func validFleetName(s string) bool { return len(s) <= 30 && fleetNameRE.MatchString(s) }
 
 // session is what the engine-facing commands share: the validated fleet,
-// the engine and the store.
+// the backends and the store.
 type session struct {
 	fleet *schema.Fleet
-	drv   engine
+	drv   engine       // the default backend, the local Docker engine
+	set   drivers.Set  // every backend the fleet uses, by name
 	st    *store.Store // nil for a read-only command before any state exists
 }
 
@@ -207,6 +151,10 @@ func (a *app) openSession(ctx context.Context, files []string, writable bool) (*
 		return nil, err
 	}
 	sess.fleet = fleet
+	if sess.set, err = a.openBackends(ctx, fleet, sess.drv); err != nil {
+		a.closeSession(sess)
+		return nil, err
+	}
 	return sess, nil
 }
 
@@ -227,7 +175,7 @@ func (a *app) openEngineSession(ctx context.Context, writable bool) (*session, e
 		a.logEngineCalls(drv)
 		return nil, err
 	}
-	return &session{drv: drv, st: st}, nil
+	return &session{drv: drv, set: drivers.Set{drivers.DefaultBackend: drv}, st: st}, nil
 }
 
 // closeSession logs the engine calls the command made and closes the store.
@@ -259,43 +207,25 @@ func (a *app) fleetFromFlags(ctx context.Context, files []string, fleetName stri
 	return fleetName, nil
 }
 
-// narrowPlan keeps, of a plan and its desired state, only the named
-// instances, in the plan's order; no names keeps everything. A name that is
-// neither in the manifest nor on the engine (an orphan is in the plan as a
-// delete) is an error naming every such name once, sorted.
-func narrowPlan(res *planResult, names []string) error {
-	if len(names) == 0 {
-		return nil
+// narrowPlan keeps, of a planned pass, only the named instances (all when
+// none is named); an unknown name is exit code 2.
+func narrowPlan(res *pipeline.Result, names []string) error {
+	if err := res.Narrow(names); err != nil {
+		return exitWith(exitInvalid, err)
 	}
-	want := make(map[string]bool, len(names))
-	for _, n := range names {
-		want[n] = true
-	}
-	plan := &reconciler.Plan{Fleet: res.plan.Fleet}
-	found := map[string]bool{}
-	for _, act := range res.plan.Actions {
-		if want[act.Instance] {
-			plan.Actions = append(plan.Actions, act)
-			found[act.Instance] = true
-		}
-	}
-	var unknown []string
-	for n := range want {
-		if !found[n] {
-			unknown = append(unknown, n)
-		}
-	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return exitWith(exitInvalid, fmt.Errorf("no instance named %s in fleet %q or on the engine", strings.Join(unknown, ", "), res.plan.Fleet))
-	}
-	desired := *res.desired
-	desired.Instances = nil
-	for _, in := range res.desired.Instances {
-		if want[in.Name] {
-			desired.Instances = append(desired.Instances, in)
-		}
-	}
-	res.plan, res.desired = plan, &desired
 	return nil
+}
+
+// env is the pipeline's view of the session.
+func (a *app) env(s *session) pipeline.Env {
+	return pipeline.Env{StateDir: a.global.stateDir, Store: s.st, Drivers: s.set, Log: a.log}
+}
+
+// plan runs the pipeline's planning stage for the session's fleet.
+func (a *app) plan(ctx context.Context, s *session, opts reconciler.PlanOptions, writable bool) (*pipeline.Result, error) {
+	res, err := a.env(s).Plan(ctx, s.fleet, opts, writable)
+	if err != nil {
+		return nil, exitWith(exitInvalid, err)
+	}
+	return res, nil
 }

@@ -1,113 +1,18 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 
-	"github.com/go-logr/logr"
-
-	"github.com/jackin-dev/jackin/credentials"
-	"github.com/jackin-dev/jackin/reconciler"
+	"github.com/jackin-dev/jackin/pipeline"
 	"github.com/jackin-dev/jackin/schema"
 )
 
-// hasCredentials reports whether any desired instance has credentials.
-func hasCredentials(d *reconciler.Desired) bool {
-	for i := range d.Instances {
-		if d.Instances[i].Credentials != nil {
-			return true
-		}
-	}
-	return false
-}
-
-// resolveCredentials reads the credentials of the desired instances from
-// their host sources (see reconciler.ResolveCredentials). writable says the
-// command may create the state dir's digest key; a read-only one uses a
-// key of its own when there is none yet. An instance whose source cannot
-// be read carries the error (its action fails); an error here is only a
-// key that cannot be read or made.
-func resolveCredentials(ctx context.Context, stateDir string, d *reconciler.Desired, writable bool) (*reconciler.Desired, error) {
-	if !hasCredentials(d) {
-		return d, nil
-	}
-	key, err := credentials.LoadKey(stateDir, writable)
-	if err != nil {
-		return nil, err
-	}
-	return reconciler.ResolveCredentials(ctx, d, &credentials.Resolver{Key: key}), nil
-}
-
-// writeCredentials writes the file and proxy deliveries before a plan is
-// executed; an instance whose credentials cannot be written fails its
-// action (and only its). Refreshed values are logged by name.
-func writeCredentials(log logr.Logger, d *reconciler.Desired, p *reconciler.Plan) {
-	failed := writeAndLog(log, d)
-	for i := range p.Actions {
-		act := &p.Actions[i]
-		if e, ok := failed[act.Instance]; ok && act.Err == nil {
-			act.Err = e
-			act.Reasons = append([]string{e.Error()}, act.Reasons...)
-		}
-	}
-}
-
-// writeAndLog writes the file and proxy deliveries of d, logs the values
-// refreshed (by name), and returns why each instance failed.
-func writeAndLog(log logr.Logger, d *reconciler.Desired) map[string]error {
-	changed, failed := reconciler.WriteCredentials(d)
-	for _, name := range sortedNames(changed) {
-		log.Info("credentials refreshed in place (no recreate)", "instance", name, "credentials", changed[name])
-	}
-	return failed
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// credentialRefresh is a credential change apply makes by rewriting a file
-// (file and proxy delivery; no recreate).
-type credentialRefresh struct {
-	Instance    string   `json:"instance"`
-	Credentials []string `json:"credentials"`
-}
-
-// pendingCredentials lists, for the instances the plan does not create or
-// recreate, the file and proxy credentials whose delivered value is not
-// the source's.
-func pendingCredentials(res *planResult) []credentialRefresh {
-	skip := map[string]bool{}
-	for _, act := range res.plan.Actions {
-		if act.Type == reconciler.ActionCreate || act.Err != nil {
-			skip[act.Instance] = true
-		}
-	}
-	var out []credentialRefresh
-	for i := range res.desired.Instances {
-		in := &res.desired.Instances[i]
-		if skip[in.Name] {
-			continue
-		}
-		if names := in.CredentialsPending(); len(names) > 0 {
-			out = append(out, credentialRefresh{Instance: in.Name, Credentials: names})
-		}
-	}
-	return out
-}
-
 // writeCredentialRefresh prints pending in-place credential refreshes.
-func writeCredentialRefresh(w io.Writer, res *planResult, pending []credentialRefresh) {
+func writeCredentialRefresh(w io.Writer, res *pipeline.Result, pending []pipeline.CredentialRefresh) {
 	for _, c := range pending {
-		in := res.desired.Instance(c.Instance)
+		in := res.Desired.Instance(c.Instance)
 		var where []string
 		for _, n := range c.Credentials {
 			cr := in.Instance.Credentials[n]
@@ -120,39 +25,4 @@ func writeCredentialRefresh(w io.Writer, res *planResult, pending []credentialRe
 		}
 		fmt.Fprintf(w, "~ %s: %s; nothing is recreated\n", c.Instance, strings.Join(where, ", "))
 	}
-}
-
-// watchCredentials is watch's credential step, once per pass before it is
-// planned: read every source again (heal mode may create the digest key).
-// It writes nothing: writeWatchCredentials does, under the fleet lock, when
-// the pass heals. An instance whose credentials cannot be read fails its
-// action.
-func (a *app) watchCredentials(ctx context.Context, d *reconciler.Desired, heal bool) *reconciler.Desired {
-	if !hasCredentials(d) {
-		return d
-	}
-	out, err := resolveCredentials(ctx, a.global.stateDir, d, heal)
-	if err != nil {
-		a.log.Error(err, "read credentials")
-		out = reconciler.FailCredentials(d, err)
-	}
-	return out
-}
-
-// writeWatchCredentials writes the file and proxy deliveries watch read,
-// under the fleet lock, and marks the instances it could not write for as
-// failed.
-func (a *app) writeWatchCredentials(_ context.Context, d *reconciler.Desired) *reconciler.Desired {
-	failed := writeAndLog(a.log, d)
-	if len(failed) == 0 {
-		return d
-	}
-	cp := *d
-	cp.Instances = append([]reconciler.DesiredInstance(nil), d.Instances...)
-	for i := range cp.Instances {
-		if e, ok := failed[cp.Instances[i].Name]; ok {
-			cp.Instances[i].CredentialErr = e
-		}
-	}
-	return &cp
 }

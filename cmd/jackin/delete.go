@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/pipeline"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/workspace"
 )
@@ -78,7 +79,7 @@ engine or lock timeout.`,
 			if err != nil {
 				return exitWith(exitInvalid, err)
 			}
-			ws := &checkoutManager{st: st, stateDir: a.global.stateDir, purge: purge, log: a.log.WithName("workspace")}
+			ws := &pipeline.Checkouts{Store: st, StateDir: a.global.stateDir, Purge: purge, Log: a.log.WithName("workspace")}
 			if purge {
 				if err := a.confirmPurge(ctx, name, plan, purgeOnly, yes); err != nil {
 					return err
@@ -95,9 +96,9 @@ engine or lock timeout.`,
 			if err != nil {
 				return exitWith(exitInvalid, fmt.Errorf("record run: %w", err))
 			}
-			rec := &storeRecorder{st: st, fleet: name, runID: runID, log: a.log}
+			rec := pipeline.NewRecorder(st, name, runID, a.log)
 			// The egress proxies' last decisions, before they go.
-			if err := pullBeforeRemoving(ctx, drv, st, plan); err != nil {
+			if err := a.env(sess).PullBeforeRemoving(ctx, plan); err != nil {
 				a.log.Error(err, "pull the egress log of proxies about to be removed")
 			}
 			results := reconciler.Execute(ctx, plan, drv, reconciler.ExecOptions{
@@ -112,7 +113,7 @@ engine or lock timeout.`,
 					purgeErr = errors.Join(purgeErr, fmt.Errorf("purge the checkouts of %s: %w", inst, err))
 				}
 			}
-			sum := summarize(results)
+			sum := pipeline.Summarize(results)
 			outcome := "succeeded"
 			if sum.Failed > 0 || purgeErr != nil {
 				outcome = "failed"
@@ -135,7 +136,7 @@ engine or lock timeout.`,
 					fmt.Fprintln(a.stdout)
 					writeResultsText(a, results)
 				}
-				ws.writeReleased(a.stdout)
+				writeReleased(a.stdout, ws)
 				fmt.Fprintf(a.stdout, "Delete complete: %s.\n", sum.String())
 			}
 			if purgeErr != nil {
@@ -233,7 +234,7 @@ func (a *app) confirmPurge(ctx context.Context, fleet string, p *reconciler.Plan
 			if st.Safe() {
 				continue
 			}
-			lost = append(lost, fmt.Sprintf("  %s: %s %s on %s (%s)", c.Instance, c.Mode, c.Path, c.Branch, stateDetail(st)))
+			lost = append(lost, fmt.Sprintf("  %s: %s %s on %s (%s)", c.Instance, c.Mode, c.Path, c.Branch, pipeline.StateDetail(st)))
 		}
 	}
 	if len(lost) == 0 {

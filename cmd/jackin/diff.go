@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/jackin-dev/jackin/contract"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/store"
 )
@@ -85,41 +84,41 @@ func (a *app) diffInstances(ctx context.Context, files, names []string, pf planF
 		return err
 	}
 	defer a.closeSession(sess)
-	res, err := computePlan(ctx, sess.fleet, sess.drv, sess.st, pf.options(), false)
+	res, err := a.plan(ctx, sess, pf.options(), false)
 	if err != nil {
 		return err
 	}
 	if err := narrowPlan(res, names); err != nil {
 		return err
 	}
-	markWidenings(res)
-	pending := pendingPolicies(res)
-	refresh := pendingCredentials(res)
+	home, _ := os.UserHomeDir()
+	res.MarkWidenings(home)
+	pending, refresh := res.Policies, res.Refresh
 	if format == "json" {
-		if err := writeStructured(a.stdout, "json", planDocument(res.plan, pending, refresh)); err != nil {
+		if err := writeStructured(a.stdout, "json", planDocument(res.Plan, pending, refresh)); err != nil {
 			return err
 		}
-	} else if len(names) > 0 && !listsChanges(res.plan) {
+	} else if len(names) > 0 && !listsChanges(res.Plan) {
 		// "Fleet X matches the manifest" would claim more than was compared.
 		var listed []string
-		for _, act := range res.plan.Actions {
+		for _, act := range res.Plan.Actions {
 			listed = append(listed, act.Instance)
 		}
 		fmt.Fprintf(a.stdout, "No changes. %s %s the manifest.\n", strings.Join(listed, ", "), pluralVerb(len(listed), "matches", "match"))
 		writePolicyChanges(a.stdout, pending)
 		writeCredentialRefresh(a.stdout, res, refresh)
 	} else {
-		if err := a.printPlan(res.plan, format); err != nil {
+		if err := a.printPlan(res.Plan, format); err != nil {
 			return err
 		}
 		writePolicyChanges(a.stdout, pending)
 		writeCredentialRefresh(a.stdout, res, refresh)
 	}
-	for _, busy := range hostPortsInUse(res.plan) {
-		fmt.Fprintf(a.stderr, "warning: %s\n", busy)
+	for _, busy := range res.HostPortsInUse() {
+		fmt.Fprintf(a.stderr, "warning: %s\n", busy.Message)
 	}
 	failed := false
-	for _, act := range res.plan.Actions {
+	for _, act := range res.Plan.Actions {
 		if act.Err != nil {
 			failed = true
 			fmt.Fprintf(a.stderr, "error: instance %s: %v\n", act.Instance, act.Err)
@@ -128,7 +127,7 @@ func (a *app) diffInstances(ctx context.Context, files, names []string, pf planF
 	if failed {
 		return &exitError{code: exitInvalid, reported: true}
 	}
-	if res.plan.HasChanges() || len(pending) > 0 || len(refresh) > 0 {
+	if res.Plan.HasChanges() || len(pending) > 0 || len(refresh) > 0 {
 		return &exitError{code: exitChanges, reported: true}
 	}
 	return nil
@@ -150,14 +149,6 @@ func pluralVerb(n int, one, many string) string {
 		return one
 	}
 	return many
-}
-
-// markWidenings marks each create and recreate that widens access over the
-// last-applied spec, matching sensitive paths against the same home
-// directory the manifest's ~ expands to. It returns how many actions widen.
-func markWidenings(res *planResult) int {
-	home, _ := os.UserHomeDir()
-	return contract.MarkWidenings(res.plan, res.last, home)
 }
 
 func (a *app) printPlan(p *reconciler.Plan, format string) error {

@@ -1,46 +1,33 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/jackin-dev/jackin/drivers"
-	"github.com/jackin-dev/jackin/egress"
+	"github.com/jackin-dev/jackin/pipeline"
 	"github.com/jackin-dev/jackin/reconciler"
-	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/store"
 )
-
-// policyChange is an allowlist change apply makes by rewriting a policy
-// file (no recreate).
-type policyChange struct {
-	Instance string   `json:"instance"`
-	Added    []string `json:"added"`
-	Removed  []string `json:"removed"`
-}
 
 // planWithPolicies is the plan document with the pending allowlist changes
 // (absent when there are none, so the document is otherwise unchanged).
 type planWithPolicies struct {
 	reconciler.PlanDoc
-	EgressPolicies []policyChange `json:"egressPolicies,omitempty"`
+	EgressPolicies []pipeline.PolicyChange `json:"egressPolicies,omitempty"`
 	// CredentialRefresh lists file and proxy credentials rewritten in
 	// place (names only).
-	CredentialRefresh []credentialRefresh `json:"credentialRefresh,omitempty"`
+	CredentialRefresh []pipeline.CredentialRefresh `json:"credentialRefresh,omitempty"`
 }
 
 // planDocument is reconciler.PlanDocument plus the pending allowlist changes.
-func planDocument(p *reconciler.Plan, changes []policyChange, refresh []credentialRefresh) any {
+func planDocument(p *reconciler.Plan, changes []pipeline.PolicyChange, refresh []pipeline.CredentialRefresh) any {
 	doc := reconciler.PlanDocument(p)
 	pd, ok := doc.(reconciler.PlanDoc)
 	if !ok || len(changes)+len(refresh) == 0 {
@@ -57,41 +44,8 @@ func planDocument(p *reconciler.Plan, changes []policyChange, refresh []credenti
 	return planWithPolicies{PlanDoc: pd, EgressPolicies: changes, CredentialRefresh: refresh}
 }
 
-// pendingPolicies lists the instances, not created by the plan, whose
-// egress policy file differs from the manifest's allowlist.
-func pendingPolicies(res *planResult) []policyChange {
-	creating := map[string]bool{}
-	for _, act := range res.plan.Actions {
-		if act.Type == reconciler.ActionCreate {
-			creating[act.Instance] = true
-		}
-	}
-	var out []policyChange
-	for i := range res.desired.Instances {
-		in := &res.desired.Instances[i]
-		if creating[in.Name] {
-			continue
-		}
-		if added, removed, pending := in.PolicyChange(); pending {
-			out = append(out, policyChange{Instance: in.Name, Added: added, Removed: removed})
-		}
-	}
-	return out
-}
-
-// policyWidenings are the allowlist additions, one line each.
-func policyWidenings(changes []policyChange) []string {
-	var out []string
-	for _, c := range changes {
-		if len(c.Added) > 0 {
-			out = append(out, fmt.Sprintf("%s (egress policy): the allowlist adds %s", c.Instance, strings.Join(c.Added, ", ")))
-		}
-	}
-	return out
-}
-
 // writePolicyChanges prints pending allowlist changes after a plan.
-func writePolicyChanges(w io.Writer, changes []policyChange) {
+func writePolicyChanges(w io.Writer, changes []pipeline.PolicyChange) {
 	for _, c := range changes {
 		var parts []string
 		for _, r := range c.Added {
@@ -110,114 +64,6 @@ func writePolicyChanges(w io.Writer, changes []policyChange) {
 		}
 	}
 }
-
-// pullBeforeRemoving pulls the logs of the egress proxies a plan is about
-// to remove (recreate or delete), so their last decisions are not lost.
-func pullBeforeRemoving(ctx context.Context, drv drivers.Driver, st *store.Store, p *reconciler.Plan) error {
-	lr, ok := drv.(drivers.LogReader)
-	if !ok {
-		return nil
-	}
-	var doomed []drivers.ObservedResource
-	for _, act := range p.Actions {
-		if act.Mutates() && (act.Type == reconciler.ActionRecreate || act.Type == reconciler.ActionDelete) {
-			doomed = append(doomed, act.Observed...)
-		}
-	}
-	return pullEgressContainers(ctx, lr, st, p.Fleet, doomed)
-}
-
-// egressUpkeep is watch's side of egress: it writes the policy files of the
-// manifest in force (on start, on each reload, and again every second, so a
-// policy file changed or removed out of band is healed like other drift)
-// and pulls the proxies' decision logs into the store every few seconds.
-type egressUpkeep struct {
-	a   *app
-	drv drivers.Driver
-	st  *store.Store
-
-	mu      sync.Mutex // guards desired
-	desired *reconciler.Desired
-	writeMu sync.Mutex // serialises writes (the loop and a reload)
-	written map[string]bool
-	done    chan struct{}
-}
-
-// startEgressUpkeep writes the fleet's policies and starts the loop; stop it
-// by cancelling ctx, then wait().
-func (a *app) startEgressUpkeep(ctx context.Context, fleet *schema.Fleet, drv drivers.Driver, st *store.Store) (*egressUpkeep, error) {
-	u := &egressUpkeep{a: a, drv: drv, st: st, done: make(chan struct{}), written: map[string]bool{}}
-	if err := u.reload(fleet); err != nil {
-		close(u.done)
-		return nil, err
-	}
-	go u.loop(ctx)
-	return u, nil
-}
-
-// reload takes a newly loaded manifest and writes its policies.
-func (u *egressUpkeep) reload(fleet *schema.Fleet) error {
-	desired, err := reconciler.BuildDesired(fleet)
-	if err != nil {
-		return err
-	}
-	u.mu.Lock()
-	u.desired = desired
-	u.mu.Unlock()
-	return u.write()
-}
-
-func (u *egressUpkeep) write() error {
-	u.writeMu.Lock()
-	defer u.writeMu.Unlock()
-	u.mu.Lock()
-	desired := u.desired
-	u.mu.Unlock()
-	changed, err := reconciler.WritePolicies(desired)
-	for _, name := range changed {
-		verb := "written"
-		if u.written[name] {
-			verb = "rewritten (it differed from the manifest)"
-		}
-		u.written[name] = true
-		u.a.log.Info("egress policy "+verb+"; the proxy reloads it", "instance", name)
-	}
-	return err
-}
-
-func (u *egressUpkeep) loop(ctx context.Context) {
-	defer close(u.done)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for n := 1; ; n++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if err := u.write(); err != nil {
-			u.a.log.Error(err, "write egress policies")
-		}
-		if n%5 != 0 {
-			continue
-		}
-		u.mu.Lock()
-		desired := u.desired
-		u.mu.Unlock()
-		any := false
-		for _, in := range desired.Instances {
-			any = any || in.Policy != nil
-		}
-		if any {
-			if err := pullEgressLogs(ctx, u.drv, u.st, desired.Fleet); err != nil && ctx.Err() == nil {
-				u.a.log.V(1).Info("pull egress logs", "error", err.Error())
-			}
-		}
-	}
-}
-
-// wait returns when the loop has stopped.
-func (u *egressUpkeep) wait() { <-u.done }
 
 func newEgressCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
@@ -275,9 +121,9 @@ With --follow it pulls and prints new decisions every second until interrupted.
 				return err
 			}
 			defer a.closeSession(sess)
-			drv, st := sess.drv, sess.st
+			st, env := sess.st, a.env(sess)
 			q := store.EgressQuery{Fleet: fleetName, Instance: instance, Denied: denied, Limit: limit}
-			if err := pullEgressLogs(ctx, drv, st, fleetName); err != nil {
+			if err := env.PullEgressLogs(ctx, fleetName); err != nil {
 				return exitWith(exitInvalid, err)
 			}
 			items, err := st.EgressDecisions(ctx, q)
@@ -313,7 +159,7 @@ With --follow it pulls and prints new decisions every second until interrupted.
 					return nil
 				case <-time.After(time.Second):
 				}
-				if err := pullEgressLogs(ctx, drv, st, fleetName); err != nil {
+				if err := env.PullEgressLogs(ctx, fleetName); err != nil {
 					if ctx.Err() != nil {
 						return nil
 					}
@@ -353,59 +199,4 @@ func writeEgressTable(w io.Writer, items []store.EgressDecision, header bool) {
 			d.Host+":"+strconv.Itoa(d.Port), rule, d.BytesUp, d.BytesDown, d.DurationMs)
 	}
 	_ = tw.Flush()
-}
-
-// pullEgressLogs reads the new decision lines of every egress proxy of the
-// fleet into the store. The instance comes from the container's label, not
-// from the line.
-func pullEgressLogs(ctx context.Context, drv drivers.Driver, st *store.Store, fleet string) error {
-	lr, ok := drv.(drivers.LogReader)
-	if !ok {
-		return fmt.Errorf("the %s backend cannot read container logs", drv.Name())
-	}
-	obs, err := drv.Observe(ctx, fleet, nil)
-	if err != nil {
-		return err
-	}
-	return pullEgressContainers(ctx, lr, st, fleet, obs.Containers)
-}
-
-// pullEgressContainers pulls the decision lines of the egress proxies among
-// containers.
-func pullEgressContainers(ctx context.Context, lr drivers.LogReader, st *store.Store, fleet string, containers []drivers.ObservedResource) error {
-	var errs []error
-	for _, c := range containers {
-		if c.Kind != drivers.KindContainer || c.Labels[drivers.LabelManagedBy] != drivers.ManagedByValue || c.Labels[drivers.LabelComponent] != drivers.ComponentEgress {
-			continue
-		}
-		since, err := st.EgressPulledUntil(ctx, fleet, c.ID)
-		if err != nil {
-			return err
-		}
-		lines, err := lr.ContainerLogs(ctx, c.ID, since)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		var ds []store.EgressDecision
-		until := since
-		for _, l := range lines {
-			if l.Time.After(until) {
-				until = l.Time
-			}
-			d, ok := egress.ParseDecision(l.Text)
-			if !ok {
-				continue
-			}
-			ds = append(ds, store.EgressDecision{Fleet: fleet, Instance: c.Instance(), Time: d.Time, Host: d.Host, Port: d.Port,
-				Method: d.Method, Allowed: d.Allowed, Rule: d.Rule, BytesUp: d.BytesUp, BytesDown: d.BytesDown, DurationMs: d.DurationMs, Error: d.Error})
-		}
-		if len(lines) == 0 {
-			continue
-		}
-		if _, err := st.AddEgressDecisions(ctx, fleet, c.ID, until, ds); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }

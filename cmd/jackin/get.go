@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/pipeline"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/store"
 )
@@ -64,7 +65,7 @@ the engine is an error (exit 2).`,
 			}
 			defer a.closeSession(sess)
 			fleet := sess.fleet
-			res, err := computePlan(ctx, fleet, sess.drv, sess.st, reconciler.PlanOptions{Prune: true, AllowEmpty: true}, false)
+			res, err := a.plan(ctx, sess, reconciler.PlanOptions{Prune: true, AllowEmpty: true}, false)
 			if err != nil {
 				return err
 			}
@@ -115,15 +116,17 @@ the engine is an error (exit 2).`,
 
 // statusRows joins the plan with the observed agent containers, one row
 // per action (narrowPlan keeps the named instances' only).
-func statusRows(res *planResult) []instanceStatus {
+func statusRows(res *pipeline.Result) []instanceStatus {
 	agents := map[string]drivers.ObservedResource{}
-	for _, c := range res.observed.Containers {
-		if c.Labels[drivers.LabelComponent] == drivers.ComponentAgent {
-			agents[c.Instance()] = c
+	for _, obs := range res.Observed {
+		for _, c := range obs.Containers {
+			if c.Labels[drivers.LabelComponent] == drivers.ComponentAgent {
+				agents[c.Instance()] = c
+			}
 		}
 	}
 	var items []instanceStatus
-	for _, act := range res.plan.Actions {
+	for _, act := range res.Plan.Actions {
 		it := instanceStatus{Instance: act.Instance, Action: string(act.Type), Reasons: act.Reasons, InSync: act.Type == reconciler.ActionNoop}
 		if it.Reasons == nil {
 			it.Reasons = []string{}

@@ -7,13 +7,14 @@ import (
 	"testing"
 
 	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/pipeline"
 	"github.com/jackin-dev/jackin/reconciler"
 )
 
 // planFixture is a plan of fleet "demo": api, web, web-2 and zeta in the
 // manifest (sorted, as the planner sorts them) and old, an orphan on the
 // engine.
-func planFixture() *planResult {
+func planFixture() *pipeline.Result {
 	desired := &reconciler.Desired{Fleet: "demo"}
 	for _, n := range []string{"api", "web", "web-2", "zeta"} {
 		desired.Instances = append(desired.Instances, reconciler.DesiredInstance{Name: n, Running: true})
@@ -35,7 +36,7 @@ func planFixture() *planResult {
 			Labels: map[string]string{drivers.LabelInstance: n, drivers.LabelComponent: drivers.ComponentAgent},
 		})
 	}
-	return &planResult{desired: desired, observed: observed, plan: plan}
+	return &pipeline.Result{Desired: desired, Observed: reconciler.Observations{drivers.DefaultBackend: observed}, Plan: plan}
 }
 
 func instancesOf(p *reconciler.Plan) []string {
@@ -64,11 +65,11 @@ func TestNarrowPlan(t *testing.T) {
 		if err := narrowPlan(res, c.names); err != nil {
 			t.Fatalf("%v: %v", c.names, err)
 		}
-		if got := instancesOf(res.plan); !reflect.DeepEqual(got, c.want) {
+		if got := instancesOf(res.Plan); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%v: plan lists %v, want %v", c.names, got, c.want)
 		}
 		var desired []string
-		for _, in := range res.desired.Instances {
+		for _, in := range res.Desired.Instances {
 			desired = append(desired, in.Name)
 		}
 		if !reflect.DeepEqual(desired, c.desired) {
@@ -94,7 +95,7 @@ func TestNarrowPlanRefusesUnknownNames(t *testing.T) {
 	if want := `no instance named also-nope, nope in fleet "demo" or on the engine`; err.Error() != want {
 		t.Errorf("error %q, want %q", err, want)
 	}
-	if got := instancesOf(res.plan); len(got) != 5 {
+	if got := instancesOf(res.Plan); len(got) != 5 {
 		t.Errorf("a refused narrowing changed the plan: %v", got)
 	}
 }
@@ -104,20 +105,20 @@ func TestNarrowPlanRefusesUnknownNames(t *testing.T) {
 // even when another instance drifts.
 func TestDiffNarrowedConvergence(t *testing.T) {
 	res := planFixture()
-	if !listsChanges(res.plan) {
+	if !listsChanges(res.Plan) {
 		t.Fatal("the whole plan has changes")
 	}
 	if err := narrowPlan(res, []string{"api", "web"}); err != nil {
 		t.Fatal(err)
 	}
-	if listsChanges(res.plan) || res.plan.HasChanges() {
+	if listsChanges(res.Plan) || res.Plan.HasChanges() {
 		t.Error("api and web are converged")
 	}
 	res = planFixture()
 	if err := narrowPlan(res, []string{"web", "zeta"}); err != nil {
 		t.Fatal(err)
 	}
-	if !listsChanges(res.plan) || !res.plan.HasChanges() {
+	if !listsChanges(res.Plan) || !res.Plan.HasChanges() {
 		t.Error("zeta is to be created")
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/manifests"
+	"github.com/jackin-dev/jackin/pipeline"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/store"
@@ -139,14 +140,15 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 
 	// Egress policy files and the proxies' logs (heal mode only: warn
 	// changes nothing).
-	var egressUp *egressUpkeep
+	env := a.env(sess)
+	var egressUp *pipeline.EgressUpkeep
 	if opts.mode == reconciler.ModeHeal {
 		upCtx, stopUp := context.WithCancel(ctx)
-		if egressUp, err = a.startEgressUpkeep(upCtx, fleet, drv, st); err != nil {
+		if egressUp, err = env.StartEgressUpkeep(upCtx, fleet); err != nil {
 			stopUp()
 			return exitWith(exitInvalid, err)
 		}
-		defer egressUp.wait()
+		defer egressUp.Wait()
 		defer stopUp()
 	}
 	err = reconciler.Watch(ctx, reconciler.WatchConfig{
@@ -157,7 +159,7 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 			// manifest watch will apply: not another fleet's, and not an
 			// emptied one it keeps the last valid state over.
 			if err == nil && egressUp != nil && f.Name == fleet.Name && (len(f.Instances) > 0 || opts.allowEmpty) {
-				err = egressUp.reload(f)
+				err = egressUp.Reload(f)
 			}
 			return f, err
 		},
@@ -178,14 +180,15 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 		},
 		Report: w.emit,
 		OnObserved: func(ctx context.Context, fleet string, obs *drivers.Observed) error {
-			return recordOOMKills(ctx, st, fleet, obs)
+			return pipeline.RecordOOMKills(ctx, st, fleet, obs)
 		},
-		Workspaces: &checkoutManager{st: st, stateDir: a.global.stateDir, log: a.log.WithName("workspace"), refuseDirty: !opts.force},
+		Workspaces: &pipeline.Checkouts{Store: st, StateDir: a.global.stateDir, Log: a.log.WithName("workspace"), RefuseDirty: !opts.force},
 		StateDir:   a.global.stateDir,
 		Credentials: func(ctx context.Context, d *reconciler.Desired) *reconciler.Desired {
-			return a.watchCredentials(ctx, d, opts.mode == reconciler.ModeHeal)
+			return env.ReadCredentials(ctx, d, opts.mode == reconciler.ModeHeal)
 		},
-		WriteCredentials: a.writeWatchCredentials,
+		WriteCredentials: env.WriteCredentials,
+		BeforeExecute:    env.BeforeHeal,
 		Log:              a.log.WithName("watch"),
 		Progress:         a.stderr,
 		Mode:             opts.mode,
@@ -298,7 +301,7 @@ type watchStore struct {
 }
 
 func (s *watchStore) LastApplied(ctx context.Context, fleet string) (reconciler.LastApplied, error) {
-	return lastApplied(ctx, s.st, fleet)
+	return pipeline.LastApplied(ctx, s.st, fleet)
 }
 
 func (s *watchStore) BeginPass(ctx context.Context, fleet string, triggers []reconciler.Trigger) (reconciler.PassRecorder, error) {
@@ -314,10 +317,7 @@ func (s *watchStore) BeginPass(ctx context.Context, fleet string, triggers []rec
 			causes = append(causes, c)
 		}
 	}
-	return &watchPass{
-		storeRecorder: storeRecorder{st: s.st, fleet: fleet, runID: runID, log: s.app.log},
-		triggers:      strings.Join(causes, "; "),
-	}, nil
+	return pipeline.NewPassRecorder(s.st, fleet, runID, strings.Join(causes, "; "), s.app.log), nil
 }
 
 func (s *watchStore) RecordEvent(ctx context.Context, fleet string, ev reconciler.WatchEvent) error {
@@ -341,24 +341,4 @@ func (s *watchStore) SetCrashState(ctx context.Context, fleet, instance string, 
 		return s.st.ClearCrashState(ctx, fleet, instance)
 	}
 	return s.st.SetCrashState(ctx, fleet, store.CrashState{Instance: instance, Restarts: c.Restarts, LastExit: c.LastExit, NextAttempt: c.NextAttempt})
-}
-
-// watchPass records one heal as a run of verb "watch".
-type watchPass struct {
-	storeRecorder
-	triggers string
-}
-
-func (p *watchPass) Finish(ctx context.Context, results []reconciler.ActionResult) {
-	sum := summarize(results)
-	outcome := store.OutcomeSucceeded
-	switch {
-	case sum.Failed > 0:
-		outcome = store.OutcomeFailed
-	case sum.Skipped > 0:
-		outcome = store.OutcomeInterrupted
-	}
-	if err := p.st.FinishRun(ctx, p.runID, outcome, sum.String()+"; trigger: "+p.triggers); err != nil {
-		p.log.Error(err, "record watch pass outcome")
-	}
 }
