@@ -55,13 +55,30 @@ type Checkout struct {
 	Base string `json:"base"`
 	// GitCommonDir is the source's git directory a worktree's .git file
 	// points into (worktrees only).
-	GitCommonDir string    `json:"gitCommonDir,omitempty"`
-	CreatedAt    time.Time `json:"createdAt"`
+	GitCommonDir string `json:"gitCommonDir,omitempty"`
+	// GitDir is the worktree's own git dir, <GitCommonDir>/worktrees/<name>,
+	// as git made it (worktrees only; records from older versions lack it).
+	GitDir    string    `json:"gitDir,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
 }
 
-// ReviewCommand is how to review the checkout's work on the host.
+// ReviewCommand is how to review the checkout's work on the host: a diff
+// against the base through the review git dir jackin keeps for it
+// (ReviewGitDir), not through the checkout's own: a plain git -C PATH diff
+// would read the agent's config and run the filters, diff drivers and pager
+// it names. --no-optional-locks keeps git from writing the index it reads.
 func (c Checkout) ReviewCommand() string {
-	return "git -C " + shellQuote(c.Path) + " diff " + c.Base
+	return c.reviewGit() + " diff " + c.Base
+}
+
+// UntrackedCommand lists the checkout's untracked files, which a diff
+// against the base leaves out, the same safe way as ReviewCommand.
+func (c Checkout) UntrackedCommand() string {
+	return c.reviewGit() + " ls-files --others --exclude-standard"
+}
+
+func (c Checkout) reviewGit() string {
+	return "git --no-optional-locks --git-dir=" + shellQuote(ReviewGitDir(c)) + " --work-tree=" + shellQuote(c.Path)
 }
 
 var shellSafe = regexp.MustCompile(`^[A-Za-z0-9_./:@%+=,-]+$`)
@@ -116,12 +133,20 @@ type Source struct {
 	TopLevel string
 	// CommonDir is its git directory (for a linked worktree, the main one's).
 	CommonDir string
+	// GitDir is the git directory of src's own checkout: CommonDir, or
+	// for a linked worktree its entry under CommonDir/worktrees.
+	GitDir string
 	// Head is the commit HEAD points to.
 	Head string
 	// Commit is the commit ref names (Head when ref is empty).
 	Commit string
 	// Dirty lists up to 10 paths with uncommitted changes ("" when clean).
 	Dirty []string
+}
+
+// repo is the source with its git dirs named explicitly.
+func (s Source) repo() repo {
+	return repo{gitDir: s.GitDir, commonDir: s.CommonDir, workTree: s.TopLevel}
 }
 
 // NotRepoError reports a src that is not a git checkout.
@@ -155,7 +180,9 @@ func InspectSource(ctx context.Context, src, ref string) (Source, error) {
 	if _, err := os.Stat(src); err != nil {
 		return Source{}, fmt.Errorf("src %s: %w", src, err)
 	}
-	out, err := git(ctx, src, "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir", "--is-bare-repository")
+	// Finding the repository reads its config and runs nothing; what it
+	// finds is checked before any git call that could run something.
+	out, err := git(ctx, src, "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir", "--absolute-git-dir", "--is-bare-repository")
 	if err != nil {
 		if errors.Is(err, ErrNoGit) {
 			return Source{}, err
@@ -163,10 +190,10 @@ func InspectSource(ctx context.Context, src, ref string) (Source, error) {
 		return Source{}, &NotRepoError{Src: src, Err: err}
 	}
 	f := lines(out)
-	if len(f) != 3 || f[2] == "true" {
+	if len(f) != 4 || f[3] == "true" {
 		return Source{}, &NotRepoError{Src: src, Err: errors.New("a bare repository has no work tree")}
 	}
-	top, common := f[0], f[1]
+	top, common, gitDir := f[0], f[1], f[2]
 	realSrc, err := filepath.EvalSymlinks(src)
 	if err != nil {
 		return Source{}, fmt.Errorf("src %s: %w", src, err)
@@ -177,19 +204,29 @@ func InspectSource(ctx context.Context, src, ref string) (Source, error) {
 	if real, err := filepath.EvalSymlinks(common); err == nil {
 		common = real
 	}
-	s := Source{TopLevel: realSrc, CommonDir: filepath.Clean(common)}
-	if s.Head, err = git(ctx, src, "rev-parse", "--verify", "-q", "HEAD^{commit}"); err != nil {
+	if real, err := filepath.EvalSymlinks(gitDir); err == nil {
+		gitDir = real
+	}
+	s := Source{TopLevel: realSrc, CommonDir: filepath.Clean(common), GitDir: filepath.Clean(gitDir)}
+	if err := checkGitDirs(src, s.GitDir, s.CommonDir); err != nil {
+		return Source{}, err
+	}
+	r := s.repo()
+	if s.Head, err = r.git(ctx, "rev-parse", "--verify", "-q", "HEAD^{commit}"); err != nil {
 		return Source{}, fmt.Errorf("src %s has no commit yet (an empty repository): commit something first: %w", src, err)
 	}
 	s.Commit = s.Head
 	if ref != "" {
-		c, err := git(ctx, src, "rev-parse", "--verify", "-q", "--end-of-options", ref+"^{commit}")
+		c, err := r.git(ctx, "rev-parse", "--verify", "-q", "--end-of-options", ref+"^{commit}")
 		if err != nil {
 			return Source{}, &UnknownRefError{Src: src, Ref: ref, Err: err}
 		}
 		s.Commit = c
 	}
-	status, err := git(ctx, src, "status", "--porcelain=v1", "--untracked-files=normal")
+	// Not into submodules: their config is theirs (and, for the source's
+	// own, in its git dir, which a worktree's agent can write). A
+	// submodule checked out at another commit still shows, read in-process.
+	status, err := r.git(ctx, "status", "--porcelain=v1", "--untracked-files=normal", "--ignore-submodules=dirty")
 	if err != nil {
 		return Source{}, fmt.Errorf("read the status of %s: %w", src, err)
 	}
@@ -285,12 +322,24 @@ func Prepare(ctx context.Context, w Want) (Checkout, error) {
 		if c.Base, err = addWorktree(ctx, w, src); err != nil {
 			return Checkout{}, err
 		}
+		// Recorded now, as git just wrote it: later the .git file is the
+		// agent's.
+		gitDir, err := readGitFile(c.Path)
+		if err == nil {
+			c.GitDir, err = checkWorktreeEntry(c.GitCommonDir, gitDir)
+		}
+		if err != nil {
+			return Checkout{}, fmt.Errorf("worktree %s: %w", c.Path, err)
+		}
 	case ModeClone:
 		if err := addClone(ctx, w, src); err != nil {
 			return Checkout{}, err
 		}
 	default:
 		return Checkout{}, fmt.Errorf("mount %s: %q is not a checkout mode", w.Dst, w.Mode)
+	}
+	if err := ensureReviewGitDir(c); err != nil {
+		return Checkout{}, err
 	}
 	if err := writeMeta(w.meta(), c); err != nil {
 		return Checkout{}, err
@@ -309,7 +358,7 @@ func repair(ctx context.Context, w Want, src Source) error {
 	if _, err := os.Stat(w.marker()); err == nil {
 		if w.Mode == ModeWorktree {
 			// Ignore the error: the entry may not exist, or be half-written.
-			_, _ = git(ctx, src.TopLevel, "worktree", "remove", "--force", "--force", w.path())
+			_, _ = src.repo().git(ctx, "worktree", "remove", "--force", "--force", w.path())
 		}
 		if err := os.RemoveAll(w.path()); err != nil {
 			return fmt.Errorf("remove the half-made checkout %s: %w", w.path(), err)
@@ -323,7 +372,7 @@ func repair(ctx context.Context, w Want, src Source) error {
 		if err := dropHalfMadeEntries(src.CommonDir, Root(w.StateDir)); err != nil {
 			return err
 		}
-		if _, err := git(ctx, src.TopLevel, "worktree", "prune"); err != nil {
+		if _, err := src.repo().git(ctx, "worktree", "prune"); err != nil {
 			return fmt.Errorf("prune stale worktrees of %s: %w", src.TopLevel, err)
 		}
 	}
@@ -453,16 +502,19 @@ func reuse(ctx context.Context, w Want, src Source) (Checkout, error) {
 		return Checkout{}, &CollisionError{Msg: fmt.Sprintf("%s is a %s of %s, not a %s of %s: the mount changed; review and remove it (jackin delete --purge, or by hand) before using another source or mode", w.path(), c.Mode, c.Src, w.Mode, src.TopLevel)}
 	}
 	if w.Mode == ModeWorktree {
-		common, err := git(ctx, w.path(), "rev-parse", "--path-format=absolute", "--git-common-dir")
+		// The checkout's .git file is the agent's to write: it is read as
+		// data (no git runs in the checkout) and must name an entry of the
+		// source's worktrees/.
+		gitDir, err := readGitFile(w.path())
 		if err != nil {
-			return Checkout{}, &CollisionError{Msg: fmt.Sprintf("%s is recorded as a worktree of %s but git does not see it as one: %v", w.path(), src.TopLevel, err)}
+			return Checkout{}, &CollisionError{Msg: fmt.Sprintf("%s is recorded as a worktree of %s but is not one: %v", w.path(), src.TopLevel, err)}
 		}
-		if real, err := filepath.EvalSymlinks(common); err == nil {
-			common = real
+		if _, err := checkWorktreeEntry(src.CommonDir, gitDir); err != nil {
+			return Checkout{}, &CollisionError{Msg: fmt.Sprintf("%s is not a worktree of %s: %v", w.path(), src.CommonDir, err)}
 		}
-		if filepath.Clean(common) != src.CommonDir {
-			return Checkout{}, &CollisionError{Msg: fmt.Sprintf("%s is a worktree of %s, not of %s", w.path(), common, src.CommonDir)}
-		}
+	}
+	if err := ensureReviewGitDir(c); err != nil {
+		return Checkout{}, err
 	}
 	return c, nil
 }
@@ -471,7 +523,8 @@ func reuse(ctx context.Context, w Want, src Source) (Checkout, error) {
 // at the source's commit unless it exists. It returns the base commit.
 func addWorktree(ctx context.Context, w Want, src Source) (string, error) {
 	branch := w.branch()
-	list, err := git(ctx, src.TopLevel, "worktree", "list", "--porcelain")
+	git := src.repo().git
+	list, err := git(ctx, "worktree", "list", "--porcelain")
 	if err != nil {
 		return "", fmt.Errorf("list worktrees of %s: %w", src.TopLevel, err)
 	}
@@ -485,20 +538,20 @@ func addWorktree(ctx context.Context, w Want, src Source) (string, error) {
 		}
 	}
 	base := src.Commit
-	if tip, err := git(ctx, src.TopLevel, "rev-parse", "--verify", "-q", "refs/heads/"+branch); err == nil && tip != "" {
+	if tip, err := git(ctx, "rev-parse", "--verify", "-q", "refs/heads/"+branch); err == nil && tip != "" {
 		// Kept from an earlier checkout (or a repaired half-made one): its
 		// work is the agent's, so reuse it; the base is where it forked.
-		if mb, err := git(ctx, src.TopLevel, "merge-base", tip, src.Commit); err == nil {
+		if mb, err := git(ctx, "merge-base", tip, src.Commit); err == nil {
 			base = mb
 		} else {
 			base = tip
 		}
-		if _, err := git(ctx, src.TopLevel, "worktree", "add", "--quiet", w.path(), branch); err != nil {
+		if _, err := git(ctx, "worktree", "add", "--quiet", w.path(), branch); err != nil {
 			return "", fmt.Errorf("add worktree %s on the existing branch %s: %w", w.path(), branch, err)
 		}
 		return base, nil
 	}
-	if _, err := git(ctx, src.TopLevel, "worktree", "add", "--quiet", "-b", branch, w.path(), src.Commit); err != nil {
+	if _, err := git(ctx, "worktree", "add", "--quiet", "-b", branch, w.path(), src.Commit); err != nil {
 		return "", fmt.Errorf("add worktree %s on a new branch %s: %w", w.path(), branch, err)
 	}
 	return base, nil
@@ -516,7 +569,8 @@ func addClone(ctx context.Context, w Want, src Source) error {
 	if _, err := git(ctx, w.path(), "checkout", "--quiet", "-b", w.branch(), src.Commit); err != nil {
 		return fmt.Errorf("check out the scratch branch %s in %s: %w", w.branch(), w.path(), err)
 	}
-	remotes, err := git(ctx, src.TopLevel, "remote")
+	srcGit := src.repo().git
+	remotes, err := srcGit(ctx, "remote")
 	if err != nil {
 		return fmt.Errorf("list the remotes of %s: %w", src.TopLevel, err)
 	}
@@ -524,14 +578,14 @@ func addClone(ctx context.Context, w Want, src Source) error {
 		if r == "source" {
 			continue
 		}
-		url, err := git(ctx, src.TopLevel, "remote", "get-url", r)
+		url, err := srcGit(ctx, "remote", "get-url", r)
 		if err != nil {
 			return fmt.Errorf("read remote %s of %s: %w", r, src.TopLevel, err)
 		}
 		if _, err := git(ctx, w.path(), "remote", "add", r, url); err != nil {
 			return fmt.Errorf("set remote %s on %s: %w", r, w.path(), err)
 		}
-		if push, err := git(ctx, src.TopLevel, "remote", "get-url", "--push", r); err == nil && push != url {
+		if push, err := srcGit(ctx, "remote", "get-url", "--push", r); err == nil && push != url {
 			if _, err := git(ctx, w.path(), "remote", "set-url", "--push", r, push); err != nil {
 				return fmt.Errorf("set the push URL of remote %s on %s: %w", r, w.path(), err)
 			}
@@ -544,8 +598,13 @@ func addClone(ctx context.Context, w Want, src Source) error {
 type State struct {
 	// Dirty is true when the checkout has uncommitted changes or untracked files.
 	Dirty bool `json:"dirty"`
-	// Uncommitted counts files with uncommitted changes, untracked included.
+	// Uncommitted counts files with uncommitted changes, untracked included,
+	// and stashes. A populated submodule counts as one unless its commit
+	// changed (then it is listed anyway): jackin does not look inside it,
+	// since that would read its config, the agent's.
 	Uncommitted int `json:"uncommitted"`
+	// Untracked counts the untracked files among Uncommitted.
+	Untracked int `json:"untracked"`
 	// Unpushed counts commits not on any remote-tracking branch (for a
 	// worktree, nor on any other branch of the source repository).
 	Unpushed int `json:"unpushed"`
@@ -573,8 +632,14 @@ func (s State) Status() string {
 	return ""
 }
 
-// Inspect reads a checkout's state.
+// Inspect reads a checkout's state. It also makes the checkout's review
+// git dir if it is missing (a checkout made by an older jackin has none),
+// so the review commands printed with the state work; failing that, they
+// fail with git's "not a git repository", and the state is still right.
 func Inspect(ctx context.Context, c Checkout) State {
+	if _, err := os.Stat(c.Path); err == nil {
+		_ = ensureReviewGitDir(c)
+	}
 	st, err := inspect(ctx, c)
 	if err != nil {
 		return State{Error: err.Error()}
@@ -587,30 +652,40 @@ func inspect(ctx context.Context, c Checkout) (State, error) {
 	if _, err := os.Stat(c.Path); err != nil {
 		return st, fmt.Errorf("checkout %s: %w", c.Path, err)
 	}
-	// The checkout's git config is the agent's to write (a clone's whole
-	// .git is in its mount): read it with its commands disarmed.
-	git := func(ctx context.Context, dir string, args ...string) (string, error) {
-		return gitUntrusted(ctx, dir, args...)
-	}
-	status, err := git(ctx, c.Path, "status", "--porcelain=v1", "--untracked-files=all")
+	// Everything in the checkout is the agent's to write (a clone's whole
+	// .git, a worktree's .git file and entry): git reads it through a git
+	// dir of jackin's, with no config of the agent's.
+	sh, err := newShadow(c)
 	if err != nil {
 		return st, err
 	}
-	untracked := 0
-	for _, l := range lines(status) {
+	defer sh.Close()
+	git := sh.git
+	status, err := git(ctx, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignore-submodules=dirty")
+	if err != nil {
+		return st, err
+	}
+	listed := map[string]bool{}
+	for _, e := range statusEntries(status) {
 		st.Uncommitted++
-		if strings.HasPrefix(l, "??") {
-			untracked++
+		listed[e[3:]] = true
+		if strings.HasPrefix(e, "??") {
+			st.Untracked++
 		}
 	}
+	n, err := unlistedSubmodules(ctx, sh, listed)
+	if err != nil {
+		return st, err
+	}
+	st.Uncommitted += n
 	// Stashed changes are work too, and a clone's stash goes with it.
-	if stashes, err := git(ctx, c.Path, "rev-list", "--walk-reflogs", "--count", "refs/stash", "--"); err == nil {
+	if stashes, err := git(ctx, "rev-list", "--walk-reflogs", "--count", "refs/stash", "--"); err == nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(stashes)); err == nil {
 			st.Uncommitted += n
 		}
 	}
 	st.Dirty = st.Uncommitted > 0
-	if st.Head, err = git(ctx, c.Path, "rev-parse", "--verify", "-q", "HEAD"); err != nil {
+	if st.Head, err = git(ctx, "rev-parse", "--verify", "-q", "HEAD"); err != nil {
 		return st, err
 	}
 	args := []string{"rev-list", "--count", "HEAD"}
@@ -622,44 +697,118 @@ func inspect(ctx context.Context, c Checkout) (State, error) {
 	} else {
 		args = append(args, "--branches", "--not", "--remotes")
 	}
-	n, err := git(ctx, c.Path, args...)
+	count, err := git(ctx, args...)
 	if err != nil {
 		return st, err
 	}
-	if st.Unpushed, err = strconv.Atoi(strings.TrimSpace(n)); err != nil {
+	if st.Unpushed, err = strconv.Atoi(strings.TrimSpace(count)); err != nil {
 		return st, fmt.Errorf("count unpushed commits in %s: %w", c.Path, err)
 	}
 	if c.Base != "" {
-		diff, err := git(ctx, c.Path, "diff", "--no-ext-diff", "--no-textconv", "--name-only", c.Base)
+		diff, err := git(ctx, "diff", "--no-ext-diff", "--no-textconv", "--ignore-submodules=dirty", "--name-only", "-z", c.Base, "--")
 		if err != nil {
 			return st, err
 		}
-		st.ChangedFiles = len(lines(diff)) + untracked
+		st.ChangedFiles = len(splitZ(diff)) + st.Untracked
 	}
 	return st, nil
 }
 
+// statusEntries splits git status --porcelain=v1 -z output into entries
+// ("XY path"); a rename's second path, its own NUL-terminated field, is
+// folded into its entry.
+func statusEntries(out string) []string {
+	var entries []string
+	fields := splitZ(out)
+	for i := 0; i < len(fields); i++ {
+		e := fields[i]
+		if len(e) < 4 {
+			continue
+		}
+		if (e[0] == 'R' || e[0] == 'C') && i+1 < len(fields) {
+			i++ // the rename's source
+		}
+		entries = append(entries, e)
+	}
+	return entries
+}
+
+// splitZ splits NUL-terminated git output.
+func splitZ(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, "\x00") {
+		if f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// unlistedSubmodules counts the checkout's populated submodules (gitlinks
+// in its index with a repository checked out at their path) that status
+// did not list. Their uncommitted work is unknown to jackin, which does not
+// look inside them, so each counts as uncommitted: removing the checkout
+// would remove them.
+func unlistedSubmodules(ctx context.Context, sh *shadowGitDir, listed map[string]bool) (int, error) {
+	out, err := sh.git(ctx, "ls-files", "--stage", "-z")
+	if err != nil {
+		return 0, err
+	}
+	root, err := os.OpenRoot(sh.work)
+	if err != nil {
+		return 0, err
+	}
+	defer root.Close()
+	n := 0
+	for _, e := range splitZ(out) {
+		// "<mode> <object> <stage>\t<path>"
+		meta, path, ok := strings.Cut(e, "\t")
+		if !ok || !strings.HasPrefix(meta, "160000 ") || listed[path] {
+			continue
+		}
+		if _, err := root.Lstat(filepath.Join(path, ".git")); err == nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // Remove deletes a checkout: a worktree through git (its entry in the
 // source repository goes too) and its scratch branch; a clone's
-// directory. Without force a dirty worktree is refused by git itself, a
-// second guard behind the caller's check.
+// directory; and the review git dir jackin kept for it. Without force a
+// dirty worktree is refused, a second guard behind the caller's check.
 func Remove(ctx context.Context, c Checkout, force bool) error {
 	switch c.Mode {
 	case ModeWorktree:
+		if !force {
+			// jackin's own check, not git worktree remove's: git would run
+			// git status in the worktree itself, reading the config the
+			// worktree's metadata names (the agent's to point elsewhere)
+			// and recursing into submodules.
+			st, err := inspect(ctx, c)
+			if err != nil {
+				return fmt.Errorf("remove worktree %s: cannot tell whether it holds uncommitted work: %w", c.Path, err)
+			}
+			if st.Dirty {
+				return fmt.Errorf("remove worktree %s: it holds uncommitted work (%d uncommitted files or stashes); not removed without force", c.Path, st.Uncommitted)
+			}
+		}
 		// Not while another instance's worktree of the same source is
 		// being added or repaired (by this process or another jackin
 		// sharing the state dir: <state dir>/worktrees/<fleet>/<instance>/<slug>).
-		stateDir := filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(c.Path))))
-		unlock, err := lockSource(stateDir, c.GitCommonDir)
+		unlock, err := lockSource(stateDirOf(c), c.GitCommonDir)
 		if err != nil {
 			return err
 		}
 		defer unlock()
-		args := []string{"worktree", "remove"}
+		// --force always, so git never checks the worktree itself (see
+		// above); twice with force, for a worktree locked too.
+		args := []string{"worktree", "remove", "--force"}
 		if force {
-			args = append(args, "--force", "--force")
+			args = append(args, "--force")
 		}
-		_, err = git(ctx, c.Src, append(args, c.Path)...)
+		git := sourceRepo(c).git
+		_, err = git(ctx, append(args, c.Path)...)
 		if err != nil {
 			if !force {
 				return fmt.Errorf("remove worktree %s: %w", c.Path, err)
@@ -670,8 +819,8 @@ func Remove(ctx context.Context, c Checkout, force bool) error {
 			}
 			_ = dropDanglingEntries(c.GitCommonDir, filepath.Dir(c.Path))
 		}
-		if _, err := git(ctx, c.Src, "rev-parse", "--verify", "-q", "refs/heads/"+c.Branch); err == nil {
-			if _, err := git(ctx, c.Src, "branch", "--quiet", "-D", c.Branch); err != nil {
+		if _, err := git(ctx, "rev-parse", "--verify", "-q", "refs/heads/"+c.Branch); err == nil {
+			if _, err := git(ctx, "branch", "--quiet", "-D", c.Branch); err != nil {
 				return fmt.Errorf("delete the scratch branch %s in %s: %w", c.Branch, c.Src, err)
 			}
 		}
@@ -679,6 +828,9 @@ func Remove(ctx context.Context, c Checkout, force bool) error {
 		if err := os.RemoveAll(c.Path); err != nil {
 			return fmt.Errorf("remove clone %s: %w", c.Path, err)
 		}
+	}
+	if err := removeReviewGitDir(c); err != nil {
+		return err
 	}
 	meta := c.Path + ".json"
 	if err := os.Remove(meta); err != nil && !errors.Is(err, fs.ErrNotExist) {

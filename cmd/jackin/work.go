@@ -21,10 +21,19 @@ the host path, the scratch branch and the commit it started from, whether it
 has uncommitted changes or unpushed commits, how many files changed, its
 status (active, or preserved-dirty / preserved-unpushed once the instance is
 deleted and its work kept), and the command to review it on the host:
-git -C PATH diff BASE.
+git --no-optional-locks --git-dir=REVIEW_GIT_DIR --work-tree=PATH diff BASE,
+and when there are untracked files (which a diff leaves out) the command that
+lists them.
+
+The review commands read the checkout through a git dir jackin keeps for it
+under the state dir (review/FLEET/INSTANCE/SLUG.git), never through the
+checkout's own: everything in a checkout is the agent's to write, and a plain
+git -C PATH diff would run the filters, diff drivers and pager its config names.
+Do the same for any other git command you run on an agent's checkout.
 
 Without -f or --fleet it lists every fleet's checkouts in the state dir. It
-reads the state dir and runs git; it needs no engine and changes nothing.
+reads the state dir and runs git; it needs no engine and changes no checkout
+(it makes a checkout's review git dir when it is missing).
 
 Exit codes: 0 listed (also when there is nothing to list), 2 invalid input.`,
 		Example: `  jackin work
@@ -73,6 +82,9 @@ type workCheckout struct {
 	Status string `json:"status"`
 	workspace.State
 	Review string `json:"review"`
+	// ReviewUntracked lists the untracked files (when there are), which
+	// Review leaves out.
+	ReviewUntracked string `json:"reviewUntracked,omitempty"`
 }
 
 func (a *app) work(ctx context.Context, fleet, instance, format string) error {
@@ -99,10 +111,14 @@ func (a *app) work(ctx context.Context, fleet, instance, format string) error {
 		if status == "" {
 			status = workspace.StatusActive
 		}
-		doc.Checkouts = append(doc.Checkouts, workCheckout{
+		wc := workCheckout{
 			Fleet: c.Fleet, Instance: c.Instance, Dst: c.Dst, Mode: c.Mode, Src: c.Src, Path: c.Path,
 			Branch: c.Branch, Base: c.Base, Status: status, State: workspace.Inspect(ctx, c), Review: c.ReviewCommand(),
-		})
+		}
+		if wc.Untracked > 0 {
+			wc.ReviewUntracked = c.UntrackedCommand()
+		}
+		doc.Checkouts = append(doc.Checkouts, wc)
 	}
 	if format == "json" {
 		return writeStructured(a.stdout, "json", doc)
@@ -131,6 +147,9 @@ func (a *app) work(ctx context.Context, fleet, instance, format string) error {
 		fmt.Fprintf(a.stdout, "  branch:  %s, from %s\n", c.Branch, shortCommit(c.Base))
 		fmt.Fprintf(a.stdout, "  state:   %s\n", workStateText(c.State))
 		fmt.Fprintf(a.stdout, "  review:  %s\n", c.Review)
+		if c.ReviewUntracked != "" {
+			fmt.Fprintf(a.stdout, "  new:     %s\n", c.ReviewUntracked)
+		}
 	}
 	return nil
 }
