@@ -337,6 +337,12 @@ type LogReader interface {
 	ContainerLogs(ctx context.Context, id string, since time.Time) ([]LogLine, error)
 }
 
+// LogTailer is a backend that can read the last lines a container wrote,
+// stdout and stderr together, oldest first.
+type LogTailer interface {
+	ContainerLogTail(ctx context.Context, id string, lines int) ([]string, error)
+}
+
 // ErrNameConflict reports a name taken by an object jackin does not own.
 type ErrNameConflict struct {
 	Kind     Kind

@@ -18,7 +18,15 @@ type ApplyOptions struct {
 	Progress io.Writer
 	// Checkouts makes and releases the instances' checkouts.
 	Checkouts *Checkouts
+	// StartCheck is how long a started agent must stay up (default
+	// AgentStartCheck; negative: no check).
+	StartCheck time.Duration
 }
+
+// AgentStartCheck is how long after its start apply expects an agent to
+// still be up: one that exited with a non-zero status by then (a command
+// that does not exist, a missing credential) fails its action.
+const AgentStartCheck = 300 * time.Millisecond
 
 // Applied is what Apply did.
 type Applied struct {
@@ -74,7 +82,12 @@ func (e Env) Apply(ctx context.Context, res *Result, opts ApplyOptions) (*Applie
 		ws = opts.Checkouts
 	}
 	fallback, _ := e.Drivers.For("")
+	check := opts.StartCheck
+	if check == 0 {
+		check = AgentStartCheck
+	}
 	out.Results = reconciler.Execute(ctx, res.Plan, fallback, reconciler.ExecOptions{
+		StartCheck:    max(check, 0),
 		Parallel:      opts.Parallel,
 		Progress:      opts.Progress,
 		Log:           e.Log.WithName("execute"),

@@ -2,14 +2,18 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 
+	"github.com/jackin-dev/jackin/credentials"
 	"github.com/jackin-dev/jackin/drivers"
 )
 
@@ -53,6 +57,14 @@ type ExecOptions struct {
 	// ctx is cancelled (watch stops between actions, never inside one);
 	// actions not yet started are still skipped.
 	FinishStarted bool
+	// StartCheck, when set, is how long after its start an agent must still
+	// be up: apply reports an agent that exited with a non-zero status
+	// within it as a failed action, naming the status and its last log
+	// line that holds no secret. Executed actions are checked together,
+	// with one list per backend after the last start. An agent with its own
+	// readiness probe, or killed by the OOM killer (reported as oom-killed),
+	// is not checked here.
+	StartCheck time.Duration
 	// Drivers, when set, runs each action on the driver of its backend
 	// (Action.Backend); the driver given to Execute serves actions that
 	// name none.
@@ -123,6 +135,8 @@ func Execute(ctx context.Context, p *Plan, drv drivers.Driver, opts ExecOptions)
 		return results
 	}
 
+	var checkMu sync.Mutex
+	var toCheck []startedAgent // agents started by succeeded actions (StartCheck)
 	var recMu sync.Mutex
 	finish := func(k int, r ActionResult) {
 		results[k] = r
@@ -165,17 +179,151 @@ func Execute(ctx context.Context, p *Plan, drv drivers.Driver, opts ExecOptions)
 			}
 			start := time.Now()
 			log.V(1).Info("action started", "instance", act.Instance, "action", string(act.Type))
-			err := runAction(ctx, p.Fleet, act, drv, imgErrs, log, opts)
+			started, err := runAction(ctx, p.Fleet, act, drv, imgErrs, log, opts)
 			r := ActionResult{Action: act, Outcome: OutcomeSucceeded, Err: err, Duration: time.Since(start)}
 			if err != nil {
 				r.Outcome = OutcomeFailed
 			}
 			log.V(1).Info("action finished", "instance", act.Instance, "action", string(act.Type), "outcome", r.Outcome, "error", errString(err), "elapsed", r.Duration.String())
+			if err == nil && started != nil && opts.StartCheck > 0 {
+				checkMu.Lock()
+				toCheck = append(toCheck, startedAgent{k: k, result: r, agentStart: *started})
+				checkMu.Unlock()
+				return
+			}
 			finish(k, r)
 		}()
 	}
 	wg.Wait()
+	for _, c := range checkStarts(ctx, p.Fleet, toCheck, drv, opts) {
+		finish(c.k, c.result)
+	}
 	return results
+}
+
+// agentStart is an agent container an action started, and when.
+type agentStart struct {
+	name, id string
+	at       time.Time
+}
+
+// startedAgent is a succeeded action whose agent start is yet to be checked.
+type startedAgent struct {
+	k      int
+	result ActionResult
+	agentStart
+}
+
+// checkStarts waits until opts.StartCheck has passed since the last start,
+// lists each backend's containers once, and fails the actions whose agent
+// exited with a non-zero status since (not by the OOM killer).
+func checkStarts(ctx context.Context, fleet string, started []startedAgent, drv drivers.Driver, opts ExecOptions) []startedAgent {
+	if len(started) == 0 {
+		return nil
+	}
+	last := started[0].at
+	for _, s := range started {
+		if s.at.After(last) {
+			last = s.at
+		}
+	}
+	select {
+	case <-time.After(time.Until(last.Add(opts.StartCheck))):
+	case <-ctx.Done():
+		return started // interrupted: what ran is reported as it ran
+	}
+	observed := map[string]*drivers.Observed{} // by backend
+	for i := range started {
+		s := &started[i]
+		d, err := opts.driverFor(s.result.Action, drv)
+		if err != nil {
+			continue
+		}
+		backend := s.result.Action.Backend
+		obs, ok := observed[backend]
+		if !ok {
+			if obs, err = d.Observe(ctx, fleet, nil); err != nil {
+				opts.Log.Error(err, "check that the started agents are up")
+				return started
+			}
+			observed[backend] = obs
+		}
+		for _, c := range obs.Containers {
+			if c.ID != s.id && c.Name != s.name && strings.TrimPrefix(c.Name, "/") != s.name {
+				continue
+			}
+			if c.State != drivers.StateExited && c.State != drivers.StateDead {
+				break
+			}
+			code, known := exitStatus(c.Status)
+			if c.OOMKilled || (known && code == 0) {
+				break
+			}
+			status := "an unknown status"
+			if known {
+				status = "status " + strconv.Itoa(code)
+			}
+			msg := fmt.Sprintf("the agent container %s exited with %s right after it started", s.name, status)
+			if line := lastSafeLogLine(ctx, d, c.ID, s.result.Action.Desired); line != "" {
+				msg += "; its last log line: " + line
+			}
+			s.result.Outcome, s.result.Err = OutcomeFailed, errors.New(msg)
+			break
+		}
+	}
+	return started
+}
+
+// exitStatus reads the exit status from the engine's status text
+// ("Exited (3) 1 second ago").
+func exitStatus(status string) (int, bool) {
+	_, rest, ok := strings.Cut(status, "(")
+	if !ok {
+		return 0, false
+	}
+	num, _, ok := strings.Cut(rest, ")")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(num)
+	return n, err == nil
+}
+
+// lastSafeLogLine is the last line of the container's log that holds no
+// secret: none of the instance's credential values and no shape of one
+// (credentials.Redact leaves it unchanged); printable, at most 200 bytes.
+func lastSafeLogLine(ctx context.Context, drv drivers.Driver, id string, in *DesiredInstance) string {
+	lt, ok := drv.(drivers.LogTailer)
+	if !ok {
+		return ""
+	}
+	lines, err := lt.ContainerLogTail(ctx, id, 20)
+	if err != nil {
+		return ""
+	}
+	var known [][]byte
+	if in != nil && in.Credentials != nil {
+		for _, v := range in.Credentials.Values {
+			known = append(known, v)
+		}
+	}
+	for i := len(lines) - 1; i >= 0; i-- {
+		line := strings.TrimSpace(lines[i])
+		if line == "" || credentials.Redact([]byte(line), known...) != line {
+			continue
+		}
+		line = strings.Map(func(r rune) rune {
+			if r == '\t' || (r >= ' ' && r != 0x7f && !(r >= 0x80 && r < 0xa0)) {
+				return r
+			}
+			return '?'
+		}, line)
+		if len(line) > 200 {
+			line = line[:200] + "..."
+		}
+		return strconv.Quote(line)
+	}
+	return ""
 }
 
 func errString(err error) string {
@@ -302,18 +450,18 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // runAction executes one action's steps in order, stopping at the first
 // failure, or after the step in flight when ctx is cancelled (unless
 // opts.FinishStarted).
-func runAction(ctx context.Context, fleet string, act Action, drv drivers.Driver, imgErrs map[string]error, log logr.Logger, opts ExecOptions) error {
+func runAction(ctx context.Context, fleet string, act Action, drv drivers.Driver, imgErrs map[string]error, log logr.Logger, opts ExecOptions) (*agentStart, error) {
 	if act.Err != nil {
-		return act.Err
+		return nil, act.Err
 	}
 	drv, err := opts.driverFor(act, drv)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, r := range act.Missing {
 		if r.Kind == drivers.KindContainer && r.Container != nil {
 			if err, ok := imgErrs[imageKey(act.Backend, r.Container.Image.Ref)]; ok {
-				return fmt.Errorf("image %s for instance %s is not available: %w", r.Container.Image.Ref, act.Instance, err)
+				return nil, fmt.Errorf("image %s for instance %s is not available: %w", r.Container.Image.Ref, act.Instance, err)
 			}
 		}
 	}
@@ -325,14 +473,14 @@ func runAction(ctx context.Context, fleet string, act Action, drv drivers.Driver
 	run := stepRunner{fleet: fleet, act: act, drv: drv, opts: opts, created: map[string]string{}}
 	for i, s := range steps {
 		if i > 0 && ctx.Err() != nil {
-			return fmt.Errorf("interrupted after %s: %w", steps[i-1], context.Cause(ctx))
+			return run.started, fmt.Errorf("interrupted after %s: %w", steps[i-1], context.Cause(ctx))
 		}
 		log.V(2).Info("step", "instance", act.Instance, "step", s.String())
 		if err := run.step(callCtx, s); err != nil {
-			return fmt.Errorf("%s: %w", s, err)
+			return run.started, fmt.Errorf("%s: %w", s, err)
 		}
 	}
-	return nil
+	return run.started, nil
 }
 
 // stepRunner carries out the steps of one action. It decides nothing: the
@@ -343,6 +491,9 @@ type stepRunner struct {
 	drv     drivers.Driver
 	opts    ExecOptions
 	created map[string]string // object name -> ID, for objects this action created
+	// started is the agent container this action started, for StartCheck:
+	// only one without a readiness probe of its own.
+	started *agentStart
 }
 
 // id is the ID of the step's object: observed, or created by this action.
@@ -396,7 +547,13 @@ func (r *stepRunner) step(ctx context.Context, s Step) error {
 		if err := verifySources(s.Spec); err != nil {
 			return err
 		}
-		return drv.Start(ctx, r.id(s))
+		if err := drv.Start(ctx, r.id(s)); err != nil {
+			return err
+		}
+		if s.Agent && (s.Spec == nil || s.Spec.Ready == nil) {
+			r.started = &agentStart{name: s.Name, id: r.id(s), at: time.Now()}
+		}
+		return nil
 	case StepWaitReady, StepWatchStart:
 		w, ok := drv.(drivers.ReadyWaiter)
 		if !ok {

@@ -1,12 +1,15 @@
 package reconciler_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jackin-dev/jackin/drivers/fake"
 	"github.com/jackin-dev/jackin/hostpath"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/schema"
@@ -109,5 +112,54 @@ func TestTheEngineGetsTheValidatedPath(t *testing.T) {
 	ctr := d.Instance("web").Resources[1].Container
 	if len(ctr.Mounts) != 1 || ctr.Mounts[0].Source != real || ctr.Mounts[0].Pin == nil {
 		t.Fatalf("want the resolved, pinned source %s, got %+v", real, ctr.Mounts)
+	}
+}
+
+// logTailFake is the fake backend with the last lines of a container's log.
+type logTailFake struct {
+	*fake.Driver
+	lines []string
+}
+
+func (l logTailFake) ContainerLogTail(context.Context, string, int) ([]string, error) {
+	return l.lines, nil
+}
+
+// TestAnAgentThatExitsAtOnceFailsItsAction: apply's start check reports an
+// agent that died right after its start, with its exit status and its last
+// log line that holds no secret; a clean exit (0) is not a failure.
+func TestAnAgentThatExitsAtOnceFailsItsAction(t *testing.T) {
+	drv := logTailFake{Driver: newDriver(), lines: []string{"starting", "config loaded", "error: no such model", "token=ghp_0123456789abcdefABCDEF0123456789abcd"}}
+	drv.SetCrashOnStart(name("bad"), true)
+	f := fleetOf("bad", "good")
+	d := desired(t, f)
+	obs, err := drv.Observe(t.Context(), d.Fleet, d.ImageRefs())
+	mustDo(t, err)
+	p, err := reconciler.BuildPlan(d, obs, nil, reconciler.PlanOptions{Prune: true})
+	mustDo(t, err)
+	results := reconciler.Execute(t.Context(), p, drv, reconciler.ExecOptions{Images: obs.Images, StartCheck: 20 * time.Millisecond})
+	got := outcomes(results)
+	if got["bad"] != reconciler.OutcomeFailed || got["good"] != reconciler.OutcomeSucceeded {
+		t.Fatalf("outcomes %v: want bad failed, good succeeded", got)
+	}
+	for _, r := range results {
+		if r.Action.Instance != "bad" {
+			continue
+		}
+		msg := r.Err.Error()
+		if !strings.Contains(msg, "exited with status 1 right after it started") || !strings.Contains(msg, `"error: no such model"`) {
+			t.Errorf("the failure %q does not name the status and the last safe line", msg)
+		}
+		if strings.Contains(msg, "ghp_") {
+			t.Errorf("a secret-shaped line was quoted: %q", msg)
+		}
+	}
+	// Without the check (watch), the action succeeds: watch has its own
+	// crash-loop handling.
+	drv2 := newDriver()
+	drv2.SetCrashOnStart(name("bad"), true)
+	_, results = execute(t, drv2, fleetOf("bad"), nil, reconciler.ExecOptions{})
+	if len(results) != 1 || results[0].Outcome != reconciler.OutcomeSucceeded {
+		t.Fatalf("without a start check: %+v", results)
 	}
 }

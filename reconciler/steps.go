@@ -37,6 +37,8 @@ type Step struct {
 	// Spec is the desired spec of the container StepStart starts: its bind
 	// sources are checked against their pins first.
 	Spec *drivers.ContainerSpec
+	// Agent marks the start of the agent container (not a sidecar's).
+	Agent bool
 	// Probe is what StepWaitReady and StepWatchStart wait for.
 	Probe *drivers.ReadyProbe
 	// Seed (StepSeed) is the volume to fill, and Through the container,
@@ -125,8 +127,8 @@ func Steps(act Action, opts StepOptions) []Step {
 		}
 		add(Step{Kind: StepRemove, Object: drivers.KindContainer, Name: c.Name, ID: c.ID})
 	}
-	start := func(name, id string, spec *drivers.ContainerSpec) {
-		add(Step{Kind: StepStart, Object: drivers.KindContainer, Name: name, ID: id, Spec: spec})
+	start := func(name, id string, spec *drivers.ContainerSpec, agent bool) {
+		add(Step{Kind: StepStart, Object: drivers.KindContainer, Name: name, ID: id, Spec: spec, Agent: agent})
 	}
 	wait := func(name, id string, p *drivers.ReadyProbe) {
 		kind := StepWatchStart
@@ -161,7 +163,7 @@ func Steps(act Action, opts StepOptions) []Step {
 			return serves(ctrs[i].Container.Ready) && !serves(ctrs[j].Container.Ready)
 		})
 		for _, r := range ctrs {
-			start(r.Name, "", r.Container)
+			start(r.Name, "", r.Container, r.Component == drivers.ComponentAgent)
 			if p := r.Container.Ready; serves(p) {
 				wait(r.Name, "", p)
 			}
@@ -235,12 +237,12 @@ func Steps(act Action, opts StepOptions) []Step {
 				if c.State == drivers.StatePaused {
 					stop(c)
 				}
-				start(c.Name, c.ID, desired[c.Labels[drivers.LabelComponent]])
+				start(c.Name, c.ID, desired[c.Labels[drivers.LabelComponent]], false)
 			}
 			wait(c.Name, c.ID, p)
 		}
 		if agentStarts {
-			start(agent.Name, agent.ID, desired[drivers.ComponentAgent])
+			start(agent.Name, agent.ID, desired[drivers.ComponentAgent], true)
 		}
 		for _, c := range containers {
 			if c.ID == agent.ID || serves(probes[c.Labels[drivers.LabelComponent]]) || running(c.State) {
@@ -249,7 +251,7 @@ func Steps(act Action, opts StepOptions) []Step {
 			if c.State == drivers.StatePaused {
 				stop(c)
 			}
-			start(c.Name, c.ID, desired[c.Labels[drivers.LabelComponent]])
+			start(c.Name, c.ID, desired[c.Labels[drivers.LabelComponent]], false)
 		}
 		if p := probes[drivers.ComponentAgent]; agentStarts && p != nil && !serves(p) {
 			wait(agent.Name, agent.ID, p)

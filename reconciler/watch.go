@@ -170,6 +170,9 @@ type WatchConfig struct {
 	// heal's plan is executed: what apply does around a plan (the egress
 	// proxies about to be removed have their last log lines pulled).
 	BeforeExecute func(ctx context.Context, p *Plan)
+	// Owner, when set, labels every object watch creates with the fleet's
+	// owner (see ResolveOwner).
+	Owner Owner
 
 	Mode       string
 	Resync     time.Duration
@@ -245,6 +248,9 @@ func Watch(ctx context.Context, cfg WatchConfig) error {
 	desired, err := BuildDesired(cfg.Fleet)
 	if err != nil {
 		return err
+	}
+	if cfg.Owner.ID != "" {
+		desired.SetOwner(cfg.Owner)
 	}
 	w := &watcher{
 		cfg: cfg, fleet: cfg.Fleet, desired: desired,
@@ -543,6 +549,9 @@ func (w *watcher) reload(ctx context.Context) {
 	var desired *Desired
 	if err == nil {
 		desired, err = BuildDesired(fleet)
+		if err == nil && w.cfg.Owner.ID != "" {
+			desired.SetOwner(w.cfg.Owner)
+		}
 	}
 	if err != nil {
 		msg := err.Error()

@@ -27,6 +27,8 @@ type applyOptions struct {
 	approve         bool
 	// force makes worktrees and clones from a source with uncommitted changes.
 	force bool
+	// adopt makes this manifest the owner of a fleet name another manifest owns.
+	adopt bool
 }
 
 func newApplyCommand(a *app) *cobra.Command {
@@ -84,6 +86,7 @@ refused by --require-approval-for-widening.`,
 	cmd.Flags().BoolVar(&opts.requireApproval, "require-approval-for-widening", false, "refuse (exit 2, change nothing) a plan that widens any instance's access, unless --approve is given")
 	cmd.Flags().BoolVar(&opts.approve, "approve", false, "approve the access widenings of this plan (with --require-approval-for-widening)")
 	cmd.Flags().BoolVar(&opts.force, "force", false, "make worktree and clone checkouts even when their src has uncommitted changes (which the checkout does not include)")
+	cmd.Flags().BoolVar(&opts.adopt, "adopt", false, "take over a fleet name that another manifest owns (applied from elsewhere on disk)")
 	return cmd
 }
 
@@ -104,6 +107,11 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 	res, err := a.plan(ctx, sess, opts.plan.options(), true)
 	if err != nil {
 		return err
+	}
+	// Before anything is printed as a plan: another manifest's fleet is
+	// not this one's to change.
+	if _, err := a.env(sess).Own(ctx, fleet.Name, pipeline.ManifestIdentity(fleet.Sources), opts.adopt, res.Observed, res.Desired); err != nil {
+		return exitWith(exitInvalid, err)
 	}
 	home, _ := os.UserHomeDir()
 	widening := res.MarkWidenings(home)

@@ -17,6 +17,7 @@ import (
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/pipeline"
 	"github.com/jackin-dev/jackin/reconciler"
+	"github.com/jackin-dev/jackin/store"
 	"github.com/jackin-dev/jackin/workspace"
 )
 
@@ -26,7 +27,7 @@ func newDeleteCommand(a *app) *cobra.Command {
 	var parallel int
 	var lockTimeout time.Duration
 	var out outputFlag
-	var purge, yes bool
+	var purge, yes, adopt bool
 	cmd := &cobra.Command{
 		Use:   "delete (-f PATH... | --fleet NAME) [INSTANCE...] [--purge [--yes]]",
 		Short: "Remove named instances, or the whole fleet, from the engine",
@@ -74,6 +75,16 @@ engine or lock timeout.`,
 			observed, err := drv.Observe(ctx, name, nil)
 			if err != nil {
 				return exitWith(exitInvalid, err)
+			}
+			if len(mf.files) > 0 {
+				// A manifest names the fleet: only its owner's may delete it.
+				if _, err := a.env(sess).Own(ctx, name, pipeline.ManifestIdentity(mf.files), adopt, reconciler.Observations{drivers.DefaultBackend: observed}, nil); err != nil {
+					return exitWith(exitInvalid, err)
+				}
+			} else if known, err := a.fleetKnown(ctx, st, name, observed); err != nil {
+				return exitWith(exitInvalid, err)
+			} else if !known {
+				return exitWith(exitInvalid, fmt.Errorf("no fleet named %q: nothing of it is on the engine or in the state dir %s (jackin history lists the fleets this state dir knows)", name, a.global.stateDir))
 			}
 			plan, purgeOnly, err := a.deletePlan(name, observed, args, purge)
 			if err != nil {
@@ -145,6 +156,12 @@ engine or lock timeout.`,
 			if sum.Failed > 0 || purgeErr != nil {
 				return &exitError{code: exitChanges, reported: true}
 			}
+			if len(args) == 0 {
+				// The whole fleet is gone: its name is free again.
+				if err := st.ReleaseFleet(context.WithoutCancel(ctx), name); err != nil {
+					a.log.Error(err, "release the fleet's name", "fleet", name)
+				}
+			}
 			return nil
 		},
 	}
@@ -154,8 +171,29 @@ engine or lock timeout.`,
 	cmd.Flags().DurationVar(&lockTimeout, "lock-timeout", defaultLockTimeout, "how long to wait for another writer of the same fleet")
 	cmd.Flags().BoolVar(&purge, "purge", false, "also remove worktree and clone checkouts holding uncommitted or unpushed work (listed first)")
 	cmd.Flags().BoolVar(&yes, "yes", false, "confirm --purge without a prompt (required when stdin is not a terminal)")
+	cmd.Flags().BoolVar(&adopt, "adopt", false, "with -f: delete a fleet that another manifest owns")
 	out.register(cmd, "text", "text", "json")
 	return cmd
+}
+
+// fleetKnown reports whether a fleet named on the command line exists: it
+// has objects on the engine, or this state dir knows it (an owner, specs,
+// checkouts or history).
+func (a *app) fleetKnown(ctx context.Context, st *store.Store, fleet string, observed *drivers.Observed) (bool, error) {
+	if len(observed.Containers)+len(observed.Networks)+len(observed.Volumes) > 0 {
+		return true, nil
+	}
+	if o, err := st.FleetOwner(ctx, fleet); err != nil || o != nil {
+		return o != nil, err
+	}
+	if last, err := st.LastApplied(ctx, fleet); err != nil || len(last) > 0 {
+		return len(last) > 0, err
+	}
+	if cs, err := workspace.List(a.global.stateDir, fleet, ""); err != nil || len(cs) > 0 {
+		return len(cs) > 0, err
+	}
+	runs, err := st.Runs(ctx, fleet, 1)
+	return len(runs) > 0, err
 }
 
 // deletePlan plans the deletion of the named instances (every live one when

@@ -30,6 +30,7 @@ type watchOptions struct {
 	backoffMax  time.Duration
 	debounce    time.Duration
 	force       bool
+	adopt       bool
 }
 
 func newWatchCommand(a *app) *cobra.Command {
@@ -97,6 +98,7 @@ flight, records it and exits 0; a second exits at once.`,
 	f.DurationVar(&opts.backoffMax, "backoff-max", reconciler.DefaultBackoff.Max, "the longest delay between restarts of a crashing instance")
 	f.DurationVar(&opts.debounce, "debounce", 100*time.Millisecond, "quiet time that ends a burst of manifest file changes")
 	f.BoolVar(&opts.force, "force", false, "make worktrees and clones from a source with uncommitted changes (from its HEAD, without them)")
+	f.BoolVar(&opts.adopt, "adopt", false, "take over a fleet name that another manifest owns (applied from elsewhere on disk)")
 	return cmd
 }
 
@@ -141,6 +143,14 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 	// Egress policy files and the proxies' logs (heal mode only: warn
 	// changes nothing).
 	env := a.env(sess)
+	observed, err := drv.Observe(ctx, fleet.Name, nil)
+	if err != nil {
+		return exitWith(exitInvalid, err)
+	}
+	owner, err := env.Own(ctx, fleet.Name, pipeline.ManifestIdentity(fleet.Sources), opts.adopt, reconciler.Observations{drivers.DefaultBackend: observed}, nil)
+	if err != nil {
+		return exitWith(exitInvalid, err)
+	}
 	var egressUp *pipeline.EgressUpkeep
 	if opts.mode == reconciler.ModeHeal {
 		upCtx, stopUp := context.WithCancel(ctx)
@@ -189,6 +199,7 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 		},
 		WriteCredentials: env.WriteCredentials,
 		BeforeExecute:    env.BeforeHeal,
+		Owner:            owner,
 		Log:              a.log.WithName("watch"),
 		Progress:         a.stderr,
 		Mode:             opts.mode,

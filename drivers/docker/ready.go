@@ -184,3 +184,25 @@ func (c *capped) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = (*capped)(nil)
+
+var _ drivers.LogTailer = (*Driver)(nil)
+
+// ContainerLogTail reads the last lines the container wrote, stdout and
+// stderr together (at most 16 KiB).
+func (d *Driver) ContainerLogTail(ctx context.Context, id string, lines int) ([]string, error) {
+	rc, err := d.cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(lines)})
+	if err != nil {
+		return nil, d.wrap(err, "read the log of container %s", shortID(id))
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	w := &capped{buf: &buf, max: 16 << 10}
+	_, _ = stdcopy.StdCopy(w, w, rc)
+	var out []string
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if l = strings.TrimRight(l, "\r"); strings.TrimSpace(l) != "" {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
