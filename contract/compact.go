@@ -3,9 +3,6 @@ package contract
 import (
 	"fmt"
 	"io"
-	"reflect"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -15,10 +12,11 @@ import (
 // compactSection is one line of the compact contract: a section that
 // changed, in one line, and its warnings.
 type compactSection struct {
-	num     int
-	id      string
-	title   string
-	changed func(prev, next reconciler.Spec) bool
+	num   int
+	id    string
+	title string
+	// changed says whether a change of the spec alters the section.
+	changed func(ch reconciler.SpecChanges) bool
 	line    func(c *Contract) string
 }
 
@@ -26,15 +24,15 @@ type compactSection struct {
 // change can alter. The others (host effects, recovery, residual risk,
 // tier) follow from these; `jackin explain` prints them.
 var compactSections = []compactSection{
-	{1, SectionIdentity, "Identity", func(p, n reconciler.Spec) bool {
-		return p.Image != n.Image || p.Agent != n.Agent || p.Backend != n.Backend || !reflect.DeepEqual(p.Command, n.Command)
+	{1, SectionIdentity, "Identity", func(ch reconciler.SpecChanges) bool {
+		return ch.Has(reconciler.FieldImage, reconciler.FieldAgent, reconciler.FieldBackend, reconciler.FieldCommand)
 	}, func(c *Contract) string {
 		return fmt.Sprintf("image %s, agent %s, backend %s", c.Identity.Role.Image, c.Identity.Agent, c.Identity.Backend)
 	}},
-	{2, SectionSandbox, "Sandbox", func(p, n reconciler.Spec) bool { return p.Docker != n.Docker }, func(c *Contract) string {
+	{2, SectionSandbox, "Sandbox", func(ch reconciler.SpecChanges) bool { return ch.Has(reconciler.FieldDocker) }, func(c *Contract) string {
 		return "Docker access " + c.Sandbox.DockerAccess + "; host Docker socket " + c.Sandbox.HostDockerSocket
 	}},
-	{3, SectionFilesystem, "Filesystem", func(p, n reconciler.Spec) bool { return !sameMounts(p.Mounts, n.Mounts) }, func(c *Contract) string {
+	{3, SectionFilesystem, "Filesystem", func(ch reconciler.SpecChanges) bool { return ch.Has(reconciler.FieldMounts) }, func(c *Contract) string {
 		var parts []string
 		for _, m := range c.Filesystem.Mounts {
 			if m.Type == MountTmpfs {
@@ -49,8 +47,11 @@ var compactSections = []compactSection{
 		}
 		return listOrNoneSep(parts, ", ", "no mounts")
 	}},
-	{4, SectionCredentials, "Credentials", func(p, n reconciler.Spec) bool {
-		return !sameKeys(p.Env, n.Env) || !sameCredentials(p.Credentials, n.Credentials)
+	{4, SectionCredentials, "Credentials", func(ch reconciler.SpecChanges) bool {
+		// Env keys and deliveries are in the contract; values are not.
+		env, _ := ch.Get(reconciler.FieldEnv)
+		cred, credChanged := ch.Get(reconciler.FieldCredentials)
+		return len(env.KeysAdded)+len(env.KeysRemoved) > 0 || (credChanged && !cred.ValuesOnly)
 	}, func(c *Contract) string {
 		line := fmt.Sprintf("%d delivered", len(c.Credentials.Delivered))
 		var names []string
@@ -65,17 +66,17 @@ var compactSections = []compactSection{
 		}
 		return line
 	}},
-	{5, SectionNetwork, "Network", func(p, n reconciler.Spec) bool { return p.Network.Egress != n.Network.Egress }, func(c *Contract) string {
+	{5, SectionNetwork, "Network", func(ch reconciler.SpecChanges) bool { return ch.Has(reconciler.FieldEgress) }, func(c *Contract) string {
 		return "egress " + c.Network.Egress
 	}},
-	{6, SectionServicePorts, "Service ports", func(p, n reconciler.Spec) bool { return !samePorts(p.Network.Ports, n.Network.Ports) }, func(c *Contract) string {
+	{6, SectionServicePorts, "Service ports", func(ch reconciler.SpecChanges) bool { return ch.Has(reconciler.FieldPorts) }, func(c *Contract) string {
 		var parts []string
 		for _, p := range c.ServicePorts.Ports {
 			parts = append(parts, portLine(p))
 		}
 		return listOrNoneSep(parts, ", ", "none published")
 	}},
-	{7, SectionResources, "Resources", func(p, n reconciler.Spec) bool { return p.Resources != n.Resources }, func(c *Contract) string {
+	{7, SectionResources, "Resources", func(ch reconciler.SpecChanges) bool { return ch.Has(reconciler.FieldResources) }, func(c *Contract) string {
 		r := c.Resources
 		short := func(q Quantity) string { // "1Gi (1073741824 bytes)" -> "1Gi"
 			text, _, _ := strings.Cut(q.Text, " (")
@@ -98,8 +99,12 @@ var compactSections = []compactSection{
 func WriteCompact(w io.Writer, c *Contract, prev *reconciler.Spec) error {
 	var b strings.Builder
 	var shown []compactSection
+	var changes reconciler.SpecChanges
+	if prev != nil {
+		changes = reconciler.CompareSpecs(*prev, c.spec)
+	}
 	for _, s := range compactSections {
-		if prev == nil || s.changed(*prev, c.spec) {
+		if prev == nil || s.changed(changes) {
 			shown = append(shown, s)
 		}
 	}
@@ -134,59 +139,4 @@ func listOrNoneSep(parts []string, sep, none string) string {
 		return none
 	}
 	return strings.Join(parts, sep)
-}
-
-// sameMounts compares mounts as sets: the order of mounts in a manifest
-// does not change what the agent can reach.
-func sameMounts(a, b []reconciler.SpecMount) bool {
-	key := func(ms []reconciler.SpecMount) []string {
-		out := make([]string, len(ms))
-		for i, m := range ms {
-			out[i] = fmt.Sprintf("%s\x00%s\x00%s\x00%d", m.Src, m.Dst, m.Mode, m.SizeBytes)
-		}
-		sort.Strings(out)
-		return out
-	}
-	return slices.Equal(key(a), key(b))
-}
-
-func samePorts(a, b []reconciler.SpecPort) bool {
-	key := func(ps []reconciler.SpecPort) []string {
-		out := make([]string, len(ps))
-		for i, p := range ps {
-			out[i] = fmt.Sprintf("%s\x00%d\x00%d\x00%s", p.Address, p.Host, p.Container, protocolOf(p.Protocol))
-		}
-		sort.Strings(out)
-		return out
-	}
-	return slices.Equal(key(a), key(b))
-}
-
-// sameKeys compares env keys only: values are not part of the contract.
-func sameKeys(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k := range a {
-		if _, ok := b[k]; !ok {
-			return false
-		}
-	}
-	return true
-}
-
-// sameCredentials compares deliveries, not values: a digest change alone
-// changes no contract section.
-func sameCredentials(a, b []reconciler.SpecCredential) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		x.Digest, y.Digest = "", ""
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

@@ -2,6 +2,7 @@ package contract
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 
@@ -103,5 +104,63 @@ func TestContractWarnsAboutAllowedSystemPaths(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("the contract does not warn %q:\n%s", want, got)
 		}
+	}
+}
+
+// TestOneSpecDiffThreeWays: recreate reasons, widening marks and the
+// compact contract's sections are printed from one structured diff
+// (reconciler.CompareSpecs): a section shows, and a field widens, only
+// when the diff names its field.
+func TestOneSpecDiffThreeWays(t *testing.T) {
+	base := instance(limited, func(in *schema.Instance) {
+		in.Mounts = []schema.Mount{{Src: "/srv/project", Dst: "/work", Mode: schema.MountRO}}
+		in.Env = map[string]string{"TZ": "UTC"}
+	})
+	cases := []struct {
+		name     string
+		mod      func(*schema.Instance)
+		fields   []string // CompareSpecs' fields
+		sections []string // compact sections shown
+		widens   []string // widening fields
+	}{
+		{"a value of env", func(in *schema.Instance) { in.Env = map[string]string{"TZ": "Europe/Paris"} }, []string{"env"}, nil, nil},
+		{"a new env key", func(in *schema.Instance) { in.Env = map[string]string{"TZ": "UTC", "K": "v"} }, []string{"env"}, []string{"Credentials"}, nil},
+		{"a mount made writable", func(in *schema.Instance) { in.Mounts[0].Mode = schema.MountRW }, []string{"mounts"}, []string{"Filesystem"}, []string{"mounts"}},
+		{"egress opened wider", func(in *schema.Instance) {
+			in.Network.Egress = schema.EgressOpen
+			in.Network.Ports = []schema.Port{{Container: 80, Host: 8080, Address: "0.0.0.0", Protocol: "tcp"}}
+		}, []string{"network.ports"}, []string{"Service ports"}, []string{"network.ports"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			next := base
+			next.Mounts = append([]schema.Mount(nil), base.Mounts...)
+			tc.mod(&next)
+			prev := specOf(t, base)
+			cur := specOf(t, next)
+			var fields []string
+			for _, c := range reconciler.CompareSpecs(*prev, *cur) {
+				fields = append(fields, c.Field)
+			}
+			if strings.Join(fields, ",") != strings.Join(tc.fields, ",") {
+				t.Errorf("diff fields %v, want %v", fields, tc.fields)
+			}
+			out := compactOf(t, next, prev)
+			for _, s := range []string{"Identity", "Sandbox", "Filesystem", "Credentials", "Network", "Service ports", "Resources"} {
+				want := slices.Contains(tc.sections, s)
+				if got := strings.Contains(out, ". "+s+" "); got != want {
+					t.Errorf("section %s shown %v, want %v:\n%s", s, got, want, out)
+				}
+			}
+			p := &reconciler.Plan{Actions: []reconciler.Action{{Instance: "web", Type: reconciler.ActionRecreate, Desired: &reconciler.DesiredInstance{Name: "web", Spec: *cur}}}}
+			MarkWidenings(p, reconciler.LastApplied{"web": *prev}, fakeHome)
+			var widens []string
+			for _, w := range p.Actions[0].Widens {
+				widens = append(widens, w.Field)
+			}
+			if strings.Join(widens, ",") != strings.Join(tc.widens, ",") {
+				t.Errorf("widenings %v, want %v", widens, tc.widens)
+			}
+		})
 	}
 }

@@ -1,6 +1,8 @@
 package contract
 
 import (
+	"strings"
+
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/schema"
 )
@@ -46,9 +48,41 @@ func MarkWidenings(p *reconciler.Plan, last reconciler.LastApplied, home string)
 			continue
 		}
 		a.Widens = Widenings(PreviousAccess(last, a.Instance, home), AccessOfSpec(a.Desired.Spec, home))
+		if prev, ok := last[a.Instance]; ok {
+			// The same structured diff the recreate reasons come from:
+			// a field that did not change widens nothing.
+			a.Widens = changedOnly(a.Widens, reconciler.CompareSpecs(prev, a.Desired.Spec))
+		}
 		if len(a.Widens) > 0 {
 			n++
 		}
 	}
 	return n
+}
+
+// wideningFields maps a widening's field to the spec field it comes from.
+var wideningFields = map[string]string{
+	"mounts":         reconciler.FieldMounts,
+	"network.egress": reconciler.FieldEgress,
+	"network.ports":  reconciler.FieldPorts,
+	"docker":         reconciler.FieldDocker,
+	"credentials":    reconciler.FieldCredentials,
+}
+
+// changedOnly keeps the widenings of the fields the spec diff names.
+func changedOnly(ws []reconciler.Widening, ch reconciler.SpecChanges) []reconciler.Widening {
+	var out []reconciler.Widening
+	for _, w := range ws {
+		field, ok := wideningFields[w.Field]
+		switch {
+		case strings.HasPrefix(w.Field, "resources."):
+			field, ok = reconciler.FieldResources, true
+		case strings.HasPrefix(w.Field, "security."):
+			field, ok = reconciler.FieldSandbox, true
+		}
+		if !ok || ch.Has(field) {
+			out = append(out, w)
+		}
+	}
+	return out
 }

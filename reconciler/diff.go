@@ -23,62 +23,158 @@ type Widening struct {
 	Message string `json:"message"`
 }
 
-// DiffSpecs names the fields that differ between two specs, one reason per
-// field, in a fixed order. Env values never appear (they may be secrets):
-// env and label changes name keys only, commands are reported as changed
-// without their arguments.
-func DiffSpecs(old, cur Spec) []string {
-	old, cur = normalizeSpec(old), normalizeSpec(cur)
+// Spec fields a SpecChange names.
+const (
+	FieldFormatVersion = "formatVersion"
+	FieldBackend       = "backend"
+	FieldImage         = "image"
+	FieldAgent         = "agent"
+	FieldCommand       = "command"
+	FieldEnv           = "env"
+	FieldLabels        = "labels"
+	FieldMounts        = "mounts"
+	FieldResources     = "resources"
+	FieldPorts         = "network.ports"
+	FieldEgress        = "network.egress"
+	FieldEgressNetwork = "network.egressNetwork"
+	FieldUpstreamProxy = "network.upstreamProxy"
+	FieldDocker        = "docker"
+	FieldDockerDaemon  = "dockerDaemon"
+	FieldSandbox       = "sandbox"
+	FieldCredentials   = "credentials"
+)
+
+// SpecChange is one field that differs between two specs: the one
+// structured diff that recreate reasons, widening marks and the compact
+// contract's sections are all printed from.
+type SpecChange struct {
+	Field string
+	// Reasons are the recreate reasons it gives (values never appear).
+	Reasons []string
+	// KeysAdded and KeysRemoved (env, labels) are keys that appeared or
+	// went; a value change alone leaves both empty.
+	KeysAdded, KeysRemoved []string
+	// ValuesOnly (credentials) says only delivered values changed, not
+	// which credentials are delivered, nor how.
+	ValuesOnly bool
+}
+
+// SpecChanges are the changes between two specs, in a fixed order.
+type SpecChanges []SpecChange
+
+// Has reports whether any of fields changed.
+func (cs SpecChanges) Has(fields ...string) bool {
+	for _, c := range cs {
+		for _, f := range fields {
+			if c.Field == f {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Get is the change of field, if any.
+func (cs SpecChanges) Get(field string) (SpecChange, bool) {
+	for _, c := range cs {
+		if c.Field == field {
+			return c, true
+		}
+	}
+	return SpecChange{}, false
+}
+
+// Reasons are every change's reasons, in order.
+func (cs SpecChanges) Reasons() []string {
 	var r []string
+	for _, c := range cs {
+		r = append(r, c.Reasons...)
+	}
+	return r
+}
+
+// CompareSpecs lists the fields that differ between two specs, one change
+// per field, in a fixed order. Env values never appear (they may be
+// secrets): env and label changes name keys only, commands are reported as
+// changed without their arguments.
+func CompareSpecs(old, cur Spec) SpecChanges {
+	old, cur = normalizeSpec(old), normalizeSpec(cur)
+	var cs SpecChanges
+	add := func(field string, reasons ...string) { cs = append(cs, SpecChange{Field: field, Reasons: reasons}) }
 	if old.FormatVersion != cur.FormatVersion {
-		r = append(r, fmt.Sprintf("spec format version changed: %d → %d", old.FormatVersion, cur.FormatVersion))
+		add(FieldFormatVersion, fmt.Sprintf("spec format version changed: %d → %d", old.FormatVersion, cur.FormatVersion))
 	}
 	if old.Backend != cur.Backend {
-		r = append(r, fmt.Sprintf("backend changed: %s → %s", orNone(old.Backend), orNone(cur.Backend)))
+		add(FieldBackend, fmt.Sprintf("backend changed: %s → %s", orNone(old.Backend), orNone(cur.Backend)))
 	}
 	if old.Image != cur.Image {
-		r = append(r, fmt.Sprintf("image changed: %s → %s", orNone(old.Image), orNone(cur.Image)))
+		add(FieldImage, fmt.Sprintf("image changed: %s → %s", orNone(old.Image), orNone(cur.Image)))
 	}
 	if old.Agent != cur.Agent {
-		r = append(r, fmt.Sprintf("agent changed: %s → %s", orNone(old.Agent), orNone(cur.Agent)))
+		add(FieldAgent, fmt.Sprintf("agent changed: %s → %s", orNone(old.Agent), orNone(cur.Agent)))
 	}
 	if !reflect.DeepEqual(old.Command, cur.Command) {
-		r = append(r, "command changed")
+		add(FieldCommand, "command changed")
 	}
-	if d := diffKeys(old.Env, cur.Env); d != "" {
-		r = append(r, "env changed: "+d)
-	}
-	if d := diffKeys(old.Labels, cur.Labels); d != "" {
-		r = append(r, "labels changed: "+d)
+	for _, kv := range []struct {
+		field    string
+		old, cur map[string]string
+	}{{FieldEnv, old.Env, cur.Env}, {FieldLabels, old.Labels, cur.Labels}} {
+		if d := diffKeys(kv.old, kv.cur); d != "" {
+			added, removed := keyChanges(kv.old, kv.cur)
+			cs = append(cs, SpecChange{Field: kv.field, Reasons: []string{kv.field + " changed: " + d}, KeysAdded: added, KeysRemoved: removed})
+		}
 	}
 	if d := diffMounts(old.Mounts, cur.Mounts); d != "" {
-		r = append(r, "mounts changed: "+d)
+		add(FieldMounts, "mounts changed: "+d)
 	}
 	if d := diffResources(old.Resources, cur.Resources); d != "" {
-		r = append(r, "resources changed: "+d)
+		add(FieldResources, "resources changed: "+d)
 	}
 	if d := diffPorts(old.Network.Ports, cur.Network.Ports); d != "" {
-		r = append(r, "ports changed: "+d)
+		add(FieldPorts, "ports changed: "+d)
 	}
 	if old.Network.Egress != cur.Network.Egress {
-		r = append(r, fmt.Sprintf("network egress changed: %s → %s", orNone(old.Network.Egress), orNone(cur.Network.Egress)))
+		add(FieldEgress, fmt.Sprintf("network egress changed: %s → %s", orNone(old.Network.Egress), orNone(cur.Network.Egress)))
 	}
 	if old.Network.EgressNetwork != cur.Network.EgressNetwork {
-		r = append(r, fmt.Sprintf("network egressNetwork changed: %s → %s", orNone(old.Network.EgressNetwork), orNone(cur.Network.EgressNetwork)))
+		add(FieldEgressNetwork, fmt.Sprintf("network egressNetwork changed: %s → %s", orNone(old.Network.EgressNetwork), orNone(cur.Network.EgressNetwork)))
 	}
 	if old.Network.UpstreamProxy != cur.Network.UpstreamProxy {
-		r = append(r, fmt.Sprintf("network upstreamProxy changed: %s → %s", orNone(old.Network.UpstreamProxy), orNone(cur.Network.UpstreamProxy)))
+		add(FieldUpstreamProxy, fmt.Sprintf("network upstreamProxy changed: %s → %s", orNone(old.Network.UpstreamProxy), orNone(cur.Network.UpstreamProxy)))
 	}
 	if old.Docker != cur.Docker {
-		r = append(r, fmt.Sprintf("docker access changed: %s → %s", orNone(old.Docker), orNone(cur.Docker)))
+		add(FieldDocker, fmt.Sprintf("docker access changed: %s → %s", orNone(old.Docker), orNone(cur.Docker)))
 	}
 	if o, c := daemonText(old.DockerDaemon), daemonText(cur.DockerDaemon); o != c && old.DockerDaemon != nil && cur.DockerDaemon != nil {
-		r = append(r, fmt.Sprintf("dockerDaemon changed: %s → %s", o, c))
+		add(FieldDockerDaemon, fmt.Sprintf("dockerDaemon changed: %s → %s", o, c))
 	}
 	if d := diffSandbox(old.Sandbox, cur.Sandbox); d != "" {
-		r = append(r, "sandbox changed: "+d)
+		add(FieldSandbox, "sandbox changed: "+d)
 	}
-	return append(r, diffCredentials(old.Credentials, cur.Credentials)...)
+	if reasons, valuesOnly := diffCredentials(old.Credentials, cur.Credentials); len(reasons) > 0 {
+		cs = append(cs, SpecChange{Field: FieldCredentials, Reasons: reasons, ValuesOnly: valuesOnly})
+	}
+	return cs
+}
+
+// DiffSpecs names the fields that differ between two specs, one reason per
+// field (CompareSpecs' reasons), in a fixed order.
+func DiffSpecs(old, cur Spec) []string { return CompareSpecs(old, cur).Reasons() }
+
+// keyChanges are the keys added to and removed from a map.
+func keyChanges(old, cur map[string]string) (added, removed []string) {
+	for _, k := range sortedKeys(cur) {
+		if _, ok := old[k]; !ok {
+			added = append(added, k)
+		}
+	}
+	for _, k := range sortedKeys(old) {
+		if _, ok := cur[k]; !ok {
+			removed = append(removed, k)
+		}
+	}
+	return added, removed
 }
 
 // daemonText is the private daemon's configuration for a reason.
@@ -91,8 +187,9 @@ func daemonText(d *SpecDockerDaemon) string {
 
 // diffCredentials names credentials added, removed or delivered
 // elsewhere, and one reason "credential NAME changed" for each env-delivered
-// value whose keyed digest changed. Values and digests are never printed.
-func diffCredentials(old, cur []SpecCredential) []string {
+// value whose keyed digest changed (valuesOnly: nothing else changed).
+// Values and digests are never printed.
+func diffCredentials(old, cur []SpecCredential) (reasons []string, valuesOnly bool) {
 	oldBy := map[string]SpecCredential{}
 	for _, c := range old {
 		oldBy[c.Name] = c
@@ -120,7 +217,7 @@ func diffCredentials(old, cur []SpecCredential) []string {
 	if len(parts) > 0 {
 		r = append(r, "credentials changed: "+strings.Join(parts, " "))
 	}
-	return append(r, values...)
+	return append(r, values...), len(parts) == 0 && len(values) > 0
 }
 
 // diffKeys is "+ADDED ~CHANGED -REMOVED", keys sorted within each group.
