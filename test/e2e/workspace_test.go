@@ -95,6 +95,13 @@ func (e *env) inContainer(instance, script string) string {
 	return docker(e.t, "exec", e.name(instance), "sh", "-c", script)
 }
 
+// review is the start of the review commands jackin work prints for an
+// instance's checkout of /work: through a git dir jackin keeps, never the
+// checkout's own (whose config the agent writes).
+func (e *env) review(instance string) string {
+	return "git --no-optional-locks --git-dir=" + filepath.Join(e.stateDir, "review", e.fleet, instance, "work.git") + " --work-tree=" + e.checkoutPath(instance)
+}
+
 // checkoutPath is where jackin keeps an instance's checkout for /work.
 func (e *env) checkoutPath(instance string) string {
 	return filepath.Join(e.stateDir, "worktrees", e.fleet, instance, "work")
@@ -196,13 +203,13 @@ instances: {
 	}
 	for _, c := range w.Checkouts {
 		if c.Path != e.checkoutPath(c.Instance) || c.Branch != e.branch(c.Instance) || c.Base != head || c.Status != "active" ||
-			c.Dirty || c.Unpushed != 1 || c.ChangedFiles != 1 || c.Review != "git -C "+c.Path+" diff "+head {
+			c.Dirty || c.Unpushed != 1 || c.ChangedFiles != 1 || c.Review != e.review(c.Instance)+" diff "+head {
 			t.Fatalf("jackin work entry: %+v", c)
 		}
 	}
 	text := e.jackin("work", "--fleet", e.fleet, "a")
 	mustCode(t, text, 0, "jackin work a")
-	for _, want := range []string{e.checkoutPath("a"), e.branch("a"), "1 unpushed commit", "1 file changed since base", "review:  git -C " + e.checkoutPath("a") + " diff " + head} {
+	for _, want := range []string{e.checkoutPath("a"), e.branch("a"), "1 unpushed commit", "1 file changed since base", "review:  " + e.review("a") + " diff " + head} {
 		if !strings.Contains(text.stdout, want) {
 			t.Fatalf("jackin work a lacks %q:\n%s", want, text.stdout)
 		}
