@@ -3,7 +3,9 @@
 // watch time, computes the keyed digests that stand for them in spec
 // hashes, and writes the values where a delivery needs them: a directory
 // on a host tmpfs, never the state dir. Nothing here logs or formats a
-// value; errors from a command carry its redacted stderr, never its stdout.
+// value, and a command's stderr is never read (only passed to the
+// operator's terminal when they ask for it): errors never carry a
+// command's output.
 package credentials
 
 import (
@@ -21,59 +23,54 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackin-dev/jackin/schema"
 )
 
-// DefaultTimeout bounds a source command.
+// DefaultTimeout bounds reading a source: a command, or a file.
 const DefaultTimeout = 10 * time.Second
 
 // maxValue bounds a value read from any source.
 const maxValue = 1 << 20
 
+// StderrHint is how a failing command's error says to see its stderr,
+// when the resolver has no StderrHint of its own. The CLI sets it, before
+// any source is read, to name its own -f.
+var StderrHint = "to see it on your terminal, run jackin credentials check with the same -f"
+
 // Resolver reads credential values and digests them with a key.
 type Resolver struct {
 	// Key keys the digests (see LoadKey).
 	Key []byte
-	// Timeout bounds each source command; 0 means DefaultTimeout.
+	// Timeout bounds reading each source (a command, a file); 0 means
+	// DefaultTimeout.
 	Timeout time.Duration
 	// Getenv reads host variables; nil means os.LookupEnv.
 	Getenv func(string) (string, bool)
-
-	// mu guards resolved: the values this resolver has read, redacted
-	// from a later command's stderr (one resolver serves one run).
-	mu       sync.Mutex
-	resolved map[string][]byte
+	// Stderr receives a source command's stderr, unread by jackin: set
+	// only when the operator asked to see it (jackin credentials check),
+	// and then to their terminal. nil discards it (/dev/null): a command's
+	// stderr may hold a secret of any shape, so it is never shown, kept
+	// or recorded otherwise.
+	Stderr io.Writer
+	// StderrHint says, in a failing command's error, how to see its
+	// stderr on request; "" means the package's StderrHint.
+	StderrHint string
 }
 
-// remember notes a value read, so a later failing command's stderr never
-// repeats it.
-func (r *Resolver) remember(v []byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.resolved == nil {
-		r.resolved = map[string][]byte{}
+// timeout is the bound of one source's read.
+func (r *Resolver) timeout() time.Duration {
+	if r.Timeout <= 0 {
+		return DefaultTimeout
 	}
-	r.resolved[string(v)] = v
+	return r.Timeout
 }
 
-// known returns the values read so far.
-func (r *Resolver) known() [][]byte {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([][]byte, 0, len(r.resolved))
-	for _, v := range r.resolved {
-		out = append(out, v)
-	}
-	return out
-}
-
-// Resolve reads one source's value. A missing variable, an unreadable or
-// empty file, a command that fails, times out or prints nothing are all
-// errors: a credential is never silently empty. The error never holds the
-// value; a command's stderr is redacted (see Redact).
+// Resolve reads one source's value. A missing variable, an unreadable,
+// empty or non-regular file, a read or a command that fails, times out or
+// prints nothing are all errors: a credential is never silently empty. The
+// error never holds the value, nor a command's output (see run).
 func (r *Resolver) Resolve(ctx context.Context, src schema.CredentialSource) ([]byte, error) {
 	var v []byte
 	switch src.Kind {
@@ -88,7 +85,7 @@ func (r *Resolver) Resolve(ctx context.Context, src schema.CredentialSource) ([]
 		}
 		v = []byte(s)
 	case schema.SourceFile:
-		b, err := readFile(src.File)
+		b, err := r.readFile(ctx, src.File)
 		if err != nil {
 			return nil, err
 		}
@@ -107,16 +104,66 @@ func (r *Resolver) Resolve(ctx context.Context, src schema.CredentialSource) ([]
 	if len(bytes.TrimSpace(v)) == 0 {
 		return nil, errors.New("the value is empty")
 	}
-	r.remember(v)
 	return v, nil
 }
 
-func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+// readSource reads a file source (readRegular; tests replace it).
+var readSource = readRegular
+
+// readFile reads a file source under the same deadline as a command: the
+// read runs on its own, and is abandoned when the timeout runs out or ctx
+// is cancelled, so a file on a network filesystem that stopped answering
+// holds neither apply nor a watch pass.
+func (r *Resolver) readFile(ctx context.Context, path string) ([]byte, error) {
+	timeout := r.timeout()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	type read struct {
+		b   []byte
+		err error
+	}
+	done := make(chan read, 1)
+	readPath := readSource
+	go func() {
+		b, err := readPath(path)
+		done <- read{b, err}
+	}()
+	select {
+	case rd := <-done:
+		return rd.b, rd.err
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("reading %s timed out after %s (a network filesystem that does not answer?)", path, timeout)
+		}
+		return nil, fmt.Errorf("reading %s was cancelled: %w", path, ctx.Err())
+	}
+}
+
+// readRegular reads a regular file of at most maxValue bytes. Anything
+// else (a FIFO, a socket, a device, a directory) is refused before it is
+// opened, and again after (an fstat of what was opened, which a swap
+// between the two cannot fool); it is opened non-blocking, as open(2)
+// of a FIFO without a writer would block for ever. Symlinks are followed:
+// what counts is the file they lead to.
+func readRegular(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, errors.Unwrap(err))
+	}
+	if !st.Mode().IsRegular() {
+		return nil, notRegular(path, st.Mode())
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|nonBlock, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, errors.Unwrap(err))
 	}
 	defer f.Close()
+	if st, err = f.Stat(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, errors.Unwrap(err))
+	}
+	if !st.Mode().IsRegular() {
+		return nil, notRegular(path, st.Mode())
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxValue+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
@@ -125,6 +172,29 @@ func readFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxValue)
 	}
 	return b, nil
+}
+
+// notRegular is the error for a file source that is not a regular file.
+func notRegular(path string, m os.FileMode) error {
+	return fmt.Errorf("%s is not a regular file (%s): a file source must be a regular file (or a symlink to one)", path, fileKind(m))
+}
+
+// fileKind names the kind of a file that is not a regular one: "a FIFO",
+// "a socket", "a device", "a directory", or "a special file".
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a directory"
+	case m.IsRegular():
+		return "a regular file"
+	}
+	return "a special file"
 }
 
 // trimNewline drops one trailing line break, as files and commands end.
@@ -142,14 +212,17 @@ const pipeDrain = 500 * time.Millisecond
 // The command runs in a process group of its own: when it exits, times out
 // or is cancelled, the whole group is killed, so a child it left behind
 // holding stdout neither outlives it nor turns its success into a timeout.
+//
+// Its stderr is never read: it goes to r.Stderr when the operator asked to
+// see it, else to /dev/null. What a failing command prints may be a secret
+// of any shape (a password it echoes, a value it was given), which no
+// redaction can recognise; so the error names the command, its exit
+// status or timeout, and how to see the output on request.
 func (r *Resolver) run(ctx context.Context, argv []string) ([]byte, error) {
 	if len(argv) == 0 || argv[0] == "" {
 		return nil, errors.New("no command given")
 	}
-	timeout := r.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
+	timeout := r.timeout()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	name := filepath.Base(argv[0])
@@ -157,40 +230,26 @@ func (r *Resolver) run(ctx context.Context, argv []string) ([]byte, error) {
 	ownProcessGroup(cmd)
 	cmd.WaitDelay = pipeDrain
 	cmd.Stdin = nil
-	// Pipes of our own, not exec's copying: Wait returns when the command
-	// exits, whoever else holds the write ends, and the group is killed
-	// before what is left in the pipes is read.
-	var stdout, stderr limitedBuffer
-	stdout.max, stderr.max = maxValue, 64<<10
+	cmd.Stderr = r.Stderr
+	// A pipe of our own for stdout, not exec's copying: Wait returns when
+	// the command exits, whoever else holds the write end, and the group
+	// is killed before what is left in the pipe is read.
+	var stdout limitedBuffer
+	stdout.max = maxValue
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("command %s: %w", name, err)
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return nil, fmt.Errorf("command %s: %w", name, err)
-	}
-	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd.Stdout = outW
 	err = cmd.Start()
 	outW.Close()
-	errW.Close()
 	if err != nil {
 		outR.Close()
-		errR.Close()
 		return nil, fmt.Errorf("command %s: %w", name, err)
-	}
-	var copying sync.WaitGroup
-	for _, p := range []struct {
-		r *os.File
-		b *limitedBuffer
-	}{{outR, &stdout}, {errR, &stderr}} {
-		copying.Go(func() { _, _ = io.Copy(p.b, p.r) })
 	}
 	drained := make(chan struct{})
 	go func() {
-		copying.Wait()
+		_, _ = io.Copy(&stdout, outR)
 		close(drained)
 	}()
 	err = cmd.Wait()
@@ -198,9 +257,8 @@ func (r *Resolver) run(ctx context.Context, argv []string) ([]byte, error) {
 	select {
 	case <-drained:
 	case <-time.After(pipeDrain):
-		// A process that left the group holds a pipe: stop reading.
+		// A process that left the group holds the pipe: stop reading.
 		outR.Close()
-		errR.Close()
 		select {
 		case <-drained:
 		case <-time.After(pipeDrain):
@@ -208,16 +266,15 @@ func (r *Resolver) run(ctx context.Context, argv []string) ([]byte, error) {
 		}
 	}
 	outR.Close()
-	errR.Close()
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return nil, fmt.Errorf("command %s timed out after %s%s", name, timeout, r.stderrText(stderr.Bytes(), stdout.Bytes()))
+		return nil, fmt.Errorf("command %s timed out after %s%s", name, timeout, r.stderrNote())
 	case ctx.Err() != nil:
 		return nil, fmt.Errorf("command %s was cancelled: %w", name, ctx.Err())
 	case err != nil:
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return nil, fmt.Errorf("command %s failed (%s)%s", name, ee.ProcessState.String(), r.stderrText(stderr.Bytes(), stdout.Bytes()))
+			return nil, fmt.Errorf("command %s failed (%s)%s", name, ee.ProcessState.String(), r.stderrNote())
 		}
 		return nil, fmt.Errorf("command %s: %w", name, err)
 	case stdout.over:
@@ -226,14 +283,16 @@ func (r *Resolver) run(ctx context.Context, argv []string) ([]byte, error) {
 	return stdout.Bytes(), nil
 }
 
-// stderrText is a failing command's redacted stderr for its error: without
-// its stdout and without any value this resolver has read before.
-func (r *Resolver) stderrText(stderr, stdout []byte) string {
-	s := Redact(stderr, append(r.known(), stdout)...)
-	if s == "" {
-		return ""
+// stderrNote ends a failing command's error: where its stderr went.
+func (r *Resolver) stderrNote() string {
+	if r.Stderr != nil {
+		return " (its stderr is shown above)"
 	}
-	return ": stderr (redacted): " + s
+	hint := r.StderrHint
+	if hint == "" {
+		hint = StderrHint
+	}
+	return "; its stderr is not shown nor kept, as it may hold a secret: " + hint
 }
 
 // redacted replaces what Redact hides.
@@ -332,17 +391,19 @@ func passwordLike(w string) bool {
 	return n >= 2
 }
 
-// Redact makes a command's stderr safe for an error message. Removed, in
-// order: anything in secrets (the command's stdout, values read before;
-// whole or in lines), values of a known shape (see
+// Redact hides what looks like a secret in text (reconciler uses it to pick
+// a container's log line safe to show). Removed, in order: anything in
+// secrets (known values; whole or in lines), values of a known shape (see
 // schema.SecretValueShape), the word after "Bearer", "token", "password"
 // (unless it is a plain word such as "expired"), the value of a key=value
 // whose key names a secret ("pw=...", "api_key: ..."), every token-like
 // word of 16 or more characters, and every word of 8 or more that mixes
 // letters, digits and symbols. Each becomes [REDACTED]; the text is then
-// cut to three lines of at most 200 characters in all.
-func Redact(stderr []byte, secrets ...[]byte) string {
-	s := string(stderr)
+// cut to three lines of at most 200 characters in all. A secret with no
+// shape (a plain word) that is not in secrets passes: this is why a source
+// command's stderr is never shown at all (see run).
+func Redact(text []byte, secrets ...[]byte) string {
+	s := string(text)
 	for _, sec := range secrets {
 		for _, part := range append([][]byte{sec}, bytes.Split(sec, []byte("\n"))...) {
 			if p := strings.TrimSpace(string(part)); len(p) >= 4 {

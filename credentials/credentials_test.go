@@ -51,8 +51,8 @@ func TestResolveSources(t *testing.T) {
 }
 
 // A source that cannot be read is an error that never holds the value:
-// not the command's stdout, and not what its stderr repeats of it.
-func TestResolveFailsClosedAndRedacts(t *testing.T) {
+// not the command's stdout, and not its stderr.
+func TestResolveFailsClosedWithoutOutput(t *testing.T) {
 	r := &Resolver{Key: make([]byte, 32), Timeout: 500 * time.Millisecond, Getenv: func(string) (string, bool) { return "", false }}
 	for _, tc := range []struct {
 		name string
@@ -62,7 +62,7 @@ func TestResolveFailsClosedAndRedacts(t *testing.T) {
 		{"unset env", schema.CredentialSource{Kind: schema.SourceEnv, Env: "NOPE"}, "NOPE is not set"},
 		{"missing file", schema.CredentialSource{Kind: schema.SourceFile, File: "/nonexistent/tok"}, "no such file"},
 		{"failing command", schema.CredentialSource{Kind: schema.SourceCommand, Command: []string{script(t, "echo "+canary+"; echo \"sealed: "+canary+" and ghp_abcdefghijklmnopqrstuvwxyz012345\" >&2; exit 4")}},
-			"failed (exit status 4): stderr (redacted): sealed: [REDACTED] and [REDACTED]"},
+			"failed (exit status 4); its stderr is not shown nor kept"},
 		{"empty output", schema.CredentialSource{Kind: schema.SourceCommand, Command: []string{script(t, "true")}}, "empty"},
 		{"timeout", schema.CredentialSource{Kind: schema.SourceCommand, Command: []string{script(t, "echo "+canary+"; sleep 5")}}, "timed out"},
 		{"not found", schema.CredentialSource{Kind: schema.SourceCommand, Command: []string{"/nonexistent/cmd"}}, "no such file"},
@@ -132,19 +132,6 @@ func TestRedactStderr(t *testing.T) {
 		if got := Redact([]byte(tc.in)); got != tc.want {
 			t.Errorf("Redact(%q)\n got %q\nwant %q", tc.in, got, tc.want)
 		}
-	}
-}
-
-// A failing command's stderr never repeats a value the resolver has read
-// for another credential, even one no redaction rule would recognize.
-func TestResolveRedactsOtherValues(t *testing.T) {
-	r := &Resolver{Key: make([]byte, 32), Getenv: func(k string) (string, bool) { return "plainword", k == "OTHER" }}
-	if _, err := r.Resolve(context.Background(), schema.CredentialSource{Kind: schema.SourceEnv, Env: "OTHER"}); err != nil {
-		t.Fatal(err)
-	}
-	_, err := r.Resolve(context.Background(), schema.CredentialSource{Kind: schema.SourceCommand, Command: []string{script(t, "echo 'denied for plainword' >&2; exit 1")}})
-	if err == nil || !strings.Contains(err.Error(), "denied for [REDACTED]") || strings.Contains(err.Error(), "plainword") {
-		t.Fatalf("error: %v", err)
 	}
 }
 

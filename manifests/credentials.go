@@ -107,8 +107,8 @@ var systemDirs = map[string]bool{"/": true, "/bin": true, "/boot": true, "/dev":
 	"/lib64": true, "/proc": true, "/root": true, "/run": true, "/sbin": true, "/sys": true, "/tmp": true, "/usr": true, "/var": true}
 
 // credentials resolves and checks the credentials block: one source and
-// one delivery each, no literal secret, sources that exist (a file, a
-// command on PATH), proxy delivery only through an allowlist that allows
+// one delivery each, no literal secret, sources that exist (a regular
+// file, a command on PATH), proxy delivery only through an allowlist that allows
 // its host, and no two deliveries to one place.
 func (c *instanceChecker) credentials(raw map[string]rawCredential, inst *schema.Instance) {
 	if len(raw) == 0 {
@@ -234,6 +234,10 @@ func (c *instanceChecker) credentialSource(name string, raw json.RawMessage, out
 			return false
 		case st.IsDir():
 			c.errorf(at("from", "file"), "credential %s: the file source %s is a directory, not a file", name, p)
+			return false
+		case !st.Mode().IsRegular():
+			// Reading a FIFO (or a device) at apply would block for ever.
+			c.errorf(at("from", "file"), "credential %s: the file source %s is not a regular file (%s): a file source must be a regular file (or a symlink to one)", name, p, fileKind(st.Mode()))
 			return false
 		}
 	case r.Command != nil:

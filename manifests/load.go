@@ -128,7 +128,7 @@ func collect(paths []string, opts Options) ([]source, Diagnostics) {
 			return
 		}
 		seen[abs] = true
-		data, err := readLimited(name, func() (io.ReadCloser, error) { return os.Open(abs) })
+		data, err := readLimited(name, func() (io.ReadCloser, error) { return openRegular(abs) })
 		if err != nil {
 			diags = append(diags, Diagnostic{File: name, Msg: err.Error(), Severity: schema.SeverityError})
 			return
@@ -160,6 +160,11 @@ func collect(paths []string, opts Options) ([]source, Diagnostics) {
 			continue
 		}
 		if !st.IsDir() {
+			if !st.Mode().IsRegular() {
+				// A FIFO would block the read for ever: refused unopened.
+				diags = append(diags, Diagnostic{File: p, Msg: (&notRegularError{fileKind(st.Mode())}).Error(), Severity: schema.SeverityError})
+				continue
+			}
 			kind := kindOf(p)
 			if kind == "" {
 				diags = append(diags, Diagnostic{File: p, Msg: "unknown manifest type: use a .cue, .yaml, .yml or .json file", Severity: schema.SeverityError})
@@ -193,6 +198,10 @@ func collect(paths []string, opts Options) ([]source, Diagnostics) {
 func readLimited(name string, open func() (io.ReadCloser, error)) ([]byte, error) {
 	r, err := open()
 	if err != nil {
+		var nr *notRegularError
+		if errors.As(err, &nr) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("cannot read manifest: %s", plainFSError(err))
 	}
 	defer r.Close()

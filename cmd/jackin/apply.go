@@ -144,6 +144,9 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 		a.writeCompactContracts(fleet, res)
 	}
 
+	// From here the engine changes: the first signal lets the step in
+	// flight finish (and the run be recorded) instead of exiting at once.
+	defer signals.hold(stepInFlight)()
 	ws := &pipeline.Checkouts{Store: st, StateDir: a.global.stateDir, Log: a.log.WithName("workspace")}
 	done, err := a.env(sess).Apply(ctx, res, pipeline.ApplyOptions{Verb: "apply", Parallel: opts.parallel, Progress: a.stderr, Checkouts: ws})
 	if err != nil {

@@ -103,6 +103,9 @@ engine or lock timeout.`,
 			if out.format == "text" && len(plan.Actions) > 0 {
 				reconciler.WritePlanText(a.stdout, plan, isTerminal(a.stdout))
 			}
+			// From here the engine changes: the first signal lets the
+			// step in flight finish instead of exiting at once.
+			defer signals.hold(stepInFlight)()
 			runID, err := st.BeginRun(ctx, name, "delete")
 			if err != nil {
 				return exitWith(exitInvalid, fmt.Errorf("record run: %w", err))

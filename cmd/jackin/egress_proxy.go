@@ -45,6 +45,8 @@ func newEgressProxyCommand(a *app) *cobra.Command {
 				fwds = append(fwds, fwd{l, t})
 			}
 			ctx := cmd.Context()
+			// A signal (docker stop) shuts the proxy down gracefully.
+			defer signals.hold("the connections in flight")()
 			var wg sync.WaitGroup
 			errs := make(chan error, len(fwds)+1)
 			for _, f := range fwds {

@@ -63,7 +63,13 @@ images, mounts, network, resources and state. Review the manifest like code,
 then validate, diff and apply it.
 
 Exit codes: 0 success (diff: converged), 1 changes pending (diff) or an action
-failed (apply), 2 invalid input, unreachable engine or lock timeout.`,
+failed (apply), 2 invalid input, unreachable engine or lock timeout.
+
+The first SIGINT or SIGTERM lets an engine step in flight (apply's, delete's,
+a watch heal) finish and be recorded; with none in flight (loading manifests,
+reading credential sources, planning) it exits at once, 130 or 143 (128 + the
+signal), unless the command returns first (watch between passes: 0). A second
+signal exits at once.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -72,6 +78,7 @@ failed (apply), 2 invalid input, unreachable engine or lock timeout.`,
 				return exitWith(exitInvalid, err)
 			}
 			a.log = log
+			setStderrHint(cmd)
 			return nil
 		},
 	}
@@ -98,6 +105,7 @@ failed (apply), 2 invalid input, unreachable engine or lock timeout.`,
 		newEgressCommand(a),
 		newEgressProxyCommand(a),
 		newVersionCommand(a),
+		newCredentialsCommand(a),
 	)
 	return root
 }

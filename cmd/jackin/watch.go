@@ -182,7 +182,10 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 			if err != nil {
 				return nil, err
 			}
+			// A heal changes the engine: the first signal lets it finish.
+			step := signals.hold(stepInFlight)
 			return func() {
+				step()
 				if err := lock.Release(); err != nil {
 					a.log.Error(err, "release the fleet lock")
 				}

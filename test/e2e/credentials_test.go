@@ -187,7 +187,7 @@ func TestCredentialsCanary(t *testing.T) {
 	// The failing source stops only its own instance.
 	r = run(1, "apply", "-f", path)
 	mustCode(t, r, 1, "apply with a failing source")
-	if !strings.Contains(r.stdout, "credential FAIL_TOKEN (from command failcmd) cannot be read") || !strings.Contains(r.stdout, "stderr (redacted)") {
+	if !strings.Contains(r.stdout, "credential FAIL_TOKEN (from command failcmd) cannot be read") || !strings.Contains(r.stdout, "failed (exit status 3); its stderr is not shown nor kept") {
 		t.Fatalf("apply does not say why broken failed:\n%s", r)
 	}
 	if _, ok := e.containers()[e.name("broken")]; ok {
