@@ -325,6 +325,57 @@ func planInstance(in *DesiredInstance, g *observedInstance, last LastApplied, im
 		}
 	}
 
+	// checkSidecars says what is wrong with each desired sidecar (it is
+	// then replaced), and which are fine but stopped (they are started).
+	checkSidecars := func() (sideReasons, startReasons []string, sideMissing []drivers.Resource, sideNets map[string]bool) {
+		sideNets = map[string]bool{}
+		for _, r := range sidecars {
+			found := byComponent[r.Component]
+			var why []string
+			switch {
+			case len(found) == 0:
+				why = append(why, fmt.Sprintf("container %s is missing", r.Name))
+			case len(found) > 1:
+				why = append(why, fmt.Sprintf("%d %s containers found for one instance", len(found), r.Component))
+			default:
+				s := found[0]
+				if s.Name != r.Name {
+					why = append(why, fmt.Sprintf("container %s should be named %s", s.Name, r.Name))
+				}
+				if s.Labels[drivers.LabelSpecHash] != in.Hash {
+					why = append(why, fmt.Sprintf("container %s was made for another spec", r.Name))
+				}
+				if got := s.Labels[drivers.LabelImage]; got != r.Container.Image.Ref {
+					why = append(why, fmt.Sprintf("container %s was made from image %s, want %s", r.Name, orNone(got), r.Container.Image.Ref))
+				}
+				for _, n := range r.Container.Networks {
+					switch {
+					case netProblem[n] != "":
+						why = append(why, netProblem[n])
+						sideNets[n] = true
+					case !contains(s.Networks, n):
+						why = append(why, fmt.Sprintf("container %s is not attached to network %s", r.Name, n))
+					}
+				}
+				switch s.State {
+				case drivers.StateDead:
+					why = append(why, "container "+r.Name+" is "+stateText(s))
+				case drivers.StateRemoving:
+					why = append(why, "container "+r.Name+" is being removed")
+				}
+				active := s.State == drivers.StateRunning || s.State == drivers.StateRestarting
+				if len(why) == 0 && in.Running && !active {
+					startReasons = append(startReasons, "container "+r.Name+" is "+stateText(s))
+				}
+			}
+			if len(why) > 0 {
+				sideReasons = append(sideReasons, why...)
+				sideMissing = append(sideMissing, r)
+			}
+		}
+		return sideReasons, startReasons, sideMissing, sideNets
+	}
+
 	switch {
 	case len(agents) > 1:
 		return recreate(fmt.Sprintf("%d containers found for one instance", len(agents)))
@@ -337,7 +388,15 @@ func planInstance(in *DesiredInstance, g *observedInstance, last LastApplied, im
 				reasons = append(reasons, netProblem[n.Name])
 			}
 		}
-		return recreate(append(reasons, fmt.Sprintf("container %s is missing", ctrRes.Name))...)
+		missing := fmt.Sprintf("container %s is missing", ctrRes.Name)
+		if side, start, _, _ := checkSidecars(); len(reasons)+len(extraCtrs)+len(side)+len(start) == 0 {
+			// Only the agent is gone: its sidecars (a private daemon and
+			// the containers it runs, the egress proxy) are right and stay.
+			act.Type, act.Reasons = ActionRecreate, []string{missing}
+			act.Missing = append(append(act.Missing, missingVolumes...), ctrRes)
+			return act
+		}
+		return recreate(append(reasons, missing)...)
 	case len(agents) == 0:
 		act.Type = ActionCreate
 		for _, n := range desiredNets {
@@ -397,53 +456,7 @@ func planInstance(in *DesiredInstance, g *observedInstance, last LastApplied, im
 
 	// The sidecars: replaced alone when only they (or their outbound
 	// network) are wrong.
-	var sideReasons, startReasons []string
-	var sideMissing []drivers.Resource
-	sideNets := map[string]bool{}
-	for _, r := range sidecars {
-		found := byComponent[r.Component]
-		var why []string
-		switch {
-		case len(found) == 0:
-			why = append(why, fmt.Sprintf("container %s is missing", r.Name))
-		case len(found) > 1:
-			why = append(why, fmt.Sprintf("%d %s containers found for one instance", len(found), r.Component))
-		default:
-			s := found[0]
-			if s.Name != r.Name {
-				why = append(why, fmt.Sprintf("container %s should be named %s", s.Name, r.Name))
-			}
-			if s.Labels[drivers.LabelSpecHash] != in.Hash {
-				why = append(why, fmt.Sprintf("container %s was made for another spec", r.Name))
-			}
-			if got := s.Labels[drivers.LabelImage]; got != r.Container.Image.Ref {
-				why = append(why, fmt.Sprintf("container %s was made from image %s, want %s", r.Name, orNone(got), r.Container.Image.Ref))
-			}
-			for _, n := range r.Container.Networks {
-				switch {
-				case netProblem[n] != "":
-					why = append(why, netProblem[n])
-					sideNets[n] = true
-				case !contains(s.Networks, n):
-					why = append(why, fmt.Sprintf("container %s is not attached to network %s", r.Name, n))
-				}
-			}
-			switch s.State {
-			case drivers.StateDead:
-				why = append(why, "container "+r.Name+" is "+stateText(s))
-			case drivers.StateRemoving:
-				why = append(why, "container "+r.Name+" is being removed")
-			}
-			active := s.State == drivers.StateRunning || s.State == drivers.StateRestarting
-			if len(why) == 0 && in.Running && !active {
-				startReasons = append(startReasons, "container "+r.Name+" is "+stateText(s))
-			}
-		}
-		if len(why) > 0 {
-			sideReasons = append(sideReasons, why...)
-			sideMissing = append(sideMissing, r)
-		}
-	}
+	sideReasons, startReasons, sideMissing, sideNets := checkSidecars()
 	if len(sideReasons) > 0 {
 		act.Type = ActionRecreate
 		act.Reasons = sideReasons

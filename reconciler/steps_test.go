@@ -73,6 +73,12 @@ func TestStepsGolden(t *testing.T) {
 			last := apply(t, drv, f, nil)
 			return drv, with(f, "web", func(in *schema.Instance) { in.Env = map[string]string{"K": "v"} }), last
 		}, reconciler.StepOptions{}},
+		{"recreate_agent_only", func(t *testing.T) (*fake.Driver, *schema.Fleet, reconciler.LastApplied) {
+			drv, f := privateSetup(t, allow)
+			last := apply(t, drv, f, nil)
+			mustDo(t, drv.RemoveContainer(name("web")))
+			return drv, f, last
+		}, reconciler.StepOptions{}},
 		{"recreate_sidecar_only", func(t *testing.T) (*fake.Driver, *schema.Fleet, reconciler.LastApplied) {
 			drv, f := privateSetup(t, allow)
 			last := apply(t, drv, f, nil)
