@@ -123,3 +123,20 @@ func BuildPlanAll(d *Desired, obs Observations, last LastApplied, opts PlanOptio
 	sort.SliceStable(p.Actions, func(i, j int) bool { return p.Actions[i].Instance < p.Actions[j].Instance })
 	return p, nil
 }
+
+// images are the observed image IDs by backend.
+func (o Observations) images() map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for b, obs := range o {
+		out[b] = imagesOf(obs)
+	}
+	return out
+}
+
+// imagesOf is an observation's image IDs (nil for none).
+func imagesOf(o *drivers.Observed) map[string]string {
+	if o == nil {
+		return nil
+	}
+	return o.Images
+}

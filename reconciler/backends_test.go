@@ -117,3 +117,27 @@ func TestAPlanNeedsEveryBackendItUses(t *testing.T) {
 		t.Fatalf("want a refusal to plan without observing other, got %v", err)
 	}
 }
+
+// TestWatchSpansBackends: watch plans over every backend the fleet uses
+// and heals an instance on either.
+func TestWatchSpansBackends(t *testing.T) {
+	local, remote := newDriver(), newDriver()
+	f := with(fleetOf("a"), "b", func(in *schema.Instance) { in.Backend = "other" })
+	startWatch(t, local, f, func(c *reconciler.WatchConfig) {
+		c.Drivers = drivers.Set{"docker": local, "other": remote}
+		c.Resync = 50 * time.Millisecond // the other backend streams no events here
+	})
+	eventually(t, "a on docker and b on other", func() bool {
+		_, onLocal := local.Object(drivers.KindContainer, name("a"))
+		_, onRemote := remote.Object(drivers.KindContainer, name("b"))
+		return onLocal && onRemote
+	})
+	mustDo(t, remote.RemoveContainer(name("b")))
+	eventually(t, "b healed on the other backend", func() bool {
+		o, ok := remote.Object(drivers.KindContainer, name("b"))
+		return ok && o.State == drivers.StateRunning
+	})
+	if _, ok := local.Object(drivers.KindContainer, name("b")); ok {
+		t.Fatal("b was made on the docker backend")
+	}
+}

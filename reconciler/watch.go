@@ -140,6 +140,10 @@ type WatchConfig struct {
 	// Files delivers manifest file changes (already debounced); nil: none.
 	Files  <-chan Trigger
 	Driver drivers.Driver
+	// Drivers, when set, are every backend the fleet uses, by name: each
+	// pass observes them all (in parallel) and plans one plan over them.
+	// Driver is then the default backend's, whose events are streamed.
+	Drivers drivers.Set
 	// Events streams engine events; nil: rely on resyncs.
 	Events drivers.EventSource
 	Store  WatchStore
@@ -484,34 +488,40 @@ func credentialsPending(d *Desired) bool {
 
 // plan observes the engine and plans desired (the last valid desired
 // state, with the pass's credentials).
-func (w *watcher) plan(ctx context.Context, desired *Desired) (*Plan, *drivers.Observed, error) {
-	observed, err := w.cfg.Driver.Observe(ctx, w.fleet.Name, w.desired.ImageRefs())
+func (w *watcher) plan(ctx context.Context, desired *Desired) (*Plan, Observations, error) {
+	set := w.cfg.Drivers
+	if set == nil {
+		set = drivers.Set{drivers.DefaultBackend: w.cfg.Driver}
+	}
+	all, err := ObserveAll(ctx, set, desired)
 	if err != nil {
 		return nil, nil, err
 	}
-	w.applyDied(observed, time.Now())
-	if w.cfg.OnObserved != nil {
-		// A kill already recorded from its oom event is not recorded again.
-		seen := *observed
-		seen.Containers = append([]drivers.ObservedResource(nil), observed.Containers...)
-		for i := range seen.Containers {
-			if w.oomSeen[seen.Containers[i].ID] {
-				seen.Containers[i].OOMKilled = false
+	for _, observed := range all {
+		w.applyDied(observed, time.Now())
+		if w.cfg.OnObserved != nil {
+			// A kill already recorded from its oom event is not recorded again.
+			seen := *observed
+			seen.Containers = append([]drivers.ObservedResource(nil), observed.Containers...)
+			for i := range seen.Containers {
+				if w.oomSeen[seen.Containers[i].ID] {
+					seen.Containers[i].OOMKilled = false
+				}
 			}
-		}
-		if err := w.cfg.OnObserved(ctx, w.fleet.Name, &seen); err != nil {
-			w.cfg.Log.Error(err, "record what was observed")
+			if err := w.cfg.OnObserved(ctx, w.fleet.Name, &seen); err != nil {
+				w.cfg.Log.Error(err, "record what was observed")
+			}
 		}
 	}
 	last, err := w.cfg.Store.LastApplied(ctx, w.fleet.Name)
 	if err != nil {
 		return nil, nil, err
 	}
-	plan, err := BuildPlan(desired, observed, last, PlanOptions{Prune: true, AllowEmpty: w.cfg.AllowEmpty})
+	plan, err := BuildPlanAll(desired, all, last, PlanOptions{Prune: true, AllowEmpty: w.cfg.AllowEmpty})
 	if err != nil {
 		return nil, nil, err
 	}
-	return plan, observed, nil
+	return plan, all, nil
 }
 
 // applyDied marks as exited the containers a die event reported that the
@@ -795,7 +805,9 @@ func (w *watcher) heal(ctx context.Context, batch []Trigger, desired *Desired) {
 		Progress:      w.cfg.Progress,
 		Log:           w.cfg.Log.WithName("execute"),
 		Recorder:      pr,
-		Images:        observed.Images,
+		Images:        imagesOf(observed[drivers.DefaultBackend]),
+		BackendImages: observed.images(),
+		Drivers:       w.cfg.Drivers,
 		Workspaces:    w.cfg.Workspaces,
 		StateDir:      w.cfg.StateDir,
 		FinishStarted: true,

@@ -173,10 +173,11 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 			}
 			return f, err
 		},
-		Files:  fileTriggers,
-		Driver: drv,
-		Events: events,
-		Store:  &watchStore{st: st, app: a},
+		Files:   fileTriggers,
+		Driver:  drv,
+		Drivers: sess.set,
+		Events:  events,
+		Store:   &watchStore{st: st, app: a},
 		Lock: func(ctx context.Context) (func(), error) {
 			lock, err := a.lockFleet(ctx, fleet.Name, "watch", opts.lockTimeout)
 			if err != nil {
