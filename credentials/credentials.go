@@ -25,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackin-dev/jackin/hostpath"
 	"github.com/jackin-dev/jackin/schema"
 )
 
@@ -179,23 +180,8 @@ func notRegular(path string, m os.FileMode) error {
 	return fmt.Errorf("%s is not a regular file (%s): a file source must be a regular file (or a symlink to one)", path, fileKind(m))
 }
 
-// fileKind names the kind of a file that is not a regular one: "a FIFO",
-// "a socket", "a device", "a directory", or "a special file".
-func fileKind(m os.FileMode) string {
-	switch {
-	case m&os.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&os.ModeSocket != 0:
-		return "a socket"
-	case m&os.ModeDevice != 0:
-		return "a device"
-	case m.IsDir():
-		return "a directory"
-	case m.IsRegular():
-		return "a regular file"
-	}
-	return "a special file"
-}
+// fileKind names the kind of a file for a message (hostpath.KindOf).
+func fileKind(m os.FileMode) string { return hostpath.KindOf(m) }
 
 // trimNewline drops one trailing line break, as files and commands end.
 func trimNewline(b []byte) []byte {

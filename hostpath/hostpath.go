@@ -173,3 +173,21 @@ func VerifyBelow(dir *Pin, p string) error {
 	}
 	return nil
 }
+
+// KindOf names the kind of a file for a message: "a FIFO", "a socket", "a
+// device", "a directory", "a regular file" or "a special file".
+func KindOf(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a directory"
+	case m.IsRegular():
+		return "a regular file"
+	}
+	return "a special file"
+}

@@ -3,6 +3,8 @@ package manifests
 import (
 	"fmt"
 	"os"
+
+	"github.com/jackin-dev/jackin/hostpath"
 )
 
 // notRegularError is a manifest path that is not a regular file.
@@ -40,20 +42,5 @@ func openRegular(path string) (*os.File, error) {
 	return f, nil
 }
 
-// fileKind names the kind of a file that is not a regular one: "a FIFO",
-// "a socket", "a device", "a directory", or "a special file".
-func fileKind(m os.FileMode) string {
-	switch {
-	case m&os.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&os.ModeSocket != 0:
-		return "a socket"
-	case m&os.ModeDevice != 0:
-		return "a device"
-	case m.IsDir():
-		return "a directory"
-	case m.IsRegular():
-		return "a regular file"
-	}
-	return "a special file"
-}
+// fileKind names the kind of a file for a message (hostpath.KindOf).
+func fileKind(m os.FileMode) string { return hostpath.KindOf(m) }
