@@ -65,6 +65,9 @@ type Options struct {
 	// EngineSockets are the Docker engine's sockets, refused as mount
 	// sources under any name (default: schema.HostDockerSockets).
 	EngineSockets []string
+	// Budget bounds the evaluation of a manifest that computes (defaults:
+	// $JACKIN_EVAL_TIMEOUT or 10s, $JACKIN_EVAL_MEMORY or 1Gi); see budget.go.
+	Budget Budget
 }
 
 // Result is a loaded, valid fleet and any warnings.
@@ -273,43 +276,50 @@ type loader struct {
 	pins map[string]*hostpath.Pin
 	// warnings are said with a valid result; they refuse nothing.
 	warnings Diagnostics
+	// boundErrors, when set, runs before the field-by-field error pass:
+	// on plain data, which was not evaluated under the budget, that pass
+	// can be slow (CUE combines errors in quadratic time). See load.
+	boundErrors func() error
 }
 
 func (l *loader) load(srcs []source) (*Result, error) {
+	// Bound the work before doing it (budget.go): plain data is parsed and
+	// checked against the shape caps here; anything that computes is first
+	// parsed and evaluated in a child process under the budget.
+	gated := false
+	computed := l.screen(srcs)
+	if len(l.diags) > 0 {
+		return nil, l.sorted()
+	}
+	if computed != "" {
+		if err := l.gate(srcs, computed, false); err != nil {
+			return nil, err
+		}
+		gated = true
+	}
 	files := l.parse(srcs)
 	if len(l.diags) > 0 {
 		return nil, l.sorted()
 	}
-	inst := build.NewContext().NewInstance("", nil)
-	for _, f := range files {
-		if err := inst.AddSyntax(f); err != nil {
-			l.addCUEErrors(err)
-		}
-	}
-	if len(l.diags) > 0 {
-		return nil, l.sorted()
-	}
-	l.checkDuplicateInstances(files)
-	l.data = l.cctx.BuildInstance(inst)
-	if err := l.data.Err(); err != nil {
-		l.addCUEErrors(err)
-		return nil, l.sorted()
-	}
-	def, err := schema.Compile(l.cctx)
-	if err != nil {
-		return nil, err
-	}
-	// Fast path: subsumption answers "is this an instance of #Fleet" several
-	// times faster than unifying, and is stricter (a missing apiVersion is
-	// not filled in from the schema). Only on failure do we pay for the
-	// field-by-field pass that places and words every error.
-	if def.Subsume(l.data, cue.Final()) != nil {
-		l.fieldErrors(l.cctx.CompileBytes(schema.Source, cue.Filename(schema.SourceName)))
-		if len(l.diags) == 0 {
-			if err := def.Unify(l.data).Validate(cue.Concrete(true)); err != nil {
-				l.addCUEErrors(err) // the per-field pass found nothing: keep CUE's own words
+	if !gated {
+		if n := computation(files); n != nil {
+			first := n.Pos().Filename()
+			if first == "" {
+				first = srcs[0].name
 			}
+			if err := l.gate(srcs, first, false); err != nil {
+				return nil, err
+			}
+		} else if l.checkShape(files); len(l.diags) > 0 {
+			return nil, l.sorted()
+		} else {
+			// Valid plain data loads in linear time; an invalid one's error
+			// pass is bounded like a computation.
+			l.boundErrors = func() error { return l.gate(srcs, srcs[0].name, true) }
 		}
+	}
+	if err := l.evaluate(files); err != nil {
+		return nil, err
 	}
 	fleet := l.resolve()
 	if len(l.diags) > 0 {
@@ -317,6 +327,50 @@ func (l *loader) load(srcs []source) (*Result, error) {
 	}
 	fleet.Sources = l.names
 	return &Result{Fleet: fleet, Warnings: l.warnings}, nil
+}
+
+// evaluate builds the parsed files and checks them against the schema:
+// all of the loader's CUE work but resolve's export. The evaluation gate's
+// child runs it too, under the budget. It returns Diagnostics when the
+// manifests cannot be built; schema errors are left in l.diags.
+func (l *loader) evaluate(files []*ast.File) error {
+	inst := build.NewContext().NewInstance("", nil)
+	for _, f := range files {
+		if err := inst.AddSyntax(f); err != nil {
+			l.addCUEErrors(err)
+		}
+	}
+	if len(l.diags) > 0 {
+		return l.sorted()
+	}
+	l.checkDuplicateInstances(files)
+	l.data = l.cctx.BuildInstance(inst)
+	if err := l.data.Err(); err != nil {
+		l.addCUEErrors(err)
+		return l.sorted()
+	}
+	def, err := schema.Compile(l.cctx)
+	if err != nil {
+		return err
+	}
+	// Fast path: subsumption answers "is this an instance of #Fleet" several
+	// times faster than unifying, and is stricter (a missing apiVersion is
+	// not filled in from the schema). Only on failure do we pay for the
+	// field-by-field pass that places and words every error.
+	if def.Subsume(l.data, cue.Final()) != nil {
+		if l.boundErrors != nil {
+			if err := l.boundErrors(); err != nil {
+				return err
+			}
+		}
+		l.fieldErrors(l.cctx.CompileBytes(schema.Source, cue.Filename(schema.SourceName)))
+		if len(l.diags) == 0 {
+			if err := def.Unify(l.data).Validate(cue.Concrete(true)); err != nil {
+				l.addCUEErrors(err) // the per-field pass found nothing: keep CUE's own words
+			}
+		}
+	}
+	return nil // schema errors are in l.diags: resolve adds its own to them
 }
 
 // parse turns each source into CUE syntax, keeping positions.
