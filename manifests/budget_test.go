@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"runtime/metrics"
 	"strings"
 	"testing"
@@ -481,5 +482,39 @@ func BenchmarkSmallManifest(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestStdinMergeKeyBombIsBudgeted: stdin's format is told from a YAML node
+// tree that keeps aliases as aliases; telling it with CUE's decoder
+// expanded a merge-key bomb before any budget applied (6 levels: 26 s and
+// 4.6 GB).
+func TestStdinMergeKeyBombIsBudgeted(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := Load(context.Background(), []string{"-"}, Options{Stdin: strings.NewReader(yamlMergeBomb(6)), Home: t.TempDir(), WorkDir: t.TempDir(), HostCPUs: 2,
+		Budget: Budget{Timeout: 4 * time.Second, Memory: 256 << 20}})
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "budget") {
+		t.Fatalf("want a budget error, got %v", err)
+	}
+	// The evaluation's memory is the child's; this process only reads
+	// the text and its tokens.
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 256<<20 {
+		t.Fatalf("loading the bomb allocated %d MiB in jackin itself: it was expanded outside the budget", grew>>20)
+	}
+}
+
+func TestSniffKindKeepsAliases(t *testing.T) {
+	for text, want := range map[string]string{
+		"apiVersion: x\nkind: Fleet\n":     "yaml",
+		"a: &a {b: 1}\nc: *a\n":            "yaml",
+		"{\"a\": 1}":                       "cue",
+		"package fleet\napiVersion: \"x\"": "cue",
+		"- a\n- b\n":                       "cue",
+	} {
+		if got := sniffKind([]byte(text)); got != want {
+			t.Errorf("sniffKind(%q) = %s, want %s", text, got, want)
+		}
 	}
 }

@@ -115,10 +115,19 @@ func (l *loader) checkWritableNesting(checkers map[string]*instanceChecker, flee
 	if len(ws) == 0 {
 		return
 	}
+	// By identity, first writer kept: a source's parents are looked up in
+	// it, so the check costs the depth of each path, not the number of
+	// writable mounts (a thousand instances sharing one rw path are one).
+	byID := map[hostpath.ID]*writable{}
+	for i := range ws {
+		if _, dup := byID[ws[i].pin.ID()]; !dup {
+			byID[ws[i].pin.ID()] = &ws[i]
+		}
+	}
 	inside := func(p *hostpath.Pin) *writable {
-		for i := range ws {
-			if p.StrictlyWithin(ws[i].pin.ID()) {
-				return &ws[i]
+		for _, id := range p.IDs[:len(p.IDs)-1] {
+			if w, ok := byID[id]; ok {
+				return w
 			}
 		}
 		return nil

@@ -26,6 +26,7 @@ import (
 	"cuelang.org/go/cue/token"
 	cuejson "cuelang.org/go/encoding/json"
 	cueyaml "cuelang.org/go/encoding/yaml"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/jackin-dev/jackin/hostpath"
 	"github.com/jackin-dev/jackin/schema"
@@ -246,14 +247,14 @@ func sniffKind(data []byte) string {
 	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
 		return "cue"
 	}
-	f, err := cueyaml.Extract(StdinName, normalizeNewlines(data))
-	if err != nil || f == nil {
+	// A node tree, not values: aliases stay aliases (a merge-key bomb on
+	// stdin must not expand before the budget applies).
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(normalizeNewlines(data))).Decode(&doc); err != nil {
 		return "cue"
 	}
-	for _, d := range f.Decls {
-		if _, ok := d.(*ast.Field); ok {
-			return "yaml"
-		}
+	if len(doc.Content) == 1 && doc.Content[0].Kind == yaml.MappingNode && len(doc.Content[0].Content) > 0 {
+		return "yaml"
 	}
 	return "cue"
 }
