@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jackin-dev/jackin/contract"
-	"github.com/jackin-dev/jackin/drivers/docker"
+	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/schema"
 )
@@ -95,13 +95,15 @@ func (a *app) explain(ctx context.Context, files, names []string, format string)
 // opened). An unreachable engine is recorded, not an error.
 func (a *app) observeForExplain(ctx context.Context, fleet *schema.Fleet, desired *reconciler.Desired) *contract.Observation {
 	obs := &contract.Observation{StateFiles: contract.ObserveStateDir(a.global.stateDir, fleet.Name)}
-	drv, err := docker.New(ctx, a.log.WithName("docker"))
+	drv, err := drivers.Open(ctx, drivers.DefaultBackend, a.log)
 	if err != nil {
 		obs.EngineError = err.Error()
 		return obs
 	}
 	obs.Endpoint = drv.Endpoint()
-	defer a.logEngineCalls(drv)
+	if eng, ok := drv.(engine); ok {
+		defer a.logEngineCalls(eng)
+	}
 	ctx, cancel := context.WithTimeout(ctx, explainObserveTimeout)
 	defer cancel()
 	if err := drv.Ping(ctx); err != nil {

@@ -13,6 +13,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	// The backends this binary can run instances on register themselves.
+	_ "github.com/jackin-dev/jackin/drivers/docker"
 )
 
 func main() {
