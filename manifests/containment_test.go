@@ -139,6 +139,18 @@ func TestSourcesInsideAgentWritableDirectoriesAreRefused(t *testing.T) {
 	b: {role: image: "x", credentials: API_TOKEN: from: «file: "./work/token"}
 }` + "\n",
 			path: "instances.b.credentials.API_TOKEN.from.file", msg: `the credential file $DIR/work/token lies inside $DIR/work`},
+		{name: "a credential command inside a writable directory", setup: func(t *testing.T, fx fixture) {
+			work(t, fx)
+			writeFile(t, fx, "work/get-token", "#!/bin/sh\necho t0ken\n")
+			if err := os.Chmod(filepath.Join(fx.dir, "work", "get-token"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		},
+			src: fleetHead + `instances: {
+	a: {role: image: "x", mounts: [{src: "./work", dst: "/w", mode: "rw"}]}
+	b: {role: image: "x", credentials: API_TOKEN: from: command: [«"./work/get-token"]}
+}` + "\n",
+			path: "instances.b.credentials.API_TOKEN.from.command[0]", msg: `the credential command $DIR/work/get-token lies inside $DIR/work, which instance "a" can write`},
 		{name: "the same directory read-only elsewhere is fine", setup: work,
 			src: fleetHead + `instances: {
 	a: {role: image: "x", mounts: [{src: "./work", dst: "/w", mode: "rw"}]}

@@ -3,6 +3,7 @@ package manifests
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -72,6 +73,26 @@ func (c *instanceChecker) checkSource(rel []any, lead string, src string, allowS
 	}
 	for _, w := range r.Warnings {
 		c.warnf(rel, "%s", w)
+	}
+	return true
+}
+
+// pinChecked pins src and checks the path it pinned, then that the pin
+// still holds: what the engine will get (the pinned, resolved path) is
+// what was checked, even if a component was swapped between the spelled
+// check and the pin.
+func (c *instanceChecker) pinChecked(rel []any, lead, src string, allowSensitive bool) bool {
+	pin, err := c.l.pin(src)
+	if err != nil {
+		c.errorf(rel, "%s: cannot pin %s: %v", lead, src, err)
+		return false
+	}
+	if pin.Path != src && !c.checkSource(rel, lead+" (resolved to "+pin.Path+")", pin.Path, allowSensitive) {
+		return false
+	}
+	if err := pin.Verify(); err != nil {
+		c.errorf(rel, "%s: %v while it was checked: nothing is mounted from a path that moves", lead, err)
+		return false
 	}
 	return true
 }
@@ -156,12 +177,31 @@ func (l *loader) checkWritableNesting(checkers map[string]*instanceChecker, flee
 		}
 		for _, cname := range sortedKeys(inst.Credentials) {
 			cr := inst.Credentials[cname]
-			if cr.From.File == "" {
-				continue
+			if cr.From.File != "" {
+				if p, err := l.pin(cr.From.File); err == nil {
+					if w := inside(p); w != nil {
+						c.errorf([]any{"credentials", cname, "from", "file"}, "the credential file %s lies inside %s, which instance %q can write (%s): its agent could swap it for a symlink to another host file, which jackin would then read and deliver; keep credential files out of agent-writable directories", p.Path, w.pin.Path, w.instance, w.what)
+					}
+				}
 			}
-			if p, err := l.pin(cr.From.File); err == nil {
-				if w := inside(p); w != nil {
-					c.errorf([]any{"credentials", cname, "from", "file"}, "the credential file %s lies inside %s, which instance %q can write (%s): its agent could swap it for a symlink to another host file, which jackin would then read and deliver; keep credential files out of agent-writable directories", p.Path, w.pin.Path, w.instance, w.what)
+			if len(cr.From.Command) > 0 {
+				// The program jackin runs on the host to read the value:
+				// one an agent can rewrite would run the agent's code as
+				// the operator (on every apply, diff and watch pass).
+				prog := cr.From.Command[0]
+				if !filepath.IsAbs(prog) {
+					if found, err := exec.LookPath(prog); err == nil {
+						prog, _ = filepath.Abs(found)
+					}
+				}
+				if p, err := hostpath.PinPath(prog); err == nil {
+					w := inside(p)
+					if w == nil {
+						w = byID[p.ID()]
+					}
+					if w != nil {
+						c.errorf([]any{"credentials", cname, "from", "command", 0}, "the credential command %s lies inside %s, which instance %q can write (%s): its agent could rewrite it, and jackin would run the agent's program on the host; use a program outside agent-writable directories", p.Path, w.pin.Path, w.instance, w.what)
+					}
 				}
 			}
 		}

@@ -41,6 +41,16 @@ func TestLoadChecksIsolatedMounts(t *testing.T) {
 			path: "instances.a.mounts[0].src", msg: "src $DIR/seed is not a directory: an ephemeral volume is seeded from a directory"},
 		{name: "two worktrees of one repository", files: map[string]string{"f.cue": inst("mounts: [{src: \"repo\", dst: \"/one\", mode: \"worktree\"}, {«src: \"repo\", dst: \"/two\", mode: \"worktree\"}]"), "repo/": ""}, setup: repo,
 			path: "instances.a.mounts[1].src", msg: "mounts[0] already makes a worktree of the repository"},
+		{name: "worktree of a repository with per-worktree config", files: map[string]string{"f.cue": inst("mounts: [{src: \"repo\", dst: \"/w\", «mode: \"worktree\"}]"), "repo/": ""},
+			setup: func(t *testing.T, fx fixture) {
+				repo(t, fx)
+				for _, kv := range [][2]string{{"core.repositoryformatversion", "1"}, {"extensions.worktreeConfig", "true"}} {
+					if out, err := exec.Command("git", "-C", fx.dir+"/repo", "config", kv[0], kv[1]).CombinedOutput(); err != nil {
+						t.Fatalf("git config: %v\n%s", err, out)
+					}
+				}
+			},
+			path: "instances.a.mounts[0].mode", msg: "enables extensions.worktreeConfig"},
 		{name: "two mounts with one slug", src: inst("mounts: [{dst: \"/a/b\", mode: \"ephemeral\"}, {«dst: \"/a-b\", mode: \"ephemeral\"}]"),
 			path: "instances.a.mounts[1].dst", msg: `both name the checkout or volume "a-b"`},
 	})

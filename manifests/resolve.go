@@ -627,8 +627,7 @@ func (c *instanceChecker) mounts(ms []rawMount, inst *schema.Instance) {
 				c.errorf([]any{"mounts", i, "src"}, "src %s does not exist: create it, or fix the path (relative paths start at the manifest file's directory)", src)
 				break
 			}
-			if _, err := c.l.pin(src); err != nil {
-				c.errorf([]any{"mounts", i, "src"}, "src %s cannot be pinned: %v", src, err)
+			if !c.pinChecked([]any{"mounts", i, "src"}, "mounting "+src, src, mount.AllowSensitive) {
 				break
 			}
 			switch {
@@ -665,6 +664,10 @@ func (c *instanceChecker) checkoutSource(i int, mount *schema.Mount, repos map[s
 	if mount.Mode != schema.MountWorktree {
 		return
 	}
+	if src.WorktreeConfig {
+		c.errorf([]any{"mounts", i, "mode"}, "%s enables extensions.worktreeConfig (sparse checkout does): git would then read config.worktree from its git directory, which a worktree mount lets the agent write, and run what it names on the host; use mode \"clone\" for this repository", mount.Src)
+		return
+	}
 	// The git directory is mounted read-write too: it gets the checks src
 	// got (a linked worktree's git directory can be anywhere, ~/.git too).
 	// A git directory holds the history of its repository's files: ~/.git
@@ -682,8 +685,7 @@ func (c *instanceChecker) checkoutSource(i int, mount *schema.Mount, repos map[s
 			return
 		}
 	}
-	if _, err := c.l.pin(src.CommonDir); err != nil {
-		c.errorf([]any{"mounts", i, "src"}, "the git directory %s of %s cannot be pinned: %v", src.CommonDir, mount.Src, err)
+	if !c.pinChecked([]any{"mounts", i, "src"}, what, src.CommonDir, mount.AllowSensitive) {
 		return
 	}
 	mount.GitCommonDir = src.CommonDir

@@ -25,6 +25,9 @@ func ManifestIdentity(sources []string) string {
 			if abs, err := filepath.Abs(f); err == nil {
 				f = abs
 			}
+			if real, err := filepath.EvalSymlinks(f); err == nil {
+				f = real // one manifest under every spelling of its path
+			}
 			id = filepath.Clean(f)
 			if st, err := os.Stat(id); err != nil || !st.IsDir() {
 				id = filepath.Dir(id) // a file: its directory

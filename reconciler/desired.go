@@ -245,7 +245,9 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 	}
 	for _, cd := range gitDirs {
 		ms := drivers.MountSpec{Type: "bind", Source: cd, Target: cd}
-		if pin := pins[cd]; pin != nil && pin.Path == cd {
+		if pin := pins[cd]; pin != nil {
+			// A pin of another path fails the check before create and
+			// start: the directory moved between validation and render.
 			ms.Pin = pin
 		}
 		ctr.Mounts = append(ctr.Mounts, ms)

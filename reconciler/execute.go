@@ -274,6 +274,17 @@ func checkStarts(ctx context.Context, fleet string, started []startedAgent, drv 
 	return started
 }
 
+// holdsAny reports whether line holds any of the values, however short
+// (Redact leaves values under four bytes alone).
+func holdsAny(line string, values [][]byte) bool {
+	for _, v := range values {
+		if t := strings.TrimSpace(string(v)); t != "" && strings.Contains(line, t) {
+			return true
+		}
+	}
+	return false
+}
+
 // exitStatus reads the exit status from the engine's status text
 // ("Exited (3) 1 second ago").
 func exitStatus(status string) (int, bool) {
@@ -309,7 +320,7 @@ func lastSafeLogLine(ctx context.Context, drv drivers.Driver, id string, in *Des
 	}
 	for i := len(lines) - 1; i >= 0; i-- {
 		line := strings.TrimSpace(lines[i])
-		if line == "" || credentials.Redact([]byte(line), known...) != line {
+		if line == "" || credentials.Redact([]byte(line), known...) != line || holdsAny(line, known) {
 			continue
 		}
 		line = strings.Map(func(r rune) rune {

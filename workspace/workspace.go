@@ -142,6 +142,11 @@ type Source struct {
 	Commit string
 	// Dirty lists up to 10 paths with uncommitted changes ("" when clean).
 	Dirty []string
+	// WorktreeConfig says the repository sets extensions.worktreeConfig:
+	// git then reads config.worktree from its git dir, which a worktree
+	// mount leaves writable to the agent. Its status is then not read
+	// (Dirty is empty), and a worktree mount of it is refused.
+	WorktreeConfig bool
 }
 
 // repo is the source with its git dirs named explicitly.
@@ -222,6 +227,13 @@ func InspectSource(ctx context.Context, src, ref string) (Source, error) {
 			return Source{}, &UnknownRefError{Src: src, Ref: ref, Err: err}
 		}
 		s.Commit = c
+	}
+	// Reading config runs nothing. With per-worktree config on, git status
+	// would read config.worktree from the git dir, which an agent with a
+	// worktree mount can write: no status is taken at all.
+	if wc, err := r.git(ctx, "config", "--bool", "--get", "extensions.worktreeConfig"); err == nil && strings.TrimSpace(wc) == "true" {
+		s.WorktreeConfig = true
+		return s, nil
 	}
 	// Not into submodules: their config is theirs (and, for the source's
 	// own, in its git dir, which a worktree's agent can write). A
