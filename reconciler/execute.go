@@ -615,12 +615,9 @@ func desiredContainers(in *DesiredInstance) map[string]*drivers.ContainerSpec {
 // probe to it.
 func readyProbes(in *DesiredInstance) map[string]*drivers.ReadyProbe {
 	out := map[string]*drivers.ReadyProbe{}
-	if in == nil {
-		return out
-	}
-	for _, r := range in.Resources {
-		if r.Kind == drivers.KindContainer && r.Container != nil && r.Container.Ready != nil {
-			out[r.Component] = r.Container.Ready
+	for comp, spec := range desiredContainers(in) {
+		if spec.Ready != nil {
+			out[comp] = spec.Ready
 		}
 	}
 	return out
