@@ -19,7 +19,7 @@ func generatedFleet(b *testing.B, n int) string {
 	must(b, os.MkdirAll(filepath.Join(dir, "work"), 0o755))
 	var s strings.Builder
 	s.WriteString("apiVersion: \"jackin.dev/v1alpha1\"\nkind: \"Fleet\"\nname: \"big\"\n")
-	s.WriteString("defaults: {agent: \"claude\", env: {TZ: \"UTC\"}, resources: {memory: \"512Mi\", pids: 256}}\ninstances: {\n")
+	s.WriteString("defaults: {agent: \"shell\", env: {TZ: \"UTC\"}, resources: {memory: \"512Mi\", pids: 256}}\ninstances: {\n")
 	for i := 0; i < n; i++ {
 		fmt.Fprintf(&s, "\t\"a%04d\": {\n\t\trole: image: \"example.com/agent:%d\"\n\t\tcommand: [\"agent\", \"--id\", \"%d\"]\n", i, i%7, i)
 		fmt.Fprintf(&s, "\t\tenv: {ID: \"%d\", MODE: \"bench\"}\n\t\tlabels: team: \"t%d\"\n", i, i%10)

@@ -546,7 +546,7 @@ func (b builder) network(fx facts, warn func(string, string, ...any)) Network {
 		}
 		n.Allowlist = []AllowEntry{}
 		for _, entry := range fx.inst.Network.Allow {
-			rules, err := egresspolicy.Expand([]string{entry}, fx.inst.Agent)
+			rules, err := egresspolicy.Expand([]string{entry}, fx.inst.Runtime())
 			ae := AllowEntry{Entry: entry, Expands: []string{}}
 			if err != nil {
 				ae.Expands = append(ae.Expands, "invalid: "+err.Error())

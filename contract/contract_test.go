@@ -37,7 +37,7 @@ func TestSensitivePathFindingsFakeHome(t *testing.T) {
 		{home + "/.config/gh", []string{"~/.config/gh"}},
 		{home + "/.config/gcloud", []string{"~/.config/gcloud"}},
 		{home + "/.config/op", []string{"~/.config/op"}},
-		{home + "/.config", []string{"~/.config/gh (GitHub CLI token), which it contains", "~/.config/gcloud", "~/.config/op"}},
+		{home + "/.config", []string{"~/.config/gh (GitHub CLI token), which it contains", "~/.config/gcloud", "~/.config/op", "~/.config/amp (Amp settings)", "~/.config/opencode (OpenCode settings)"}},
 		{home + "/src/project", nil},
 		{home + "/.sshfoo", nil},
 		{home + "/.config/nvim", nil},

@@ -59,6 +59,10 @@ const (
 	// kept across recreates, removed with its instance.
 	ComponentDocker     = "docker"
 	ComponentDockerData = "docker-data"
+	// ComponentHome is the runtime-home volume: the agent runtime's
+	// settings, login and sessions, kept across recreates and removed with
+	// the instance.
+	ComponentHome = "home"
 )
 
 // IsSidecar reports whether a container component is one of the sidecars
@@ -70,7 +74,7 @@ func IsSidecar(component string) bool {
 // OwnedByInstance reports whether a volume component lives and dies with
 // its instance (removed on delete, kept across recreates).
 func OwnedByInstance(component string) bool {
-	return component == ComponentEphemeral || component == ComponentDockerData
+	return component == ComponentEphemeral || component == ComponentDockerData || component == ComponentHome
 }
 
 // LabelImage records, on a sidecar container, the image reference it was
@@ -216,6 +220,29 @@ type ContainerSpec struct {
 	Ready *ReadyProbe
 	// Running is the desired state: false creates the container without starting it.
 	Running bool
+	// Supervisor, for an agent container, runs the command under jackin's
+	// supervisor (PID 1), which the container gets mounted read-only.
+	Supervisor *SupervisorSpec
+}
+
+// SupervisorSpec is how an agent container runs under jackin's
+// supervisor: the entrypoint becomes Entrypoint, and the command it runs is
+// the image's entrypoint followed by Command, as an engine would run them.
+type SupervisorSpec struct {
+	// Entrypoint is the supervisor and its flags, up to (not including)
+	// the "--" before the command.
+	Entrypoint []string
+	// Command is what the supervisor runs, after the image's entrypoint.
+	Command []string
+	// ImageCommand runs the image's entrypoint and CMD with Args appended;
+	// an image with neither runs the login shell (LoginShellFlag) with
+	// Args.
+	ImageCommand   bool
+	Args           []string
+	LoginShellFlag string
+	// HomeTarget is where the runtime-home volume is mounted: its root is
+	// made writable by any user, as the agent's user is the image's.
+	HomeTarget string
 }
 
 // ReadyProbe is a command run inside a started container until it exits 0.

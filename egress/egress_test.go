@@ -47,7 +47,7 @@ func TestParseEntryRejectsBadInput(t *testing.T) {
 }
 
 func TestExpandPresets(t *testing.T) {
-	rules, err := Expand([]string{"@agent", "@github", "example.com:8443", "api.github.com"}, "claude")
+	rules, err := Expand([]string{"@agent", "@github", "example.com:8443", "api.github.com"}, rt("claude"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,13 +64,13 @@ func TestExpandPresets(t *testing.T) {
 	if strings.Count(joined, "api.github.com<") != 1 {
 		t.Errorf("duplicate kept: %v", got)
 	}
-	if _, err := Expand([]string{"@nope"}, "claude"); err == nil || !strings.Contains(err.Error(), "unknown preset") {
+	if _, err := Expand([]string{"@nope"}, rt("claude")); err == nil || !strings.Contains(err.Error(), "unknown preset") {
 		t.Errorf("unknown preset: %v", err)
 	}
 }
 
 func TestDecide(t *testing.T) {
-	rules, err := Expand([]string{"*.example.com", "api.github.com", "db.internal:5432"}, "shell")
+	rules, err := Expand([]string{"*.example.com", "api.github.com", "db.internal:5432"}, rt("shell"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func (l *logBuf) decisions() []Decision {
 
 func startProxy(t *testing.T, allow []string, target string) (*Proxy, *url.URL, *logBuf) {
 	t.Helper()
-	rules, err := Expand(allow, "shell")
+	rules, err := Expand(allow, rt("shell"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +240,7 @@ func TestServerFirstProtocolIsNotHeld(t *testing.T) {
 func TestWatchPolicyReloads(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.json")
 	write := func(allow ...string) {
-		rules, err := Expand(allow, "shell")
+		rules, err := Expand(allow, rt("shell"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -302,7 +302,7 @@ func TestForward(t *testing.T) {
 }
 
 func TestServerNameCheckFailsClosed(t *testing.T) {
-	rules, _ := Expand([]string{"allowed.test", "10.0.0.1"}, "shell")
+	rules, _ := Expand([]string{"allowed.test", "10.0.0.1"}, rt("shell"))
 	p := &Policy{Instance: "a", Rules: rules}
 	px := NewProxy(p, nil)
 	for _, c := range []struct {

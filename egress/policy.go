@@ -116,7 +116,7 @@ func checkLabel(l string) error {
 
 // Expand turns an allowlist into rules: presets are replaced by their hosts
 // (@agent by those of the instance's agent runtime), duplicates dropped.
-func Expand(allow []string, agent string) ([]Rule, error) {
+func Expand(allow []string, agent runtimes.Runtime) ([]Rule, error) {
 	var out []Rule
 	seen := map[string]bool{}
 	add := func(r Rule) {
@@ -153,11 +153,10 @@ func Expand(allow []string, agent string) ([]Rule, error) {
 // PresetHosts returns what a preset expands to. @agent is the API hosts of
 // the agent runtime (runtimes.Runtime.APIHosts); the other presets are
 // Presets'.
-func PresetHosts(name, agent string) ([]string, error) {
+func PresetHosts(name string, rt runtimes.Runtime) ([]string, error) {
 	if name == "@agent" {
-		rt, ok := runtimes.Get(agent)
-		if !ok {
-			return nil, fmt.Errorf("@agent: no API hosts are known for agent runtime %q", agent)
+		if len(rt.APIHosts) == 0 && rt.Custom {
+			return nil, fmt.Errorf("@agent: runtime %q declares no hosts (runtimes.%s.hosts)", rt.Name, rt.Name)
 		}
 		return rt.APIHosts, nil
 	}

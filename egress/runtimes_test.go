@@ -12,14 +12,14 @@ import (
 // valid allowlist entry; an unknown runtime has none.
 func TestAgentPresetIsTheRuntimesTable(t *testing.T) {
 	for _, rt := range runtimes.All() {
-		hosts, err := PresetHosts("@agent", rt.Name)
+		hosts, err := PresetHosts("@agent", rt)
 		if err != nil {
 			t.Fatalf("@agent for %s: %v", rt.Name, err)
 		}
 		if !slices.Equal(hosts, rt.APIHosts) {
 			t.Errorf("@agent for %s is %q, want %q", rt.Name, hosts, rt.APIHosts)
 		}
-		rules, err := Expand([]string{"@agent"}, rt.Name)
+		rules, err := Expand([]string{"@agent"}, rt)
 		if err != nil {
 			t.Fatalf("%s's API hosts are not valid allowlist entries: %v", rt.Name, err)
 		}
@@ -34,7 +34,16 @@ func TestAgentPresetIsTheRuntimesTable(t *testing.T) {
 			t.Errorf("%s: @agent expands to %q, want %q", rt.Name, got, rt.APIHosts)
 		}
 	}
-	if _, err := PresetHosts("@agent", "gpt"); err == nil || !strings.Contains(err.Error(), `no API hosts are known for agent runtime "gpt"`) {
-		t.Errorf("@agent for an unknown runtime: %v", err)
+	if _, err := PresetHosts("@agent", runtimes.NewCustom("mine", []string{"mine"}, nil, nil, nil)); err == nil || !strings.Contains(err.Error(), `runtime "mine" declares no hosts`) {
+		t.Errorf("@agent for a custom runtime without hosts: %v", err)
 	}
+	hosts, err := PresetHosts("@agent", runtimes.NewCustom("mine", []string{"mine"}, nil, nil, []string{"api.mine.test"}))
+	if err != nil || !slices.Equal(hosts, []string{"api.mine.test"}) {
+		t.Errorf("@agent for a custom runtime: %v %v", hosts, err)
+	}
+}
+
+func rt(name string) runtimes.Runtime {
+	r, _ := runtimes.Get(name)
+	return r
 }

@@ -339,7 +339,7 @@ func TestBudgetInvalidPlainDataBoundsTheErrorPass(t *testing.T) {
 // format and a generated fleet of 1000 instances.
 func TestBudgetPlainDataSpawnsNoChild(t *testing.T) {
 	var b strings.Builder
-	b.WriteString(fleetHead + "defaults: {agent: \"claude\", env: {TZ: \"UTC\"}}\ninstances: {\n")
+	b.WriteString(fleetHead + "defaults: {agent: \"shell\", env: {TZ: \"UTC\"}}\ninstances: {\n")
 	for i := 0; i < 1000; i++ {
 		fmt.Fprintf(&b, "\t\"a%04d\": {\n\t\trole: image: \"example.com/agent:%d\"\n\t\tcommand: [\"agent\", \"--id\", \"%d\"]\n\t\tenv: {ID: \"%d\"}\n\t\tresources: cpus: 0.5\n\t\tnetwork: ports: [{container: 8080, host: %d}]\n\t}\n", i, i%7, i, i, 20000+i)
 	}
@@ -439,7 +439,7 @@ func TestBudgetRecognisesPlainData(t *testing.T) {
 func BenchmarkPlainDataChecks(b *testing.B) {
 	var s strings.Builder
 	s.WriteString("apiVersion: \"jackin.dev/v1alpha1\"\nkind: \"Fleet\"\nname: \"big\"\n")
-	s.WriteString("defaults: {agent: \"claude\", env: {TZ: \"UTC\"}, resources: {memory: \"512Mi\", pids: 256}}\ninstances: {\n")
+	s.WriteString("defaults: {agent: \"shell\", env: {TZ: \"UTC\"}, resources: {memory: \"512Mi\", pids: 256}}\ninstances: {\n")
 	for i := 0; i < 1000; i++ {
 		fmt.Fprintf(&s, "\t\"a%04d\": {\n\t\trole: image: \"example.com/agent:%d\"\n\t\tcommand: [\"agent\", \"--id\", \"%d\"]\n", i, i%7, i)
 		fmt.Fprintf(&s, "\t\tenv: {ID: \"%d\", MODE: \"bench\"}\n\t\tlabels: team: \"t%d\"\n", i, i%10)

@@ -69,7 +69,7 @@ func TestRejectedInputsCore(t *testing.T) {
 		{"unknown top-level field", header + "color: \"red\"\n", "f.cue:4:1", "color", `field "color" is not allowed here; allowed fields: apiVersion, defaults, instances, kind, name`},
 		{"unknown instance field", header + "instances: a: {\n\trole: image: \"x\"\n\tfoo: 1\n}\n", "f.cue:6:2", "instances.a.foo", `field "foo" is not allowed here`},
 		{"unknown nested field", header + "instances: a: {\n\trole: image: \"x\"\n\tresources: memry: \"1G\"\n}\n", "f.cue:6:13", "instances.a.resources.memry", "allowed fields: cpus, memory, memoryReservation, nofile, pids"},
-		{"bad agent", header + "instances: a: {role: image: \"x\", agent: \"gpt\"}\n", "f.cue:4:34", "instances.a.agent", `agent must be one of "claude", "codex", "amp", "opencode", "gemini", "shell" (got "gpt")`},
+		{"bad agent", header + "instances: a: {role: image: \"x\", agent: \"gpt\"}\n", "f.cue:4:34", "instances.a.agent", `agent "gpt" is neither a built-in runtime (claude, codex, amp, opencode, gemini, shell) nor declared under runtimes`},
 		{"bad state", header + "instances: a: {role: image: \"x\", state: \"paused\"}\n", "f.cue:4:34", "instances.a.state", `state must be one of "running", "stopped"`},
 		{"bad mode", header + "instances: a: {role: image: \"x\", mounts: [{dst: \"/x\", mode: \"rx\"}]}\n", "f.cue:4:55", "instances.a.mounts[0].mode", `mode must be one of "rw", "ro", "tmpfs"`},
 		{"bad apiVersion", "apiVersion: \"v2\"\nkind: \"Fleet\"\nname: \"t\"\n", "f.cue:1:1", "apiVersion", `apiVersion must be "jackin.dev/v1alpha1"`},
@@ -142,7 +142,7 @@ func TestYAMLAndJSONKeepTheirLines(t *testing.T) {
 		"g.json": "{\n  \"apiVersion\": \"jackin.dev/v1alpha1\",\n  \"kind\": \"Fleet\",\n  \"name\": \"t\",\n  \"instances\": {\"b\": {\n    \"role\": {\"image\": \"x\"},\n    \"state\": \"asleep\"}}\n}\n",
 	})
 	_, diags := load(t, dir, "f.yaml")
-	wantDiag(t, diags, dir, "f.yaml:7:5", "instances.a.agent", "agent must be one of")
+	wantDiag(t, diags, dir, "f.yaml:7:5", "instances.a.agent", "is neither a built-in runtime")
 	_, diags = load(t, dir, "g.json")
 	wantDiag(t, diags, dir, "g.json:7:6", "instances.b.state", "state must be one of")
 }
@@ -249,5 +249,5 @@ func TestBareCarriageReturnsInYAML(t *testing.T) {
 		}
 	}
 	_, diags = load(t, dir, "g.yaml")
-	wantDiag(t, diags, dir, "g.yaml:7:5", "instances.a.agent", "agent must be one of")
+	wantDiag(t, diags, dir, "g.yaml:7:5", "instances.a.agent", "is neither a built-in runtime")
 }

@@ -332,7 +332,7 @@ func (c *instanceChecker) credentialDelivery(name string, r *rawDelivery, inst *
 			c.errorf(at("deliver", "proxy", "host"), "credential %s: proxy host %q must be a DNS name (no port, scheme, path or wildcard)", name, r.Proxy.Host)
 			return false
 		}
-		rules, err := egress.Expand(inst.Network.Allow, inst.Agent)
+		rules, err := egress.Expand(inst.Network.Allow, inst.Runtime())
 		if err == nil {
 			pol := egress.Policy{Rules: rules}
 			if allowed, _ := pol.Decide(p.Host, 443); !allowed {

@@ -16,7 +16,6 @@ var enumCases = []struct {
 	path   []string // in a manifest, as userPath spells it
 	values []string
 }{
-	{[]string{"instances", "a", "agent"}, []string{schema.AgentClaude, schema.AgentCodex, schema.AgentAmp, schema.AgentOpenCode, schema.AgentGemini, schema.AgentShell}},
 	{[]string{"instances", "a", "backend"}, []string{schema.BackendDocker}},
 	{[]string{"instances", "a", "state"}, []string{schema.StateRunning, schema.StateStopped}},
 	{[]string{"instances", "a", "docker"}, []string{schema.DockerNone, schema.DockerPrivate}},
@@ -86,8 +85,6 @@ func TestEnumErrorsListTheAllowedValuesOnce(t *testing.T) {
 			`profile must be one of "standard", "hardened", "locked" (got "paranoid")`},
 		{"bad daemon privilege", inst("docker: \"private\", dockerDaemon: «privilege: \"root\""), "instances.a.dockerDaemon.privilege",
 			`privilege must be one of "privileged", "capabilities" (got "root")`},
-		{"bad agent", inst("«agent: \"claud\""), "instances.a.agent",
-			`agent must be one of "claude", "codex", "amp", "opencode", "gemini", "shell" (got "claud")`},
 		{"bad state", inst("«state: \"run\""), "instances.a.state",
 			`state must be one of "running", "stopped" (got "run")`},
 		{"bad egress", inst("network: «egress: \"allow\""), "instances.a.network.egress",

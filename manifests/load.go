@@ -29,6 +29,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/jackin-dev/jackin/hostpath"
+	"github.com/jackin-dev/jackin/runtimes"
 	"github.com/jackin-dev/jackin/schema"
 )
 
@@ -281,6 +282,8 @@ type loader struct {
 	// on plain data, which was not evaluated under the budget, that pass
 	// can be slow (CUE combines errors in quadratic time). See load.
 	boundErrors func() error
+	// runtimes are the fleet's own agent runtimes, by name.
+	runtimes map[string]runtimes.Runtime
 }
 
 func (l *loader) load(srcs []source) (*Result, error) {

@@ -231,7 +231,7 @@ func TestLoadRejectsSchemaViolations(t *testing.T) {
 		{name: "unknown top-level field", src: fleetHead + "«color: \"red\"\n",
 			path: "color", msg: `field "color" is not allowed here; allowed fields: apiVersion, defaults, instances, kind, name`},
 		{name: "unknown instance field", src: fleetHead + "instances: a: {\n\trole: image: \"x\"\n\t«foo: 1\n}\n",
-			path: "instances.a.foo", msg: `field "foo" is not allowed here; allowed fields: agent, backend, command, credentials, description, docker, dockerDaemon, env, labels, mounts, network, profile, resources, role, security, state`},
+			path: "instances.a.foo", msg: `field "foo" is not allowed here; allowed fields: agent, args, backend, command, credentials, description, docker, dockerDaemon, env, labels, mounts, network, profile, resources, role, security, state`},
 		{name: "unknown resources field", src: inst("resources: {memory: \"1Gi\", «memry: \"1G\"}"),
 			path: "instances.a.resources.memry", msg: `field "memry" is not allowed here; allowed fields: cpus, memory, memoryReservation, nofile, pids`},
 		{name: "unknown mount field", src: inst("mounts: [{dst: \"/x\", mode: \"tmpfs\", «sz: \"1G\"}]"),
@@ -247,7 +247,19 @@ func TestLoadRejectsSchemaViolations(t *testing.T) {
 
 		// Enums say what is allowed and what was given.
 		{name: "bad agent", src: inst("«agent: \"gpt\""),
-			path: "instances.a.agent", msg: `agent must be one of "claude", "codex", "amp", "opencode", "gemini", "shell" (got "gpt")`},
+			path: "instances.a.agent", msg: `agent "gpt" is neither a built-in runtime (claude, codex, amp, opencode, gemini, shell) nor declared under runtimes`},
+		{name: "command with a runtime that runs its own", src: inst("agent: \"claude\"\n«command: [\"claude\"]"),
+			path: "instances.a.command", msg: `agent "claude" runs its own command (claude --dangerously-skip-permissions)`},
+		{name: "command with a custom runtime", src: fleetHead + "runtimes: mine: command: [\"mine\"]\ninstances: a: {role: image: \"x\", agent: \"mine\", «command: [\"x\"]}\n",
+			path: "instances.a.command", msg: `agent "mine" runs the command its runtime declares (runtimes.mine.command: mine)`},
+		{name: "custom runtime without a command", src: fleetHead + "runtimes: «mine: homes: [\".mine\"]\ninstances: a: {role: image: \"x\", agent: \"mine\"}\n",
+			path: "runtimes.mine", msg: `a runtime needs a command`},
+		{name: "custom runtime named like a built-in", src: fleetHead + "runtimes: «claude: command: [\"x\"]\ninstances: a: role: image: \"x\"\n",
+			path: "runtimes.claude", msg: `"claude" is a built-in runtime: name yours differently`},
+		{name: "custom runtime home outside the home directory", src: fleetHead + "runtimes: mine: {command: [\"x\"], homes: [«\"../etc\"]}\ninstances: a: role: image: \"x\"\n",
+			path: "runtimes.mine.homes[0]", msg: `../etc`},
+		{name: "a misspelt agent", src: inst("«agent: \"claud\""),
+			path: "instances.a.agent", msg: `agent "claud" is neither a built-in runtime (claude, codex, amp, opencode, gemini, shell) nor declared under runtimes: did you mean "claude"?`},
 		{name: "bad state", src: inst("«state: \"paused\""),
 			path: "instances.a.state", msg: `state must be one of "running", "stopped" (got "paused")`},
 		{name: "bad mount mode", src: inst("mounts: [{dst: \"/x\", «mode: \"rx\"}]"),
@@ -261,7 +273,7 @@ func TestLoadRejectsSchemaViolations(t *testing.T) {
 		{name: "bad backend", src: inst("«backend: \"k8s\""),
 			path: "instances.a.backend", msg: `backend must be one of "docker" (got "k8s")`},
 		{name: "bad enum in defaults", src: fleetHead + "defaults: «agent: \"gpt\"\ninstances: a: role: image: \"x\"\n",
-			path: "defaults.agent", msg: `agent must be one of`},
+			path: "defaults.agent", msg: `agent "gpt" is neither a built-in runtime`},
 
 		// The document header.
 		{name: "bad apiVersion", src: "«apiVersion: \"jackin.dev/v2\"\nkind: \"Fleet\"\nname: \"t\"\n",
@@ -747,7 +759,7 @@ func TestLoadReportsAllErrorsInOneRun(t *testing.T) {
 	})
 	_, diags := fx.load(t, fx.opts(), "f.cue")
 	f := filepath.Join(fx.dir, "f.cue")
-	expect(t, diags, f+":7:3", "instances.a.agent", "agent must be one of")
+	expect(t, diags, f+":7:3", "instances.a.agent", "is neither a built-in runtime")
 	expect(t, diags, f+":8:3", "instances.a.foo", `field "foo" is not allowed here`)
 	expect(t, diags, f+":9:13", "instances.a.mounts[0].src", "does not exist")
 	expect(t, diags, f+":13:36", "instances.b.network.ports[0].address", "is not an IP address")
@@ -786,7 +798,7 @@ func TestLoadYAMLAndJSONKeepTheirLines(t *testing.T) {
 	_, diags := fx.load(t, fx.opts(), "f.yaml")
 	expect(t, diags, filepath.Join(fx.dir, "f.yaml")+":10:9", "instances.a.mounts[0].src", "does not exist")
 	_, diags = fx.load(t, fx.opts(), "f.json")
-	expect(t, diags, filepath.Join(fx.dir, "f.json")+":9:8", "instances.a.agent", `(got "robot")`)
+	expect(t, diags, filepath.Join(fx.dir, "f.json")+":9:8", "instances.a.agent", `agent "robot" is neither a built-in runtime`)
 }
 
 // ---- valid input ----
@@ -941,9 +953,10 @@ func TestLoadMergesDefaults(t *testing.T) {
 		"data/.keep":     "",
 		"f.cue": fleetHead + `defaults: {
 	description: "from defaults"
-	agent: "codex"
+	agent: "shell"
 	state: "stopped"
 	command: ["sleep", "1d"]
+	args: ["-x"]
 	role: build: {context: "ctx", args: A: "1"}
 	env: {A: "d", B: "d"}
 	labels: {team: "d", tier: "d"}
@@ -954,9 +967,10 @@ func TestLoadMergesDefaults(t *testing.T) {
 instances: {
 	own: {
 		description: "own"
-		agent: "claude"
+		agent: "shell"
 		state: "running"
 		command: ["bash"]
+		args: ["-l"]
 		role: image: "img:1"
 		env: {B: "own", C: "own"}
 		labels: tier: "own"
@@ -971,8 +985,8 @@ instances: {
 	f := fx.mustLoad(t, "f.cue")
 	own, inh := f.Instances["own"], f.Instances["inherited"]
 	want := schema.Instance{
-		Name: "own", Description: "own", Backend: "docker", Agent: "claude", State: "running", Docker: "none",
-		Command: []string{"bash"},
+		Name: "own", Description: "own", Backend: "docker", Agent: "shell", State: "running", Docker: "none",
+		Command: []string{"bash"}, Args: []string{"-l"},
 		Role:    schema.Role{Image: "img:1"}, // the role is taken whole: no build from defaults
 		Env:     map[string]string{"A": "d", "B": "own", "C": "own"},
 		Labels:  map[string]string{"team": "d", "tier": "own"},
@@ -987,8 +1001,8 @@ instances: {
 		t.Errorf("own:\n got %s\nwant %s", js(own), js(want))
 	}
 	wantInh := schema.Instance{
-		Name: "inherited", Description: "from defaults", Backend: "docker", Agent: "codex", State: "stopped", Docker: "none",
-		Command: []string{"sleep", "1d"},
+		Name: "inherited", Description: "from defaults", Backend: "docker", Agent: "shell", State: "stopped", Docker: "none",
+		Command: []string{"sleep", "1d"}, Args: []string{"-x"},
 		Role:    schema.Role{Build: &schema.Build{Context: filepath.Join(fx.dir, "ctx"), Dockerfile: "Dockerfile", Args: map[string]string{"A": "1"}}},
 		Env:     map[string]string{"A": "d", "B": "d"},
 		Labels:  map[string]string{"team": "d", "tier": "d"},

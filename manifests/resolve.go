@@ -19,6 +19,7 @@ import (
 	"cuelang.org/go/cue/token"
 
 	"github.com/jackin-dev/jackin/egress"
+	"github.com/jackin-dev/jackin/runtimes"
 	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/workspace"
 )
@@ -37,6 +38,7 @@ type rawInstance struct {
 	Role         *rawRole                 `json:"role"`
 	Agent        *string                  `json:"agent"`
 	Command      *[]string                `json:"command"`
+	Args         *[]string                `json:"args"`
 	State        *string                  `json:"state"`
 	Env          map[string]string        `json:"env"`
 	Labels       map[string]string        `json:"labels"`
@@ -120,6 +122,7 @@ func merge(d, in rawInstance) rawInstance {
 	out.Description = pick(in.Description, d.Description)
 	out.Backend = pick(in.Backend, d.Backend)
 	out.Agent = pick(in.Agent, d.Agent)
+	out.Args = pick(in.Args, d.Args)
 	out.State = pick(in.State, d.State)
 	out.Docker = pick(in.Docker, d.Docker)
 	out.ownDockerDaemon = in.DockerDaemon != nil
@@ -206,6 +209,7 @@ func (l *loader) resolve() *schema.Fleet {
 		rawFleet
 		Defaults  rawInstance                `json:"defaults"`
 		Instances map[string]json.RawMessage `json:"instances"`
+		Runtimes  map[string]rawRuntime      `json:"runtimes"`
 	}
 	b, err := l.data.MarshalJSON()
 	if err != nil {
@@ -214,6 +218,8 @@ func (l *loader) resolve() *schema.Fleet {
 	}
 	_ = json.Unmarshal(b, &doc) // a mistyped part stays zero; the schema pass reported it
 	fleet := &schema.Fleet{APIVersion: doc.APIVersion, Kind: doc.Kind, Name: doc.Name, Instances: map[string]schema.Instance{}}
+	fleet.Runtimes = l.customRuntimes(doc.Runtimes)
+	l.runtimes = fleet.Runtimes
 	ports := map[string][]publishedPort{} // "port/protocol" -> claims, across the fleet
 	checkers := map[string]*instanceChecker{}
 	for _, name := range sortedKeys(doc.Instances) {
@@ -395,9 +401,7 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 		Labels:      r.Labels,
 		Network:     schema.Network{Egress: schema.EgressOpen},
 	}
-	if r.Command != nil {
-		inst.Command = *r.Command
-	}
+	c.agent(r, &inst)
 	c.role(r.Role, &inst)
 	if inst.Docker != schema.DockerPrivate && r.ownDockerDaemon {
 		// Set in defaults it configures the instances that use it; set on
@@ -481,7 +485,7 @@ func (c *instanceChecker) egress(r rawNetwork, inst *schema.Instance) {
 				}
 				var err error
 				if strings.HasPrefix(entry, "@") {
-					_, err = egress.PresetHosts(entry, inst.Agent)
+					_, err = egress.PresetHosts(entry, inst.Runtime())
 				} else {
 					_, err = egress.ParseEntry(entry)
 				}
@@ -907,3 +911,79 @@ func isUnspecified(addr string) bool {
 	ip := net.ParseIP(addr)
 	return ip != nil && ip.IsUnspecified()
 }
+
+// rawRuntime is a custom runtime's declaration.
+type rawRuntime struct {
+	Command     []string `json:"command"`
+	Homes       []string `json:"homes"`
+	Credentials []string `json:"credentials"`
+	Hosts       []string `json:"hosts"`
+}
+
+// customRuntimes reads the fleet's own runtimes. A name of a built-in
+// runtime is refused: an instance could not say which it means.
+func (l *loader) customRuntimes(raw map[string]rawRuntime) map[string]runtimes.Runtime {
+	if len(raw) == 0 {
+		return nil
+	}
+	out := map[string]runtimes.Runtime{}
+	for _, name := range sortedKeys(raw) {
+		r := raw[name]
+		path := []string{"runtimes", name}
+		if runtimes.IsBuiltin(name) {
+			l.errAtPos(l.posOfPath(path), formatPath(path), fmt.Sprintf("%q is a built-in runtime: name yours differently (the built-in ones are %s)", name, strings.Join(runtimes.Names(), ", ")))
+			continue
+		}
+		if len(r.Command) == 0 {
+			if !l.hasErrorUnder(path) {
+				l.errAtPos(l.posOfPath(path), formatPath(path), "a runtime needs a command: what the supervisor runs, e.g. command: [\"my-agent\", \"--yes\"]")
+			}
+			// Declared, if wrongly: instances that name it get no second error.
+			out[name] = runtimes.NewCustom(name, nil, nil, nil, nil)
+			continue
+		}
+		for i, h := range r.Homes {
+			if c := filepath.ToSlash(filepath.Clean(h)); c != h || strings.HasPrefix(h, "/") || h == "." || strings.HasPrefix(h, "../") {
+				p := append(path, "homes", strconv.Itoa(i))
+				l.errAtPos(l.posOfPath(p), formatPath(p), fmt.Sprintf("home %q: give a clean path relative to the home directory (like .config/my-agent)", h))
+			}
+		}
+		out[name] = runtimes.NewCustom(name, r.Command, r.Homes, r.Credentials, r.Hosts)
+	}
+	return out
+}
+
+// agent resolves the instance's runtime and what it runs: command is for
+// shell only (the other runtimes run their own command, and their hooks
+// and state depend on it); args are appended to any runtime's command.
+func (c *instanceChecker) agent(r rawInstance, inst *schema.Instance) {
+	if r.Args != nil {
+		inst.Args = *r.Args
+	}
+	if !runtimes.IsBuiltin(inst.Agent) {
+		rt, ok := c.l.runtimes[inst.Agent]
+		if !ok {
+			hint := ""
+			if near := nearest(inst.Agent, runtimes.Names()); len(near) == 1 {
+				hint = fmt.Sprintf(": did you mean %q?", near[0])
+			}
+			c.errorf([]any{"agent"}, "agent %q is neither a built-in runtime (%s) nor declared under runtimes%s", inst.Agent, strings.Join(runtimes.Names(), ", "), hint)
+			return
+		}
+		inst.CustomRuntime = &rt
+	}
+	if r.Command == nil {
+		return
+	}
+	if inst.Agent != schema.AgentShell {
+		rt := inst.Runtime()
+		if rt.Custom {
+			c.errorf([]any{"command"}, "agent %q runs the command its runtime declares (runtimes.%s.command: %s): remove command, and put extra arguments in args", inst.Agent, inst.Agent, strings.Join(rt.Command, " "))
+		} else {
+			c.errorf([]any{"command"}, "agent %q runs its own command (%s), which jackin's state hooks depend on: remove command, put extra arguments in args, or declare a runtime of your own under runtimes for another program", inst.Agent, strings.Join(rt.Command, " "))
+		}
+		return
+	}
+	inst.Command = *r.Command
+}
+

@@ -75,6 +75,10 @@ func (e Env) Apply(ctx context.Context, res *Result, opts ApplyOptions) (*Applie
 	if err := e.PullBeforeRemoving(ctx, res.Plan); err != nil {
 		e.Log.Error(err, "pull the egress log of proxies about to be removed")
 	}
+	// Before a delete removes an agent directory, what it published is kept.
+	if _, err := e.RecordAgentStates(ctx, res.Fleet.Name); err != nil {
+		e.Log.Error(err, "record the agents' state changes")
+	}
 
 	start := time.Now()
 	var ws reconciler.Workspaces

@@ -262,6 +262,8 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 	for _, p := range spec.Network.Ports {
 		ctr.Ports = append(ctr.Ports, drivers.PortSpec{ContainerPort: p.Container, HostPort: p.Host, HostIP: p.Address, Protocol: p.Protocol})
 	}
+	homeVol, agentPrep := renderSupervisor(fleet, name, inst, spec, ctr, base, stateDir)
+	volumes = append(volumes, homeVol)
 
 	netSpec := &drivers.NetworkSpec{}
 	var extraNets, sidecars []drivers.Resource
@@ -310,6 +312,7 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 		Resources:   res,
 		Checkouts:   checkouts,
 		Credentials: creds,
+		Agent:       agentPrep,
 	}, nil
 }
 
@@ -506,6 +509,7 @@ func canonicalSpec(inst schema.Instance, image string) (Spec, error) {
 		},
 		Network: SpecNetwork{Egress: inst.Network.Egress, EgressNetwork: inst.Network.EgressNetwork, UpstreamProxy: inst.Network.UpstreamProxy, Ports: []SpecPort{}},
 		Docker:  inst.Docker,
+		Run:     specRun(inst),
 	}
 	if inst.Docker == schema.DockerPrivate && inst.DockerDaemon != nil {
 		s.DockerDaemon = &SpecDockerDaemon{Image: inst.DockerDaemon.Image, Privilege: inst.DockerDaemon.Privilege}
@@ -570,6 +574,12 @@ func normalizeSpec(s Spec) Spec {
 	}
 	if s.Network.Ports == nil {
 		s.Network.Ports = []SpecPort{}
+	}
+	if s.Run.Argv == nil {
+		s.Run.Argv = []string{}
+	}
+	if s.Run.Homes == nil {
+		s.Run.Homes = []string{}
 	}
 	return s
 }

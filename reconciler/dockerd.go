@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackin-dev/jackin/credentials"
 	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/supervisor"
 	"github.com/jackin-dev/jackin/pki"
 	"github.com/jackin-dev/jackin/schema"
 )
@@ -230,7 +231,7 @@ func (t *DockerTLS) prepare() error {
 // policy. It is the one cleanup of them (delete and purge both use it).
 func RemoveInstanceFiles(stateDir, fleet, instance string) error {
 	errs := []error{RemoveCredentials(stateDir, fleet, instance)}
-	for _, dir := range []string{DockerTLSDir(stateDir, fleet, instance), PolicyDir(stateDir, fleet, instance)} {
+	for _, dir := range []string{DockerTLSDir(stateDir, fleet, instance), PolicyDir(stateDir, fleet, instance), supervisor.HostDir(stateDir, fleet, instance)} {
 		if err := os.RemoveAll(dir); err != nil {
 			errs = append(errs, err)
 		}

@@ -22,6 +22,8 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	os.Setenv("JACKIN_HOME", dir)
+	// No container runs the supervisor against the in-memory driver.
+	InstallSupervisorBinary = func(string) error { return nil }
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -100,7 +100,7 @@ func sidecarImage(stateDir string) (drivers.ImageSpec, error) {
 		// work with any build of jackin.
 		Prepare: func() error {
 			if err := CheckStatic(exe); err != nil {
-				return err
+				return fmt.Errorf("egress sidecar: %w", err)
 			}
 			return prepareSidecarContext(dir, exe)
 		},
@@ -112,12 +112,12 @@ func sidecarImage(stateDir string) (drivers.ImageSpec, error) {
 func CheckStatic(exe string) error {
 	f, err := elf.Open(exe)
 	if err != nil {
-		return fmt.Errorf("egress sidecar: %s is not an ELF executable jackin can put in an image: %w", exe, err)
+		return fmt.Errorf("%s is not an ELF executable jackin can run in a container: %w", exe, err)
 	}
 	defer f.Close()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("egress sidecar: %s is dynamically linked, and the sidecar image (FROM scratch, built from jackin's own executable) needs a static one: rebuild jackin with CGO_ENABLED=0 (make build does)", exe)
+			return fmt.Errorf("%s is dynamically linked, and jackin runs its own executable in containers without a C library (the agents' supervisor, the egress proxy): rebuild jackin with CGO_ENABLED=0 (make build does)", exe)
 		}
 	}
 	return nil
@@ -227,7 +227,7 @@ func renderEgress(fleet, name string, inst schema.Instance, spec Spec, ctr *driv
 		ReadOnlyRoot:    true,
 	}
 	if allowlist {
-		rules, err := egress.Expand(inst.Network.Allow, inst.Agent)
+		rules, err := egress.Expand(inst.Network.Allow, inst.Runtime())
 		if err != nil {
 			return out, fmt.Errorf("network.allow: %w", err)
 		}

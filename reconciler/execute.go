@@ -525,6 +525,8 @@ func (r *stepRunner) step(ctx context.Context, s Step) error {
 		return r.opts.Workspaces.Prepare(ctx, r.fleet, r.act.Desired)
 	case StepPrepareDockerTLS:
 		return r.act.Desired.DockerTLS.Prepare()
+	case StepPrepareAgent:
+		return r.act.Desired.Agent.Prepare()
 	case StepCreate:
 		if s.Resource.Kind == drivers.KindContainer {
 			if err := verifySources(s.Resource.Container); err != nil {

@@ -13,6 +13,7 @@ type StepKind string
 const (
 	StepPrepareCheckouts StepKind = "prepare-checkouts"  // make the instance's worktrees and clones
 	StepPrepareDockerTLS StepKind = "prepare-docker-tls" // write the private daemon's certificates
+	StepPrepareAgent     StepKind = "prepare-agent"      // install the supervisor's binary, make the agent directory
 	StepCreate           StepKind = "create"             // create Resource
 	StepSeed             StepKind = "seed"               // copy a volume's seed directory through the container Through
 	StepStart            StepKind = "start"              // start a container, its bind sources checked first
@@ -54,6 +55,8 @@ func (s Step) String() string {
 		return "prepare worktree and clone checkouts"
 	case StepPrepareDockerTLS:
 		return "prepare the private Docker daemon's certificates"
+	case StepPrepareAgent:
+		return "prepare the agent's supervisor and directory"
 	case StepCreate, StepStart, StepStop, StepRemove:
 		return string(s.Kind) + " " + string(s.Object) + " " + s.Name
 	case StepSeed:
@@ -63,7 +66,7 @@ func (s Step) String() string {
 	case StepWatchStart:
 		return "watch container " + s.Name + " start"
 	case StepRemoveFiles:
-		return "remove the instance's certificates, credentials and egress policy"
+		return "remove the instance's certificates, credentials, egress policy and agent directory"
 	case StepReleaseCheckouts:
 		return "release worktree and clone checkouts"
 	}
@@ -98,6 +101,11 @@ func Steps(act Action, opts StepOptions) []Step {
 		// running), and on a start too: certificates deleted by hand are
 		// made again instead of failing every start.
 		add(Step{Kind: StepPrepareDockerTLS})
+	}
+	if t := act.Type; (t == ActionCreate || t == ActionRecreate || t == ActionStart) && act.Desired != nil && act.Desired.Agent != nil {
+		// On a start too: a state dir cleaned by hand, or a jackin binary
+		// moved, is made good again instead of failing the start.
+		add(Step{Kind: StepPrepareAgent})
 	}
 	var containers, networks []drivers.ObservedResource
 	for _, o := range act.Observed {

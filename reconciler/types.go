@@ -12,7 +12,7 @@ import (
 
 // SpecFormatVersion is part of every spec hash. Bump it only when the
 // canonical spec's meaning changes; a bump recreates every instance.
-const SpecFormatVersion = 1
+const SpecFormatVersion = 2
 
 // Spec is jackin's own canonical description of an instance, the input of
 // the spec hash. It never embeds a third-party type, so a library upgrade
@@ -42,6 +42,22 @@ type Spec struct {
 	// name, with a keyed digest (never the value) for env delivery;
 	// omitempty keeps the hash of every instance without them as it was.
 	Credentials []SpecCredential `json:"credentials,omitempty"`
+	// Run is what the agent's supervisor runs.
+	Run SpecRun `json:"run"`
+}
+
+// SpecRun is what the supervisor runs, in canonical form.
+type SpecRun struct {
+	// Argv is the runtime's command with the instance's args (for shell,
+	// the instance's command).
+	Argv []string `json:"argv"`
+	// ImageCommand: shell with no command runs the image's entrypoint and
+	// CMD with Argv (the args) appended; with neither in the image, the
+	// user's login shell.
+	ImageCommand bool `json:"imageCommand,omitempty"`
+	// Homes are the runtime's home paths kept in the runtime-home volume.
+	Homes       []string `json:"homes"`
+	StateSource string   `json:"stateSource"`
 }
 
 // SpecDockerDaemon is the private daemon's configuration in canonical form.
@@ -132,6 +148,9 @@ type DesiredInstance struct {
 	// CredentialErr is why a credential could not be read: the instance's
 	// action fails with it and changes nothing (fail closed).
 	CredentialErr error
+	// Agent is what the agent container needs on the host before it is
+	// created or started (the supervisor's binary, the agent directory).
+	Agent *AgentPrep
 }
 
 // Desired is a fleet's desired state.

@@ -5,8 +5,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-
-	"github.com/jackin-dev/jackin/runtimes"
 )
 
 // secretWords are the words that make a name secret-shaped when one is a
@@ -132,8 +130,7 @@ var GitHubCredentials = []string{"GH_TOKEN"}
 // a credential name, an env delivery or a proxy placeholder), else nil.
 // validate warns about such an instance.
 func MissingRuntimeCredentials(inst Instance) []string {
-	rt, _ := runtimes.Get(inst.Agent)
-	want := rt.Credentials
+	want := inst.Runtime().Credentials
 	if len(want) == 0 {
 		return nil
 	}

@@ -121,23 +121,58 @@ type Fleet struct {
 	// component's device and inode. A container is never started with a
 	// source that no longer matches its pin.
 	Pins map[string]*hostpath.Pin `json:"-"`
+	// Runtimes are the agent runtimes the fleet declares, by name.
+	Runtimes map[string]runtimes.Runtime `json:"runtimes,omitempty"`
+}
+
+// Runtime is the instance's agent runtime: the built-in one Agent names,
+// or the fleet's own declaration of it.
+func (inst Instance) Runtime() runtimes.Runtime {
+	if inst.CustomRuntime != nil {
+		return *inst.CustomRuntime
+	}
+	if rt, ok := runtimes.Get(inst.Agent); ok {
+		return rt
+	}
+	return runtimes.Runtime{Name: inst.Agent, State: runtimes.StateTerminal}
+}
+
+// AgentCommand is what the supervisor runs: the runtime's command (or,
+// for shell, the instance's command) with Args appended. imageCommand
+// says shell has no command: the image's own entrypoint and CMD run, with
+// Args appended (an image with neither runs the user's login shell).
+func (inst Instance) AgentCommand() (argv []string, imageCommand bool) {
+	rt := inst.Runtime()
+	base := rt.Command
+	if inst.Agent == AgentShell || inst.Agent == "" {
+		base = inst.Command
+	}
+	if len(base) == 0 {
+		return append([]string{}, inst.Args...), true
+	}
+	return append(append([]string{}, base...), inst.Args...), false
 }
 
 // Instance is one agent instance after defaults are applied.
 type Instance struct {
-	Name        string            `json:"name"`
-	Description string            `json:"description,omitempty"`
-	Backend     string            `json:"backend"`
-	Role        Role              `json:"role"`
-	Agent       string            `json:"agent"`
-	Command     []string          `json:"command,omitempty"`
-	State       string            `json:"state"`
-	Env         map[string]string `json:"env,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	Mounts      []Mount           `json:"mounts,omitempty"`
-	Resources   Resources         `json:"resources"`
-	Network     Network           `json:"network"`
-	Docker      string            `json:"docker"`
+	Name        string   `json:"name"`
+	Description string   `json:"description,omitempty"`
+	Backend     string   `json:"backend"`
+	Role        Role     `json:"role"`
+	Agent       string   `json:"agent"`
+	Command     []string `json:"command,omitempty"`
+	// Args are appended to the runtime's command.
+	Args []string `json:"args,omitempty"`
+	// CustomRuntime is the fleet's declaration of Agent when Agent is not
+	// a built-in runtime.
+	CustomRuntime *runtimes.Runtime `json:"customRuntime,omitempty"`
+	State         string            `json:"state"`
+	Env           map[string]string `json:"env,omitempty"`
+	Labels        map[string]string `json:"labels,omitempty"`
+	Mounts        []Mount           `json:"mounts,omitempty"`
+	Resources     Resources         `json:"resources"`
+	Network       Network           `json:"network"`
+	Docker        string            `json:"docker"`
 	// DockerDaemon is set (defaults filled in) when Docker is DockerPrivate.
 	DockerDaemon *DockerDaemon `json:"dockerDaemon,omitempty"`
 	// Profile is the hardening profile (ProfileStandard by default).

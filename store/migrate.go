@@ -117,6 +117,17 @@ var migrations = []string{
 		manifest   TEXT    NOT NULL,
 		claimed_at INTEGER NOT NULL
 	);`,
+
+	// 7: the agent state changes already recorded as events, by the
+	// supervisor run (boot) and its change counter, so a re-read of the
+	// published events file records nothing twice.
+	`CREATE TABLE agent_states_seen (
+		fleet    TEXT    NOT NULL,
+		instance TEXT    NOT NULL,
+		boot     TEXT    NOT NULL,
+		seq      INTEGER NOT NULL,
+		PRIMARY KEY (fleet, instance, boot, seq)
+	);`,
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 )
@@ -57,18 +58,52 @@ func NewScreen(max int) *Screen {
 	return &Screen{max: max}
 }
 
-// Write takes terminal output; complete lines enter the ring.
+// maxLine bounds the line being written: a full-screen program may draw
+// for long without a newline; past this, the line is kept as one.
+const maxLine = 64 << 10
+
+// Write takes terminal output, escape sequences and all; complete lines
+// enter the ring.
 func (s *Screen) Write(p []byte) (int, error) {
-	for _, b := range p {
-		if b == '\n' {
-			s.push(string(s.cur))
-			s.cur = s.cur[:0]
-			continue
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			s.cur = append(s.cur, p...)
+			if len(s.cur) > maxLine {
+				s.push(string(s.cur))
+				s.cur = s.cur[:0]
+			}
+			break
 		}
-		s.cur = append(s.cur, b)
+		s.cur = append(s.cur, p[:i]...)
+		s.push(string(s.cur))
+		s.cur = s.cur[:0]
+		p = p[i+1:]
 	}
-	return len(p), nil
+	return n, nil
 }
+
+// Bytes is the kept output as the terminal received it: the lines, then
+// the line being written. Replayed to a terminal it redraws where the
+// agent is.
+func (s *Screen) Bytes() []byte {
+	lines := s.Lines()
+	n := 0
+	for _, l := range lines {
+		n += len(l) + 1
+	}
+	out := make([]byte, 0, n)
+	for i, l := range lines {
+		out = append(out, l...)
+		if i < len(lines)-1 || !s.partial() {
+			out = append(out, '\n')
+		}
+	}
+	return out
+}
+
+func (s *Screen) partial() bool { return len(s.cur) > 0 }
 
 func (s *Screen) push(line string) {
 	if !s.full {

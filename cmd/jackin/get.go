@@ -2,14 +2,17 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/jackin-dev/jackin/agentstate"
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/pipeline"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/store"
+	"github.com/jackin-dev/jackin/supervisor"
 )
 
 // instanceStatus is one row of `jackin get`.
@@ -28,6 +31,20 @@ type instanceStatus struct {
 	// Crash loop, as the running watch reports it.
 	Restarts    int       `json:"restarts,omitempty"`
 	NextAttempt time.Time `json:"nextAttempt,omitzero"`
+	// Agent is what the agent is doing, when it has a container.
+	Agent *agentInfo `json:"agent,omitempty"`
+}
+
+// agentInfo is the agent's live state in `jackin get -o json`.
+type agentInfo struct {
+	Runtime string    `json:"runtime"`
+	State   string    `json:"state"`
+	Since   time.Time `json:"since,omitzero"`
+	// Detail is e.g. the tool a pending permission is for: a tool name,
+	// never a tool's input.
+	Detail     string   `json:"detail,omitempty"`
+	ExitStatus *int     `json:"exitStatus,omitempty"`
+	Warnings   []string `json:"warnings,omitempty"`
 }
 
 type instanceList struct {
@@ -73,6 +90,7 @@ the engine is an error (exit 2).`,
 				return err
 			}
 			items := statusRows(res)
+			a.addAgentStates(fleet.Name, res, items)
 			if sess.st != nil {
 				crashes, err := sess.st.CrashStates(ctx, fleet.Name)
 				if err != nil {
@@ -88,7 +106,7 @@ the engine is an error (exit 2).`,
 				return nil
 			}
 			t := &table{}
-			t.add("INSTANCE", "DESIRED", "OBSERVED", "SYNC", "SPEC", "AGE", "IMAGE")
+			t.add("INSTANCE", "DESIRED", "OBSERVED", "STATE", "SYNC", "SPEC", "AGE", "IMAGE")
 			now := time.Now()
 			for _, it := range items {
 				sync := "in-sync"
@@ -103,7 +121,17 @@ the engine is an error (exit 2).`,
 				if it.Observed == observedCrashLoop {
 					observed = fmt.Sprintf("crashloop (%d restarts, next %s)", it.Restarts, it.NextAttempt.Local().Format("15:04:05"))
 				}
-				t.add(it.Instance, it.Desired, observed, sync, shortHash(it.SpecHash), age, orDash(it.Image))
+				state := "-"
+				if ag := it.Agent; ag != nil {
+					state = ag.State
+					if ag.Detail != "" {
+						state += " (" + ag.Detail + ")"
+					}
+					if ag.ExitStatus != nil {
+						state += fmt.Sprintf(" (%d)", *ag.ExitStatus)
+					}
+				}
+				t.add(it.Instance, it.Desired, observed, state, sync, shortHash(it.SpecHash), age, orDash(it.Image))
 			}
 			t.write(a.stdout)
 			return nil
@@ -160,6 +188,38 @@ func statusRows(res *pipeline.Result) []instanceStatus {
 		items = append(items, it)
 	}
 	return items
+}
+
+// addAgentStates fills each row's agent state: what the supervisor
+// published in the instance's agent directory (one small file read per
+// instance, no engine call), exited for a container that is not running.
+func (a *app) addAgentStates(fleet string, res *pipeline.Result, items []instanceStatus) {
+	runtimeOf := map[string]string{}
+	if res.Desired != nil {
+		for _, d := range res.Desired.Instances {
+			runtimeOf[d.Name] = d.Instance.Runtime().Name
+		}
+	}
+	for i := range items {
+		it := &items[i]
+		if it.ContainerID == "" {
+			continue
+		}
+		info := &agentInfo{Runtime: runtimeOf[it.Instance], State: string(agentstate.StateUnknown)}
+		if it.Observed != "running" {
+			info.State = string(agentstate.StateExited)
+			if m := exitedStatus.FindStringSubmatch(it.Status); m != nil {
+				code, _ := strconv.Atoi(m[1])
+				info.ExitStatus = &code
+			}
+		} else if st, err := supervisor.ReadPublished(supervisor.HostDir(a.global.stateDir, fleet, it.Instance)); err == nil {
+			info.State, info.Since, info.Detail, info.Warnings = st.State, st.Since, st.Detail, st.Warnings
+			if st.Runtime != "" {
+				info.Runtime = st.Runtime
+			}
+		}
+		it.Agent = info
+	}
 }
 
 func orDash(s string) string {

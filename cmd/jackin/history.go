@@ -1,12 +1,18 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/jackin-dev/jackin/pipeline"
 	"github.com/jackin-dev/jackin/store"
 )
 
@@ -40,8 +46,10 @@ func newHistoryCommand(a *app) *cobra.Command {
 		Use:   "history [-f PATH... | --fleet NAME]",
 		Short: "Show recent runs and their actions",
 		Long: `history lists recent apply and delete runs, newest first, with each action's
-outcome, reasons, error and duration. Without -f or --fleet it shows every
-fleet. A run whose process died before it finished shows as interrupted.`,
+outcome, reasons, error and duration, and before them the agents' recent
+state changes (idle, working, blocked, done, exited), as their supervisors
+reported them. Without -f or --fleet it shows every fleet. A run whose
+process died before it finished shows as interrupted.`,
 		Example: `  jackin history -f fleet.cue
   jackin history --fleet demo --limit 5 -o json`,
 		Args: cobra.NoArgs,
@@ -58,20 +66,42 @@ fleet. A run whose process died before it finished shows as interrupted.`,
 				}
 				name = fleet.Name
 			}
-			st, err := a.openStoreReadOnly(ctx)
+			var st *store.Store
+			var err error
+			if _, serr := os.Stat(filepath.Join(a.global.stateDir, "agents")); serr == nil {
+				// Agents published state changes: record the new ones
+				// first (a write), so history shows them.
+				st, err = a.openStore(ctx)
+			} else {
+				st, err = a.openStoreReadOnly(ctx)
+			}
 			if err != nil {
 				return err
 			}
 			var runs []store.Run
+			var agentEvents []agentStateDoc
 			if st != nil {
 				defer st.Close()
+				if err := a.recordAgentStates(ctx, st, name); err != nil {
+					a.log.Error(err, "record the agents' state changes")
+				}
 				if runs, err = st.Runs(ctx, name, limit); err != nil {
+					return exitWith(exitInvalid, fmt.Errorf("read history: %w", err))
+				}
+				if agentEvents, err = agentStateDocs(ctx, st, name, limit); err != nil {
 					return exitWith(exitInvalid, fmt.Errorf("read history: %w", err))
 				}
 			}
 			docs := historyDocs(runs)
 			if out.format != "table" {
-				return writeStructured(a.stdout, out.format, map[string]any{"apiVersion": "jackin.dev/v1alpha1", "kind": "History", "runs": docs})
+				return writeStructured(a.stdout, out.format, map[string]any{"apiVersion": "jackin.dev/v1alpha1", "kind": "History", "runs": docs, "agentStates": agentEvents})
+			}
+			if len(agentEvents) > 0 {
+				fmt.Fprintln(a.stdout, "Agent states (newest first):")
+				for _, e := range agentEvents {
+					fmt.Fprintf(a.stdout, "    %s  %-20s %s\n", e.At.Local().Format("2006-01-02 15:04:05"), e.Fleet+"/"+e.Instance, e.Message)
+				}
+				fmt.Fprintln(a.stdout)
 			}
 			if len(docs) == 0 {
 				fmt.Fprintln(a.stdout, "No runs recorded.")
@@ -124,4 +154,54 @@ func historyDocs(runs []store.Run) []historyRun {
 		docs = append(docs, d)
 	}
 	return docs
+}
+
+// agentStateDoc is one recorded agent state change.
+type agentStateDoc struct {
+	Fleet    string          `json:"fleet"`
+	Instance string          `json:"instance"`
+	At       time.Time       `json:"at"`
+	Message  string          `json:"message"`
+	State    json.RawMessage `json:"state"`
+}
+
+// recordAgentStates records what the agents of fleet (every fleet when
+// "") published since last time.
+func (a *app) recordAgentStates(ctx context.Context, st *store.Store, fleet string) error {
+	env := pipeline.Env{StateDir: a.global.stateDir, Store: st, Log: a.log}
+	if fleet != "" {
+		_, err := env.RecordAgentStates(ctx, fleet)
+		return err
+	}
+	ents, err := os.ReadDir(filepath.Join(a.global.stateDir, "agents"))
+	if err != nil {
+		return nil
+	}
+	var errs []error
+	for _, e := range ents {
+		if e.IsDir() {
+			_, err := env.RecordAgentStates(ctx, e.Name())
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// agentStateDocs are the newest agent state changes of fleet.
+func agentStateDocs(ctx context.Context, st *store.Store, fleet string, limit int) ([]agentStateDoc, error) {
+	evs, err := st.Events(ctx, fleet, 10*limit)
+	if err != nil {
+		return nil, err
+	}
+	out := []agentStateDoc{}
+	for _, e := range evs {
+		if e.Kind != store.EventAgentState {
+			continue
+		}
+		out = append(out, agentStateDoc{Fleet: e.Fleet, Instance: e.Instance, At: e.At, Message: e.Message, State: e.Data})
+		if len(out) == limit {
+			break
+		}
+	}
+	return out, nil
 }

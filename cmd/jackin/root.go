@@ -106,6 +106,13 @@ signal exits at once.`,
 		newEgressProxyCommand(a),
 		newVersionCommand(a),
 		newCredentialsCommand(a),
+		newExecCommand(a),
+		newLogsCommand(a),
+		newAttachCommand(a),
+		newWaitCommand(a),
+		newSuperviseCommand(a),
+		newHookCommand(a),
+		newAgentRelayCommand(a),
 	)
 	return root
 }

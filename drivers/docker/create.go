@@ -330,6 +330,13 @@ func (d *Driver) createContainer(ctx context.Context, r drivers.Resource) (strin
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", r.Name, err)
 	}
+	if r.Container.Supervisor != nil {
+		entry, cmd, err := d.supervisorCommand(ctx, r.Container)
+		if err != nil {
+			return "", fmt.Errorf("create container %s: %w", r.Name, err)
+		}
+		opts.Config.Entrypoint, opts.Config.Cmd = entry, cmd
+	}
 	res, err := d.cli.ContainerCreate(ctx, opts)
 	if err != nil {
 		if isConflict(err) {
@@ -350,6 +357,14 @@ func (d *Driver) createContainer(ctx context.Context, r drivers.Resource) (strin
 				return "", fmt.Errorf("%w (and removing the half-created container failed: %v)", cerr, rerr)
 			}
 			return "", cerr
+		}
+	}
+	if sup := r.Container.Supervisor; sup != nil && sup.HomeTarget != "" {
+		if err := d.openHomeVolume(ctx, res.ID, sup.HomeTarget); err != nil {
+			if _, rerr := d.cli.ContainerRemove(ctx, res.ID, client.ContainerRemoveOptions{Force: true}); rerr != nil && !isNotFound(rerr) {
+				return "", fmt.Errorf("%w (and removing the half-created container failed: %v)", err, rerr)
+			}
+			return "", err
 		}
 	}
 	d.log.V(2).Info("created container", "name", r.Name, "id", res.ID)

@@ -2,7 +2,7 @@
 // PID 1 of the agent container (the static jackin binary). This file is its
 // state machine: one state per agent, derived from the runtime's documented
 // hook events first and from terminal activity when a runtime has no hooks.
-package supervisor
+package agentstate
 
 import (
 	"time"
@@ -69,7 +69,15 @@ type Machine struct {
 	turn      int
 	endedTurn int
 	hooks     bool // the runtime reports hooks: terminal activity is ignored
+	// outputOpensTurns: the runtime's hooks report only the end of a turn
+	// (Codex's notify), so terminal activity after a turn opens the next.
+	outputOpensTurns bool
 }
+
+// OpenTurnsOnOutput is for a runtime whose hooks report only the end of a
+// turn: terminal activity while idle or done opens a turn, which the
+// runtime's turn-end closes.
+func (m *Machine) OpenTurnsOnOutput() { m.outputOpensTurns = true }
 
 // NewMachine starts in starting.
 func NewMachine(at time.Time) *Machine {
@@ -114,7 +122,7 @@ func (m *Machine) Apply(ev Event) Snapshot {
 		}
 	case EventTurnEnd:
 		m.hooks = true
-		if m.turnOpen() {
+		if m.turnOpen() || m.outputOpensTurns {
 			m.endedTurn = m.turn
 			m.set(StateDone, ev.Time, "")
 		}
@@ -128,11 +136,26 @@ func (m *Machine) Apply(ev Event) Snapshot {
 			m.set(StateIdle, ev.Time, "")
 		}
 	case EventOutput:
-		if !m.hooks && m.cur.State != StateWorking {
+		switch {
+		case m.outputOpensTurns:
+			if !m.turnOpen() && m.cur.State != StateBlocked {
+				m.turn++
+				m.set(StateWorking, ev.Time, "")
+			}
+		case !m.hooks && m.cur.State != StateWorking:
 			m.set(StateWorking, ev.Time, "")
 		}
 	case EventQuiet:
-		if !m.hooks && (m.cur.State == StateWorking || m.cur.State == StateStarting) {
+		switch {
+		case m.outputOpensTurns:
+			// A turn opened by output that falls silent without the
+			// runtime's turn-end was a redraw, not a turn: idle. (A real
+			// turn keeps its spinner going.)
+			if m.cur.State == StateWorking || m.cur.State == StateStarting {
+				m.endedTurn = m.turn
+				m.set(StateIdle, ev.Time, "")
+			}
+		case !m.hooks && (m.cur.State == StateWorking || m.cur.State == StateStarting):
 			m.set(StateIdle, ev.Time, "")
 		}
 	}

@@ -1,4 +1,4 @@
-package supervisor
+package agentstate
 
 import (
 	"testing"
@@ -72,5 +72,37 @@ func TestSinceAndDetail(t *testing.T) {
 	s = m.Apply(Event{Kind: EventExit, Time: t0.Add(4 * time.Second), Status: 2})
 	if s.State != StateExited || s.Status != 2 {
 		t.Fatalf("exited: %+v", s)
+	}
+}
+
+// Codex reports only finished turns (notify): terminal activity opens a
+// turn, notify closes it, and the done state holds until seen.
+func TestTurnEndOnlyRuntime(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	m := NewMachine(t0)
+	m.OpenTurnsOnOutput()
+	seq := []struct {
+		k    EventKind
+		want State
+	}{
+		{EventQuiet, StateIdle},
+		{EventOutput, StateWorking},
+		{EventOutput, StateWorking},
+		{EventTurnEnd, StateDone},
+		{EventQuiet, StateDone},
+		{EventSeen, StateIdle},
+		{EventOutput, StateWorking},
+		{EventTurnEnd, StateDone},
+		{EventSeen, StateIdle},
+		{EventOutput, StateWorking}, // a redraw...
+		{EventQuiet, StateIdle},     // ...that fell silent
+		{EventOutput, StateWorking},
+		{EventQuiet, StateIdle},   // a silent stretch of a real turn...
+		{EventTurnEnd, StateDone}, // ...still ends done
+	}
+	for i, s := range seq {
+		if got := m.Apply(Event{Kind: s.k, Time: t0.Add(time.Duration(i) * time.Second)}).State; got != s.want {
+			t.Fatalf("step %d (%s): %s, want %s", i, s.k, got, s.want)
+		}
 	}
 }

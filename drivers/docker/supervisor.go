@@ -1,0 +1,63 @@
+package docker
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"path"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/jackin-dev/jackin/drivers"
+)
+
+// supervisorCommand turns a supervised container's spec into the engine's
+// entrypoint and command: the supervisor, then the image's entrypoint and
+// the command, as the engine itself would have run them.
+func (d *Driver) supervisorCommand(ctx context.Context, s *drivers.ContainerSpec) (entry, cmd []string, err error) {
+	sup := s.Supervisor
+	res, err := d.cli.ImageInspect(ctx, s.Image.Ref)
+	if err != nil {
+		return nil, nil, d.wrap(err, "inspect image %q for the agent's command", s.Image.Ref)
+	}
+	var imgEntry, imgCmd []string
+	if c := res.Config; c != nil {
+		imgEntry, imgCmd = c.Entrypoint, c.Cmd
+	}
+	entry = append([]string{}, sup.Entrypoint...)
+	var argv []string
+	if sup.ImageCommand {
+		argv = append(append(append([]string{}, imgEntry...), imgCmd...), sup.Args...)
+		if len(imgEntry) == 0 && len(imgCmd) == 0 {
+			// Nothing in the image to run: the agent user's login shell.
+			entry = append(entry, sup.LoginShellFlag)
+			argv = append([]string{}, sup.Args...)
+		}
+	} else {
+		argv = append(append([]string{}, imgEntry...), sup.Command...)
+	}
+	return append(entry, "--"), argv, nil
+}
+
+// openHomeVolume makes the root of the runtime-home volume, mounted at
+// target in a created container, writable by any user: a new volume's
+// root is root's, and the agent runs as the image's user, whoever that
+// is. One archive upload holding only the root directory's entry.
+func (d *Driver) openHomeVolume(ctx context.Context, id, target string) error {
+	// The entry is the mount point itself, uploaded into its parent: the
+	// engine applies a directory entry's mode to a directory that exists
+	// (an entry for the upload's own root it skips).
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: path.Base(target) + "/", Mode: 0o1777, ModTime: time.Unix(0, 0)}); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if _, err := d.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: path.Dir(target), Content: &buf}); err != nil {
+		return d.wrap(err, "open the runtime-home volume of container %s", shortID(id))
+	}
+	return nil
+}
