@@ -17,6 +17,7 @@ import (
 	egresspolicy "github.com/jackin-dev/jackin/egress"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/schema"
+	"github.com/jackin-dev/jackin/supervisor"
 )
 
 // DockerDefaultCapabilities is the capability set the Docker engine gives a
@@ -259,6 +260,7 @@ func (b builder) identity(fx facts) Identity {
 		Container:   fx.name,
 		SpecHash:    di.Hash,
 		Role:        Role{Source: RoleImage, Image: di.Image.Ref},
+		Supervisor:  supervisorOf(fx),
 	}
 	if bs := di.Image.Build; bs != nil {
 		keys := make([]string, 0, len(bs.Args))
@@ -404,6 +406,9 @@ func (b builder) filesystem(fx facts, warn func(string, string, ...any)) Filesys
 		fs.Mounts = append(fs.Mounts, mt)
 	}
 	fs.Mounts = append(fs.Mounts, gitDirMounts(fx)...)
+	for _, m := range renderedMounts(fx, reconciler.MountFromSupervisor) {
+		fs.Mounts = append(fs.Mounts, supervisorMount(m))
+	}
 	if sb := fx.di.Spec.Sandbox; sb != nil {
 		mounted := map[string]bool{}
 		for _, m := range fx.di.Spec.Mounts {
@@ -857,6 +862,17 @@ func (b builder) recovery(fx facts) Recovery {
 	var keptOnDelete []string
 	for _, c := range checkouts {
 		keptOnDelete = append(keptOnDelete, c+", while it holds uncommitted or unpushed work (until jackin delete --purge)")
+	}
+	for _, m := range renderedMounts(fx, reconciler.MountFromSupervisor) {
+		if m.Target == supervisor.HomeStore {
+			what := "the runtime's homes"
+			if hs := fx.di.Spec.Run.Homes; len(hs) > 0 {
+				what += ": ~/" + strings.Join(hs, ", ~/")
+			} else {
+				what += ", none for " + fx.inst.Runtime().Name
+			}
+			volumes = append(volumes, "volume "+m.Source+" ("+what+")")
+		}
 	}
 	r.SurvivesRecreate = append(append(append(append([]string{}, binds...), checkouts...), volumes...), image, history)
 	r.LostOnRecreate = append([]string{"the container's writable layer: everything written outside the mounts", "running processes"}, tmpfs...)

@@ -25,7 +25,7 @@ type compactSection struct {
 // tier) follow from these; `jackin explain` prints them.
 var compactSections = []compactSection{
 	{1, SectionIdentity, "Identity", func(ch reconciler.SpecChanges) bool {
-		return ch.Has(reconciler.FieldImage, reconciler.FieldAgent, reconciler.FieldBackend, reconciler.FieldCommand)
+		return ch.Has(reconciler.FieldImage, reconciler.FieldAgent, reconciler.FieldBackend, reconciler.FieldCommand, reconciler.FieldRun)
 	}, func(c *Contract) string {
 		return fmt.Sprintf("image %s, agent %s, backend %s", c.Identity.Role.Image, c.Identity.Agent, c.Identity.Backend)
 	}},
@@ -35,6 +35,9 @@ var compactSections = []compactSection{
 	{3, SectionFilesystem, "Filesystem", func(ch reconciler.SpecChanges) bool { return ch.Has(reconciler.FieldMounts) }, func(c *Contract) string {
 		var parts []string
 		for _, m := range c.Filesystem.Mounts {
+			if isSupervisorMount(m.Destination) {
+				continue // every agent has them; the identity section says so
+			}
 			if m.Type == MountTmpfs {
 				size := ""
 				if m.Size != "" {

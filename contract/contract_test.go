@@ -228,7 +228,7 @@ func TestContractMatchesDesired(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := doc.Instances[0]
-	ctr := d.Instances[0].Resources[1].Container
+	ctr := agentContainer(&d.Instances[0])
 	if c.Resources.Memory.Value != ctr.Memory || c.Resources.Pids.Value != ctr.PidsLimit || c.Resources.CPUs.Value != ctr.NanoCPUs {
 		t.Errorf("resources %+v differ from the container spec %+v", c.Resources, ctr)
 	}
@@ -241,7 +241,7 @@ func TestContractMatchesDesired(t *testing.T) {
 			t.Errorf("mount %d: contract %+v, container %+v", i, cm, m)
 		}
 	}
-	if c.Identity.SpecHash != d.Instances[0].Hash || c.Identity.Container != d.Instances[0].Resources[1].Name {
+	if c.Identity.SpecHash != d.Instances[0].Hash || c.Identity.Container != reconciler.ResourceName(f.Name, d.Instances[0].Name) {
 		t.Errorf("identity %+v", c.Identity)
 	}
 }

@@ -275,7 +275,7 @@ instances: {
 				live := d.Instance("live")
 				obs.Networks = append(obs.Networks, drivers.ObservedResource{Kind: drivers.KindNetwork, ID: "n1", Name: "jk-edge-live", Labels: live.Resources[0].Labels})
 				obs.Containers = append(obs.Containers,
-					drivers.ObservedResource{Kind: drivers.KindContainer, ID: "c1", Name: "jk-edge-live", Labels: live.Resources[1].Labels, State: drivers.StateRunning},
+					drivers.ObservedResource{Kind: drivers.KindContainer, ID: "c1", Name: "jk-edge-live", Labels: agentResource(live).Labels, State: drivers.StateRunning},
 					drivers.ObservedResource{Kind: drivers.KindContainer, ID: "c2", Name: "jk-edge-stale", State: drivers.StateExited, Labels: map[string]string{
 						drivers.LabelManagedBy: drivers.ManagedByValue, drivers.LabelFleet: "edge", drivers.LabelInstance: "stale",
 						drivers.LabelComponent: drivers.ComponentAgent, drivers.LabelSpecHash: "0000",
@@ -310,6 +310,11 @@ func TestGolden(t *testing.T) {
 	for _, tc := range goldenCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			f := tc.fleet(t)
+			if f.StateDir == "" {
+				// Paths under the state dir (checkouts, the supervisor's)
+				// must not depend on the machine the test runs on.
+				f.StateDir = fakeStateDir
+			}
 			d, err := reconciler.BuildDesired(f)
 			if err != nil {
 				t.Fatal(err)
@@ -489,4 +494,14 @@ func checkGolden(t *testing.T, file string, got []byte) {
 	if !bytes.Equal(got, want) {
 		t.Errorf("%s differs (run with -update to accept):\n--- got\n%s\n--- want\n%s", path, got, want)
 	}
+}
+
+// agentResource is the instance's agent container resource.
+func agentResource(di *reconciler.DesiredInstance) drivers.Resource {
+	for _, r := range di.Resources {
+		if r.Kind == drivers.KindContainer && r.Component == drivers.ComponentAgent {
+			return r
+		}
+	}
+	return drivers.Resource{}
 }

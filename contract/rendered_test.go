@@ -54,7 +54,7 @@ func checkRendered(t *testing.T, c Contract, di *reconciler.DesiredInstance) {
 	rendered := map[string]bool{}
 	for _, m := range agent.Mounts {
 		switch di.MountOrigin(m) {
-		case reconciler.MountFromManifest, reconciler.MountFromGitDir, reconciler.MountFromGitDirRO, reconciler.MountFromSandboxTmpfs:
+		case reconciler.MountFromManifest, reconciler.MountFromGitDir, reconciler.MountFromGitDirRO, reconciler.MountFromSandboxTmpfs, reconciler.MountFromSupervisor:
 		default:
 			continue // described in the credentials and Docker sections
 		}

@@ -249,6 +249,18 @@ func identitySection(c *Contract) *textSection {
 		cmd = strings.Join(q, " ")
 	}
 	s.kv("command", cmd)
+	if sv := id.Supervisor; sv.Binary != "" {
+		s.kv("supervisor", "jackin's "+sv.Binary+" is PID 1 (mounted read-only from "+sv.HostBinary+"): it runs "+sv.Runs+" on a terminal")
+		s.kv("agent state", sv.State)
+		if len(sv.Hooks) > 0 {
+			s.kv("hooks written", strings.Join(sv.Hooks, ", ")+" (jackin's entries merged in; the user's own kept)")
+		}
+		if len(sv.RuntimeHomes) > 0 {
+			s.kv("runtime homes", strings.Join(sv.RuntimeHomes, ", ")+" kept in volume "+sv.HomeVolume+" across recreates")
+		}
+		s.kv("state dir", sv.StateDir)
+		s.kv("attach", sv.Attach)
+	}
 	s.kv("state", id.State)
 	s.kv("container", id.Container)
 	s.kv("spec hash", id.SpecHash)

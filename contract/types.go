@@ -111,6 +111,33 @@ type Identity struct {
 	// Container is the agent container's name, jk-<fleet>-<instance>.
 	Container string `json:"container"`
 	SpecHash  string `json:"specHash"`
+	// Supervisor is how the agent runs: under jackin's supervisor, PID 1
+	// of the agent container.
+	Supervisor Supervisor `json:"supervisor"`
+}
+
+// Supervisor is what jackin's supervisor changes in the agent container.
+type Supervisor struct {
+	// Binary is jackin's own executable, the container's PID 1, mounted
+	// read-only from HostBinary.
+	Binary     string `json:"binary"`
+	HostBinary string `json:"hostBinary"`
+	// Runs is what it starts on a terminal.
+	Runs string `json:"runs"`
+	// State is how the agent's state is learned.
+	State string `json:"state"`
+	// Hooks are the settings files it merges jackin's status hooks into
+	// (inside the container; the user's own entries are kept).
+	Hooks []string `json:"hooks"`
+	// RuntimeHomes are the paths under HOME kept in HomeVolume across
+	// recreates.
+	RuntimeHomes []string `json:"runtimeHomes"`
+	HomeVolume   string   `json:"homeVolume"`
+	// StateDir is the host directory the supervisor publishes state in,
+	// mounted read-write: the agent can write it too.
+	StateDir string `json:"stateDir"`
+	// Attach is how a terminal reaches the agent.
+	Attach string `json:"attach"`
 }
 
 // Role sources.

@@ -987,10 +987,10 @@ instances: {
 	want := schema.Instance{
 		Name: "own", Description: "own", Backend: "docker", Agent: "shell", State: "running", Docker: "none",
 		Command: []string{"bash"}, Args: []string{"-l"},
-		Role:    schema.Role{Image: "img:1"}, // the role is taken whole: no build from defaults
-		Env:     map[string]string{"A": "d", "B": "own", "C": "own"},
-		Labels:  map[string]string{"team": "d", "tier": "own"},
-		Mounts:  []schema.Mount{{Dst: "/scratch", Mode: "tmpfs", Size: "64Mi", SizeBytes: 64 << 20}}, // the list is replaced whole
+		Role:   schema.Role{Image: "img:1"}, // the role is taken whole: no build from defaults
+		Env:    map[string]string{"A": "d", "B": "own", "C": "own"},
+		Labels: map[string]string{"team": "d", "tier": "own"},
+		Mounts: []schema.Mount{{Dst: "/scratch", Mode: "tmpfs", Size: "64Mi", SizeBytes: 64 << 20}}, // the list is replaced whole
 		Resources: schema.Resources{Memory: "2Gi", MemoryBytes: 2 << 30, MemoryReservation: "256Mi", MemoryReservationBytes: 256 << 20,
 			CPUs: 1, Pids: 7},
 		Network: schema.Network{Egress: "open", Ports: []schema.Port{{Container: 80, Host: 18080, Address: "127.0.0.1", Protocol: "tcp"}}},
@@ -1003,10 +1003,10 @@ instances: {
 	wantInh := schema.Instance{
 		Name: "inherited", Description: "from defaults", Backend: "docker", Agent: "shell", State: "stopped", Docker: "none",
 		Command: []string{"sleep", "1d"}, Args: []string{"-x"},
-		Role:    schema.Role{Build: &schema.Build{Context: filepath.Join(fx.dir, "ctx"), Dockerfile: "Dockerfile", Args: map[string]string{"A": "1"}}},
-		Env:     map[string]string{"A": "d", "B": "d"},
-		Labels:  map[string]string{"team": "d", "tier": "d"},
-		Mounts:  []schema.Mount{{Src: filepath.Join(fx.dir, "data"), Dst: "/d", Mode: "ro"}, {Dst: "/tmp", Mode: "tmpfs"}},
+		Role:   schema.Role{Build: &schema.Build{Context: filepath.Join(fx.dir, "ctx"), Dockerfile: "Dockerfile", Args: map[string]string{"A": "1"}}},
+		Env:    map[string]string{"A": "d", "B": "d"},
+		Labels: map[string]string{"team": "d", "tier": "d"},
+		Mounts: []schema.Mount{{Src: filepath.Join(fx.dir, "data"), Dst: "/d", Mode: "ro"}, {Dst: "/tmp", Mode: "tmpfs"}},
 		Resources: schema.Resources{Memory: "1Gi", MemoryBytes: 1 << 30, MemoryReservation: "256Mi", MemoryReservationBytes: 256 << 20,
 			CPUs: 1, Pids: 100},
 		Network: schema.Network{Egress: "open", Ports: []schema.Port{{Container: 22, Address: "127.0.0.1", Protocol: "tcp"}}},

@@ -986,4 +986,3 @@ func (c *instanceChecker) agent(r rawInstance, inst *schema.Instance) {
 	}
 	inst.Command = *r.Command
 }
-

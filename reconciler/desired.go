@@ -22,6 +22,7 @@ import (
 	"github.com/jackin-dev/jackin/hostpath"
 	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/store"
+	"github.com/jackin-dev/jackin/supervisor"
 	"github.com/jackin-dev/jackin/workspace"
 )
 
@@ -608,6 +609,7 @@ const (
 	MountFromGitDirRO     = "git-dir-read-only" // a part of it mounted read-only over it (config, hooks)
 	MountFromSandboxTmpfs = "sandbox-tmpfs"     // a tmpfs a read-only root needs (/tmp, HOME)
 	MountFromJackin       = "jackin"            // jackin's own files: credentials, the egress CA, the private daemon's client
+	MountFromSupervisor   = "supervisor"        // the supervisor's binary, the agent directory, the runtime-home volume
 )
 
 // MountOrigin says what made a mount of the instance's rendered agent
@@ -634,6 +636,9 @@ func (in *DesiredInstance) MountOrigin(m drivers.MountSpec) string {
 	}
 	if sb := in.Spec.Sandbox; sb != nil && m.Type == "tmpfs" && slices.Contains(sb.Tmpfs, m.Target) {
 		return MountFromSandboxTmpfs
+	}
+	if m.Target == supervisor.BinDir || m.Target == supervisor.AgentDir || m.Target == supervisor.HomeStore {
+		return MountFromSupervisor
 	}
 	return MountFromJackin
 }

@@ -30,6 +30,7 @@ const (
 	FieldImage         = "image"
 	FieldAgent         = "agent"
 	FieldCommand       = "command"
+	FieldRun           = "run"
 	FieldEnv           = "env"
 	FieldLabels        = "labels"
 	FieldMounts        = "mounts"
@@ -115,6 +116,10 @@ func CompareSpecs(old, cur Spec) SpecChanges {
 	}
 	if !reflect.DeepEqual(old.Command, cur.Command) {
 		add(FieldCommand, "command changed")
+	}
+	if !reflect.DeepEqual(old.Run, cur.Run) && old.Agent == cur.Agent && reflect.DeepEqual(old.Command, cur.Command) {
+		// The runtime's command, args or homes, not explained above.
+		add(FieldRun, "the agent's command or runtime homes changed: "+strings.Join(old.Run.Argv, " ")+" → "+strings.Join(cur.Run.Argv, " "))
 	}
 	for _, kv := range []struct {
 		field    string

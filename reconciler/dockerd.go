@@ -10,9 +10,9 @@ import (
 
 	"github.com/jackin-dev/jackin/credentials"
 	"github.com/jackin-dev/jackin/drivers"
-	"github.com/jackin-dev/jackin/supervisor"
 	"github.com/jackin-dev/jackin/pki"
 	"github.com/jackin-dev/jackin/schema"
+	"github.com/jackin-dev/jackin/supervisor"
 )
 
 // Private Docker daemon (docker "private") constants.

@@ -54,11 +54,16 @@ func (r Runtime) InstallHooks(home string, env func(string) string) (written []s
 		// Hooks are on by default since hooksConfig.enabled; releases
 		// before January 2026 read tools.enableHooks instead. Both are set
 		// when the user has not set them.
+		var warns []string
 		enable := func(doc map[string]any) {
 			setDefault(doc, "hooksConfig", "enabled", true)
 			setDefault(doc, "tools", "enableHooks", true)
+			if hc, _ := doc["hooksConfig"].(map[string]any); hc["enabled"] == false {
+				warns = append(warns, "~/.gemini/settings.json has hooks disabled (hooksConfig.enabled: false): kept; Gemini CLI will not call jackin's hooks, so its state is not known")
+			}
 		}
-		return installJSONHooks(filepath.Join(dir, "settings.json"), geminiEvents, HookCommand(Gemini), 5000, enable)
+		written, w := installJSONHooks(filepath.Join(dir, "settings.json"), geminiEvents, HookCommand(Gemini), 5000, enable)
+		return written, append(w, warns...)
 	case Codex:
 		dir := env("CODEX_HOME")
 		if dir == "" {

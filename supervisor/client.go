@@ -246,16 +246,18 @@ func (d *detacher) feed(p []byte) (send []byte, detach bool) {
 			}
 			continue
 		}
-		out = append(out, d.keys[:d.held]...)
-		d.held = 0
-		if b == d.keys[0] {
-			d.held = 1
-			if len(d.keys) == 1 {
-				return out, true
+		// The held bytes and b: keep the longest tail of them that still
+		// starts the sequence, send the rest.
+		cand := append(append([]byte{}, d.keys[:d.held]...), b)
+		keep := 0
+		for k := min(len(cand), len(d.keys)-1); k > 0; k-- {
+			if bytes.Equal(cand[len(cand)-k:], d.keys[:k]) {
+				keep = k
+				break
 			}
-			continue
 		}
-		out = append(out, b)
+		out = append(out, cand[:len(cand)-keep]...)
+		d.held = keep
 	}
 	return out, false
 }

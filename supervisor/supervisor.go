@@ -121,7 +121,9 @@ type supervisor struct {
 	// output moves nothing.
 	terminal bool
 
-	events  chan agentstate.Event
+	events chan agentstate.Event
+	// machMu guards machine: consume feeds it, finish ends it.
+	machMu  sync.Mutex
 	machine *agentstate.Machine
 	pub     *publisher
 }
@@ -230,6 +232,11 @@ func (s *supervisor) run(ctx context.Context) (int, error) {
 			// To the agent's whole process group: the runtime and its
 			// tools.
 			_ = syscall.Kill(-child, sig.(syscall.Signal))
+			if sig == syscall.SIGTERM {
+				// An interactive shell ignores SIGTERM; a terminal that
+				// goes away is a hangup, which it does not.
+				time.AfterFunc(time.Second, func() { _ = syscall.Kill(-child, syscall.SIGHUP) })
+			}
 			continue
 		}
 		code = reap(child)
@@ -309,7 +316,9 @@ func loginShell() string {
 
 // finish records the exit, tells every client and watcher, and publishes.
 func (s *supervisor) finish(code int) {
+	s.machMu.Lock()
 	snap := s.machine.Apply(agentstate.Event{Kind: agentstate.EventExit, Time: time.Now(), Status: code})
+	s.machMu.Unlock()
 	s.mu.Lock()
 	s.exited = true
 	s.status = s.snapshotLocked(snap, s.status.Seq+1)
@@ -351,8 +360,10 @@ func (s *supervisor) consume(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case ev := <-s.events:
+			s.machMu.Lock()
 			before := s.machine.State()
 			after := s.machine.Apply(ev)
+			s.machMu.Unlock()
 			if after == before {
 				continue
 			}

@@ -194,6 +194,9 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 		},
 		Report: w.emit,
 		OnObserved: func(ctx context.Context, fleet string, obs *drivers.Observed) error {
+			if _, err := env.RecordAgentStates(ctx, fleet); err != nil {
+				a.log.Error(err, "record the agents' state changes")
+			}
 			return pipeline.RecordOOMKills(ctx, st, fleet, obs)
 		},
 		Workspaces: &pipeline.Checkouts{Store: st, StateDir: a.global.stateDir, Log: a.log.WithName("workspace"), RefuseDirty: !opts.force},

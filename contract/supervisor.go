@@ -1,0 +1,102 @@
+package contract
+
+import (
+	"strings"
+
+	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/reconciler"
+	"github.com/jackin-dev/jackin/runtimes"
+	"github.com/jackin-dev/jackin/supervisor"
+)
+
+// supervisorOf describes the rendered supervisor of the agent container.
+func supervisorOf(fx facts) Supervisor {
+	sup := fx.agent.Supervisor
+	if sup == nil {
+		return Supervisor{}
+	}
+	rt := fx.inst.Runtime()
+	sv := Supervisor{
+		Binary:       supervisor.Binary,
+		RuntimeHomes: []string{},
+		Hooks:        []string{},
+		Attach:       "through the engine's exec into the container (jackin attach, logs, exec, wait): no host socket, no published port",
+	}
+	for _, m := range fx.agent.Mounts {
+		if fx.di.MountOrigin(m) != reconciler.MountFromSupervisor {
+			continue
+		}
+		switch m.Target {
+		case supervisor.BinDir:
+			sv.HostBinary = m.Source + "/jackin"
+		case supervisor.AgentDir:
+			sv.StateDir = m.Source + " (mounted read-write at " + m.Target + "; the agent can write it too, so jackin reads it as untrusted input: small regular files, fields checked)"
+		case supervisor.HomeStore:
+			sv.HomeVolume = m.Source
+		}
+	}
+	switch {
+	case sup.ImageCommand && len(sup.Args) > 0:
+		sv.Runs = "the image's entrypoint and CMD with " + quoteArgs(sup.Args) + " appended (the user's login shell if the image has neither)"
+	case sup.ImageCommand:
+		sv.Runs = "the image's entrypoint and CMD (the user's login shell if the image has neither)"
+	default:
+		sv.Runs = quoteArgs(sup.Command) + " (after the image's entrypoint, if it has one)"
+	}
+	for _, h := range fx.di.Spec.Run.Homes {
+		sv.RuntimeHomes = append(sv.RuntimeHomes, "~/"+h)
+	}
+	switch rt.State {
+	case runtimes.StateHooks:
+		sv.State = "from " + rt.Name + "'s hooks, which call " + runtimes.HookCommand(rt.Name) + " (it prints nothing and always exits 0); terminal activity if its settings cannot be read"
+	case runtimes.StateNotify:
+		sv.State = "from Codex's notify program (" + runtimes.HookCommand(rt.Name) + ") at the end of each turn, and terminal activity for the start of one"
+	case runtimes.StateServer:
+		sv.State = "from OpenCode's server events (http://127.0.0.1:" + runtimes.OpenCodePort + "/event inside the container)"
+	default:
+		sv.State = "from terminal activity (output and CPU)"
+	}
+	switch rt.Name {
+	case runtimes.Claude:
+		sv.Hooks = append(sv.Hooks, "~/.claude/settings.json (or $CLAUDE_CONFIG_DIR/settings.json)")
+	case runtimes.Gemini:
+		sv.Hooks = append(sv.Hooks, "~/.gemini/settings.json")
+	case runtimes.Codex:
+		sv.Hooks = append(sv.Hooks, "$CODEX_HOME/config.toml (notify, default ~/.codex)")
+	}
+	return sv
+}
+
+func quoteArgs(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = shellQuote(a)
+	}
+	return strings.Join(q, " ")
+}
+
+// supervisorMount describes one of the supervisor's mounts for the
+// filesystem section.
+func supervisorMount(m drivers.MountSpec) Mount {
+	mt := Mount{Source: m.Source, Destination: m.Target, Access: access(m)}
+	switch m.Target {
+	case supervisor.BinDir:
+		mt.Type, mt.Mode = MountBind, "ro"
+		mt.EnforcedBy = "the engine (read-only bind mount of jackin's own executable, the supervisor)"
+		mt.Persistence = "on the host under the state dir: replaced when jackin is upgraded"
+	case supervisor.AgentDir:
+		mt.Type, mt.Mode = MountBind, "rw"
+		mt.EnforcedBy = "nothing: read-write, where the supervisor publishes the agent's state; the agent can write it too, and jackin reads it as untrusted input"
+		mt.Persistence = "on the host under the state dir: survives recreates; removed when the instance is deleted"
+	default:
+		mt.Type, mt.Mode = MountVolume, "rw"
+		mt.EnforcedBy = "the engine (a named volume, no host path): the runtime's homes, linked from HOME"
+		mt.Persistence = volumePersists + "; removed " + volumeRemovedWhen
+	}
+	return mt
+}
+
+// isSupervisorMount tells the supervisor's mounts, which every agent has.
+func isSupervisorMount(dst string) bool {
+	return dst == supervisor.BinDir || dst == supervisor.AgentDir || dst == supervisor.HomeStore
+}
