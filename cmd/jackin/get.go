@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -202,8 +203,8 @@ func (a *app) addAgentStates(fleet string, res *pipeline.Result, items []instanc
 	}
 	for i := range items {
 		it := &items[i]
-		if it.ContainerID == "" {
-			continue
+		if it.ContainerID == "" || strings.HasPrefix(it.Status, "Created") {
+			continue // no agent has run in it yet
 		}
 		info := &agentInfo{Runtime: runtimeOf[it.Instance], State: string(agentstate.StateUnknown)}
 		if it.Observed != "running" {
