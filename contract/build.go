@@ -255,7 +255,7 @@ func (b builder) identity(fx facts) Identity {
 		Agent:       orDefault(inst.Agent, schema.AgentShell),
 		Unattended:  fx.unattended,
 		Backend:     orDefault(inst.Backend, schema.BackendDocker),
-		Command:     nonNil(di.Spec.Command),
+		Command:     nonNil(effectiveCommand(di.Spec)),
 		State:       orDefault(inst.State, schema.StateRunning),
 		Container:   fx.name,
 		SpecHash:    di.Hash,
@@ -1114,4 +1114,14 @@ func readableCredentials(inst schema.Instance) []string {
 		}
 	}
 	return out
+}
+
+// effectiveCommand is what the supervisor runs after the image's
+// entrypoint: the runtime's command with args, or the instance's command
+// (shell); empty when the image's own command runs.
+func effectiveCommand(s reconciler.Spec) []string {
+	if s.Run.ImageCommand {
+		return nil
+	}
+	return s.Run.Argv
 }
