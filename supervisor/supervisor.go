@@ -224,6 +224,15 @@ func (s *supervisor) run(ctx context.Context) (int, error) {
 	if s.terminal {
 		go s.watchActivity(ctx, child)
 	}
+	go func() {
+		// Once the agent runs: the start-up's pages are not needed again.
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+			debug.FreeOSMemory()
+			trimText()
+		}
+	}()
 
 	code := -1
 	for code < 0 {
