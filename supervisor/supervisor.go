@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -478,7 +479,7 @@ func (s *supervisor) watchActivity(ctx context.Context, child int) {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			cpu := processCPU()
+			cpu := processCPU(child)
 			busy := lastCPU != 0 && cpu-lastCPU > 5 // >10% of a core over the tick (100 ticks/s)
 			lastCPU = cpu
 			s.mu.Lock()
@@ -501,9 +502,9 @@ func (s *supervisor) watchActivity(ctx context.Context, child int) {
 	}
 }
 
-// processCPU sums the CPU ticks of every process in the container but the
-// supervisor.
-func processCPU() uint64 {
+// processCPU sums the CPU ticks of the agent's processes: those of the
+// terminal session the supervisor started it in (its tools included).
+func processCPU(session int) uint64 {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0
@@ -526,6 +527,9 @@ func processCPU() uint64 {
 		}
 		f := strings.Fields(string(b[i+1:]))
 		if len(f) < 13 {
+			continue
+		}
+		if f[3] != strconv.Itoa(session) {
 			continue
 		}
 		var ut, st uint64
