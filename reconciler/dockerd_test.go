@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv("JACKIN_HOME", dir)
 	// No container runs the supervisor against the in-memory driver.
-	InstallSupervisorBinary = func(string) error { return nil }
+	reconciler.InstallSupervisorBinary = func(string) error { return nil }
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -55,7 +55,7 @@ func TestDesiredPrivateDocker(t *testing.T) {
 	for _, r := range in.Resources {
 		order = append(order, string(r.Kind)+" "+r.Name)
 	}
-	want := []string{"network jk-demo-web", "network jk-demo-web-out", "volume jk-demo-web-dind-data", "container jk-demo-web-dind", "container jk-demo-web", "container jk-demo-web-egress"}
+	want := []string{"network jk-demo-web", "network jk-demo-web-out", "volume jk-demo-web-home", "volume jk-demo-web-dind-data", "container jk-demo-web-dind", "container jk-demo-web", "container jk-demo-web-egress"}
 	if !slices.Equal(order, want) {
 		t.Fatalf("resources: got %v, want %v", order, want)
 	}
@@ -63,6 +63,9 @@ func TestDesiredPrivateDocker(t *testing.T) {
 	vol := rs["volume jk-demo-web-dind-data"]
 	if vol.Component != drivers.ComponentDockerData || vol.Labels[drivers.LabelSpecHash] != "" {
 		t.Errorf("data volume: component %q, labels %v (no spec hash: it outlives recreates)", vol.Component, vol.Labels)
+	}
+	if home := rs["volume jk-demo-web-home"]; home.Component != drivers.ComponentHome || home.Labels[drivers.LabelSpecHash] != "" {
+		t.Errorf("runtime-home volume: component %q, labels %v (no spec hash: it outlives recreates)", home.Component, home.Labels)
 	}
 	side := rs["container jk-demo-web-dind"].Container
 	if !side.Privileged || len(side.CapAdd) != 0 {

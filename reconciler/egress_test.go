@@ -49,7 +49,7 @@ func TestDesiredAllowlist(t *testing.T) {
 	for _, r := range in.Resources {
 		order = append(order, string(r.Kind)+" "+r.Name)
 	}
-	want := []string{"network jk-demo-web", "network jk-demo-web-out", "container jk-demo-web", "container jk-demo-web-egress"}
+	want := []string{"network jk-demo-web", "network jk-demo-web-out", "volume jk-demo-web-home", "container jk-demo-web", "container jk-demo-web-egress"}
 	if !slices.Equal(order, want) {
 		t.Fatalf("resources: got %v, want %v", order, want)
 	}
@@ -144,7 +144,8 @@ func TestDesiredNone(t *testing.T) {
 	if !agent.NoNetwork || len(agent.Networks) != 0 {
 		t.Errorf("none without ports: want network mode none, got %+v", agent)
 	}
-	if len(rs) != 2 || in.Policy != nil {
+	// The network, the runtime-home volume and the agent.
+	if len(rs) != 3 || in.Policy != nil {
 		t.Errorf("none without ports has no sidecar and no policy: %v", rs)
 	}
 

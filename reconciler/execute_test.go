@@ -46,6 +46,7 @@ func TestExecuteOrder(t *testing.T) {
 	want := []string{
 		"EnsureImage " + imageV1,
 		"Create network jk-demo-web",
+		"Create volume jk-demo-web-home",
 		"Create container jk-demo-web",
 		"Start container jk-demo-web",
 	}
@@ -53,13 +54,14 @@ func TestExecuteOrder(t *testing.T) {
 		t.Fatalf("create order:\n got %q\nwant %q", got, want)
 	}
 
-	// Delete runs in reverse: the container, then the network.
+	// Delete runs in reverse: the container, then the network, then the
+	// runtime-home volume (it lives and dies with the instance).
 	drv.ResetCalls()
 	_, results = execute(t, drv, fleetOf(), nil, reconciler.ExecOptions{})
 	if len(results) != 1 || results[0].Outcome != reconciler.OutcomeSucceeded || results[0].Action.Type != reconciler.ActionDelete {
 		t.Fatalf("results %+v", results)
 	}
-	want = []string{"Stop container jk-demo-web", "Remove container jk-demo-web", "Remove network jk-demo-web"}
+	want = []string{"Stop container jk-demo-web", "Remove container jk-demo-web", "Remove network jk-demo-web", "Remove volume jk-demo-web-home"}
 	if got := drv.CallLog(); !slices.Equal(got, want) {
 		t.Fatalf("delete order:\n got %q\nwant %q", got, want)
 	}
@@ -280,8 +282,8 @@ func TestExecuteCancellation(t *testing.T) {
 	// A later apply converges from there without duplicates.
 	drv.BeforeCall = nil
 	apply(t, drv, fleetOf("a", "b", "c", "d"), nil)
-	if n := len(drv.Objects()); n != 8 {
-		t.Fatalf("want 4 networks and 4 containers, got %d", n)
+	if n := len(drv.Objects()); n != 12 {
+		t.Fatalf("want 4 networks, 4 runtime-home volumes and 4 containers, got %d", n)
 	}
 }
 
@@ -344,8 +346,8 @@ func TestExecuteRepairsDuplicates(t *testing.T) {
 	if len(results) != 1 || results[0].Outcome != reconciler.OutcomeSucceeded {
 		t.Fatalf("results %+v", results)
 	}
-	if objs := drv.Objects(); len(objs) != 2 {
-		t.Fatalf("want one network and one container, got %+v", objs)
+	if objs := drv.Objects(); len(objs) != 3 {
+		t.Fatalf("want one network, one runtime-home volume and one container, got %+v", objs)
 	}
 	if p := plan(t, drv, fleetOf("web"), last, prune); p.HasChanges() {
 		t.Fatalf("not converged: %+v", p.Actions)

@@ -8,6 +8,7 @@ import (
 	"github.com/jackin-dev/jackin/drivers/fake"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/schema"
+	"github.com/jackin-dev/jackin/supervisor"
 )
 
 const (
@@ -63,6 +64,34 @@ func newDriver() *fake.Driver {
 	d.AddImage(imageV2, imageV2ID)
 	d.AddImage(sidecarRef, "sha256:5555555555555555555555555555555555555555555555555555555555555555")
 	return d
+}
+
+// agentOf is the instance's agent container, found by kind and component
+// (not by its place among the resources).
+func agentOf(t *testing.T, in *reconciler.DesiredInstance) drivers.Resource {
+	t.Helper()
+	for _, r := range in.Resources {
+		if r.Kind == drivers.KindContainer && r.Component == drivers.ComponentAgent {
+			return r
+		}
+	}
+	t.Fatalf("instance %s has no agent container: %+v", in.Name, in.Resources)
+	return drivers.Resource{}
+}
+
+// withoutSupervisor is ms without the mounts every agent container has for
+// jackin's supervisor (its binary, the agent directory, the runtime-home
+// volume).
+func withoutSupervisor(ms []drivers.MountSpec) []drivers.MountSpec {
+	var out []drivers.MountSpec
+	for _, m := range ms {
+		switch m.Target {
+		case supervisor.BinDir, supervisor.AgentDir, supervisor.HomeStore:
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 func desired(t *testing.T, f *schema.Fleet) *reconciler.Desired {

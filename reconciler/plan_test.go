@@ -6,12 +6,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/schema"
+	"github.com/jackin-dev/jackin/supervisor"
 )
 
 func TestSpecHashNilVersusEmpty(t *testing.T) {
@@ -85,25 +87,36 @@ func TestBuildDesiredResources(t *testing.T) {
 	})
 	d := desired(t, f)
 	in := d.Instances[0]
-	if len(in.Resources) != 2 || in.Resources[0].Kind != drivers.KindNetwork || in.Resources[1].Kind != drivers.KindContainer {
-		t.Fatalf("want network then container, got %+v", in.Resources)
+	if len(in.Resources) != 3 || in.Resources[0].Kind != drivers.KindNetwork || in.Resources[1].Kind != drivers.KindVolume || in.Resources[2].Kind != drivers.KindContainer {
+		t.Fatalf("want network, runtime-home volume, then container, got %+v", in.Resources)
 	}
 	for _, r := range in.Resources {
-		if r.Name != "jk-demo-web" {
-			t.Errorf("%s name %q", r.Kind, r.Name)
+		wantName, wantHash := "jk-demo-web", in.Hash
+		if r.Kind == drivers.KindVolume {
+			// The runtime-home volume outlives recreates: no spec hash.
+			wantName, wantHash = "jk-demo-web-home", ""
+		}
+		if r.Name != wantName {
+			t.Errorf("%s name %q, want %q", r.Kind, r.Name, wantName)
 		}
 		for k, v := range map[string]string{
 			drivers.LabelManagedBy: "jackin", drivers.LabelFleet: "demo", drivers.LabelInstance: "web",
-			drivers.LabelComponent: r.Component, drivers.LabelSpecHash: in.Hash,
+			drivers.LabelComponent: r.Component, drivers.LabelSpecHash: wantHash,
 		} {
 			if r.Labels[k] != v {
 				t.Errorf("%s label %s = %q, want %q", r.Kind, k, r.Labels[k], v)
 			}
 		}
 	}
-	net, ctr := in.Resources[0], in.Resources[1]
-	if net.Component != drivers.ComponentNetwork || ctr.Component != drivers.ComponentAgent {
-		t.Errorf("components %q %q", net.Component, ctr.Component)
+	net, home, ctr := in.Resources[0], in.Resources[1], in.Resources[2]
+	if net.Component != drivers.ComponentNetwork || home.Component != drivers.ComponentHome || ctr.Component != drivers.ComponentAgent {
+		t.Errorf("components %q %q %q", net.Component, home.Component, ctr.Component)
+	}
+	if !drivers.OwnedByInstance(home.Component) || home.Volume == nil || home.Volume.Target != supervisor.HomeStore {
+		t.Errorf("runtime-home volume %+v: want one removed with the instance, mounted at %s", home, supervisor.HomeStore)
+	}
+	if home.Labels["team"] != "" {
+		t.Errorf("user labels belong on the container only: %v", home.Labels)
 	}
 	if net.Labels["team"] != "" || ctr.Labels["team"] != "core" {
 		t.Errorf("user labels belong on the container only: %v %v", net.Labels, ctr.Labels)
@@ -121,6 +134,13 @@ func TestBuildDesiredResources(t *testing.T) {
 		{Type: "tmpfs", Target: "/tmp", SizeBytes: 64 << 20},
 		{Type: "bind", Source: "/home/dev/project", Target: "/work"},
 	}
+	// Then the supervisor's: its binary read-only, the agent directory,
+	// the runtime-home volume.
+	want = append(want,
+		drivers.MountSpec{Type: "bind", Source: reconciler.SupervisorBinDir(d.StateDir), Target: supervisor.BinDir, ReadOnly: true},
+		drivers.MountSpec{Type: "bind", Source: supervisor.HostDir(d.StateDir, "demo", "web"), Target: supervisor.AgentDir},
+		drivers.MountSpec{Type: "volume", Source: "jk-demo-web-home", Target: supervisor.HomeStore},
+	)
 	if len(c.Mounts) != len(want) {
 		t.Fatalf("mounts %+v", c.Mounts)
 	}
@@ -134,6 +154,14 @@ func TestBuildDesiredResources(t *testing.T) {
 	}
 	if c.Env["CHANGED"] != "old-secret-value" {
 		t.Errorf("env not passed to the container: %v", c.Env)
+	}
+	// The agent runs under jackin's supervisor, which runs the command.
+	if sup := c.Supervisor; sup == nil || len(sup.Entrypoint) < 2 || sup.Entrypoint[0] != supervisor.Binary || sup.Entrypoint[1] != "supervise" ||
+		!slices.Equal(sup.Command, []string{"/agent", "run"}) || sup.ImageCommand || sup.HomeTarget != supervisor.HomeStore {
+		t.Errorf("supervisor %+v", c.Supervisor)
+	}
+	if a := in.Agent; a == nil || a.BinDir != reconciler.SupervisorBinDir(d.StateDir) || a.Dir != supervisor.HostDir(d.StateDir, "demo", "web") {
+		t.Errorf("agent prep %+v", in.Agent)
 	}
 
 	bad := with(fleetOf(), "web", func(in *schema.Instance) { in.Labels = map[string]string{"dev.jackin.fleet": "x"} })

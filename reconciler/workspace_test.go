@@ -31,15 +31,15 @@ func TestDesiredIsolatedMounts(t *testing.T) {
 	for _, r := range in.Resources {
 		kinds = append(kinds, string(r.Kind))
 	}
-	if strings.Join(kinds, " ") != "network volume container" {
-		t.Fatalf("resources %v: want network, volume, container", kinds)
+	if strings.Join(kinds, " ") != "network volume volume container" {
+		t.Fatalf("resources %v: want network, volume (ephemeral), volume (runtime home), container", kinds)
 	}
 	vol := in.Resources[1]
 	if vol.Name != "jk-demo-web-cache" || vol.Component != drivers.ComponentEphemeral || vol.Labels[drivers.LabelSpecHash] != "" {
 		t.Fatalf("volume %+v", vol)
 	}
 	mounts := map[string]drivers.MountSpec{}
-	for _, m := range in.Resources[2].Container.Mounts {
+	for _, m := range withoutSupervisor(agentOf(t, in).Container.Mounts) {
 		mounts[m.Target] = m
 	}
 	want := map[string]drivers.MountSpec{

@@ -1,0 +1,136 @@
+package reconciler_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/reconciler"
+	"github.com/jackin-dev/jackin/supervisor"
+)
+
+// stubSupervisorBinary replaces the supervisor binary's install for the
+// test: it records the directories installed into and returns err.
+func stubSupervisorBinary(t *testing.T, err error) func() []string {
+	t.Helper()
+	var mu sync.Mutex
+	var dirs []string
+	orig := reconciler.InstallSupervisorBinary
+	reconciler.InstallSupervisorBinary = func(dir string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		dirs = append(dirs, dir)
+		return err
+	}
+	t.Cleanup(func() { reconciler.InstallSupervisorBinary = orig })
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(dirs)
+	}
+}
+
+// TestAgentIsPreparedOnCreateAndStart: a create installs the supervisor's
+// binary and makes the agent directory (writable by any user, sticky); a
+// start makes a removed agent directory again; a delete removes it and the
+// runtime-home volume.
+func TestAgentIsPreparedOnCreateAndStart(t *testing.T) {
+	installed := stubSupervisorBinary(t, nil)
+	state := t.TempDir()
+	f := fleetOf("web")
+	f.StateDir = state
+	drv := newDriver()
+	apply(t, drv, f, nil)
+	if got, want := installed(), []string{reconciler.SupervisorBinDir(state)}; !slices.Equal(got, want) {
+		t.Fatalf("binary installed into %q, want %q", got, want)
+	}
+	dir := supervisor.HostDir(state, "demo", "web")
+	fi, err := os.Stat(dir)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o777 || fi.Mode()&os.ModeSticky == 0 {
+		t.Fatalf("agent directory %s: %v (%v), want a sticky directory writable by any user", dir, fi, err)
+	}
+	if _, ok := drv.Object(drivers.KindVolume, reconciler.HomeVolumeName("demo", "web")); !ok {
+		t.Fatal("the runtime-home volume was not created")
+	}
+
+	mustDo(t, os.RemoveAll(dir))
+	mustDo(t, drv.Kill(name("web")))
+	_, results := execute(t, drv, f, nil, reconciler.ExecOptions{})
+	if len(results) != 1 || results[0].Action.Type != reconciler.ActionStart || results[0].Outcome != reconciler.OutcomeSucceeded {
+		t.Fatalf("start: %+v", results)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the start did not make the agent directory again: %v", err)
+	}
+
+	empty := fleetOf()
+	empty.StateDir = state
+	_, results = execute(t, drv, empty, nil, reconciler.ExecOptions{StateDir: state})
+	if len(results) != 1 || results[0].Action.Type != reconciler.ActionDelete || results[0].Outcome != reconciler.OutcomeSucceeded {
+		t.Fatalf("delete: %+v", results)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the delete left the agent directory: %v", err)
+	}
+	if objs := drv.Objects(); len(objs) != 0 {
+		t.Fatalf("left behind: %+v", objs)
+	}
+}
+
+// TestAFailedSupervisorInstallCreatesNothing: the agent is prepared before
+// any object is created.
+func TestAFailedSupervisorInstallCreatesNothing(t *testing.T) {
+	stubSupervisorBinary(t, errors.New("no static binary"))
+	f := fleetOf("web")
+	f.StateDir = t.TempDir()
+	drv := newDriver()
+	_, results := execute(t, drv, f, nil, reconciler.ExecOptions{})
+	if len(results) != 1 || results[0].Outcome != reconciler.OutcomeFailed {
+		t.Fatalf("want the create to fail, got %+v", results)
+	}
+	if hasCall(drv.CallLog(), "Create") || len(drv.Objects()) != 0 {
+		t.Fatalf("objects were created: %q", drv.CallLog())
+	}
+}
+
+// TestAnInstanceFromBeforeTheSupervisorGetsItsHomeVolume: an instance
+// applied by a jackin without the supervisor (spec format 1, no runtime-home
+// volume) is recreated, and the recreate creates the volume, labelled, so a
+// later delete removes it.
+func TestAnInstanceFromBeforeTheSupervisorGetsItsHomeVolume(t *testing.T) {
+	f := fleetOf("web")
+	drv, last := applied(t, f)
+	home := reconciler.HomeVolumeName("demo", "web")
+	v, _ := drv.Object(drivers.KindVolume, home)
+	mustDo(t, drv.Remove(t.Context(), drivers.KindVolume, v.ID))
+	old := last["web"]
+	old.FormatVersion, old.Run = 1, reconciler.SpecRun{}
+	h, err := reconciler.HashSpec(old)
+	mustDo(t, err)
+	mustDo(t, drv.SetLabel(drivers.KindContainer, name("web"), drivers.LabelSpecHash, h))
+	mustDo(t, drv.SetLabel(drivers.KindNetwork, name("web"), drivers.LabelSpecHash, h))
+	last["web"] = old
+	drv.ResetCalls()
+	p, results := execute(t, drv, f, last, reconciler.ExecOptions{})
+	if len(results) != 1 || results[0].Action.Type != reconciler.ActionRecreate || results[0].Outcome != reconciler.OutcomeSucceeded {
+		t.Fatalf("results %+v", results)
+	}
+	if !slices.Contains(p.Actions[0].Reasons, fmt.Sprintf("spec format version changed: 1 → %d", reconciler.SpecFormatVersion)) {
+		t.Errorf("reasons %q", p.Actions[0].Reasons)
+	}
+	if !hasCall(drv.CallLog(), "Create volume "+home) {
+		t.Fatalf("the recreate did not create the runtime-home volume: %q", drv.CallLog())
+	}
+	if vol, ok := drv.Object(drivers.KindVolume, home); !ok || vol.Labels[drivers.LabelComponent] != drivers.ComponentHome {
+		t.Fatalf("runtime-home volume %+v (found %v)", vol, ok)
+	}
+	empty := fleetOf()
+	execute(t, drv, empty, nil, reconciler.ExecOptions{})
+	if objs := drv.Objects(); len(objs) != 0 {
+		t.Fatalf("left behind: %+v", objs)
+	}
+}
