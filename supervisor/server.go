@@ -2,10 +2,14 @@ package supervisor
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"os"
+	"syscall"
 	"time"
 
 	"github.com/creack/pty"
@@ -30,9 +34,19 @@ func (s *supervisor) serve(ctx context.Context, ln net.Listener) {
 	}
 }
 
-func (s *supervisor) handle(ctx context.Context, conn net.Conn) {
-	defer conn.Close()
-	br := bufio.NewReaderSize(conn, 64<<10)
+// peer is where a session's answers go: the socket's connection, or the
+// exec's own stdout the relay handed over.
+type peer interface {
+	io.Writer
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
+
+func (s *supervisor) handle(ctx context.Context, uc net.Conn) {
+	defer uc.Close()
+	conn, in, done := s.takeOver(uc)
+	defer done()
+	br := bufio.NewReaderSize(in, 64<<10)
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	line, err := readLine(br, maxRequest)
 	if err != nil {
@@ -75,7 +89,7 @@ func (s *supervisor) handle(ctx context.Context, conn net.Conn) {
 
 // watch sends the status now and at every change, until the client or the
 // agent goes.
-func (s *supervisor) watch(ctx context.Context, conn net.Conn, br *bufio.Reader) {
+func (s *supervisor) watch(ctx context.Context, conn peer, br *bufio.Reader) {
 	ch := make(chan Status, 16)
 	s.mu.Lock()
 	s.watchers[ch] = true
@@ -110,7 +124,7 @@ func (s *supervisor) watch(ctx context.Context, conn net.Conn, br *bufio.Reader)
 
 // attach joins a client to the terminal: the recent screen first, then
 // the live output; the client's keystrokes go to the agent.
-func (s *supervisor) attach(ctx context.Context, conn net.Conn, br *bufio.Reader, req Request) {
+func (s *supervisor) attach(ctx context.Context, conn peer, br *bufio.Reader, req Request) {
 	c := &client{out: make(chan []byte, 1024), done: make(chan struct{})}
 	s.mu.Lock()
 	if s.exited || s.ptmx == nil {
@@ -214,13 +228,13 @@ func exitFrame(st Status) []byte {
 	return f
 }
 
-func writeAll(conn net.Conn, b []byte) error {
+func writeAll(conn peer, b []byte) error {
 	_ = conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	_, err := conn.Write(b)
 	return err
 }
 
-func writeJSONLine(conn net.Conn, v any) bool {
+func writeJSONLine(conn peer, v any) bool {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return false
@@ -244,4 +258,68 @@ func readLine(br *bufio.Reader, max int) ([]byte, error) {
 			return nil, err
 		}
 	}
+}
+
+// FDPassMarker is the byte a relay sends with its stdin and stdout (as
+// SCM_RIGHTS): the supervisor then reads and writes the exec's own stdio,
+// and no process copies each keystroke in between.
+const FDPassMarker = 'F'
+
+// takeOver returns where the session reads and writes: the stdin and
+// stdout a relay passed along with FDPassMarker, or the connection itself
+// (hook clients, and relays that cannot pass descriptors). done releases
+// them; closing the connection then lets the relay exit.
+func (s *supervisor) takeOver(c net.Conn) (peer, io.Reader, func()) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return c, c, func() {}
+	}
+	_ = uc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 1)
+	oob := make([]byte, syscall.CmsgSpace(2*4))
+	n, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
+	_ = uc.SetReadDeadline(time.Time{})
+	if err != nil || n == 0 {
+		return c, bytes.NewReader(nil), func() {}
+	}
+	if buf[0] != FDPassMarker || oobn == 0 {
+		return c, io.MultiReader(bytes.NewReader(buf[:n]), c), func() {}
+	}
+	fds := passedFDs(oob[:oobn])
+	if len(fds) != 2 {
+		for _, fd := range fds {
+			syscall.Close(fd)
+		}
+		return c, bytes.NewReader(nil), func() {}
+	}
+	// Non-blocking, so the runtime's poller serves them and deadlines work.
+	_ = syscall.SetNonblock(fds[0], true)
+	_ = syscall.SetNonblock(fds[1], true)
+	in := os.NewFile(uintptr(fds[0]), "relay-stdin")
+	out := os.NewFile(uintptr(fds[1]), "relay-stdout")
+	return &filePeer{in: in, out: out}, in, func() {
+		in.Close()
+		out.Close()
+	}
+}
+
+// filePeer is the exec's stdio: reads from in, writes to out.
+type filePeer struct{ in, out *os.File }
+
+func (p *filePeer) Write(b []byte) (int, error)        { return p.out.Write(b) }
+func (p *filePeer) SetReadDeadline(t time.Time) error  { return p.in.SetReadDeadline(t) }
+func (p *filePeer) SetWriteDeadline(t time.Time) error { return p.out.SetWriteDeadline(t) }
+
+func passedFDs(oob []byte) []int {
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for _, m := range msgs {
+		if got, err := syscall.ParseUnixRights(&m); err == nil {
+			fds = append(fds, got...)
+		}
+	}
+	return fds
 }

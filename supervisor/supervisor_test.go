@@ -184,6 +184,7 @@ func TestWatchStreamsChanges(t *testing.T) {
 	if states[len(states)-1] != "exited" {
 		t.Errorf("watch saw %v, want it to end with exited", states)
 	}
+	<-ts.code // the supervisor publishes its last state after telling watchers
 }
 
 func TestProtocolVersionMismatchIsSaid(t *testing.T) {
@@ -198,6 +199,7 @@ func TestProtocolVersionMismatchIsSaid(t *testing.T) {
 	if !strings.Contains(string(b), "protocol") {
 		t.Errorf("answer %q", b)
 	}
+	<-ts.code
 }
 
 func TestStartFailureIsTheShellsStatus(t *testing.T) {

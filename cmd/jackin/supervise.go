@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -136,6 +137,14 @@ func newAgentRelayCommand(a *app) *cobra.Command {
 				return exitWith(exitInvalid, errors.New(msg))
 			}
 			uc := conn.(*net.UnixConn)
+			// Hand the supervisor this exec's stdin and stdout: it then
+			// serves the session on them itself, and this process only
+			// waits for it to finish (the exec lasts as long as we do).
+			rights := syscall.UnixRights(int(os.Stdin.Fd()), int(os.Stdout.Fd()))
+			if _, _, err := uc.WriteMsgUnix([]byte{supervisor.FDPassMarker}, rights, nil); err == nil {
+				_, _ = io.Copy(io.Discard, uc)
+				return nil
+			}
 			go func() {
 				_, _ = io.Copy(uc, os.Stdin)
 				_ = uc.CloseWrite() // the host is done sending; answers may still come
