@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/jackin-dev/jackin/store"
 	"github.com/jackin-dev/jackin/supervisor"
@@ -30,8 +31,8 @@ func (e Env) RecordAgentStates(ctx context.Context, fleet string) (int, error) {
 	total := 0
 	var errs []error
 	for _, ent := range ents {
-		if !ent.IsDir() {
-			continue
+		if !ent.IsDir() || strings.HasPrefix(ent.Name(), ".") {
+			continue // .removed-*: a deleted instance's leftovers
 		}
 		published, err := supervisor.ReadEvents(filepath.Join(root, ent.Name()))
 		if err != nil {

@@ -231,10 +231,27 @@ func (t *DockerTLS) prepare() error {
 // policy. It is the one cleanup of them (delete and purge both use it).
 func RemoveInstanceFiles(stateDir, fleet, instance string) error {
 	errs := []error{RemoveCredentials(stateDir, fleet, instance)}
-	for _, dir := range []string{DockerTLSDir(stateDir, fleet, instance), PolicyDir(stateDir, fleet, instance), supervisor.HostDir(stateDir, fleet, instance)} {
+	for _, dir := range []string{DockerTLSDir(stateDir, fleet, instance), PolicyDir(stateDir, fleet, instance)} {
 		if err := os.RemoveAll(dir); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	removeAgentDir(supervisor.HostDir(stateDir, fleet, instance))
 	return errors.Join(errs...)
+}
+
+// removeAgentDir removes an instance's agent directory. The agent could
+// write it, so it may hold what jackin cannot remove (a directory of the
+// agent's user without permissions): it is first moved aside, so an
+// instance of the same name starts with a directory of its own, and what
+// cannot be removed is left there rather than failing the delete.
+func removeAgentDir(dir string) {
+	if _, err := os.Lstat(dir); err != nil {
+		return
+	}
+	aside := filepath.Join(filepath.Dir(dir), ".removed-"+filepath.Base(dir)+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	if err := os.Rename(dir, aside); err != nil {
+		aside = dir
+	}
+	_ = os.RemoveAll(aside)
 }
