@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -79,6 +80,11 @@ signal exits at once.`,
 			}
 			a.log = log
 			setStderrHint(cmd)
+			// Paths under the state dir are handed to the engine as bind
+			// sources, which must be absolute.
+			if abs, err := filepath.Abs(a.global.stateDir); err == nil {
+				a.global.stateDir = abs
+			}
 			return nil
 		},
 	}
