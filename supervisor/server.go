@@ -197,6 +197,9 @@ func (s *supervisor) attach(ctx context.Context, conn peer, br *bufio.Reader, re
 		case FrameInput:
 			s.mu.Lock()
 			s.lastInput = time.Now()
+			if len(s.pendingEcho) < maxPendingEcho {
+				s.pendingEcho = append(s.pendingEcho, p[:min(len(p), maxPendingEcho-len(s.pendingEcho))]...)
+			}
 			s.mu.Unlock()
 			if _, err := ptmx.Write(p); err != nil {
 				c.close()

@@ -9,6 +9,7 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -113,6 +114,8 @@ type supervisor struct {
 	status    Status
 	warnings  []string
 	lastInput time.Time
+	// pendingEcho are the keystrokes the terminal has not echoed yet.
+	pendingEcho []byte
 	// lastActivity is the last output that was not an echo, or CPU use.
 	lastActivity time.Time
 	quietSent    bool
@@ -423,9 +426,36 @@ func (s *supervisor) currentStatus() Status {
 	return st
 }
 
-// echoWindow is how long after a keystroke output counts as its echo, not
-// as the agent's own activity.
-const echoWindow = 150 * time.Millisecond
+// echoWindow is how long typed bytes wait for their echo; after it, output
+// is the agent's own.
+const echoWindow = time.Second
+
+// maxPendingEcho bounds the keystrokes kept for matching their echo.
+const maxPendingEcho = 1024
+
+// isEcho reports whether output p is only the terminal's echo of what was
+// typed (the typed characters, in order, and line endings and control
+// characters), consuming what it matched. Anything else the agent printed
+// is its own activity. Called with s.mu held.
+func (s *supervisor) isEcho(p []byte, now time.Time) bool {
+	if now.Sub(s.lastInput) > echoWindow {
+		s.pendingEcho = s.pendingEcho[:0]
+		return false
+	}
+	pending := s.pendingEcho
+	for _, b := range p {
+		if b < 0x20 || b == 0x7f {
+			continue // CR, LF, backspace: how a terminal echoes typing
+		}
+		i := bytes.IndexByte(pending, b)
+		if i < 0 || i > 3 {
+			return false
+		}
+		pending = pending[i+1:]
+	}
+	s.pendingEcho = append(s.pendingEcho[:0], pending...)
+	return true
+}
 
 // readOutput copies the terminal's output to the log, the screen and the
 // attached clients.
@@ -439,7 +469,7 @@ func (s *supervisor) readOutput(ptmx *os.File) {
 			s.mu.Lock()
 			_, _ = s.screen.Write(p)
 			now := time.Now()
-			echo := now.Sub(s.lastInput) < echoWindow
+			echo := s.isEcho(p, now)
 			if !echo {
 				s.lastActivity = now
 				s.quietSent = false

@@ -281,3 +281,22 @@ func TestScreenBytesReplaysRawLines(t *testing.T) {
 		t.Errorf("a line without newline grew the ring: %d lines", n)
 	}
 }
+
+// Output that is only the echo of the typing is not the agent's activity;
+// an answer printed right after Enter is.
+func TestEchoIsNotActivity(t *testing.T) {
+	s := &supervisor{}
+	now := time.Now()
+	s.lastInput, s.pendingEcho = now, []byte("ls -l\r")
+	if !s.isEcho([]byte("ls"), now) || !s.isEcho([]byte(" -l\r\n"), now) {
+		t.Fatal("the echo of typed text counted as activity")
+	}
+	s.lastInput, s.pendingEcho = now, []byte("go\r")
+	if s.isEcho([]byte("go\r\nanswer: 42\r\n"), now) {
+		t.Fatal("an answer printed with the echo counted as echo")
+	}
+	s.lastInput, s.pendingEcho = now.Add(-2*time.Second), []byte("x")
+	if s.isEcho([]byte("x"), now) {
+		t.Fatal("output long after the typing counted as its echo")
+	}
+}
