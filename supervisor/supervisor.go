@@ -217,6 +217,7 @@ func (s *supervisor) run(ctx context.Context) (int, error) {
 	}
 
 	go s.consume(ctx)
+	stopUsage := s.watchUsage(ctx, home) // token usage: usage.go
 	outDone := make(chan struct{})
 	go func() {
 		defer close(outDone)
@@ -260,6 +261,7 @@ func (s *supervisor) run(ctx context.Context) (int, error) {
 	case <-time.After(500 * time.Millisecond):
 	}
 	ptmx.Close()
+	stopUsage() // the last turn's usage, published before the container ends
 	for _, w := range relinkHomes(home, s.cfg.HomeStore, s.cfg.Homes) {
 		s.logf("%s", w)
 	}
