@@ -79,6 +79,7 @@ func (e Env) Apply(ctx context.Context, res *Result, opts ApplyOptions) (*Applie
 	if _, err := e.RecordAgentStates(ctx, res.Fleet.Name); err != nil {
 		e.Log.Error(err, "record the agents' state changes")
 	}
+	e.RecordUsageLogged(ctx, res.Fleet.Name) // and their token usage
 
 	start := time.Now()
 	var ws reconciler.Workspaces

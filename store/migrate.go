@@ -128,6 +128,23 @@ var migrations = []string{
 		seq      INTEGER NOT NULL,
 		PRIMARY KEY (fleet, instance, boot, seq)
 	);`,
+
+	// 8: token usage per instance, session and model, as the agents'
+	// supervisors published it: each column only ever grows (the largest
+	// figure seen), and the rows outlive the instance.
+	`CREATE TABLE usage (
+		fleet       TEXT    NOT NULL,
+		instance    TEXT    NOT NULL,
+		session     TEXT    NOT NULL,
+		model       TEXT    NOT NULL,
+		input       INTEGER NOT NULL,
+		output      INTEGER NOT NULL,
+		cache_read  INTEGER NOT NULL,
+		cache_write INTEGER NOT NULL,
+		updated_at  INTEGER NOT NULL,
+		PRIMARY KEY (fleet, instance, session, model)
+	);
+	CREATE INDEX usage_updated ON usage(fleet, updated_at);`,
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -82,3 +82,25 @@ func TestPricesOverride(t *testing.T) {
 		}
 	}
 }
+
+func TestSummarize(t *testing.T) {
+	p := BuiltinPrices()
+	s := Summarize(map[string]Tokens{
+		"claude-sonnet-4-5": {Input: 1e6, Output: 100},
+		"claude-haiku-4-5":  {Input: 10, Output: 500},
+	}, p)
+	if s.Model != "claude-haiku-4-5" || s.InputTokens != 1e6+10 || s.OutputTokens != 600 || s.CostUSD == nil {
+		t.Fatalf("%+v", s)
+	}
+	if want := 3 + 100*15/1e6 + 10*1/1e6 + 500*5/1e6; math.Abs(*s.CostUSD-want) > 1e-6 {
+		t.Errorf("cost %v, want %v", *s.CostUSD, want)
+	}
+	// One unknown model with tokens: the total cost is unknown.
+	s = Summarize(map[string]Tokens{"claude-sonnet-4-5": {Input: 1}, "claude-standin": {Output: 1}}, p)
+	if s.CostUSD != nil || s.Model != "claude-standin" {
+		t.Errorf("%+v", s)
+	}
+	if s := Summarize(nil, p); s.CostUSD == nil || *s.CostUSD != 0 || s.Model != "" {
+		t.Errorf("empty: %+v", s)
+	}
+}

@@ -85,6 +85,7 @@ process died before it finished shows as interrupted.`,
 				if err := a.recordAgentStates(ctx, st, name); err != nil {
 					a.log.Error(err, "record the agents' state changes")
 				}
+				a.recordUsage(ctx, st, name)
 				if runs, err = st.Runs(ctx, name, limit); err != nil {
 					return exitWith(exitInvalid, fmt.Errorf("read history: %w", err))
 				}

@@ -197,6 +197,7 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 			if _, err := env.RecordAgentStates(ctx, fleet); err != nil {
 				a.log.Error(err, "record the agents' state changes")
 			}
+			env.RecordUsageLogged(ctx, fleet)
 			return pipeline.RecordOOMKills(ctx, st, fleet, obs)
 		},
 		Workspaces: &pipeline.Checkouts{Store: st, StateDir: a.global.stateDir, Log: a.log.WithName("workspace"), RefuseDirty: !opts.force},
