@@ -284,7 +284,7 @@ func (t *claudeTranscript) response(turn, n int, blocks []any) {
 	t.log.record(map[string]any{"kind": "usage", "message_id": msgID, "request_id": reqID, "usage": usage, "lines": len(blocks)})
 	for _, b := range blocks {
 		t.line("assistant", map[string]any{
-			"id": msgID, "type": "message", "role": "assistant", "model": "claude-standin",
+			"id": msgID, "type": "message", "role": "assistant", "model": standinModel("claude-standin"),
 			"content": []any{b}, "stop_reason": nil, "stop_sequence": nil, "usage": usage,
 		}, map[string]any{"requestId": reqID})
 	}

@@ -82,7 +82,7 @@ func (c *codex) payload(event, turnID string) map[string]any {
 	}
 	p := map[string]any{
 		"session_id": c.a.session, "transcript_path": transcript, "cwd": c.a.cwd,
-		"hook_event_name": event, "model": "gpt-standin", "permission_mode": mode,
+		"hook_event_name": event, "model": standinModel("gpt-standin"), "permission_mode": mode,
 	}
 	if turnID != "" {
 		p["turn_id"] = turnID
@@ -114,7 +114,7 @@ func (c *codex) turn(line string) bool {
 		return false
 	}
 	c.item("turn_context", map[string]any{"cwd": c.a.cwd, "approval_policy": map[bool]string{true: "never", false: "on-request"}[c.bypass],
-		"model": "gpt-standin"})
+		"model": standinModel("gpt-standin")})
 	c.item("response_item", map[string]any{"type": "message", "role": "user", "content": []any{map[string]any{"type": "input_text", "text": line}}})
 	c.item("event_msg", map[string]any{"type": "user_message", "message": line})
 	c.a.think(line)

@@ -32,6 +32,8 @@ type gemini struct {
 	yolo    bool
 	started string
 	msgs    []any
+	legacy  bool
+	lines   *jsonl
 }
 
 func newGemini(a *app) *gemini {
@@ -65,7 +67,11 @@ func newGemini(a *app) *gemini {
 		env: []string{"GEMINI_PROJECT_DIR=" + a.cwd, "GEMINI_CWD=" + a.cwd, "GEMINI_SESSION_ID=" + a.session,
 			"GEMINI_PLANS_DIR=" + filepath.Join(g.projectTemp(), "plans"), "CLAUDE_PROJECT_DIR=" + a.cwd},
 	}}
+	g.legacy = os.Getenv("STANDIN_GEMINI_LEGACY") == "1"
 	g.chat = filepath.Join(g.projectTemp(), "chats", "session-"+time.Now().UTC().Format("2006-01-02T15-04")+"-"+short(a.session, 8)+".json")
+	if !g.legacy {
+		g.chat += "l"
+	}
 	a.log.record(map[string]any{"kind": "config", "settings_read": read, "settings_invalid": bad, "hooks_enabled": enabled,
 		"hooks": hs.count(), "transcript_path": g.chat, "yolo": g.yolo})
 	return g
@@ -168,10 +174,29 @@ func (g *gemini) end(why string) {
 	}
 }
 
+// record writes a message to the chat: appended to the JSON Lines file
+// (the session's metadata first; a reply written again once its tokens
+// are known, as chatRecordingService does), or, with
+// STANDIN_GEMINI_LEGACY=1, the whole document rewritten.
 func (g *gemini) record(kind, text string, tokens map[string]int) {
-	m := map[string]any{"id": newUUID(), "timestamp": nowISO(), "type": kind, "content": text}
+	m := map[string]any{"id": newUUID(), "timestamp": nowISO(), "type": kind, "content": []any{map[string]any{"text": text}}}
+	if !g.legacy {
+		if g.lines == nil {
+			g.lines = &jsonl{path: g.chat}
+			g.lines.write(map[string]any{"sessionId": g.a.session, "projectHash": filepath.Base(g.projectTemp()),
+				"startTime": g.started, "lastUpdated": nowISO(), "kind": "main"})
+		}
+		if tokens != nil {
+			m["model"] = standinModel("gemini-standin")
+			g.lines.write(m)
+			m["tokens"] = tokens
+		}
+		g.lines.write(m)
+		g.lines.write(map[string]any{"$set": map[string]any{"lastUpdated": nowISO()}})
+		return
+	}
 	if tokens != nil {
-		m["tokens"], m["model"] = tokens, "gemini-standin"
+		m["tokens"], m["model"] = tokens, standinModel("gemini-standin")
 	}
 	g.msgs = append(g.msgs, m)
 	doc := map[string]any{"sessionId": g.a.session, "projectHash": filepath.Base(g.projectTemp()),

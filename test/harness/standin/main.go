@@ -29,6 +29,18 @@
 //	                          flag or config does not ask on "perm" lines
 //	STANDIN_OPENCODE_LEGACY   1: OpenCode emits permission.updated (pre-1.1 shape)
 //	                          instead of permission.asked
+//	STANDIN_MODEL             the model the usage records name (default: the
+//	                          runtime's "<runtime>-standin", which no price
+//	                          table knows)
+//	STANDIN_GEMINI_LEGACY     1: Gemini CLI writes its chat as one JSON document
+//	                          (session-*.json, releases before April 2026)
+//	                          instead of JSON Lines (session-*.jsonl)
+//
+// Usage records, as each runtime documents them: Claude Code's transcript
+// lines with message.usage (one response as several lines repeating it),
+// Codex's token_count events (cumulative totals), Gemini CLI's messages
+// with tokens, OpenCode's message.updated events with tokens; Amp records
+// none.
 package main
 
 import (
@@ -354,6 +366,14 @@ func argValue(args []string, name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// standinModel is the model the usage records name.
+func standinModel(def string) string {
+	if m := os.Getenv("STANDIN_MODEL"); m != "" {
+		return m
+	}
+	return def
 }
 
 func respectBypass() bool { return os.Getenv("STANDIN_RESPECT_BYPASS") == "1" }

@@ -199,7 +199,7 @@ func (o *opencode) turn(line string) bool {
 		"messageID": userID, "type": "text", "text": line}})
 	o.emit("session.status", map[string]any{"sessionID": o.session, "status": map[string]any{"type": "busy"}})
 	asst := map[string]any{"id": asstID, "sessionID": o.session, "role": "assistant", "parentID": userID,
-		"time": map[string]any{"created": time.Now().UnixMilli()}, "modelID": "standin", "providerID": "standin", "mode": "build",
+		"time": map[string]any{"created": time.Now().UnixMilli()}, "modelID": standinModel("standin"), "providerID": "standin", "mode": "build",
 		"path": map[string]any{"cwd": o.a.cwd, "root": o.a.cwd}, "cost": 0,
 		"tokens": map[string]any{"input": 0, "output": 0, "reasoning": 0, "cache": map[string]any{"read": 0, "write": 0}}}
 	o.emit("message.updated", map[string]any{"info": asst})
