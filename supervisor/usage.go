@@ -28,6 +28,9 @@ import (
 // usageInterval is how often the runtime's usage records are read.
 const usageInterval = 5 * time.Second
 
+// usageAfterState is how soon after a state change the records are read.
+const usageAfterState = 300 * time.Millisecond
+
 // maxUsageEntries bounds the published file: the sessions changed most
 // recently are kept (the host already has the others).
 const maxUsageEntries = 1000
@@ -50,8 +53,20 @@ func (s *supervisor) watchUsage(ctx context.Context, home string) (stop func()) 
 	if rd.WantsEvents() && s.cfg.Runtime.State == runtimes.StateServer {
 		go followServerUsage(ctx, rd)
 	}
+	// A state change (a turn ending, above all) is read soon after, so
+	// what a turn used is published within a moment of it, not of the
+	// next pass.
+	states := make(chan Status, 4)
+	s.mu.Lock()
+	s.watchers[states] = true
+	s.mu.Unlock()
 	go func() {
 		defer close(done)
+		defer func() {
+			s.mu.Lock()
+			delete(s.watchers, states)
+			s.mu.Unlock()
+		}()
 		timer := time.NewTimer(0)
 		defer timer.Stop()
 		for {
@@ -61,6 +76,11 @@ func (s *supervisor) watchUsage(ctx context.Context, home string) (stop func()) 
 					p.publish(totals)
 				}
 				return
+			case <-states:
+				// The runtime writes its record around its hook: a moment
+				// later it is there.
+				timer.Reset(usageAfterState)
+				continue
 			case <-timer.C:
 			}
 			if totals, changed := rd.Scan(); changed {
