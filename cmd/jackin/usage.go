@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/jackin-dev/jackin/pipeline"
 	"github.com/jackin-dev/jackin/store"
+	"github.com/jackin-dev/jackin/supervisor"
 	"github.com/jackin-dev/jackin/usage"
 )
 
@@ -221,34 +223,57 @@ func (a *app) recordUsage(ctx context.Context, st *store.Store, fleet string) {
 }
 
 // usageByInstance is, per instance of fleet (deleted ones included), its
-// token usage over all its models and the estimated cost, after recording
-// what the agents published. The model is the instance's main model (the
-// one that wrote the most output); `jackin usage INSTANCE` breaks it down.
+// token usage over all its models and the estimated cost: what the store
+// holds merged with what the agents publish now (the larger figure per
+// session and model, as recording would keep), without writing anything,
+// so get stays a read. The model is the instance's main model (the one
+// that wrote the most output); `jackin usage INSTANCE` breaks it down.
 // usage.Summary has telemetry.Usage's fields: telemetry.Usage(u) converts.
-// A nil store (no state dir yet) is no usage.
+// st may be nil (no state dir yet): the published usage alone.
 func (a *app) usageByInstance(ctx context.Context, st *store.Store, fleet string) (map[string]usage.Summary, error) {
-	out := map[string]usage.Summary{}
-	if st == nil {
-		return out, nil
+	type key struct {
+		instance string
+		usage.Key
 	}
-	a.recordUsage(ctx, st, fleet)
-	rows, err := st.Usage(ctx, store.UsageQuery{Fleet: fleet})
-	if err != nil {
-		return nil, err
+	merged := map[key]usage.Tokens{}
+	if st != nil {
+		rows, err := st.Usage(ctx, store.UsageQuery{Fleet: fleet})
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			merged[key{r.Instance, usage.Key{Session: r.Session, Model: r.Model}}] = r.Tokens
+		}
+	}
+	root := filepath.Dir(supervisor.HostDir(a.global.stateDir, fleet, "x"))
+	ents, _ := os.ReadDir(root)
+	for _, e := range ents {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		rep, err := supervisor.ReadUsage(filepath.Join(root, e.Name()))
+		if err != nil {
+			continue // none yet, or unreadable: the store's figures stand
+		}
+		for _, en := range rep.Entries {
+			k := key{e.Name(), usage.Key{Session: en.Session, Model: en.Model}}
+			merged[k] = merged[k].Max(en.Tokens)
+		}
 	}
 	prices, err := usage.LoadPrices(a.global.stateDir)
 	if err != nil {
 		a.log.Error(err, "read the price overrides; the built-in prices are used")
 	}
 	byInstance := map[string]map[string]usage.Tokens{}
-	for _, r := range rows {
-		m := byInstance[r.Instance]
+	for k, t := range merged {
+		m := byInstance[k.instance]
 		if m == nil {
 			m = map[string]usage.Tokens{}
-			byInstance[r.Instance] = m
+			byInstance[k.instance] = m
 		}
-		m[r.Model] = m[r.Model].Add(r.Tokens)
+		m[k.Model] = m[k.Model].Add(t)
 	}
+	out := make(map[string]usage.Summary, len(byInstance))
 	for inst, m := range byInstance {
 		out[inst] = usage.Summarize(m, prices)
 	}

@@ -136,18 +136,34 @@ func TestUsageByInstance(t *testing.T) {
 		{"session":"s1","model":"claude-sonnet-4-5","input":10,"output":100},
 		{"session":"s1","model":"claude-haiku-4-5","input":1000,"output":10}]}`)
 	publishUsage(t, state, "demo", "api", `{"v":1,"runtime":"codex","entries":[{"session":"t","model":"gpt-standin","output":3}]}`)
+	// Before anything is recorded: what is published.
+	check := func(got map[string]usage.Summary, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		web := got["web"]
+		if web.Model != "claude-sonnet-4-5" || web.InputTokens != 1010 || web.OutputTokens != 110 || web.CostUSD == nil {
+			t.Errorf("web: %+v", web)
+		}
+		if api := got["api"]; api.Model != "gpt-standin" || api.CostUSD != nil {
+			t.Errorf("api: %+v", api)
+		}
+	}
+	check(a.usageByInstance(ctx, st, "demo"))
+	check(a.usageByInstance(ctx, nil, "demo"))
+	if rows, _ := st.Usage(ctx, store.UsageQuery{}); len(rows) != 0 {
+		t.Errorf("usageByInstance wrote: %+v", rows)
+	}
+	// Recorded, then the agent directory gone (deleted): the same, from
+	// the store; a published figure lower than the stored one (a restart
+	// mid-read) does not lower it.
+	a.recordUsage(ctx, st, "demo")
+	os.RemoveAll(supervisor.HostDir(state, "demo", "web"))
+	publishUsage(t, state, "demo", "api", `{"v":1,"runtime":"codex","entries":[{"session":"t","model":"gpt-standin","output":1}]}`)
 	got, err := a.usageByInstance(ctx, st, "demo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	web := got["web"]
-	if web.Model != "claude-sonnet-4-5" || web.InputTokens != 1010 || web.OutputTokens != 110 || web.CostUSD == nil {
-		t.Errorf("web: %+v", web)
-	}
-	if api := got["api"]; api.Model != "gpt-standin" || api.CostUSD != nil {
-		t.Errorf("api: %+v", api)
-	}
-	if none, err := a.usageByInstance(ctx, nil, "demo"); err != nil || len(none) != 0 {
-		t.Errorf("nil store: %v %v", none, err)
+	check(got, err)
+	if got["api"].OutputTokens != 3 {
+		t.Errorf("api lowered: %+v", got["api"])
 	}
 }
