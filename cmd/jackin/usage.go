@@ -279,3 +279,15 @@ func (a *app) usageByInstance(ctx context.Context, st *store.Store, fleet string
 	}
 	return out, nil
 }
+
+// costCell is get's COST cell for an instance: "-" when it has no usage
+// recorded, "?" when a model it used has no price, else the cost.
+func costCell(recorded bool, costUSD *float64) string {
+	switch {
+	case !recorded:
+		return "-"
+	case costUSD == nil:
+		return "?"
+	}
+	return formatCost(costUSD)
+}

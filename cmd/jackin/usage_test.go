@@ -167,3 +167,16 @@ func TestUsageByInstance(t *testing.T) {
 		t.Errorf("api lowered: %+v", got["api"])
 	}
 }
+
+func TestCostCell(t *testing.T) {
+	c, z, small := 1.234, 0.0, 0.00123
+	for _, tc := range []struct {
+		recorded bool
+		cost     *float64
+		want     string
+	}{{false, nil, "-"}, {true, nil, "?"}, {true, &c, "$1.23"}, {true, &z, "$0.00"}, {true, &small, "$0.0012"}} {
+		if got := costCell(tc.recorded, tc.cost); got != tc.want {
+			t.Errorf("%v %v: %q, want %q", tc.recorded, tc.cost, got, tc.want)
+		}
+	}
+}
