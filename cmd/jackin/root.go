@@ -9,6 +9,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 
+	"github.com/jackin-dev/jackin/console"
 	"github.com/jackin-dev/jackin/store"
 )
 
@@ -70,9 +71,20 @@ The first SIGINT or SIGTERM lets an engine step in flight (apply's, delete's,
 a watch heal) finish and be recorded; with none in flight (loading manifests,
 reading credential sources, planning) it exits at once, 130 or 143 (128 + the
 signal), unless the command returns first (watch between passes: 0). A second
-signal exits at once.`,
+signal exits at once.
+
+Bare jackin on a terminal, with a manifest (fleet.cue, fleet.yaml, fleet.yml,
+fleet.json or fleets/) in the current directory, opens jackin console.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Bare jackin on a terminal, with a manifest in the current
+		// directory, opens the console; otherwise it prints this help.
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if files := manifestsHere("."); len(files) > 0 && onTerminal(a.stdin) && onTerminal(a.stdout) {
+				return a.console(cmd.Context(), files, "", console.DefaultResync)
+			}
+			return cmd.Help()
+		},
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(a.global.logFormat, a.global.verbosity, stderr)
 			if err != nil {
@@ -117,6 +129,7 @@ signal exits at once.`,
 		newLogsCommand(a),
 		newAttachCommand(a),
 		newWaitCommand(a),
+		newConsoleCommand(a),
 		newSuperviseCommand(a),
 		newHookCommand(a),
 		newAgentRelayCommand(a),
