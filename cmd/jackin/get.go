@@ -14,6 +14,7 @@ import (
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/store"
 	"github.com/jackin-dev/jackin/supervisor"
+	"github.com/jackin-dev/jackin/telemetry"
 )
 
 // instanceStatus is one row of `jackin get`.
@@ -34,6 +35,8 @@ type instanceStatus struct {
 	NextAttempt time.Time `json:"nextAttempt,omitzero"`
 	// Agent is what the agent is doing, when it has a container.
 	Agent *agentInfo `json:"agent,omitempty"`
+	// Resources is what a running instance uses (resources.go).
+	Resources *telemetry.Resources `json:"resources,omitempty"`
 }
 
 // agentInfo is the agent's live state in `jackin get -o json`.
@@ -58,6 +61,7 @@ type instanceList struct {
 func newGetCommand(a *app) *cobra.Command {
 	var mf manifestFlags
 	var out outputFlag
+	var rf resourceFlags
 	cmd := &cobra.Command{
 		Use:   "get -f PATH... [INSTANCE...]",
 		Short: "Show each instance's desired and observed state",
@@ -69,9 +73,12 @@ fleet that is no longer in the manifest), whether it is in sync, the spec
 hash, age and image. It changes nothing.
 
 Naming instances shows only those; a name neither in the manifest nor on
-the engine is an error (exit 2).`,
+the engine is an error (exit 2).
+
+` + resourceHelp,
 		Example: `  jackin get -f fleet.cue
-  jackin get -f fleet.cue web -o yaml`,
+  jackin get -f fleet.cue web -o yaml
+  jackin get -f fleet.cue -o wide`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := out.validate(); err != nil {
 				return err
@@ -83,6 +90,8 @@ the engine is an error (exit 2).`,
 			}
 			defer a.closeSession(sess)
 			fleet := sess.fleet
+			probe := a.startResourceProbe(ctx, sess, rf, out.format == "wide")
+			defer probe.stop()
 			res, err := a.plan(ctx, sess, reconciler.PlanOptions{Prune: true, AllowEmpty: true}, false)
 			if err != nil {
 				return err
@@ -99,7 +108,8 @@ the engine is an error (exit 2).`,
 				}
 				markCrashLoops(items, crashes)
 			}
-			if out.format != "table" {
+			a.finishResourceProbe(ctx, probe, res.Desired, items)
+			if out.format != "table" && out.format != "wide" {
 				return writeStructured(a.stdout, out.format, instanceList{APIVersion: "jackin.dev/v1alpha1", Kind: "InstanceList", Fleet: fleet.Name, Items: items})
 			}
 			if len(items) == 0 {
@@ -107,7 +117,8 @@ the engine is an error (exit 2).`,
 				return nil
 			}
 			t := &table{}
-			t.add("INSTANCE", "DESIRED", "OBSERVED", "STATE", "SYNC", "SPEC", "AGE", "IMAGE")
+			wide := out.format == "wide"
+			t.add(withResources([]string{"INSTANCE", "DESIRED", "OBSERVED", "STATE"}, resourceHeaders(rf, wide), "SYNC", "SPEC", "AGE", "IMAGE")...)
 			now := time.Now()
 			for _, it := range items {
 				sync := "in-sync"
@@ -132,14 +143,15 @@ the engine is an error (exit 2).`,
 						state += fmt.Sprintf(" (%d)", *ag.ExitStatus)
 					}
 				}
-				t.add(it.Instance, it.Desired, observed, state, sync, shortHash(it.SpecHash), age, orDash(it.Image))
+				t.add(withResources([]string{it.Instance, it.Desired, observed, state}, resourceCells(it.Resources, rf, wide), sync, shortHash(it.SpecHash), age, orDash(it.Image))...)
 			}
 			t.write(a.stdout)
 			return nil
 		},
 	}
 	mf.register(cmd)
-	out.register(cmd, "table", "table", "json", "yaml")
+	out.register(cmd, "table", "table", "wide", "json", "yaml")
+	rf.register(cmd)
 	return cmd
 }
 
