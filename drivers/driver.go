@@ -240,9 +240,10 @@ type SupervisorSpec struct {
 	ImageCommand   bool
 	Args           []string
 	LoginShellFlag string
-	// HomeTarget is where the runtime-home volume is mounted: its root is
-	// made writable by any user, as the agent's user is the image's.
-	HomeTarget string
+	// HomeTarget is where the runtime-home volume is mounted, and
+	// HomeSubdir the directory in it made writable by any user (the
+	// agent's user is the image's, and a new volume's root is root's).
+	HomeTarget, HomeSubdir string
 }
 
 // ReadyProbe is a command run inside a started container until it exits 0.

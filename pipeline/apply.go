@@ -26,7 +26,7 @@ type ApplyOptions struct {
 // AgentStartCheck is how long after its start apply expects an agent to
 // still be up: one that exited with a non-zero status by then (a command
 // that does not exist, a missing credential) fails its action.
-const AgentStartCheck = 150 * time.Millisecond
+const AgentStartCheck = 300 * time.Millisecond
 
 // Applied is what Apply did.
 type Applied struct {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"sync"
 
@@ -47,7 +48,7 @@ func renderSupervisor(fleet, name string, inst schema.Instance, spec Spec, ctr *
 	for _, h := range spec.Run.Homes {
 		entry = append(entry, "--home", h)
 	}
-	sup := &drivers.SupervisorSpec{Entrypoint: entry, HomeTarget: supervisor.HomeStore, LoginShellFlag: "--login-shell"}
+	sup := &drivers.SupervisorSpec{Entrypoint: entry, HomeTarget: supervisor.HomeStore, HomeSubdir: path.Base(supervisor.HomeKept), LoginShellFlag: "--login-shell"}
 	if spec.Run.ImageCommand {
 		sup.ImageCommand, sup.Args = true, append([]string{}, spec.Run.Argv...)
 	} else {

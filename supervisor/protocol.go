@@ -27,6 +27,10 @@ const (
 	// HomeStore is the runtime-home volume: the runtime's home paths are
 	// links into it, so they survive recreates.
 	HomeStore = "/run/jackin/home"
+	// HomeKept is the directory in that volume the homes are kept in: made
+	// writable by any user when the container is created (a new volume's
+	// root is root's, and the agent runs as the image's user).
+	HomeKept = HomeStore + "/kept"
 )
 
 // ProtocolVersion is sent with every request; a supervisor refuses a

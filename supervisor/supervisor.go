@@ -67,7 +67,7 @@ func Run(ctx context.Context, cfg Config) int {
 		cfg.AgentDir = AgentDir
 	}
 	if cfg.HomeStore == "" {
-		cfg.HomeStore = HomeStore
+		cfg.HomeStore = HomeKept
 	}
 	if cfg.History <= 0 {
 		cfg.History = DefaultHistory

@@ -359,8 +359,8 @@ func (d *Driver) createContainer(ctx context.Context, r drivers.Resource) (strin
 			return "", cerr
 		}
 	}
-	if sup := r.Container.Supervisor; sup != nil && sup.HomeTarget != "" {
-		if err := d.openHomeVolume(ctx, res.ID, sup.HomeTarget); err != nil {
+	if sup := r.Container.Supervisor; sup != nil && sup.HomeTarget != "" && sup.HomeSubdir != "" {
+		if err := d.openHomeVolume(ctx, res.ID, sup.HomeTarget, sup.HomeSubdir); err != nil {
 			if _, rerr := d.cli.ContainerRemove(ctx, res.ID, client.ContainerRemoveOptions{Force: true}); rerr != nil && !isNotFound(rerr) {
 				return "", fmt.Errorf("%w (and removing the half-created container failed: %v)", err, rerr)
 			}

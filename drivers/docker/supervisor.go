@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"path"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -40,23 +39,21 @@ func (d *Driver) supervisorCommand(ctx context.Context, s *drivers.ContainerSpec
 	return append(entry, "--"), argv, nil
 }
 
-// openHomeVolume makes the root of the runtime-home volume, mounted at
-// target in a created container, writable by any user: a new volume's
-// root is root's, and the agent runs as the image's user, whoever that
-// is. One archive upload holding only the root directory's entry.
-func (d *Driver) openHomeVolume(ctx context.Context, id, target string) error {
-	// The entry is the mount point itself, uploaded into its parent: the
-	// engine applies a directory entry's mode to a directory that exists
-	// (an entry for the upload's own root it skips).
+// openHomeVolume makes a directory in the runtime-home volume, mounted at
+// target in a created container, writable by any user: the agent runs as
+// the image's user, whoever that is, and a new volume is root's. One
+// archive upload holding only that directory's entry, into the volume
+// itself (the engine allows that under a read-only root filesystem too).
+func (d *Driver) openHomeVolume(ctx context.Context, id, target, subdir string) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: path.Base(target) + "/", Mode: 0o1777, ModTime: time.Unix(0, 0)}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: subdir + "/", Mode: 0o1777, ModTime: time.Unix(0, 0)}); err != nil {
 		return err
 	}
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	if _, err := d.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: path.Dir(target), Content: &buf}); err != nil {
+	if _, err := d.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: target, Content: &buf}); err != nil {
 		return d.wrap(err, "open the runtime-home volume of container %s", shortID(id))
 	}
 	return nil

@@ -704,7 +704,7 @@ func TestAgentRuntimes(t *testing.T) {
 		if got := docker(t, "exec", cl, "cat", "/home/agent/.claude.json"); got != `{"saved":1}` {
 			t.Errorf("~/.claude.json saved by rename, after the recreate: %q, want {\"saved\":1}", got)
 		}
-		if out := docker(t, "exec", cl, "ls", "-l", "/home/agent/.claude.json"); !strings.Contains(out, "-> /run/jackin/home/.claude.json") {
+		if out := docker(t, "exec", cl, "ls", "-l", "/home/agent/.claude.json"); !strings.Contains(out, "-> /run/jackin/home/kept/.claude.json") {
 			t.Errorf("~/.claude.json is not linked into the runtime-home volume after the recreate: %s", out)
 		}
 		var merged struct {

@@ -119,9 +119,12 @@ func credManifest(e *env, f *credFixture, broken bool) string {
 		brokenInst = `	broken: credentials: FAIL_TOKEN: {from: {command: ["failcmd"]}}`
 	}
 	return e.manifest(fmt.Sprintf(`defaults: role: image: %q
+// A runtime that reads Claude's credential, running the test image's
+// program (a built-in claude would need the Claude Code CLI in the image).
+runtimes: credrt: {command: ["idle"], credentials: ["ANTHROPIC_API_KEY"]}
 instances: {
 	files: {
-		agent: "claude"
+		agent: "credrt"
 		credentials: {
 			ANTHROPIC_API_KEY: {from: {file: %q}}
 			CMD_TOKEN: {from: {command: ["printcanary"]}, deliver: file: "/run/creds/cmd"}
@@ -171,8 +174,8 @@ func TestCredentialsCanary(t *testing.T) {
 
 	r := run(1, "validate", "-f", path)
 	mustCode(t, r, 0, "validate")
-	if r.stderr != "" && strings.Contains(r.stderr, "instance files runs agent claude") {
-		t.Fatalf("validate warns about a claude instance that has ANTHROPIC_API_KEY:\n%s", r)
+	if r.stderr != "" && strings.Contains(r.stderr, "instance files runs agent credrt") {
+		t.Fatalf("validate warns about an instance whose runtime reads ANTHROPIC_API_KEY and has it:\n%s", r)
 	}
 
 	explainJSON := run(1, "explain", "-f", path, "-o", "json")

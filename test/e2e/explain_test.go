@@ -59,6 +59,11 @@ func stateSnapshot(t *testing.T, dir string) []string {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
+		if rel == "agents" && d.IsDir() {
+			// The running agents' supervisors publish their state there,
+			// whatever explain does.
+			return filepath.SkipDir
+		}
 		line := fmt.Sprintf("%s %s %d %d", rel, info.Mode(), info.Size(), info.ModTime().UnixNano())
 		if info.Mode().IsRegular() {
 			b, err := os.ReadFile(p)

@@ -70,7 +70,7 @@ func (e *env) usageTurns(t *testing.T, instance string, lines ...string) {
 		p.waitText("reply: "+l, 20*time.Second)
 	}
 	e.agtWait(t, instance, "done,idle", 20*time.Second) // amp: terminal activity, idle
-	p.send("\x10\x11") // detach
+	p.send("\x10\x11")                                  // detach
 	if code := p.waitExit(10 * time.Second); code != 0 {
 		t.Fatalf("attach %s: exit %d\n%s", instance, code, p.String())
 	}
