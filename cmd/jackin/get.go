@@ -37,6 +37,9 @@ type instanceStatus struct {
 	Agent *agentInfo `json:"agent,omitempty"`
 	// Resources is what a running instance uses (resources.go).
 	Resources *telemetry.Resources `json:"resources,omitempty"`
+	// Usage is the instance's token totals and estimated cost, from the
+	// runtime's own usage records (usage.go); absent when none are recorded.
+	Usage *telemetry.Usage `json:"usage,omitempty"`
 }
 
 // agentInfo is the agent's live state in `jackin get -o json`.
@@ -109,6 +112,11 @@ the engine is an error (exit 2).
 				markCrashLoops(items, crashes)
 			}
 			a.finishResourceProbe(ctx, probe, res.Desired, items)
+			if !rf.off {
+				if err := a.addUsage(ctx, sess, items); err != nil {
+					return exitWith(exitInvalid, err)
+				}
+			}
 			if out.format != "table" && out.format != "wide" {
 				return writeStructured(a.stdout, out.format, instanceList{APIVersion: "jackin.dev/v1alpha1", Kind: "InstanceList", Fleet: fleet.Name, Items: items})
 			}
@@ -118,7 +126,7 @@ the engine is an error (exit 2).
 			}
 			t := &table{}
 			wide := out.format == "wide"
-			t.add(withResources([]string{"INSTANCE", "DESIRED", "OBSERVED", "STATE"}, resourceHeaders(rf, wide), "SYNC", "SPEC", "AGE", "IMAGE")...)
+			t.add(withResources([]string{"INSTANCE", "DESIRED", "OBSERVED", "STATE"}, append(resourceHeaders(rf, wide), costHeader(rf)...), "SYNC", "SPEC", "AGE", "IMAGE")...)
 			now := time.Now()
 			for _, it := range items {
 				sync := "in-sync"
@@ -143,7 +151,7 @@ the engine is an error (exit 2).
 						state += fmt.Sprintf(" (%d)", *ag.ExitStatus)
 					}
 				}
-				t.add(withResources([]string{it.Instance, it.Desired, observed, state}, resourceCells(it.Resources, rf, wide), sync, shortHash(it.SpecHash), age, orDash(it.Image))...)
+				t.add(withResources([]string{it.Instance, it.Desired, observed, state}, append(resourceCells(it.Resources, rf, wide), costCells(rf, it.Usage)...), sync, shortHash(it.SpecHash), age, orDash(it.Image))...)
 			}
 			t.write(a.stdout)
 			return nil

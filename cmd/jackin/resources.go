@@ -33,7 +33,12 @@ read from the containers' cgroup files, otherwise from the engine's stats
 (resources.source says which). -o wide adds DISK: the writable layers and
 the instance's volumes (on a remote engine, the volumes are sized by the
 engine's disk-usage call, which sizes everything it holds: slow);
---disk adds diskBytes to -o json and yaml. --no-telemetry skips all of it.`
+--disk adds diskBytes to -o json and yaml.
+
+COST (and usage in -o json): the instance's tokens and estimated cost so far,
+from its runtime's own usage records (see jackin usage): "-" when none are
+recorded, "?" when a model it used has no price. --no-telemetry skips all of
+it.`
 
 // resourceFlags are get's telemetry flags.
 type resourceFlags struct {
@@ -42,7 +47,7 @@ type resourceFlags struct {
 }
 
 func (f *resourceFlags) register(cmd *cobra.Command) {
-	cmd.Flags().BoolVar(&f.off, "no-telemetry", false, "do not sample CPU, memory or disk (no CPU and MEM columns, no resources in -o json)")
+	cmd.Flags().BoolVar(&f.off, "no-telemetry", false, "do not sample CPU, memory or disk nor read usage (no CPU, MEM and COST columns, no resources or usage in -o json)")
 	cmd.Flags().BoolVar(&f.disk, "disk", false, "also measure disk (writable layers and volumes) for -o json and yaml; -o wide always does")
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/jackin-dev/jackin/pipeline"
 	"github.com/jackin-dev/jackin/store"
 	"github.com/jackin-dev/jackin/supervisor"
+	"github.com/jackin-dev/jackin/telemetry"
 	"github.com/jackin-dev/jackin/usage"
 )
 
@@ -290,4 +291,39 @@ func costCell(recorded bool, costUSD *float64) string {
 		return "?"
 	}
 	return formatCost(costUSD)
+}
+
+// addUsage sets each item's usage: the instance's totals over its sessions
+// and models, from the store and what its agent has published.
+func (a *app) addUsage(ctx context.Context, sess *session, items []instanceStatus) error {
+	byInstance, err := a.usageByInstance(ctx, sess.st, sess.fleet.Name)
+	if err != nil {
+		return fmt.Errorf("read usage: %w", err)
+	}
+	for i := range items {
+		if u, ok := byInstance[items[i].Instance]; ok {
+			tu := telemetry.Usage(u)
+			items[i].Usage = &tu
+		}
+	}
+	return nil
+}
+
+// costHeader is get's COST column (none when telemetry is off).
+func costHeader(flags resourceFlags) []string {
+	if flags.off {
+		return nil
+	}
+	return []string{"COST"}
+}
+
+// costCells is an instance's COST cell (none when telemetry is off).
+func costCells(flags resourceFlags, u *telemetry.Usage) []string {
+	if flags.off {
+		return nil
+	}
+	if u == nil {
+		return []string{costCell(false, nil)}
+	}
+	return []string{costCell(true, u.CostUSD)}
 }

@@ -178,7 +178,11 @@ func TestUsageTelemetry(t *testing.T) {
 	// A turn after the restart (a new session of the stand-in) adds to it.
 	e.usageTurns(t, "cl", "third")
 	want["cl"] = [4]int64{14 + 7, 80 + 40, 6000 + 2000, 600 + 300}
-	e.usageExpect(t, want)
+	got = e.usageExpect(t, want)
+
+	// jackin get shows the same totals: usage in -o json, COST in the
+	// table ("?" for the unpriced model, "-" for amp, which records none).
+	e.usageInGet(t, m, want, got)
 
 	// Deleted: the totals stay.
 	mustCode(t, e.jackin("delete", "--fleet", e.fleet), 0, "delete")
@@ -189,3 +193,72 @@ func TestUsageTelemetry(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// usageInGet checks `jackin get`'s usage against jackin usage's figures:
+// the tokens of each instance in -o json, and its COST cell.
+func (e *env) usageInGet(t *testing.T, m string, want map[string][4]int64, priced map[string]usageRow) {
+	t.Helper()
+	r := e.jackin("get", "-f", m, "-o", "json")
+	mustCode(t, r, 0, "get -o json")
+	var list struct {
+		Items []struct {
+			Instance string    `json:"instance"`
+			Usage    *usageRow `json:"usage"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
+		t.Fatalf("get -o json: %v\n%s", err, r)
+	}
+	seen := map[string]bool{}
+	for _, it := range list.Items {
+		seen[it.Instance] = true
+		w, ok := want[it.Instance]
+		switch {
+		case !ok && it.Usage != nil:
+			t.Errorf("get: %s has usage %+v, it records none", it.Instance, *it.Usage)
+		case ok && it.Usage == nil:
+			t.Errorf("get: %s has no usage, want %v", it.Instance, w)
+		case ok && it.Usage.tokens() != w:
+			t.Errorf("get: %s usage %+v, want %v", it.Instance, *it.Usage, w)
+		}
+	}
+	if len(seen) != 5 {
+		t.Fatalf("get -o json lists %d instances:\n%s", len(seen), r.stdout)
+	}
+	r = e.jackin("get", "-f", m)
+	mustCode(t, r, 0, "get")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	col := strings.Index(lines[0], "COST")
+	if col < 0 {
+		t.Fatalf("get has no COST column:\n%s", r.stdout)
+	}
+	cell := func(inst string) string {
+		for _, l := range lines[1:] {
+			if f := strings.Fields(l); len(f) > 0 && f[0] == inst && len(l) > col {
+				return strings.Fields(l[col:])[0]
+			}
+		}
+		t.Fatalf("get has no row for %s:\n%s", inst, r.stdout)
+		return ""
+	}
+	if c := cell("amp"); c != "-" {
+		t.Errorf("amp's COST %q, want -", c)
+	}
+	if c := cell("cx"); c != "?" {
+		t.Errorf("cx's COST (an unpriced model) %q, want ?", c)
+	}
+	if c := cell("cl"); !strings.HasPrefix(c, "$") || c != formatUSD(*priced["cl"].CostUSD) {
+		t.Errorf("cl's COST %q, want %s", c, formatUSD(*priced["cl"].CostUSD))
+	}
+	if r := e.jackin("get", "-f", m, "--no-telemetry"); strings.Contains(r.stdout, "COST") {
+		t.Errorf("get --no-telemetry still has COST:\n%s", r.stdout)
+	}
+}
+
+// formatUSD is how jackin's tables print a cost (cmd/jackin formatCost).
+func formatUSD(c float64) string {
+	if c > 0 && c < 0.01 {
+		return fmt.Sprintf("$%.4f", c)
+	}
+	return fmt.Sprintf("$%.2f", c)
+}
