@@ -225,6 +225,14 @@ func (a *app) newConsoleSource(ctx context.Context, files []string, fleetName st
 		}
 		s.sess, s.fleet, s.origin = sess, name, "engine, no manifest"
 	}
+	// One sampling pass per refresh for the whole fleet; the monitor keeps
+	// the previous pass so CPU is a rate between refreshes.
+	if mon := newResourceMonitor(s.sess.drv, s.desired); mon != nil {
+		s.resources = mon.Sample
+	}
+	s.usage = func(ctx context.Context, fleet string) (map[string][]telemetry.Usage, error) {
+		return a.usageRows(ctx, s.store(ctx), fleet)
+	}
 	return s, nil
 }
 

@@ -232,6 +232,21 @@ func (a *app) recordUsage(ctx context.Context, st *store.Store, fleet string) {
 // usage.Summary has telemetry.Usage's fields: telemetry.Usage(u) converts.
 // st may be nil (no state dir yet): the published usage alone.
 func (a *app) usageByInstance(ctx context.Context, st *store.Store, fleet string) (map[string]usage.Summary, error) {
+	byInstance, prices, err := a.usageByModel(ctx, st, fleet)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]usage.Summary, len(byInstance))
+	for inst, m := range byInstance {
+		out[inst] = usage.Summarize(m, prices)
+	}
+	return out, nil
+}
+
+// usageByModel is each instance's tokens per model (the store's rows
+// merged with what the agents publish, the larger per session and model),
+// and the prices to estimate them with. It reads without writing.
+func (a *app) usageByModel(ctx context.Context, st *store.Store, fleet string) (map[string]map[string]usage.Tokens, usage.Prices, error) {
 	type key struct {
 		instance string
 		usage.Key
@@ -240,7 +255,7 @@ func (a *app) usageByInstance(ctx context.Context, st *store.Store, fleet string
 	if st != nil {
 		rows, err := st.Usage(ctx, store.UsageQuery{Fleet: fleet})
 		if err != nil {
-			return nil, err
+			return nil, usage.Prices{}, err
 		}
 		for _, r := range rows {
 			merged[key{r.Instance, usage.Key{Session: r.Session, Model: r.Model}}] = r.Tokens
@@ -274,11 +289,7 @@ func (a *app) usageByInstance(ctx context.Context, st *store.Store, fleet string
 		}
 		m[k.Model] = m[k.Model].Add(t)
 	}
-	out := make(map[string]usage.Summary, len(byInstance))
-	for inst, m := range byInstance {
-		out[inst] = usage.Summarize(m, prices)
-	}
-	return out, nil
+	return byInstance, prices, nil
 }
 
 // costCell is get's COST cell for an instance: "-" when it has no usage
@@ -326,4 +337,26 @@ func costCells(flags resourceFlags, u *telemetry.Usage) []string {
 		return []string{costCell(false, nil)}
 	}
 	return []string{costCell(true, u.CostUSD)}
+}
+
+// usageRows is each instance's use per model as the console shows it.
+func (a *app) usageRows(ctx context.Context, st *store.Store, fleet string) (map[string][]telemetry.Usage, error) {
+	byInstance, prices, err := a.usageByModel(ctx, st, fleet)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]telemetry.Usage, len(byInstance))
+	for inst, m := range byInstance {
+		models := make([]string, 0, len(m))
+		for model := range m {
+			models = append(models, model)
+		}
+		sort.Strings(models)
+		for _, model := range models {
+			t := m[model]
+			out[inst] = append(out[inst], telemetry.Usage{Model: model, InputTokens: t.Input, OutputTokens: t.Output,
+				CacheReadTokens: t.CacheRead, CacheWriteTokens: t.CacheWrite, CostUSD: prices.CostOf(model, t)})
+		}
+	}
+	return out, nil
 }

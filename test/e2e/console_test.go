@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -48,7 +49,7 @@ func TestConsole(t *testing.T) {
 	e := newEnv(t)
 	img := agtRuntimeImage(t)
 	m := e.manifest(fmt.Sprintf(`instances: {
-	at:  {role: image: %[1]q, agent: "claude", description: "the console's attach target"}
+	at:  {role: image: %[1]q, agent: "claude", description: "the console's attach target", env: STANDIN_MODEL: "claude-sonnet-4-5-20250929"}
 	off: {role: image: %[1]q, agent: "claude", state: "stopped"}
 }`, img))
 	mustCode(t, e.jackin("apply", "-f", m), 0, "apply")
@@ -82,12 +83,21 @@ func TestConsole(t *testing.T) {
 	p.send("hello console\r")
 	p.waitTextSince(mark, "reply: hello console", 15*time.Second)
 	e.agtWait(t, "at", "done", 15*time.Second)
+	// The turn's usage (the stand-in's Claude transcript: input 3+4,
+	// output 20+20) published before the console comes back.
+	e.usageExpect(t, map[string][4]int64{"at": {7, 40, 2000, 300}})
 
-	// ctrl-p ctrl-q: attach detaches, the console draws itself again.
+	// ctrl-p ctrl-q: attach detaches, the console draws itself again,
+	// with the turn's tokens and cost and the agent's memory in the
+	// selected instance's detail pane.
 	mark = len(p.String())
 	p.send("\x10\x11")
 	p.waitTextSince(mark, "detached from at", 10*time.Second)
 	p.waitTextSince(mark, "INSTANCE", 10*time.Second)
+	p.waitTextSince(mark, "47 tokens $0.00", 15*time.Second)
+	if !agtUntil(15*time.Second, func() bool { return regexp.MustCompile(`MEM [0-9]`).MatchString(p.since(mark)) }) {
+		t.Fatalf("the console never showed at's memory; it shows:\n%q", p.since(mark))
+	}
 	if st := agtInspect(t, e.name("at"), "{{.State.Status}}"); st != "running" {
 		t.Fatalf("after the detach the agent container is %s, want running", st)
 	}
