@@ -115,7 +115,12 @@ engine or lock timeout.`,
 			if err := a.env(sess).PullBeforeRemoving(ctx, plan); err != nil {
 				a.log.Error(err, "pull the egress log of proxies about to be removed")
 			}
-			a.env(sess).RecordUsageLogged(ctx, name) // the agents' token usage, before their directories go
+			// The agents' last state changes and token usage, before their
+			// directories go.
+			if _, err := a.env(sess).RecordAgentStates(ctx, name); err != nil {
+				a.log.Error(err, "record the agents' state changes before delete")
+			}
+			a.env(sess).RecordUsageLogged(ctx, name)
 			results := reconciler.Execute(ctx, plan, drv, reconciler.ExecOptions{
 				Parallel: parallel, Progress: a.stderr, Log: a.log.WithName("execute"), Recorder: rec, Workspaces: ws,
 				StateDir: a.global.stateDir,
