@@ -24,7 +24,8 @@ import (
 const minCPUWindow = 50 * time.Millisecond
 
 // resourceHelp is get's help on the resource columns.
-const resourceHelp = `CPU and MEM (running instances): CPU in percent of one core (measured over
+const resourceHelp = `CPU and MEM (running instances): CPU in percent of one core (measured since
+the previous get of the fleet when that was at most 10s ago, otherwise over
 the time get takes, at least 50ms), memory in use as docker stats counts
 it, "/LIMIT" when the instance has one and "!" within 10% of it. An
 instance's figures are its agent's and its sidecars' together (-o json
@@ -129,13 +130,20 @@ func (a *app) finishResourceProbe(ctx context.Context, p *resourceProbe, desired
 	}
 	limits := desiredLimits(desired)
 	all := map[string]*telemetry.Resources{}
+	kept, err := loadCPUReadings(a.global.stateDir, p.fleet)
+	if err != nil {
+		a.log.V(1).Info("kept CPU readings not used: a second pass measures CPU", "error", err)
+	}
+	var latest []*drivers.ResourceSamples
 	for i, s := range p.samplers {
 		first := p.first[i]
 		if p.errs[i] != nil || first == nil {
 			a.log.V(1).Info("resources not sampled", "fleet", p.fleet, "error", p.errs[i])
 			continue
 		}
+		useKeptReadings(first, kept)
 		prev, cur, err := secondPass(ctx, s, p.fleet, first)
+		latest = append(latest, cur)
 		if err != nil {
 			a.log.V(1).Info("second resource pass failed: no CPU figures", "fleet", p.fleet, "error", err)
 		}
@@ -144,6 +152,9 @@ func (a *app) finishResourceProbe(ctx context.Context, p *resourceProbe, desired
 		}
 		a.log.V(2).Info("resources sampled", "fleet", p.fleet, "source", cur.Source, "containers", len(cur.Containers),
 			"firstPass", first.Took, "disk", first.DiskSource)
+	}
+	if err := saveCPUReadings(a.global.stateDir, p.fleet, latest); err != nil {
+		a.log.V(1).Info("CPU readings not kept: the next get takes a second pass", "error", err)
 	}
 	for i := range items {
 		if items[i].Observed != "running" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"reflect"
 	"testing"
 	"time"
@@ -123,5 +124,53 @@ func TestDesiredLimits(t *testing.T) {
 	}
 	if len(desiredLimits(nil)) != 0 {
 		t.Error("nil desired")
+	}
+}
+
+func TestKeptCPUReadings(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	if kept, err := loadCPUReadings(dir, "f"); kept != nil || err != nil {
+		t.Fatalf("no file: %v %v", kept, err)
+	}
+	earlier := &drivers.ResourceSamples{Containers: []telemetry.ContainerSample{
+		{ID: "old", CPUNanos: 1e9, At: now.Add(-time.Minute)},
+		{ID: "ok", CPUNanos: 1e9, At: now.Add(-2 * time.Second)},
+		{ID: "soon", CPUNanos: 1e9, At: now.Add(-10 * time.Millisecond)},
+		{ID: "restarted", CPUNanos: 5e9, At: now.Add(-2 * time.Second)},
+	}}
+	if err := saveCPUReadings(dir, "f", []*drivers.ResourceSamples{earlier, nil}); err != nil {
+		t.Fatal(err)
+	}
+	kept, err := loadCPUReadings(dir, "f")
+	if err != nil || len(kept) != 4 {
+		t.Fatalf("kept %v, %v", kept, err)
+	}
+	first := &drivers.ResourceSamples{At: now, Containers: []telemetry.ContainerSample{
+		{ID: "old", Instance: "a", CPUNanos: 2e9, At: now},
+		{ID: "ok", Instance: "b", CPUNanos: 2e9, At: now},
+		{ID: "soon", Instance: "c", CPUNanos: 2e9, At: now},
+		{ID: "restarted", Instance: "d", CPUNanos: 1e9, At: now},
+		{ID: "new", Instance: "e", CPUNanos: 1e9, At: now},
+	}}
+	if n := useKeptReadings(first, kept); n != 1 {
+		t.Fatalf("%d containers given a kept reading, want 1 (only ok: old is too old, soon too recent, restarted's counter went back, new has none)", n)
+	}
+	res := telemetry.InstanceResources(nil, first, nil)
+	if r := res["b"]; r == nil || r.CPUPercent < 49 || r.CPUPercent > 51 {
+		t.Errorf("b: 1s of CPU over 2s, got %+v", r)
+	}
+	for _, c := range first.Containers {
+		if c.ID != "ok" && !c.PrevAt.IsZero() {
+			t.Errorf("%s was given a kept reading", c.ID)
+		}
+	}
+
+	// A file that is not jackin's is not used.
+	if err := os.WriteFile(cpuReadingsPath(dir, "g"), []byte(`{"containers":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if kept, err := loadCPUReadings(dir, "g"); kept != nil || err == nil {
+		t.Errorf("a file without jackin's version: %v, %v", kept, err)
 	}
 }
