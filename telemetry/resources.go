@@ -262,6 +262,7 @@ func InstanceResources(prev, cur *Samples, desired map[string]Limits) map[string
 		}
 		if a.cpuMeasured {
 			r.CPUWindow = a.window
+			r.CPUWindowSeconds = math.Round(a.window.Seconds()*1000) / 1000
 			if a.cpuLimitAll {
 				if lp, ok := CPULimitPercent(r.CPUPercent, a.nanoCPUs); ok {
 					lp = round1(lp)

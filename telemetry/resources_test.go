@@ -226,12 +226,12 @@ func TestResourcesJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"cpuPercent":12.3,"memoryBytes":314572800,"memoryLimitBytes":536870912,"sampledAt":"2026-12-04T12:00:01Z","source":"cgroup"}`
+	want := `{"cpuPercent":12.3,"memoryBytes":314572800,"memoryLimitBytes":536870912,"sampledAt":"2026-12-04T12:00:01Z","source":"cgroup","cpuWindowSeconds":1}`
 	if string(b) != want {
 		t.Errorf("json:\n got %s\nwant %s", b, want)
 	}
-	if strings.Contains(string(b), "Window") {
-		t.Error("CPUWindow leaked into JSON")
+	if strings.Contains(string(b), "CPUWindow") {
+		t.Error("CPUWindow (nanoseconds) leaked into JSON")
 	}
 	if got := JoinSources("engine-stats", "cgroup", "cgroup", ""); got != "cgroup+engine-stats" {
 		t.Errorf("JoinSources = %q", got)

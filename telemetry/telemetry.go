@@ -28,6 +28,9 @@ type Resources struct {
 	// CPUWindow is the interval CPUPercent was measured over; 0 when it
 	// was not (a single sample: CPUPercent means nothing then).
 	CPUWindow time.Duration `json:"-"`
+	// CPUWindowSeconds is CPUWindow for -o json: a short window (get's
+	// own two readings, 50ms) is noisier than one since an earlier get.
+	CPUWindowSeconds float64 `json:"cpuWindowSeconds,omitempty"`
 	// Sidecars are the instance's sidecar containers' own figures (the
 	// totals above include them).
 	Sidecars []ContainerResources `json:"sidecars,omitempty"`

@@ -111,7 +111,7 @@ the engine is an error (exit 2).
 				}
 				markCrashLoops(items, crashes)
 			}
-			a.finishResourceProbe(ctx, probe, res.Desired, items)
+			a.finishResourceProbe(ctx, probe, res.Desired, res.Observed, items)
 			if !rf.off {
 				if err := a.addUsage(ctx, sess, items); err != nil {
 					return exitWith(exitInvalid, err)

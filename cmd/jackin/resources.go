@@ -57,6 +57,15 @@ func (f *resourceFlags) register(cmd *cobra.Command) {
 type resourceProbe struct {
 	fleet    string
 	samplers []drivers.ResourceSampler
+	// byBackend is the sampler of each backend name (to sample the
+	// containers the plan observed).
+	byBackend map[string]drivers.ResourceSampler
+	// kept are the fleet's CPU readings a recent get kept; with them the
+	// probe samples once, after the plan, the containers it observed (no
+	// list of its own, no second pass).
+	kept     map[string]cpuReading
+	deferred bool
+	opts     []drivers.SampleOption
 	cancel   context.CancelFunc
 	done     chan struct{}
 	first    []*drivers.ResourceSamples // per sampler; nil where it failed
@@ -70,7 +79,7 @@ func (a *app) startResourceProbe(ctx context.Context, sess *session, flags resou
 	if flags.off || sess == nil || sess.fleet == nil {
 		return nil
 	}
-	p := &resourceProbe{fleet: sess.fleet.Name, done: make(chan struct{})}
+	p := &resourceProbe{fleet: sess.fleet.Name, done: make(chan struct{}), byBackend: map[string]drivers.ResourceSampler{}}
 	seen := map[drivers.Driver]bool{}
 	names := make([]string, 0, len(sess.set))
 	for name := range sess.set {
@@ -79,20 +88,35 @@ func (a *app) startResourceProbe(ctx context.Context, sess *session, flags resou
 	sort.Strings(names)
 	for _, name := range names {
 		drv := sess.set[name]
-		if s, ok := drv.(drivers.ResourceSampler); ok && !seen[drv] {
-			seen[drv] = true
-			p.samplers = append(p.samplers, s)
+		if s, ok := drv.(drivers.ResourceSampler); ok {
+			p.byBackend[name] = s
+			if !seen[drv] {
+				seen[drv] = true
+				p.samplers = append(p.samplers, s)
+			}
 		}
 	}
 	if len(p.samplers) == 0 {
 		return nil
 	}
-	opts := []drivers.SampleOption{drivers.WithPreviousSample()}
+	p.opts = []drivers.SampleOption{drivers.WithPreviousSample()}
 	if disk || flags.disk {
-		opts = append(opts, drivers.WithVolumes())
+		p.opts = append(p.opts, drivers.WithVolumes())
 	}
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.first, p.errs = make([]*drivers.ResourceSamples, len(p.samplers)), make([]error, len(p.samplers))
+	kept, err := loadCPUReadings(a.global.stateDir, p.fleet)
+	if err != nil {
+		a.log.V(1).Info("kept CPU readings not used: a second pass measures CPU", "error", err)
+	}
+	p.kept = kept
+	if !disk && !flags.disk && freshReadings(kept, time.Now()) {
+		// A recent get kept readings: sample after the plan, once.
+		p.deferred = true
+		close(p.done)
+		return p
+	}
+	opts := p.opts
 	go func() {
 		defer close(p.done)
 		var wg sync.WaitGroup
@@ -118,7 +142,7 @@ func (p *resourceProbe) stop() {
 // finish takes the second pass and fills the rows of running instances.
 // A backend that cannot be sampled costs its rows their resources, not
 // the command: it is logged.
-func (a *app) finishResourceProbe(ctx context.Context, p *resourceProbe, desired *reconciler.Desired, items []instanceStatus) {
+func (a *app) finishResourceProbe(ctx context.Context, p *resourceProbe, desired *reconciler.Desired, observed reconciler.Observations, items []instanceStatus) {
 	if p == nil {
 		return
 	}
@@ -128,12 +152,12 @@ func (a *app) finishResourceProbe(ctx context.Context, p *resourceProbe, desired
 	case <-ctx.Done():
 		return
 	}
+	if p.deferred {
+		p.sampleObserved(ctx, observed)
+	}
 	limits := desiredLimits(desired)
 	all := map[string]*telemetry.Resources{}
-	kept, err := loadCPUReadings(a.global.stateDir, p.fleet)
-	if err != nil {
-		a.log.V(1).Info("kept CPU readings not used: a second pass measures CPU", "error", err)
-	}
+	kept := p.kept
 	var latest []*drivers.ResourceSamples
 	for i, s := range p.samplers {
 		first := p.first[i]
@@ -338,4 +362,52 @@ func (m *resourceMonitor) Sample(ctx context.Context, fleet string, _ reconciler
 	}
 	m.prev = cur
 	return out, nil
+}
+
+// freshReadings says whether kept holds a reading recent enough to
+// measure CPU from.
+func freshReadings(kept map[string]cpuReading, now time.Time) bool {
+	for _, r := range kept {
+		if age := now.Sub(r.At); age >= 0 && age <= cpuReadingMaxAge {
+			return true
+		}
+	}
+	return false
+}
+
+// sampleObserved is the deferred probe's one pass: on each backend, the
+// running containers the plan observed (no list of the probe's own).
+func (p *resourceProbe) sampleObserved(ctx context.Context, observed reconciler.Observations) {
+	targets := map[drivers.ResourceSampler]*drivers.ResourceSamples{}
+	for backend, obs := range observed {
+		s := p.byBackend[backend]
+		if s == nil || obs == nil {
+			continue
+		}
+		t := targets[s]
+		if t == nil {
+			t = &drivers.ResourceSamples{}
+			targets[s] = t
+		}
+		for _, c := range obs.Containers {
+			if c.State != drivers.StateRunning {
+				continue
+			}
+			t.Containers = append(t.Containers, telemetry.ContainerSample{ID: c.ID, Name: c.Name,
+				Instance: c.Instance(), Component: c.Labels[drivers.LabelComponent]})
+		}
+	}
+	var wg sync.WaitGroup
+	for i, s := range p.samplers {
+		t := targets[s]
+		if t == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.first[i], p.errs[i] = s.SampleResources(ctx, p.fleet, append(p.opts, drivers.WithContainersOf(t))...)
+		}()
+	}
+	wg.Wait()
 }
