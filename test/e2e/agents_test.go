@@ -129,22 +129,28 @@ type agtAgent struct {
 // an instance without one).
 func (e *env) agtGet(t *testing.T, m string) map[string]*agtAgent {
 	t.Helper()
-	r := e.jackin("get", "-f", m, "-o", "json")
+	out := map[string]*agtAgent{}
+	for _, it := range getItems[struct {
+		Instance string    `json:"instance"`
+		Agent    *agtAgent `json:"agent"`
+	}](t, e, "-f", m) {
+		out[it.Instance] = it.Agent
+	}
+	return out
+}
+
+// getItems is the items of `jackin get -o json ARGS...`, decoded as T.
+func getItems[T any](t *testing.T, e *env, args ...string) []T {
+	t.Helper()
+	r := e.jackin(append([]string{"get", "-o", "json"}, args...)...)
 	mustCode(t, r, 0, "get -o json")
 	var list struct {
-		Items []struct {
-			Instance string    `json:"instance"`
-			Agent    *agtAgent `json:"agent"`
-		} `json:"items"`
+		Items []T `json:"items"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
 		t.Fatalf("get -o json: %v\n%s", err, r)
 	}
-	out := map[string]*agtAgent{}
-	for _, it := range list.Items {
-		out[it.Instance] = it.Agent
-	}
-	return out
+	return list.Items
 }
 
 // agtGetRow is the instance's row of `jackin get -f M` (the table).

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -64,20 +63,11 @@ type telResources struct {
 // (nil: none) by instance.
 func (e *env) telGet(t *testing.T, args ...string) map[string]*telResources {
 	t.Helper()
-	r := e.jackin(append([]string{"get", "-o", "json"}, args...)...)
-	mustCode(t, r, 0, "get -o json")
-	var list struct {
-		Items []struct {
-			Instance  string        `json:"instance"`
-			Observed  string        `json:"observed"`
-			Resources *telResources `json:"resources"`
-		} `json:"items"`
-	}
-	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
-		t.Fatalf("get -o json: %v\n%s", err, r)
-	}
 	out := map[string]*telResources{}
-	for _, it := range list.Items {
+	for _, it := range getItems[struct {
+		Instance  string        `json:"instance"`
+		Resources *telResources `json:"resources"`
+	}](t, e, args...) {
 		out[it.Instance] = it.Resources
 	}
 	return out

@@ -198,19 +198,12 @@ func contains(s, sub string) bool { return strings.Contains(s, sub) }
 // the tokens of each instance in -o json, and its COST cell.
 func (e *env) usageInGet(t *testing.T, m string, want map[string][4]int64, priced map[string]usageRow) {
 	t.Helper()
-	r := e.jackin("get", "-f", m, "-o", "json")
-	mustCode(t, r, 0, "get -o json")
-	var list struct {
-		Items []struct {
-			Instance string    `json:"instance"`
-			Usage    *usageRow `json:"usage"`
-		} `json:"items"`
-	}
-	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
-		t.Fatalf("get -o json: %v\n%s", err, r)
-	}
+	items := getItems[struct {
+		Instance string    `json:"instance"`
+		Usage    *usageRow `json:"usage"`
+	}](t, e, "-f", m)
 	seen := map[string]bool{}
-	for _, it := range list.Items {
+	for _, it := range items {
 		seen[it.Instance] = true
 		w, ok := want[it.Instance]
 		switch {
@@ -223,9 +216,9 @@ func (e *env) usageInGet(t *testing.T, m string, want map[string][4]int64, price
 		}
 	}
 	if len(seen) != 5 {
-		t.Fatalf("get -o json lists %d instances:\n%s", len(seen), r.stdout)
+		t.Fatalf("get -o json lists %d instances: %+v", len(seen), items)
 	}
-	r = e.jackin("get", "-f", m)
+	r := e.jackin("get", "-f", m)
 	mustCode(t, r, 0, "get")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	col := strings.Index(lines[0], "COST")
