@@ -35,6 +35,7 @@ type rawFleet struct {
 type rawInstance struct {
 	Description  *string                  `json:"description"`
 	Backend      *string                  `json:"backend"`
+	OrbStack     *rawOrbStack             `json:"orbstack"`
 	Role         *rawRole                 `json:"role"`
 	Agent        *string                  `json:"agent"`
 	Command      *[]string                `json:"command"`
@@ -53,6 +54,14 @@ type rawInstance struct {
 	// ownDockerDaemon is set by merge when the instance itself (not
 	// defaults) gives dockerDaemon.
 	ownDockerDaemon bool
+	// ownOrbStack: the instance itself (not defaults) gives orbstack.
+	ownOrbStack bool
+}
+
+type rawOrbStack struct {
+	Distro           *string `json:"distro"`
+	BlockHostNetwork *bool   `json:"blockHostNetwork"`
+	SSHAgent         *string `json:"sshAgent"`
 }
 
 type rawDockerDaemon struct {
@@ -121,6 +130,17 @@ func merge(d, in rawInstance) rawInstance {
 	out := in
 	out.Description = pick(in.Description, d.Description)
 	out.Backend = pick(in.Backend, d.Backend)
+	out.ownOrbStack = in.OrbStack != nil
+	if d.OrbStack != nil {
+		o := rawOrbStack{}
+		if in.OrbStack != nil {
+			o = *in.OrbStack
+		}
+		o.Distro = pick(o.Distro, d.OrbStack.Distro)
+		o.BlockHostNetwork = pick(o.BlockHostNetwork, d.OrbStack.BlockHostNetwork)
+		o.SSHAgent = pick(o.SSHAgent, d.OrbStack.SSHAgent)
+		out.OrbStack = &o
+	}
 	out.Agent = pick(in.Agent, d.Agent)
 	out.Args = pick(in.Args, d.Args)
 	out.State = pick(in.State, d.State)
@@ -403,6 +423,7 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 	}
 	c.agent(r, &inst)
 	c.role(r.Role, &inst)
+	c.orbstack(r, &inst)
 	if inst.Docker != schema.DockerPrivate && r.ownDockerDaemon {
 		// Set in defaults it configures the instances that use it; set on
 		// an instance without a private daemon it is a mistake.

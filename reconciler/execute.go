@@ -491,7 +491,27 @@ func runAction(ctx context.Context, fleet string, act Action, drv drivers.Driver
 			return run.started, fmt.Errorf("%s: %w", s, err)
 		}
 	}
+	if h, ok := drv.(drivers.InstanceHost); ok && act.Type == ActionDelete {
+		// The instance's own host (an OrbStack machine) goes with it.
+		if err := h.RemoveInstance(callCtx, fleet, act.Instance); err != nil {
+			return run.started, fmt.Errorf("remove the host of instance %s: %w", act.Instance, err)
+		}
+	}
 	return run.started, nil
+}
+
+// prepareHost makes or adopts the instance's own host, on a backend that
+// gives each instance one, before its first resource is created.
+func (r *stepRunner) prepareHost(ctx context.Context) error {
+	h, ok := r.drv.(drivers.InstanceHost)
+	if !ok || r.hostReady || r.act.Desired == nil {
+		return nil
+	}
+	if err := h.PrepareInstance(ctx, drivers.InstanceSetup{Fleet: r.fleet, Instance: r.act.Desired.Instance, Resources: r.act.Desired.Resources}); err != nil {
+		return err
+	}
+	r.hostReady = true
+	return nil
 }
 
 // stepRunner carries out the steps of one action. It decides nothing: the
@@ -505,6 +525,8 @@ type stepRunner struct {
 	// started is the agent container this action started, for StartCheck:
 	// only one without a readiness probe of its own.
 	started *agentStart
+	// hostReady: the instance's own host was prepared (InstanceHost).
+	hostReady bool
 }
 
 // id is the ID of the step's object: observed, or created by this action.
@@ -528,6 +550,9 @@ func (r *stepRunner) step(ctx context.Context, s Step) error {
 	case StepPrepareAgent:
 		return r.act.Desired.Agent.Prepare()
 	case StepCreate:
+		if err := r.prepareHost(ctx); err != nil {
+			return err
+		}
 		if s.Resource.Kind == drivers.KindContainer {
 			if err := verifySources(s.Resource.Container); err != nil {
 				return err
@@ -555,6 +580,9 @@ func (r *stepRunner) step(ctx context.Context, s Step) error {
 		}
 		return seeder.Seed(ctx, through, v.Target, v.Seed)
 	case StepStart:
+		if err := r.prepareHost(ctx); err != nil {
+			return err
+		}
 		// The engine resolves a bind's host path at every start, so a
 		// source swapped for a symlink since validation would be followed.
 		if err := verifySources(s.Spec); err != nil {

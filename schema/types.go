@@ -98,9 +98,31 @@ type DockerDaemon struct {
 	Privilege string `json:"privilege"`
 }
 
-// Backends. Only "docker" today.
+// Backends.
 const (
 	BackendDocker = "docker"
+	// BackendOrbStack is an OrbStack isolated machine per instance.
+	BackendOrbStack = "orbstack-isolated"
+)
+
+// OrbStack configures an instance's OrbStack isolated machine (backend
+// BackendOrbStack only; defaults filled in).
+type OrbStack struct {
+	// Distro is DISTRO or DISTRO:VERSION (DefaultOrbDistro).
+	Distro string `json:"distro"`
+	// BlockHostNetwork blocks the Mac and other machines (default true).
+	BlockHostNetwork bool `json:"blockHostNetwork"`
+	// SSHAgent is "off" (default) or "on".
+	SSHAgent string `json:"sshAgent"`
+}
+
+// DefaultOrbDistro is the machine image when orbstack.distro is not given.
+const DefaultOrbDistro = "debian:bookworm"
+
+// orbstack.sshAgent values: forwarding the Mac's SSH agent is opt-in.
+const (
+	OrbSSHAgentOff = "off"
+	OrbSSHAgentOn  = "on"
 )
 
 // Fleet is a validated, resolved manifest: defaults merged into every
@@ -158,6 +180,8 @@ type Instance struct {
 	Name        string   `json:"name"`
 	Description string   `json:"description,omitempty"`
 	Backend     string   `json:"backend"`
+	// OrbStack is set (defaults filled in) when Backend is BackendOrbStack.
+	OrbStack *OrbStack `json:"orbstack,omitempty"`
 	Role        Role     `json:"role"`
 	Agent       string   `json:"agent"`
 	Command     []string `json:"command,omitempty"`

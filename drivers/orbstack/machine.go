@@ -1,0 +1,370 @@
+package orbstack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/drivers/docker"
+	"github.com/jackin-dev/jackin/schema"
+)
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// Share is one host path shared into a machine, and who enforces its
+// read-only flag: OrbStack's shares have no documented read-only mode, so
+// a read-only mount is enforced by the machine's Docker (`-v src:dst:ro`).
+type Share struct {
+	Path     string
+	ReadOnly bool
+	// Enforcement is "guest-enforced" for a read-only share, "" otherwise.
+	Enforcement string
+}
+
+// machineLocal are bind sources that are the machine's own, never shares
+// (the private daemon's cgroup bind).
+func machineLocal(p string) bool {
+	for _, pre := range []string{"/sys/", "/proc/", "/dev/"} {
+		if p+"/" == pre || strings.HasPrefix(p, pre) {
+			return true
+		}
+	}
+	return false
+}
+
+// Shares are the host paths an instance's resources bind: exactly its
+// mount sources, each once (read-only only when every bind of it is).
+func Shares(rs []drivers.Resource) []Share {
+	ro := map[string]bool{}
+	for _, r := range rs {
+		if r.Kind != drivers.KindContainer || r.Container == nil {
+			continue
+		}
+		for _, m := range r.Container.Mounts {
+			if m.Type != "bind" || machineLocal(m.Source) {
+				continue
+			}
+			prev, seen := ro[m.Source]
+			ro[m.Source] = m.ReadOnly && (!seen || prev)
+		}
+	}
+	out := make([]Share, 0, len(ro))
+	for p, r := range ro {
+		s := Share{Path: p, ReadOnly: r}
+		if r {
+			s.Enforcement = "guest-enforced"
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+func sharePaths(ss []Share) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.Path
+	}
+	return out
+}
+
+// PrepareInstance makes the instance's machine, or adopts the one a
+// previous apply made (its marker names the fleet and instance), starts it
+// when stopped, and waits until its Docker engine answers.
+func (d *Driver) PrepareInstance(ctx context.Context, setup drivers.InstanceSetup) error {
+	inst := setup.Instance
+	name := MachineName(setup.Fleet, inst.Name)
+	opts := inst.OrbStack
+	if opts == nil {
+		opts = &schema.OrbStack{Distro: schema.DefaultOrbDistro, BlockHostNetwork: true, SSHAgent: "off"}
+	}
+	shares := Shares(setup.Resources)
+	all, err := d.orb.list(ctx)
+	if err != nil {
+		return err
+	}
+	var found *machine
+	for i := range all {
+		if all[i].Name == name {
+			found = &all[i]
+		}
+	}
+	if found != nil {
+		if err := d.adopt(ctx, *found, setup.Fleet, inst.Name, shares); err != nil {
+			return err
+		}
+	} else if err := d.create(ctx, name, setup.Fleet, inst.Name, opts, shares); err != nil {
+		return err
+	}
+	return d.waitEngine(ctx, name)
+}
+
+// adopt checks that an existing machine is this instance's and has the
+// shares it needs, and starts it when stopped.
+func (d *Driver) adopt(ctx context.Context, m machine, fleet, instance string, shares []Share) error {
+	if m.State == stateStopped {
+		d.log.V(2).Info("starting machine", "machine", m.Name)
+		if _, err := d.orb.run(ctx, nil, "start", m.Name); err != nil {
+			return err
+		}
+		m.State = stateRunning
+	}
+	mk, ok := d.markerOf(ctx, m)
+	if !ok {
+		// Made by an apply interrupted before cloud-init wrote the
+		// marker, or by someone else: wait for the engine, then look again.
+		if err := d.waitEngine(ctx, m.Name); err != nil {
+			return fmt.Errorf("machine %s exists and is not marked as jackin's (%s): jackin never removes machines it does not own: rename or delete it yourself (orb delete %s): %w", m.Name, MarkerPath, m.Name, err)
+		}
+		d.forgetMarker(m.ID)
+		if mk, ok = d.markerOf(ctx, m); !ok {
+			return fmt.Errorf("machine %s exists and is not marked as jackin's (%s): jackin never removes machines it does not own: rename or delete it yourself (orb delete %s)", m.Name, MarkerPath, m.Name)
+		}
+	}
+	if mk.Fleet != fleet || mk.Instance != instance {
+		return fmt.Errorf("machine %s belongs to instance %q of fleet %s: rename one of the instances", m.Name, mk.Instance, mk.Fleet)
+	}
+	have := map[string]bool{}
+	for _, p := range mk.Shares {
+		have[p] = true
+	}
+	var missing []string
+	for _, s := range shares {
+		if !have[s.Path] {
+			missing = append(missing, s.Path)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("machine %s was made without the share(s) %s, and a machine's shares are fixed when it is made: delete the instance (jackin delete) and apply again", m.Name, strings.Join(missing, ", "))
+	}
+	d.log.V(2).Info("machine adopted", "machine", m.Name, "shares", len(mk.Shares))
+	return nil
+}
+
+func (d *Driver) forgetMarker(id string) {
+	d.mu.Lock()
+	delete(d.owners, id)
+	d.mu.Unlock()
+}
+
+// create makes the machine: isolated, with exactly the instance's shares,
+// the host network blocked unless the manifest opens it, no SSH agent
+// unless it asks, and cloud-init installing Docker and the marker.
+func (d *Driver) create(ctx context.Context, name, fleet, instance string, opts *schema.OrbStack, shares []Share) error {
+	d.mu.Lock()
+	v := d.version
+	d.mu.Unlock()
+	if v == (semver{}) {
+		if err := d.Ping(ctx); err != nil {
+			return err
+		}
+	}
+	ud, err := userData(marker{Backend: Backend, Fleet: fleet, Instance: instance, Shares: sharePaths(shares)})
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp("", "jackin-orb-user-data-*.yaml")
+	if err != nil {
+		return fmt.Errorf("machine %s: write its cloud-init user data: %w", name, err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(ud); err != nil {
+		f.Close()
+		return fmt.Errorf("machine %s: write its cloud-init user data: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	args := []string{"create", "--isolated"}
+	if opts.BlockHostNetwork {
+		args = append(args, "--isolate-network")
+	}
+	if opts.SSHAgent == "on" {
+		args = append(args, "--forward-ssh-agent")
+	}
+	for _, s := range shares {
+		if !filepath.IsAbs(s.Path) {
+			return fmt.Errorf("machine %s: share %q is not an absolute path", name, s.Path)
+		}
+		args = append(args, "--mount", s.Path+":"+s.Path)
+	}
+	args = append(args, "-c", f.Name(), opts.Distro, name)
+	d.log.V(2).Info("creating machine", "machine", name, "distro", opts.Distro, "shares", len(shares),
+		"blockHostNetwork", opts.BlockHostNetwork, "sshAgentForwarding", opts.SSHAgent)
+	for _, s := range shares {
+		d.log.V(2).Info("machine share", "machine", name, "path", s.Path, "readOnly", s.ReadOnly, "enforcement", orNone(s.Enforcement, "rw"))
+	}
+	start := time.Now()
+	if _, err := d.orb.run(ctx, nil, args...); err != nil {
+		var oe *orbError
+		if errors.As(err, &oe) && opts.BlockHostNetwork && strings.Contains(oe.stderr, "isolate-network") {
+			// Fail closed: never a machine that can reach the host when
+			// the manifest asked for one that cannot.
+			return fmt.Errorf("machine %s: the installed OrbStack cannot block the host network (--isolate-network refused), and the instance asks for it (orbstack.blockHostNetwork, default true): update OrbStack, or set blockHostNetwork: false to accept an open host network: %w", name, err)
+		}
+		if errors.As(err, &oe) && strings.Contains(oe.stderr, "isolated") {
+			return fmt.Errorf("machine %s: the installed OrbStack cannot make isolated machines: update OrbStack to %s or later: %w", name, MinVersion, err)
+		}
+		return fmt.Errorf("create machine %s: %w", name, err)
+	}
+	d.log.V(2).Info("machine created", "machine", name, "elapsed", time.Since(start).String())
+	return nil
+}
+
+// waitEngine waits until the machine's Docker engine answers (cloud-init
+// may still be installing it), for at most the ready timeout.
+func (d *Driver) waitEngine(ctx context.Context, name string) error {
+	in, err := d.engine(ctx, name)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(d.readyTimeout)
+	delay := 100 * time.Millisecond
+	var last error
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		last = in.Ping(pctx)
+		var ver client.ServerVersionResult
+		if last == nil {
+			ver, last = in.Client().ServerVersion(pctx, client.ServerVersionOptions{})
+		}
+		cancel()
+		if last == nil {
+			d.log.V(2).Info("machine docker ready", "machine", name, "dockerVersion", ver.Version, "api", ver.APIVersion)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("machine %s: its Docker engine did not answer within %s (cloud-init installs docker.io; see `orb -m %s cloud-init status --long`): %w", name, d.readyTimeout, name, last)
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if delay < 2*time.Second {
+			delay *= 2
+		}
+	}
+}
+
+// RemoveInstance deletes the instance's machine (`orb delete -f`), only
+// when its marker says it is the instance's.
+func (d *Driver) RemoveInstance(ctx context.Context, fleet, instance string) error {
+	name := MachineName(fleet, instance)
+	all, err := d.orb.list(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range all {
+		if m.Name != name {
+			continue
+		}
+		mk, ok := d.markerOf(ctx, m)
+		if m.State == stateRunning && (!ok || mk.Fleet != fleet || mk.Instance != instance) {
+			d.log.V(2).Info("machine left alone: not this instance's", "machine", name)
+			return nil
+		}
+		_, err := d.orb.run(ctx, nil, "delete", "-f", name)
+		d.log.V(2).Info("machine deleted", "machine", name, "error", errString(err))
+		d.forget(name)
+		if err != nil && !errors.Is(err, errMachineNotFound) {
+			return err
+		}
+		return nil
+	}
+	d.forget(name)
+	return nil
+}
+
+// CollectMachines deletes the fleet's machines whose instance is not in
+// keep (an apply interrupted after making a machine, or an instance whose
+// objects were all removed), and returns their names.
+func (d *Driver) CollectMachines(ctx context.Context, fleet string, keep []string) ([]string, error) {
+	want := map[string]bool{}
+	for _, k := range keep {
+		want[k] = true
+	}
+	ms, marks, err := d.machines(ctx, fleet)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, m := range ms {
+		if want[marks[m.Name].Instance] {
+			continue
+		}
+		if err := d.RemoveInstance(ctx, fleet, marks[m.Name].Instance); err != nil {
+			return removed, err
+		}
+		d.log.V(2).Info("orphan machine collected", "machine", m.Name)
+		removed = append(removed, m.Name)
+	}
+	return removed, nil
+}
+
+// transferImage streams ref from the host engine into the machine
+// (`docker save` into `orb -m NAME docker load`) unless the machine
+// already holds the same image ID.
+func (d *Driver) transferImage(ctx context.Context, name string, in *docker.Driver, ref string) error {
+	d.mu.Lock()
+	mu, ok := d.imgMu[name]
+	if !ok {
+		mu = &sync.Mutex{}
+		d.imgMu[name] = mu
+	}
+	d.mu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	host, err := d.host.Client().ImageInspect(ctx, ref)
+	if err != nil {
+		return fmt.Errorf("image %s is not on the host engine (it is built there first): %w", ref, err)
+	}
+	if got, err := in.Client().ImageInspect(ctx, ref); err == nil && got.ID == host.ID {
+		d.log.V(2).Info("image present in machine", "machine", name, "ref", ref, "id", host.ID)
+		return nil
+	}
+	start := time.Now()
+	save, err := d.host.Client().ImageSave(ctx, []string{ref})
+	if err != nil {
+		return fmt.Errorf("save image %s from the host engine: %w", ref, err)
+	}
+	defer save.Close()
+	cr := &countingReader{r: save}
+	if _, err := d.orb.run(ctx, cr, "-m", name, "docker", "load", "-q"); err != nil {
+		return fmt.Errorf("load image %s into machine %s: %w", ref, name, err)
+	}
+	d.log.V(2).Info("image transferred", "machine", name, "ref", ref, "bytes", cr.n, "ms", time.Since(start).Milliseconds())
+	return nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func orNone(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

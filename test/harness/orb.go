@@ -1,0 +1,86 @@
+package harness
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// OrbMachineLabel marks the containers the orb stand-in (test/harness/orb)
+// runs as machines; its value is the machine's name.
+const OrbMachineLabel = "dev.jackin.orbsim.machine"
+
+// BuildOrb builds the orb stand-in into dir/orb (put dir on PATH).
+func BuildOrb(dir string) (string, error) {
+	bin := filepath.Join(dir, "orb")
+	return bin, GoBuild(bin, "./test/harness/orb")
+}
+
+// OrbMachines lists the stand-in's machines whose names start with prefix.
+func OrbMachines(prefix string) []string {
+	var out []string
+	for _, l := range DockerLines("ps", "-a", "--filter", "label="+OrbMachineLabel, "--format", `{{.Label "`+OrbMachineLabel+`"}}`) {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// OrbMachineContainer is the engine container that is the machine name.
+func OrbMachineContainer(name string) string { return "orbsim-" + name }
+
+// RemoveOrbMachines removes the stand-in's machines whose names start with
+// prefix, and their networks, through the docker CLI.
+func RemoveOrbMachines(prefix string) {
+	for _, name := range OrbMachines(prefix) {
+		_, _ = exec.Command("docker", "rm", "-f", "-v", OrbMachineContainer(name)).CombinedOutput()
+		_, _ = exec.Command("docker", "network", "rm", "orbsim-net-"+name).CombinedOutput()
+	}
+}
+
+// OrbCalls reads the stand-in's call log (ORB_SIM_LOG): the arguments of
+// every invocation, oldest first.
+func OrbCalls(logPath string) [][]string {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out [][]string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var rec struct {
+			Args []string `json:"args"`
+		}
+		if json.Unmarshal(sc.Bytes(), &rec) == nil {
+			out = append(out, rec.Args)
+		}
+	}
+	return out
+}
+
+// CountOrbCalls counts the logged invocations whose arguments start with
+// prefix ("create"; "-m", NAME, "docker", "load").
+func CountOrbCalls(logPath string, prefix ...string) int {
+	n := 0
+	for _, args := range OrbCalls(logPath) {
+		if len(args) < len(prefix) {
+			continue
+		}
+		match := true
+		for i, p := range prefix {
+			if args[i] != p {
+				match = false
+				break
+			}
+		}
+		if match {
+			n++
+		}
+	}
+	return n
+}
