@@ -177,14 +177,14 @@ func (inst Instance) AgentCommand() (argv []string, imageCommand bool) {
 
 // Instance is one agent instance after defaults are applied.
 type Instance struct {
-	Name        string   `json:"name"`
-	Description string   `json:"description,omitempty"`
-	Backend     string   `json:"backend"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	Backend     string `json:"backend"`
 	// OrbStack is set (defaults filled in) when Backend is BackendOrbStack.
 	OrbStack *OrbStack `json:"orbstack,omitempty"`
-	Role        Role     `json:"role"`
-	Agent       string   `json:"agent"`
-	Command     []string `json:"command,omitempty"`
+	Role     Role      `json:"role"`
+	Agent    string    `json:"agent"`
+	Command  []string  `json:"command,omitempty"`
 	// Args are appended to the runtime's command.
 	Args []string `json:"args,omitempty"`
 	// CustomRuntime is the fleet's declaration of Agent when Agent is not
