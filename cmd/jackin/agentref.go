@@ -64,6 +64,12 @@ func (a *app) findAgent(ctx context.Context, f agentFlags, instance string) (*ag
 	if err != nil {
 		return nil, exitWith(exitInvalid, err)
 	}
+	if len(found) == 0 {
+		// Not on the local engine: an instance in a machine of its own.
+		if d, f := a.findAgentInMachines(ctx, fleet, instance); len(f) > 0 {
+			drv, found = d, f
+		}
+	}
 	switch {
 	case len(found) == 0 && fleet != "":
 		return nil, exitWith(exitInvalid, fmt.Errorf("instance %q of fleet %s has no agent container on %s (jackin apply creates it)", instance, fleet, drv.Endpoint()))

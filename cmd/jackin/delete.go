@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/drivers/orbstack"
 	"github.com/jackin-dev/jackin/pipeline"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/store"
@@ -76,6 +77,7 @@ engine or lock timeout.`,
 			if err != nil {
 				return exitWith(exitInvalid, err)
 			}
+			set, observed, inMachines := a.withMachines(ctx, name, drv, observed)
 			if len(mf.files) > 0 {
 				// A manifest names the fleet: only its owner's may delete it.
 				if _, err := a.env(sess).Own(ctx, name, pipeline.ManifestIdentity(mf.files), adopt, reconciler.Observations{drivers.DefaultBackend: observed}, nil); err != nil {
@@ -89,6 +91,11 @@ engine or lock timeout.`,
 			plan, purgeOnly, err := a.deletePlan(name, observed, args, purge)
 			if err != nil {
 				return exitWith(exitInvalid, err)
+			}
+			for i := range plan.Actions {
+				if inMachines[plan.Actions[i].Instance] {
+					plan.Actions[i].Backend = orbstack.Backend
+				}
 			}
 			ws := &pipeline.Checkouts{Store: st, StateDir: a.global.stateDir, Purge: purge, Log: a.log.WithName("workspace")}
 			if purge {
@@ -123,7 +130,7 @@ engine or lock timeout.`,
 			a.env(sess).RecordUsageLogged(ctx, name)
 			results := reconciler.Execute(ctx, plan, drv, reconciler.ExecOptions{
 				Parallel: parallel, Progress: a.stderr, Log: a.log.WithName("execute"), Recorder: rec, Workspaces: ws,
-				StateDir: a.global.stateDir,
+				StateDir: a.global.stateDir, Drivers: set,
 			})
 			// Instances with nothing on the engine but kept checkouts: only
 			// their checkouts are purged.

@@ -100,11 +100,30 @@ func (d *Driver) PrepareInstance(ctx context.Context, setup drivers.InstanceSetu
 			found = &all[i]
 		}
 	}
-	if found != nil {
-		if err := d.adopt(ctx, *found, setup.Fleet, inst.Name, shares); err != nil {
+	if found == nil {
+		err := d.create(ctx, name, setup.Fleet, inst.Name, opts, shares)
+		var oe *orbError
+		if !errors.As(err, &oe) || !strings.Contains(oe.stderr, "already exists") {
+			if err != nil {
+				return err
+			}
+			return d.waitEngine(ctx, name)
+		}
+		// Made meanwhile (an interrupted apply's orb create finishing):
+		// adopted like any machine of the instance's.
+		if all, err = d.orb.list(ctx); err != nil {
 			return err
 		}
-	} else if err := d.create(ctx, name, setup.Fleet, inst.Name, opts, shares); err != nil {
+		for i := range all {
+			if all[i].Name == name {
+				found = &all[i]
+			}
+		}
+		if found == nil {
+			return fmt.Errorf("create machine %s: %w", name, oe)
+		}
+	}
+	if err := d.adopt(ctx, *found, setup.Fleet, inst.Name, shares); err != nil {
 		return err
 	}
 	return d.waitEngine(ctx, name)

@@ -217,13 +217,15 @@ func machines() ([]inspected, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
+	// A machine removed between the two calls is left out (inspect
+	// still prints the others).
 	out, err = docker(append([]string{"inspect"}, ids...)...)
-	if err != nil {
-		return nil, err
-	}
 	var ins []inspected
-	if err := json.Unmarshal(out, &ins); err != nil {
-		return nil, err
+	if jerr := json.Unmarshal(out, &ins); jerr != nil {
+		if err != nil {
+			return nil, err
+		}
+		return nil, jerr
 	}
 	return ins, nil
 }
@@ -433,6 +435,9 @@ func create(args []string) int {
 	}
 	run = append(run, image, "dockerd")
 	if _, err := docker(run...); err != nil {
+		if strings.Contains(err.Error(), "is already in use") {
+			return fail("machine already exists: %s", name)
+		}
 		return fail("create machine %s: %v", name, err)
 	}
 	if userData != "" {

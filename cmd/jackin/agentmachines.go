@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+
+	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/drivers/orbstack"
+)
+
+// findAgentInMachines looks for an instance's agent in OrbStack machines
+// (backend orbstack-isolated), when the orb command is installed: attach,
+// logs and exec then go through the machine's engine as on Docker.
+func (a *app) findAgentInMachines(ctx context.Context, fleet, instance string) (engine, []drivers.ObservedResource) {
+	if _, err := orbstack.LookOrb(); err != nil {
+		return nil, nil
+	}
+	drv, err := drivers.Open(ctx, orbstack.Backend, a.log)
+	if err != nil {
+		return nil, nil
+	}
+	eng, ok := drv.(engine)
+	if !ok {
+		return nil, nil
+	}
+	loc, ok := drv.(drivers.AgentLocator)
+	if !ok {
+		return nil, nil
+	}
+	found, err := loc.FindAgents(ctx, fleet, instance)
+	if err != nil {
+		a.log.V(1).Info("cannot look for the agent in OrbStack machines", "error", err.Error())
+		return nil, nil
+	}
+	return eng, found
+}
+
+// withMachines adds, for delete, what the fleet holds in OrbStack machines
+// (when the orb command is installed): their objects to observed, and the
+// OrbStack driver to the set. machineInstances are the instances found
+// there, whose delete actions run on that backend.
+func (a *app) withMachines(ctx context.Context, fleet string, def engine, observed *drivers.Observed) (drivers.Set, *drivers.Observed, map[string]bool) {
+	set := drivers.Set{drivers.DefaultBackend: def}
+	if _, err := orbstack.LookOrb(); err != nil {
+		return set, observed, nil
+	}
+	drv, err := drivers.Open(ctx, orbstack.Backend, a.log)
+	if err != nil {
+		return set, observed, nil
+	}
+	obs, err := drv.Observe(ctx, fleet, nil)
+	if err != nil {
+		a.log.V(1).Info("cannot observe the fleet's OrbStack machines", "error", err.Error())
+		return set, observed, nil
+	}
+	in := map[string]bool{}
+	merged := *observed
+	for _, list := range [][]drivers.ObservedResource{obs.Networks, obs.Volumes, obs.Containers} {
+		for _, r := range list {
+			in[r.Instance()] = true
+		}
+	}
+	merged.Networks = append(append([]drivers.ObservedResource(nil), observed.Networks...), obs.Networks...)
+	merged.Volumes = append(append([]drivers.ObservedResource(nil), observed.Volumes...), obs.Volumes...)
+	merged.Containers = append(append([]drivers.ObservedResource(nil), observed.Containers...), obs.Containers...)
+	set[orbstack.Backend] = drv
+	return set, &merged, in
+}
