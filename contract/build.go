@@ -293,7 +293,12 @@ func (b builder) sandbox(fx facts) Sandbox {
 		DockerAccess:         fx.docker,
 		DockerAccessDetail:   "no Docker daemon is reachable from the agent; Docker access, when offered, is a private daemon, never the host's",
 	}
-	if backend != schema.BackendDocker {
+	switch backend {
+	case schema.BackendDocker:
+	case schema.BackendOrbStack:
+		s.Boundary = orbStackBoundary
+		s.Machine = orbMachine(fx)
+	default:
 		s.Boundary = "unknown backend " + strconv.Quote(backend) + ": no boundary is claimed"
 	}
 	switch fx.docker {
@@ -900,6 +905,9 @@ func (b builder) recovery(fx facts) Recovery {
 
 func (b builder) residualRisk(fx facts, c Contract) []Risk {
 	risks := []Risk{{RiskSharedKernel, "the agent shares the host kernel: a kernel exploit escapes the container to the host"}}
+	if fx.inst.Backend == schema.BackendOrbStack {
+		risks = append(risks, orbRisk())
+	}
 	sb := fx.di.Spec.Sandbox
 	caps := "the engine's default capabilities"
 	if sb != nil && (len(sb.CapDrop) > 0 || len(sb.CapAdd) > 0) {
@@ -1027,6 +1035,9 @@ func (b builder) dockerDaemon(fx facts) *DockerDaemon {
 
 func (b builder) tier(fx facts) Tier {
 	t := Tier{Current: "docker container (shared kernel)", Reasons: []string{}}
+	if fx.inst.Backend == schema.BackendOrbStack {
+		t.Current = "docker container in an OrbStack isolated machine (shared kernel)"
+	}
 	if fx.docker != schema.DockerNone {
 		t.Reasons = append(t.Reasons, "Docker access ("+fx.docker+"): a daemon next to the agent widens what a container escape reaches")
 	}
@@ -1044,7 +1055,10 @@ func (b builder) tier(fx facts) Tier {
 	}
 	if len(t.Reasons) > 0 {
 		t.Recommendation = TierStronger
-		t.Recommended = "a microVM or VM backend (a kernel of its own); this version has none, so the residual risks apply as stated"
+		t.Recommended = "a microVM or VM backend (a kernel of its own); this version has none, so the residual risks apply as stated. On macOS, backend orbstack-isolated (an OrbStack isolated machine per instance: no Mac files but explicit shares, host network blocked) narrows what the agent reaches, but its machines share one Linux kernel"
+		if fx.inst.Backend == schema.BackendOrbStack {
+			t.Recommended = "a microVM or VM backend (a kernel of its own); this version has none, so the residual risks apply as stated (the OrbStack machine narrows the agent's reach, not the kernel it shares)"
+		}
 		t.Summary = "a stronger tier is recommended: " + strings.Join(t.Reasons, "; ")
 		return t
 	}

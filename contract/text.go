@@ -272,6 +272,7 @@ func sandboxSection(c *Contract) *textSection {
 	s := &textSection{id: SectionSandbox, title: "Sandbox"}
 	s.kv("backend", sb.Backend)
 	s.kv("boundary", sb.Boundary)
+	orbSandboxLines(s, sb.Machine)
 	s.kv("profile", sb.Profile)
 	s.kv("user", sb.User)
 	s.kv("user namespace", sb.UserNamespace)

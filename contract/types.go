@@ -186,6 +186,9 @@ type Sandbox struct {
 	// sidecar holds, how the agent reaches it, where its certificates and
 	// data live, and whether its containers are under the egress policy.
 	DockerDaemon *DockerDaemon `json:"dockerDaemon,omitempty"`
+	// Machine (backend orbstack-isolated only) is the instance's OrbStack
+	// isolated machine: shares, inner Docker, host network, SSH agent.
+	Machine *Machine `json:"machine,omitempty"`
 	// Profile is the hardening profile ("standard": the engine's defaults).
 	Profile string `json:"profile"`
 	// Sources says where each hardening value and limit comes from
