@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/jackin-dev/jackin/schema"
 )
 
 // Widening is one way an action widens an instance's access: a host path
@@ -27,6 +29,7 @@ type Widening struct {
 const (
 	FieldFormatVersion = "formatVersion"
 	FieldBackend       = "backend"
+	FieldOrbStack      = "orbstack"
 	FieldImage         = "image"
 	FieldAgent         = "agent"
 	FieldCommand       = "command"
@@ -107,6 +110,9 @@ func CompareSpecs(old, cur Spec) SpecChanges {
 	}
 	if old.Backend != cur.Backend {
 		add(FieldBackend, fmt.Sprintf("backend changed: %s → %s", orNone(old.Backend), orNone(cur.Backend)))
+	}
+	if o, c := fmt.Sprintf("%+v", derefOrb(old.OrbStack)), fmt.Sprintf("%+v", derefOrb(cur.OrbStack)); o != c {
+		add(FieldOrbStack, fmt.Sprintf("orbstack machine settings changed: %s → %s", o, c))
 	}
 	if old.Image != cur.Image {
 		add(FieldImage, fmt.Sprintf("image changed: %s → %s", orNone(old.Image), orNone(cur.Image)))
@@ -441,4 +447,12 @@ func orText(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// derefOrb is an OrbStack setting for a reason text ("none" when absent).
+func derefOrb(o *schema.OrbStack) any {
+	if o == nil {
+		return "none"
+	}
+	return *o
 }

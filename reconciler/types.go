@@ -20,17 +20,20 @@ const SpecFormatVersion = 2
 // description) are not in it. Env values are in it but never printed: diffs
 // name keys only.
 type Spec struct {
-	FormatVersion int               `json:"formatVersion"`
-	Backend       string            `json:"backend"`
-	Image         string            `json:"image"`
-	Agent         string            `json:"agent"`
-	Command       []string          `json:"command"`
-	Env           map[string]string `json:"env"`
-	Labels        map[string]string `json:"labels"`
-	Mounts        []SpecMount       `json:"mounts"`
-	Resources     SpecResources     `json:"resources"`
-	Network       SpecNetwork       `json:"network"`
-	Docker        string            `json:"docker"`
+	FormatVersion int    `json:"formatVersion"`
+	Backend       string `json:"backend"`
+	// OrbStack is the machine's settings (backend orbstack-isolated
+	// only; absent otherwise, so other instances' hashes are unchanged).
+	OrbStack  *schema.OrbStack  `json:"orbstack,omitempty"`
+	Image     string            `json:"image"`
+	Agent     string            `json:"agent"`
+	Command   []string          `json:"command"`
+	Env       map[string]string `json:"env"`
+	Labels    map[string]string `json:"labels"`
+	Mounts    []SpecMount       `json:"mounts"`
+	Resources SpecResources     `json:"resources"`
+	Network   SpecNetwork       `json:"network"`
+	Docker    string            `json:"docker"`
 	// Sandbox is the hardening a profile or the manifest's security fields
 	// set; nil is the engine's defaults (profile "standard"), which keeps
 	// the hash of every instance without hardening as it was.

@@ -20,6 +20,11 @@ type marker struct {
 	// Shares are the host paths shared into the machine, fixed when it is
 	// made.
 	Shares []string `json:"shares"`
+	// The machine's settings when it was made: they cannot change on a
+	// made machine.
+	Distro           string `json:"distro,omitempty"`
+	BlockHostNetwork bool   `json:"blockHostNetwork"`
+	SSHAgent         string `json:"sshAgent,omitempty"`
 }
 
 // userData is the cloud-init document a machine is made with: the

@@ -123,7 +123,7 @@ func (d *Driver) PrepareInstance(ctx context.Context, setup drivers.InstanceSetu
 			return fmt.Errorf("create machine %s: %w", name, oe)
 		}
 	}
-	if err := d.adopt(ctx, *found, setup.Fleet, inst.Name, shares); err != nil {
+	if err := d.adopt(ctx, *found, setup.Fleet, inst.Name, opts, shares); err != nil {
 		return err
 	}
 	return d.waitEngine(ctx, name)
@@ -131,7 +131,7 @@ func (d *Driver) PrepareInstance(ctx context.Context, setup drivers.InstanceSetu
 
 // adopt checks that an existing machine is this instance's and has the
 // shares it needs, and starts it when stopped.
-func (d *Driver) adopt(ctx context.Context, m machine, fleet, instance string, shares []Share) error {
+func (d *Driver) adopt(ctx context.Context, m machine, fleet, instance string, opts *schema.OrbStack, shares []Share) error {
 	if m.State == stateStopped {
 		d.log.V(2).Info("starting machine", "machine", m.Name)
 		if _, err := d.orb.run(ctx, nil, "start", m.Name); err != nil {
@@ -153,6 +153,13 @@ func (d *Driver) adopt(ctx context.Context, m machine, fleet, instance string, s
 	}
 	if mk.Fleet != fleet || mk.Instance != instance {
 		return fmt.Errorf("machine %s belongs to instance %q of fleet %s: rename one of the instances", m.Name, mk.Instance, mk.Fleet)
+	}
+	// Fail closed: a machine made with other settings (the host network
+	// open, the SSH agent forwarded, another distro) is never taken for
+	// one that has what the manifest now asks.
+	if mk.Distro != opts.Distro || mk.BlockHostNetwork != opts.BlockHostNetwork || orNone(mk.SSHAgent, "off") != orNone(opts.SSHAgent, "off") {
+		return fmt.Errorf("machine %s was made with distro %s, blockHostNetwork %v, sshAgent %s, and the instance now asks for distro %s, blockHostNetwork %v, sshAgent %s; a machine's settings are fixed when it is made: delete the instance (jackin delete) and apply again",
+			m.Name, mk.Distro, mk.BlockHostNetwork, orNone(mk.SSHAgent, "off"), opts.Distro, opts.BlockHostNetwork, orNone(opts.SSHAgent, "off"))
 	}
 	have := map[string]bool{}
 	for _, p := range mk.Shares {
@@ -189,7 +196,8 @@ func (d *Driver) create(ctx context.Context, name, fleet, instance string, opts 
 			return err
 		}
 	}
-	ud, err := userData(marker{Backend: Backend, Fleet: fleet, Instance: instance, Shares: sharePaths(shares)})
+	ud, err := userData(marker{Backend: Backend, Fleet: fleet, Instance: instance, Shares: sharePaths(shares),
+		Distro: opts.Distro, BlockHostNetwork: opts.BlockHostNetwork, SSHAgent: opts.SSHAgent})
 	if err != nil {
 		return err
 	}
