@@ -25,6 +25,7 @@ var enumCases = []struct {
 	{[]string{"instances", "a", "mounts", "0", "mode"}, []string{schema.MountRW, schema.MountRO, schema.MountTmpfs, schema.MountWorktree, schema.MountClone, schema.MountEphemeral}},
 	{[]string{"instances", "a", "network", "egress"}, []string{schema.EgressOpen, schema.EgressNone, schema.EgressAllowlist}},
 	{[]string{"instances", "a", "network", "ports", "0", "protocol"}, []string{"tcp", "udp"}},
+	{[]string{"instances", "a", "recovery", "snapshot"}, []string{schema.SnapshotOff, schema.SnapshotBeforeStart, schema.SnapshotBeforeApply}},
 }
 
 // TestSchemaEnumsMatchTheGoConstants: the lists errors give are read from

@@ -16,7 +16,7 @@ import (
 // structDefs names the definition of each struct-valued field; listDefs
 // those of list fields whose elements are structs.
 var (
-	structDefs = map[string]string{"role": "#Role", "build": "#Build", "resources": "#Resources", "network": "#Network", "dockerDaemon": "#DockerDaemon", "security": "#Security"}
+	structDefs = map[string]string{"role": "#Role", "build": "#Build", "resources": "#Resources", "network": "#Network", "dockerDaemon": "#DockerDaemon", "security": "#Security", "recovery": "#Recovery"}
 	listDefs   = map[string]string{"mounts": "#Mount", "ports": "#Port"}
 )
 

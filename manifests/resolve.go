@@ -51,11 +51,18 @@ type rawInstance struct {
 	Profile      *string                  `json:"profile"`
 	Security     *rawSecurity             `json:"security"`
 	Credentials  map[string]rawCredential `json:"credentials"`
+	Recovery     *rawRecovery             `json:"recovery"`
+	Integrations *[]string                `json:"integrations"`
 	// ownDockerDaemon is set by merge when the instance itself (not
 	// defaults) gives dockerDaemon.
 	ownDockerDaemon bool
 	// ownOrbStack: the instance itself (not defaults) gives orbstack.
 	ownOrbStack bool
+}
+
+type rawRecovery struct {
+	Snapshot *string `json:"snapshot"`
+	Keep     *int    `json:"keep"`
 }
 
 type rawOrbStack struct {
@@ -175,6 +182,16 @@ func merge(d, in rawInstance) rawInstance {
 	out.Env = mergeMaps(d.Env, in.Env)
 	out.Labels = mergeMaps(d.Labels, in.Labels)
 	out.Credentials = mergeCredentials(d.Credentials, in.Credentials)
+	if d.Recovery != nil {
+		rc := rawRecovery{}
+		if in.Recovery != nil {
+			rc = *in.Recovery
+		}
+		rc.Snapshot = pick(rc.Snapshot, d.Recovery.Snapshot)
+		rc.Keep = pick(rc.Keep, d.Recovery.Keep)
+		out.Recovery = &rc
+	}
+	out.Integrations = pick(in.Integrations, d.Integrations)
 	if d.Resources != nil {
 		r := rawResources{}
 		if in.Resources != nil {
@@ -420,6 +437,15 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 		Env:         r.Env,
 		Labels:      r.Labels,
 		Network:     schema.Network{Egress: schema.EgressOpen},
+	}
+	if r.Recovery != nil {
+		inst.Recovery.Snapshot = str(r.Recovery.Snapshot, "")
+		if r.Recovery.Keep != nil {
+			inst.Recovery.Keep = *r.Recovery.Keep
+		}
+	}
+	if r.Integrations != nil {
+		inst.Integrations = slices.Compact(slices.Sorted(slices.Values(*r.Integrations)))
 	}
 	c.agent(r, &inst)
 	c.role(r.Role, &inst)

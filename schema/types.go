@@ -213,6 +213,44 @@ type Instance struct {
 	// where each comes from and how it is delivered: values are read at
 	// apply time, never kept here.
 	Credentials map[string]Credential `json:"credentials,omitempty"`
+	// Recovery is the snapshot policy as written (zero: the defaults;
+	// see Recovery.Policy and Recovery.KeepCount).
+	Recovery Recovery `json:"recovery,omitzero"`
+	// Integrations are the built-in stack integrations the manifest names.
+	Integrations []string `json:"integrations,omitempty"`
+}
+
+// Snapshot policies (recovery.snapshot).
+const (
+	SnapshotOff         = "off"
+	SnapshotBeforeStart = "before-start"
+	SnapshotBeforeApply = "before-apply"
+)
+
+// DefaultSnapshotKeep is how many snapshots an instance keeps unless
+// recovery.keep says otherwise.
+const DefaultSnapshotKeep = 10
+
+// Recovery is an instance's snapshot policy.
+type Recovery struct {
+	Snapshot string `json:"snapshot,omitempty"`
+	Keep     int    `json:"keep,omitempty"`
+}
+
+// Policy is recovery.snapshot, SnapshotOff when unset.
+func (r Recovery) Policy() string {
+	if r.Snapshot == "" {
+		return SnapshotOff
+	}
+	return r.Snapshot
+}
+
+// KeepCount is recovery.keep, DefaultSnapshotKeep when unset.
+func (r Recovery) KeepCount() int {
+	if r.Keep < 1 {
+		return DefaultSnapshotKeep
+	}
+	return r.Keep
 }
 
 // Credential source kinds.
