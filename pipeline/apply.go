@@ -102,6 +102,7 @@ func (e Env) Apply(ctx context.Context, res *Result, opts ApplyOptions) (*Applie
 		Drivers:       e.Drivers,
 		Workspaces:    ws,
 		StateDir:      e.StateDir,
+		BeforeAction:  e.BeforeAction,
 	})
 	out.Summary = Summarize(out.Results)
 	out.Outcome = "succeeded"

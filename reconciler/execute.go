@@ -69,6 +69,10 @@ type ExecOptions struct {
 	// (Action.Backend); the driver given to Execute serves actions that
 	// name none.
 	Drivers drivers.Set
+	// BeforeAction, when set, runs before the first step of each mutating
+	// action (the snapshot an instance's recovery policy asks for); its
+	// error fails the action before anything changes.
+	BeforeAction func(ctx context.Context, fleet string, act Action) error
 }
 
 // driverFor is the driver an action runs on.
@@ -474,6 +478,11 @@ func runAction(ctx context.Context, fleet string, act Action, drv drivers.Driver
 			if err, ok := imgErrs[imageKey(act.Backend, r.Container.Image.Ref)]; ok {
 				return nil, fmt.Errorf("image %s for instance %s is not available: %w", r.Container.Image.Ref, act.Instance, err)
 			}
+		}
+	}
+	if opts.BeforeAction != nil {
+		if err := opts.BeforeAction(ctx, fleet, act); err != nil {
+			return nil, err
 		}
 	}
 	steps := Steps(act, StepOptions{RemoveFiles: opts.StateDir != "", ReleaseCheckouts: opts.Workspaces != nil})

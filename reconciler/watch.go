@@ -174,6 +174,8 @@ type WatchConfig struct {
 	// heal's plan is executed: what apply does around a plan (the egress
 	// proxies about to be removed have their last log lines pulled).
 	BeforeExecute func(ctx context.Context, p *Plan)
+	// BeforeAction is passed to Execute (ExecOptions.BeforeAction).
+	BeforeAction func(ctx context.Context, fleet string, act Action) error
 	// Owner, when set, labels every object watch creates with the fleet's
 	// owner (see ResolveOwner).
 	Owner Owner
@@ -811,6 +813,7 @@ func (w *watcher) heal(ctx context.Context, batch []Trigger, desired *Desired) {
 		Workspaces:    w.cfg.Workspaces,
 		StateDir:      w.cfg.StateDir,
 		FinishStarted: true,
+		BeforeAction:  w.cfg.BeforeAction,
 	})
 	rec.Finish(context.WithoutCancel(ctx), results)
 	w.pruneExpected()

@@ -209,3 +209,23 @@ func (c *catFile) close() {
 		<-done
 	}
 }
+
+// Instances are the names of the instances with snapshots in the
+// repository, sorted.
+func (r *Repo) Instances(ctx context.Context) ([]string, error) {
+	out, err := r.git("", "").Run(ctx, "for-each-ref", "--format=%(refname)", "refs/jackin/")
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	seen := map[string]bool{}
+	var names []string
+	for _, ref := range strings.Split(out, "\n") {
+		f := strings.Split(ref, "/")
+		if len(f) == 4 && !seen[f[2]] {
+			seen[f[2]] = true
+			names = append(names, f[2])
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}

@@ -227,3 +227,19 @@ func DirSize(dir string) (int64, error) {
 	}
 	return n, err
 }
+
+// OpenExisting opens fleet's snapshot repository without making or
+// changing anything; a fleet that never had a snapshot is nil, nil.
+func OpenExisting(stateDir, fleet string) (*Repo, error) {
+	if !safeName.MatchString(fleet) {
+		return nil, fmt.Errorf("snapshot repository: invalid fleet name %q", fleet)
+	}
+	dir := RepoDir(stateDir, fleet)
+	if _, err := os.Stat(filepath.Join(dir, "jackin-snapshots")); err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("snapshot repository: %w", err)
+	}
+	return &Repo{Dir: dir, fleet: fleet}, nil
+}

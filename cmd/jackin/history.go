@@ -80,6 +80,7 @@ process died before it finished shows as interrupted.`,
 			}
 			var runs []store.Run
 			var agentEvents []agentStateDoc
+			recoveryEvents := []recoveryDoc{}
 			if st != nil {
 				defer st.Close()
 				if err := a.recordAgentStates(ctx, st, name); err != nil {
@@ -92,10 +93,20 @@ process died before it finished shows as interrupted.`,
 				if agentEvents, err = agentStateDocs(ctx, st, name, limit); err != nil {
 					return exitWith(exitInvalid, fmt.Errorf("read history: %w", err))
 				}
+				if recoveryEvents, err = recoveryDocs(ctx, st, name, limit); err != nil {
+					return exitWith(exitInvalid, fmt.Errorf("read history: %w", err))
+				}
 			}
 			docs := historyDocs(runs)
 			if out.format != "table" {
-				return writeStructured(a.stdout, out.format, map[string]any{"apiVersion": "jackin.dev/v1alpha1", "kind": "History", "runs": docs, "agentStates": agentEvents})
+				return writeStructured(a.stdout, out.format, map[string]any{"apiVersion": "jackin.dev/v1alpha1", "kind": "History", "runs": docs, "agentStates": agentEvents, "recovery": recoveryEvents})
+			}
+			if len(recoveryEvents) > 0 {
+				fmt.Fprintln(a.stdout, "Snapshots and restores (newest first):")
+				for _, e := range recoveryEvents {
+					fmt.Fprintf(a.stdout, "    %s  %-20s %s\n", e.At.Local().Format("2006-01-02 15:04:05"), e.Fleet+"/"+e.Instance, e.Message)
+				}
+				fmt.Fprintln(a.stdout)
 			}
 			if len(agentEvents) > 0 {
 				fmt.Fprintln(a.stdout, "Agent states (newest first):")
@@ -200,6 +211,35 @@ func agentStateDocs(ctx context.Context, st *store.Store, fleet string, limit in
 			continue
 		}
 		out = append(out, agentStateDoc{Fleet: e.Fleet, Instance: e.Instance, At: e.At, Message: e.Message, State: e.Data})
+		if len(out) == limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// recoveryDoc is one recorded snapshot or restore.
+type recoveryDoc struct {
+	Fleet    string          `json:"fleet"`
+	Instance string          `json:"instance"`
+	Kind     string          `json:"kind"` // snapshot | restore
+	At       time.Time       `json:"at"`
+	Message  string          `json:"message"`
+	Data     json.RawMessage `json:"data"`
+}
+
+// recoveryDocs are the newest snapshots and restores of fleet.
+func recoveryDocs(ctx context.Context, st *store.Store, fleet string, limit int) ([]recoveryDoc, error) {
+	evs, err := st.Events(ctx, fleet, 10*limit)
+	if err != nil {
+		return nil, err
+	}
+	out := []recoveryDoc{}
+	for _, e := range evs {
+		if e.Kind != pipeline.EventSnapshot && e.Kind != pipeline.EventRestore {
+			continue
+		}
+		out = append(out, recoveryDoc{Fleet: e.Fleet, Instance: e.Instance, Kind: e.Kind, At: e.At, Message: e.Message, Data: e.Data})
 		if len(out) == limit {
 			break
 		}

@@ -133,6 +133,7 @@ fleet.json or fleets/) in the current directory, opens jackin console.`,
 		newSuperviseCommand(a),
 		newHookCommand(a),
 		newAgentRelayCommand(a),
+		newSnapshotCommand(a),
 	)
 	return root
 }

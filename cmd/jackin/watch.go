@@ -207,6 +207,7 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 		},
 		WriteCredentials: env.WriteCredentials,
 		BeforeExecute:    env.BeforeHeal,
+		BeforeAction:     env.BeforeAction,
 		Owner:            owner,
 		Log:              a.log.WithName("watch"),
 		Progress:         a.stderr,
