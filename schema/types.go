@@ -218,6 +218,31 @@ type Instance struct {
 	Recovery Recovery `json:"recovery,omitzero"`
 	// Integrations are the built-in stack integrations the manifest names.
 	Integrations []string `json:"integrations,omitempty"`
+	// IntegrationUses (set by the loader) are the integrations named by
+	// the manifest or recommended by a repository the instance mounts,
+	// active or not, with what each adds; the active ones' mounts and env
+	// are already in Mounts and Env.
+	IntegrationUses []IntegrationUse `json:"integrationUses,omitempty"`
+	// SnapshotExcludes (set by the loader from active integrations) are
+	// paths snapshots leave out and restores leave alone.
+	SnapshotExcludes []string `json:"snapshotExcludes,omitempty"`
+}
+
+// IntegrationUse is one stack integration of an instance, as found.
+type IntegrationUse struct {
+	Name string `json:"name"`
+	// Source is "manifest", or the recommendation file's path.
+	Source string `json:"source"`
+	// SHA256 is the recommendation file's digest (a recommendation only).
+	SHA256 string `json:"sha256,omitempty"`
+	// Active says it applies; Inactive says why not (not approved, the
+	// file changed since it was approved).
+	Active   bool   `json:"active"`
+	Inactive string `json:"inactive,omitempty"`
+	// Adds are what it adds, one line each (read-only mounts, cache
+	// volumes, env names, snapshot excludes); Warnings its warnings.
+	Adds     []string `json:"adds,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Snapshot policies (recovery.snapshot).
