@@ -29,6 +29,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/jackin-dev/jackin/hostpath"
+	"github.com/jackin-dev/jackin/integrations"
 	"github.com/jackin-dev/jackin/runtimes"
 	"github.com/jackin-dev/jackin/schema"
 )
@@ -284,6 +285,9 @@ type loader struct {
 	boundErrors func() error
 	// runtimes are the fleet's own agent runtimes, by name.
 	runtimes map[string]runtimes.Runtime
+	// integrationApprovals are the operator's approvals of integration
+	// recommendations, read once (see approvals).
+	integrationApprovals integrations.Approvals
 }
 
 func (l *loader) load(srcs []source) (*Result, error) {

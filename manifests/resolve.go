@@ -479,6 +479,7 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 	if r.Mounts != nil {
 		c.mounts(*r.Mounts, &inst)
 	}
+	c.integrations(&inst)
 	res := rawResources{}
 	if r.Resources != nil {
 		res = *r.Resources
