@@ -16,6 +16,7 @@ import (
 	"github.com/jackin-dev/jackin/drivers"
 	egresspolicy "github.com/jackin-dev/jackin/egress"
 	"github.com/jackin-dev/jackin/reconciler"
+	"github.com/jackin-dev/jackin/recovery"
 	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/supervisor"
 )
@@ -370,6 +371,7 @@ func (b builder) filesystem(fx facts, warn func(string, string, ...any)) Filesys
 		},
 		Mounts:         []Mount{},
 		SensitivePaths: nonNil(fx.sensitive),
+		Integrations:   fx.inst.IntegrationUses,
 	}
 	if sb := fx.di.Spec.Sandbox; sb != nil && sb.ReadOnlyRoot {
 		src := fx.inst.Sources["security.readOnlyRoot"]
@@ -900,7 +902,63 @@ func (b builder) recovery(fx facts) Recovery {
 		}
 		r.PreservedWork = "only what the agent writes to its read-write mounts: " + strings.Join(dsts, ", ") + "; tmpfs and the container layer are lost"
 	}
+	r.Snapshots = b.snapshots(fx)
 	return r
+}
+
+// snapshots is the recovery section's snapshot part: computed from the
+// instance as resolved, plus the repository's size read from disk.
+func (b builder) snapshots(fx facts) Snapshots {
+	inst := fx.inst
+	inst.Name = fx.di.Name
+	s := Snapshots{Policy: inst.Recovery.Policy(), Keep: inst.Recovery.KeepCount(), Covered: []string{}, Excludes: []string{}, NotCovered: []string{}}
+	switch s.Policy {
+	case schema.SnapshotBeforeStart:
+		s.When = "before the agent container is created, recreated or started (apply and watch), and on jackin snapshot create"
+	case schema.SnapshotBeforeApply:
+		s.When = "before any apply or watch heal that changes the instance, and on jackin snapshot create"
+	default:
+		s.When = "only on jackin snapshot create (recovery.snapshot is off)"
+	}
+	for _, t := range recovery.TargetsOf(b.opts.StateDir, b.fleet, &inst) {
+		line := t.Kind + " " + t.Path + " (at " + t.Dst + ")"
+		if t.Kind != recovery.KindRW {
+			line += ", with uncommitted and untracked files"
+		}
+		s.Covered = append(s.Covered, line)
+	}
+	s.Excludes = append(s.Excludes, inst.SnapshotExcludes...)
+	if b.opts.StateDir != "" {
+		s.Repository = recovery.RepoDir(b.opts.StateDir, b.fleet)
+		if b.opts.Observation != nil && b.opts.Observation.StateFiles != nil {
+			s.RepositoryBytes, _ = recovery.DirSize(s.Repository)
+		}
+	}
+	s.NotCovered = append(s.NotCovered,
+		"the agent's network side effects (requests it made, anything it sent or changed elsewhere)",
+		"pushes and other changes to remote repositories",
+		"inner Docker state (a private daemon's images, containers and volumes)",
+		"ephemeral and runtime-home volumes (the engine's, not on a host path jackin reads)",
+		"tmpfs and the container's writable layer",
+		".git entries of a checkout (commits the agent made stay on its scratch branch), sockets, FIFOs and devices",
+		"read-only mounts (the agent cannot change them)")
+	if len(s.Covered) == 0 {
+		s.NotCovered = append([]string{"nothing to snapshot: the instance has no rw mount and no worktree or clone"}, s.NotCovered...)
+	}
+	// The manifest flags of the restore line: "jackin apply -f X ...".
+	m := strings.TrimPrefix(b.restore, "jackin apply ")
+	if i := strings.Index(m, " (with"); i >= 0 {
+		m = m[:i]
+	}
+	if !strings.HasPrefix(m, "-f ") || strings.Contains(m, "<") {
+		m = "-f MANIFEST"
+	}
+	s.Commands = []string{
+		"jackin snapshot create " + m + " " + inst.Name,
+		"jackin snapshot list " + m + " " + inst.Name,
+		"jackin snapshot restore " + m + " " + inst.Name + " [ID] --stop",
+	}
+	return s
 }
 
 func (b builder) residualRisk(fx facts, c Contract) []Risk {

@@ -347,6 +347,32 @@ func filesystemSection(c *Contract) *textSection {
 		sens = fmt.Sprintf("%d mount(s) expose the home directory or credentials (marked ! below)", n)
 	}
 	s.kv("sensitive paths", sens)
+	for _, u := range fs.Integrations {
+		if u.Name == "" {
+			s.kv("integrations", "recommendation in "+u.Source+" "+u.Inactive)
+			continue
+		}
+		state := "active"
+		if !u.Active {
+			state = "inactive: " + u.Inactive
+		}
+		src := "named by the manifest"
+		if u.Source != "manifest" {
+			src = "recommended by " + u.Source + " (sha256 " + short(u.SHA256) + ")"
+		}
+		lines := append([]string{src + ", " + state}, u.Adds...)
+		for _, w := range u.Warnings {
+			lines = append(lines, "note: "+w)
+		}
+		s.kv("integration "+u.Name, lines...)
+	}
+	return s
+}
+
+func short(s string) string {
+	if len(s) > 16 {
+		return s[:16]
+	}
 	return s
 }
 
@@ -472,7 +498,33 @@ func recoverySection(c *Contract) *textSection {
 	s.kv("lost on delete", r.LostOnDelete...)
 	s.kv("restore", r.Restore)
 	s.kv("preserved work", r.PreservedWork)
+	sn := r.Snapshots
+	s.kv("snapshots", fmt.Sprintf("%s: %s; keep %d", sn.Policy, sn.When, sn.Keep))
+	if len(sn.Covered) > 0 {
+		s.kv("snapshotted", sn.Covered...)
+	}
+	if len(sn.Excludes) > 0 {
+		s.kv("left out", sn.Excludes...)
+	}
+	if sn.Repository != "" {
+		s.kv("repository", fmt.Sprintf("%s (%s on disk)", sn.Repository, sizeText(sn.RepositoryBytes)))
+	}
+	s.kv("not covered", sn.NotCovered...)
+	s.kv("commands", sn.Commands...)
 	return s
+}
+
+func sizeText(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func riskSection(c *Contract) *textSection {

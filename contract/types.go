@@ -6,7 +6,10 @@
 // side effects; it renders as text and as a versioned JSON document.
 package contract
 
-import "github.com/jackin-dev/jackin/reconciler"
+import (
+	"github.com/jackin-dev/jackin/reconciler"
+	"github.com/jackin-dev/jackin/schema"
+)
 
 // APIVersion and Kind identify the JSON document.
 const (
@@ -240,6 +243,10 @@ type Filesystem struct {
 	// SensitivePaths lists bind mounts that expose the home directory or a
 	// well-known credential location (see SensitivePathFindings).
 	SensitivePaths []SensitivePath `json:"sensitivePaths"`
+	// Integrations are the stack integrations the manifest names or a
+	// mounted repository recommends, active or not, with their source and
+	// what each adds (their mounts are in Mounts when active).
+	Integrations []schema.IntegrationUse `json:"integrations,omitempty"`
 }
 
 // RootFS is the container's own root filesystem.
@@ -477,6 +484,27 @@ type Recovery struct {
 	LostOnDelete     []string `json:"lostOnDelete"`
 	Restore          string   `json:"restore"`
 	PreservedWork    string   `json:"preservedWork"`
+	// Snapshots is the snapshot policy and what it covers.
+	Snapshots Snapshots `json:"snapshots"`
+}
+
+// Snapshots says what jackin snapshots of the instance, when, where the
+// repository is and its size, and what snapshots do not cover.
+type Snapshots struct {
+	// Policy is recovery.snapshot: off, before-start or before-apply.
+	Policy string `json:"policy"`
+	When   string `json:"when"`
+	Keep   int    `json:"keep"`
+	// Covered are the host directories a snapshot holds; Excludes the
+	// paths left out of them.
+	Covered  []string `json:"covered"`
+	Excludes []string `json:"excludes"`
+	// Repository is the fleet's snapshot repository; RepositoryBytes its
+	// size on disk (0 when it does not exist yet).
+	Repository      string   `json:"repository"`
+	RepositoryBytes int64    `json:"repositoryBytes"`
+	NotCovered      []string `json:"notCovered"`
+	Commands        []string `json:"commands"`
 }
 
 // Risk is one residual risk, in plain words. ID is stable (see the Risk*

@@ -545,6 +545,17 @@ func canonicalSpec(inst schema.Instance, image string) (Spec, error) {
 		s.Network.Ports = append(s.Network.Ports, SpecPort{Container: p.Container, Host: p.Host, Address: p.Address, Protocol: p.Protocol})
 	}
 	sort.SliceStable(s.Network.Ports, func(i, j int) bool { return portString(s.Network.Ports[i]) < portString(s.Network.Ports[j]) })
+	for _, u := range inst.IntegrationUses {
+		if !u.Active {
+			continue
+		}
+		if u.Source == "manifest" {
+			s.Integrations = append(s.Integrations, u.Name)
+		} else {
+			s.Integrations = append(s.Integrations, u.Name+" (approved "+u.Source+")")
+		}
+	}
+	sort.Strings(s.Integrations)
 	return s, nil
 }
 

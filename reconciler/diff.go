@@ -46,6 +46,7 @@ const (
 	FieldDockerDaemon  = "dockerDaemon"
 	FieldSandbox       = "sandbox"
 	FieldCredentials   = "credentials"
+	FieldIntegrations  = "integrations"
 )
 
 // SpecChange is one field that differs between two specs: the one
@@ -162,6 +163,9 @@ func CompareSpecs(old, cur Spec) SpecChanges {
 	}
 	if d := diffSandbox(old.Sandbox, cur.Sandbox); d != "" {
 		add(FieldSandbox, "sandbox changed: "+d)
+	}
+	if d := diffIntegrations(old.Integrations, cur.Integrations); d != "" {
+		add(FieldIntegrations, "integrations changed: "+d)
 	}
 	if reasons, valuesOnly := diffCredentials(old.Credentials, cur.Credentials); len(reasons) > 0 {
 		cs = append(cs, SpecChange{Field: FieldCredentials, Reasons: reasons, ValuesOnly: valuesOnly})
@@ -455,4 +459,31 @@ func derefOrb(o *schema.OrbStack) any {
 		return "none"
 	}
 	return *o
+}
+
+// diffIntegrations names the integrations that became active (a
+// repository's recommendation "newly approved") and those that did not stay.
+func diffIntegrations(old, cur []string) string {
+	was := map[string]bool{}
+	for _, o := range old {
+		was[o] = true
+	}
+	is := map[string]bool{}
+	var parts []string
+	for _, c := range cur {
+		is[c] = true
+		if !was[c] {
+			if name, src, ok := strings.Cut(c, " (approved "); ok {
+				parts = append(parts, "+ "+name+" (newly approved: "+strings.TrimSuffix(src, ")")+")")
+			} else {
+				parts = append(parts, "+ "+c)
+			}
+		}
+	}
+	for _, o := range old {
+		if !is[o] {
+			parts = append(parts, "- "+o)
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -47,6 +47,10 @@ type Spec struct {
 	Credentials []SpecCredential `json:"credentials,omitempty"`
 	// Run is what the agent's supervisor runs.
 	Run SpecRun `json:"run"`
+	// Integrations are the active stack integrations, sorted: a name, or
+	// "name (approved PATH)" for a repository's approved recommendation.
+	// omitempty keeps the hash of every instance without them as it was.
+	Integrations []string `json:"integrations,omitempty"`
 }
 
 // SpecRun is what the supervisor runs, in canonical form.

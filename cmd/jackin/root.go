@@ -134,6 +134,7 @@ fleet.json or fleets/) in the current directory, opens jackin console.`,
 		newHookCommand(a),
 		newAgentRelayCommand(a),
 		newSnapshotCommand(a),
+		newApproveCommand(a),
 	)
 	return root
 }
