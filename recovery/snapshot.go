@@ -262,22 +262,39 @@ func (r *Repo) snapTarget(ctx context.Context, instance string, t Target) (Targe
 	if !safeName.MatchString(t.Name) {
 		return TargetInfo{}, "", fmt.Errorf("invalid target name %q", t.Name)
 	}
-	entries, info, err := listTarget(t)
-	if err != nil {
-		return info, "", err
-	}
 	idxDir := filepath.Join(r.Dir, "indexes", instance)
 	if err := os.MkdirAll(idxDir, 0o700); err != nil {
-		return info, "", err
+		return TargetInfo{Target: t}, "", err
 	}
 	g := r.git(t.Path, filepath.Join(idxDir, t.Name+".index"))
-	indexed, err := g.Run(ctx, "ls-files", "-z")
+	// git reads the index and compares its stat data while jackin lists
+	// the target: the two passes over the tree overlap.
+	type gitLists struct {
+		indexed, changed string
+		err              error
+	}
+	lists := make(chan gitLists, 1)
+	go func() {
+		var l gitLists
+		if l.indexed, l.err = g.Run(ctx, "ls-files", "-z"); l.err == nil && l.indexed != "" {
+			// Unchanged stat data: the entry is current, nothing is read.
+			// A file whose stat data changed is listed (even with the
+			// same content) and hashed again below.
+			l.changed, l.err = g.Run(ctx, "diff-files", "--name-only", "-z")
+		}
+		lists <- l
+	}()
+	entries, info, err := listTarget(t)
+	gl := <-lists
 	if err != nil {
 		return info, "", err
+	}
+	if gl.err != nil {
+		return info, "", gl.err
 	}
 	inIndex := map[string]bool{}
 	var update, remove bytes.Buffer
-	for _, p := range splitZ(indexed) {
+	for _, p := range splitZ(gl.indexed) {
 		inIndex[p] = true
 		if e, ok := entries[p]; !ok || e.dir {
 			remove.WriteString(p + "\x00") // gone (or now a directory)
@@ -288,17 +305,9 @@ func (r *Repo) snapTarget(ctx context.Context, instance string, t Target) (Targe
 			update.WriteString(p + "\x00") // new
 		}
 	}
-	if len(inIndex) > 0 {
-		// Unchanged stat data: the entry is current, nothing is read.
-		_, _ = g.Run(ctx, "update-index", "-q", "--refresh")
-		changed, err := g.Run(ctx, "diff-files", "--name-only", "-z")
-		if err != nil {
-			return info, "", err
-		}
-		for _, p := range splitZ(changed) {
-			if e, ok := entries[p]; ok && !e.dir {
-				update.WriteString(p + "\x00")
-			}
+	for _, p := range splitZ(gl.changed) {
+		if e, ok := entries[p]; ok && !e.dir {
+			update.WriteString(p + "\x00")
 		}
 	}
 	if remove.Len() > 0 {
