@@ -46,6 +46,7 @@ type usageEntry struct {
 
 // claudeFile is one transcript's responses.
 type claudeFile struct {
+	textSink
 	session string // the file's own, when a line names none
 	entries map[string]*usageEntry
 	order   []string
@@ -60,6 +61,9 @@ var usageField = []byte(`"usage"`)
 
 func (c *claudeFile) line(b []byte) {
 	c.lines++
+	if c.emit != nil {
+		c.lineText(b)
+	}
 	if !bytes.Contains(b, usageField) {
 		return // most lines: prompts, tool results, snapshots
 	}
@@ -113,5 +117,36 @@ func claudeSource(dir string) source {
 		depth:  3,
 		match:  func(rel string) bool { return strings.HasSuffix(rel, ".jsonl") },
 		parser: newClaudeFile,
+	}
+}
+
+// lineText reports an assistant line's text blocks; a user line (the
+// operator's prompt, or a tool's result) and a tool call are breaks; the
+// assistant's thinking is neither said nor a break.
+func (c *claudeFile) lineText(b []byte) {
+	var l struct {
+		Type      string `json:"type"`
+		Timestamp string `json:"timestamp"`
+		Message   struct {
+			Content json.RawMessage `json:"content"`
+		} `json:"message"`
+	}
+	if json.Unmarshal(b, &l) != nil {
+		return
+	}
+	switch l.Type {
+	case "assistant":
+		at := recordTime(l.Timestamp)
+		for _, bl := range blocks(l.Message.Content) {
+			switch bl.Type {
+			case "text":
+				c.say(bl.Text, at)
+			case "thinking", "redacted_thinking":
+			default:
+				c.brk()
+			}
+		}
+	case "user":
+		c.brk()
 	}
 }

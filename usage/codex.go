@@ -54,6 +54,7 @@ type codexLine struct {
 
 // codexFile is one rollout's totals per model.
 type codexFile struct {
+	textSink
 	session string
 	model   string
 	prev    *codexUsage
@@ -77,6 +78,9 @@ func (c *codexFile) line(b []byte) {
 	var l codexLine
 	if json.Unmarshal(b, &l) != nil {
 		return
+	}
+	if c.emit != nil && l.Type == "response_item" {
+		c.itemText(b)
 	}
 	switch l.Type {
 	case "session_meta":
@@ -127,5 +131,36 @@ func codexSources(home string) []source {
 	return []source{
 		{root: path.Join(home, "sessions"), depth: 3, match: match, parser: newCodexFile},
 		{root: path.Join(home, "archived_sessions"), depth: 3, match: match, parser: newCodexFile},
+	}
+}
+
+// itemText reports an assistant message's output text (response_item
+// {type: message, role: assistant, content: [{type: output_text}]});
+// every other item (the user's or developer's message, a tool call or its
+// output) is a break, reasoning neither. Codex repeats the same text as
+// event_msg agent_message, which is not read.
+func (c *codexFile) itemText(b []byte) {
+	var l struct {
+		Timestamp string `json:"timestamp"`
+		Payload   struct {
+			Type    string          `json:"type"`
+			Role    string          `json:"role"`
+			Content json.RawMessage `json:"content"`
+		} `json:"payload"`
+	}
+	if json.Unmarshal(b, &l) != nil {
+		return
+	}
+	switch {
+	case l.Payload.Type == "reasoning":
+	case l.Payload.Type == "message" && l.Payload.Role == "assistant":
+		at := recordTime(l.Timestamp)
+		for _, bl := range blocks(l.Payload.Content) {
+			if bl.Type == "output_text" || bl.Type == "text" {
+				c.say(bl.Text, at)
+			}
+		}
+	default:
+		c.brk()
 	}
 }

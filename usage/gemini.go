@@ -44,14 +44,17 @@ func (g geminiTokens) tokens() Tokens {
 }
 
 type geminiRecord struct {
-	SessionID string        `json:"sessionId"`
-	ID        string        `json:"id"`
-	Type      string        `json:"type"`
-	Model     string        `json:"model"`
-	Tokens    *geminiTokens `json:"tokens"`
+	Timestamp string          `json:"timestamp"`
+	Content   json.RawMessage `json:"content"`
+	SessionID string          `json:"sessionId"`
+	ID        string          `json:"id"`
+	Type      string          `json:"type"`
+	Model     string          `json:"model"`
+	Tokens    *geminiTokens   `json:"tokens"`
 }
 
 type geminiFile struct {
+	textSink
 	session string
 	msgs    map[string]*usageEntry
 	order   []string
@@ -63,6 +66,20 @@ func newGeminiFile(rel string) parser {
 }
 
 func (g *geminiFile) record(r geminiRecord) {
+	if g.emit != nil && r.ID != "" {
+		// Each message whole, on its own: one written again when it
+		// changes repeats its text, never continues it.
+		g.brk()
+		if r.Type == "gemini" {
+			at := recordTime(r.Timestamp)
+			for _, bl := range blocks(r.Content) {
+				if bl.Type == "" || bl.Type == "text" {
+					g.say(bl.Text, at)
+				}
+			}
+			g.brk()
+		}
+	}
 	if r.ID == "" {
 		if r.SessionID != "" {
 			g.session = r.SessionID // the metadata record

@@ -87,6 +87,10 @@ func openCodeSource(dir string) source {
 // openCodeEvents adds up the assistant messages OpenCode's server
 // reported (message.updated), each by its id with its largest figures.
 type openCodeEvents struct {
+	// text receives the assistant's text parts (OnText); roles are the
+	// messages' roles by id, as message.updated told them.
+	text    func(Text)
+	roles   map[string]string
 	mu      sync.Mutex
 	boot    string
 	msgs    map[string]*usageEntry
@@ -112,10 +116,24 @@ func (o *openCodeEvents) event(data []byte) {
 		o.event(*ev.Payload)
 		return
 	}
+	if ev.Type == "message.part.updated" && o.text != nil {
+		o.partText(data)
+		return
+	}
 	if ev.Type != "message.updated" {
 		return
 	}
 	m := ev.Properties.Info
+	if o.text != nil && m.ID != "" {
+		o.mu.Lock()
+		if o.roles == nil {
+			o.roles = map[string]string{}
+		}
+		if len(o.roles) < maxOpenCodeMessages {
+			o.roles[m.ID] = m.Role
+		}
+		o.mu.Unlock()
+	}
 	e, ok := m.usage()
 	if !ok {
 		return
@@ -155,4 +173,38 @@ func (o *openCodeEvents) dirty() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.changed
+}
+
+// partText reports the text of an assistant message's text part
+// (message.part.updated {part: {id, messageID, type: "text", text}}), whole
+// each time it is updated, as a stream of its own. A part of a message
+// whose role is not known to be the assistant's is not read.
+func (o *openCodeEvents) partText(data []byte) {
+	var ev struct {
+		Properties struct {
+			Part struct {
+				ID        string `json:"id"`
+				MessageID string `json:"messageID"`
+				Type      string `json:"type"`
+				Text      string `json:"text"`
+			} `json:"part"`
+		} `json:"properties"`
+	}
+	if json.Unmarshal(data, &ev) != nil {
+		return
+	}
+	p := ev.Properties.Part
+	if p.Type != "text" || p.ID == "" {
+		return
+	}
+	o.mu.Lock()
+	role := o.roles[p.MessageID]
+	o.mu.Unlock()
+	if role != "assistant" {
+		return
+	}
+	stream := "opencode-part:" + p.ID
+	o.text(Text{Stream: stream, Break: true})
+	o.text(Text{Stream: stream, Text: p.Text})
+	o.text(Text{Stream: stream, Break: true})
 }

@@ -86,6 +86,26 @@ type files struct {
 	// warnings said once each.
 	warned map[string]bool
 	warn   func(string)
+	// text receives the assistant's text (OnText); nil: not read.
+	text func(Text)
+}
+
+// newParser makes the parse state of a file, reporting its text to
+// f.text under the file's path, after a break (a file read again from
+// its start repeats what was said).
+func (f *files) newParser(src *source, path, rel string) parser {
+	p := src.parser(rel)
+	if f.text != nil {
+		if tp, ok := p.(textParser); ok {
+			emit := f.text
+			tp.setText(func(t Text) {
+				t.Stream = path
+				emit(t)
+			})
+			emit(Text{Stream: path, Break: true})
+		}
+	}
+	return p
 }
 
 func newFiles(sources []source) *files {
@@ -184,7 +204,7 @@ func (f *files) follow(src *source, path, rel string, e os.DirEntry, budget *int
 	if fresh || replaced {
 		// New, replaced or truncated: read again from the start. Its
 		// totals are cumulative per session, so nothing counts twice.
-		t.p, t.off, t.partial, t.skipping = src.parser(rel), 0, nil, false
+		t.p, t.off, t.partial, t.skipping = f.newParser(src, path, rel), 0, nil, false
 		t.size, t.mtime = -1, time.Time{}
 	}
 	t.dev, t.ino = dev, ino
@@ -193,7 +213,7 @@ func (f *files) follow(src *source, path, rel string, e os.DirEntry, budget *int
 			return false
 		}
 		t.size, t.mtime = info.Size(), info.ModTime()
-		t.p = src.parser(rel)
+		t.p = f.newParser(src, path, rel)
 		if info.Size() > maxWhole {
 			f.warnf("%s is larger than %d bytes: its usage is not read", rel, maxWhole)
 			return true
