@@ -95,6 +95,16 @@ func (c *Conn) Status() (Status, error) {
 	return c.readStatus()
 }
 
+// Prompt types text into the agent's terminal when it waits for a prompt
+// (idle or done); the supervisor refuses otherwise, naming the state. It
+// returns the agent's status after typing.
+func (c *Conn) Prompt(text string) (Status, error) {
+	if err := c.send(Request{Op: "prompt", Text: text}); err != nil {
+		return Status{}, err
+	}
+	return c.readStatus()
+}
+
 // Watch calls fn with the state now and at every change until fn returns
 // false, the agent exits or ctx ends.
 func (c *Conn) Watch(ctx context.Context, fn func(Status) bool) error {

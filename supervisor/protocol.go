@@ -40,13 +40,15 @@ const ProtocolVersion = 1
 // Request is the first line a client sends, as JSON.
 type Request struct {
 	V  int    `json:"v"`
-	Op string `json:"op"` // attach, status, watch, hook
+	Op string `json:"op"` // attach, status, watch, hook, prompt
 	// Attach: the client's terminal size (0: keep the current one).
 	Rows uint16 `json:"rows,omitempty"`
 	Cols uint16 `json:"cols,omitempty"`
 	// Hook: the runtime that reports and what it reported.
 	Runtime string          `json:"runtime,omitempty"`
 	Payload json.RawMessage `json:"payload,omitempty"`
+	// Prompt: the text typed into the agent's terminal.
+	Text string `json:"text,omitempty"`
 }
 
 // Status is what status and watch answer: the agent's state.

@@ -82,6 +82,12 @@ func (s *supervisor) handle(ctx context.Context, uc net.Conn) {
 		}
 	case "attach":
 		s.attach(ctx, conn, br, req)
+	case "prompt":
+		if err := s.prompt(req.Text); err != nil {
+			writeJSONLine(conn, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSONLine(conn, s.currentStatus())
 	default:
 		writeJSONLine(conn, map[string]string{"error": "unknown op " + req.Op})
 	}
@@ -199,6 +205,9 @@ func (s *supervisor) attach(ctx context.Context, conn peer, br *bufio.Reader, re
 			s.lastInput = time.Now()
 			if len(s.pendingEcho) < maxPendingEcho {
 				s.pendingEcho = append(s.pendingEcho, p[:min(len(p), maxPendingEcho-len(s.pendingEcho))]...)
+			}
+			if s.terminalLinks {
+				s.links.typed()
 			}
 			s.mu.Unlock()
 			if _, err := ptmx.Write(p); err != nil {
@@ -325,4 +334,51 @@ func passedFDs(oob []byte) []int {
 		}
 	}
 	return fds
+}
+
+// maxPrompt bounds a prompt typed for an operator tool.
+const maxPrompt = 64 << 10
+
+// prompt types text into the agent's terminal, then Enter, when the agent
+// waits for a prompt (idle, or done: a finished turn nobody has looked at);
+// otherwise it refuses, naming the state. The check and the typing are
+// under one lock, so no client's keystrokes come in between. Text of more
+// than one line is sent as a bracketed paste, so its newlines do not
+// submit it early.
+func (s *supervisor) prompt(text string) error {
+	if text == "" {
+		return fmt.Errorf("an empty prompt")
+	}
+	if len(text) > maxPrompt {
+		return fmt.Errorf("a prompt of %d bytes is longer than %d", len(text), maxPrompt)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.status.State
+	if s.exited || s.ptmx == nil {
+		return fmt.Errorf("the agent has exited")
+	}
+	if st != string(agentstate.StateIdle) && st != string(agentstate.StateDone) {
+		detail := ""
+		if s.status.Detail != "" {
+			detail = " (" + s.status.Detail + ")"
+		}
+		return fmt.Errorf("the agent is %s%s: a prompt is typed only into an idle agent; try again when it is idle (jackin wait --for idle,done)", st, detail)
+	}
+	b := []byte(text)
+	if bytes.ContainsAny(b, "\r\n") {
+		b = append(append([]byte("\x1b[200~"), b...), "\x1b[201~"...)
+	}
+	b = append(b, '\r')
+	s.lastInput = time.Now()
+	if len(s.pendingEcho) < maxPendingEcho {
+		s.pendingEcho = append(s.pendingEcho, b[:min(len(b), maxPendingEcho-len(s.pendingEcho))]...)
+	}
+	if s.terminalLinks {
+		s.links.typed()
+	}
+	if _, err := s.ptmx.Write(b); err != nil {
+		return fmt.Errorf("type into the agent's terminal: %w", err)
+	}
+	return nil
 }

@@ -130,6 +130,10 @@ type supervisor struct {
 	machMu  sync.Mutex
 	machine *agentstate.Machine
 	pub     *publisher
+	// links collects the work links the agent reports; terminalLinks:
+	// from the terminal (no transcripts read).
+	links         *linkWatch
+	terminalLinks bool
 }
 
 func newSupervisor(cfg Config) *supervisor {
@@ -150,6 +154,7 @@ func newSupervisor(cfg Config) *supervisor {
 		s.machine.OpenTurnsOnOutput()
 	}
 	s.pub = newPublisher(cfg.AgentDir, s.logf)
+	s.links = newLinkWatch(cfg.AgentDir, s.logf)
 	s.status = s.snapshotLocked(s.machine.State(), 0)
 	return s
 }
@@ -217,7 +222,13 @@ func (s *supervisor) run(ctx context.Context) (int, error) {
 	}
 
 	go s.consume(ctx)
-	stopUsage := s.watchUsage(ctx, home) // token usage: usage.go
+	stopUsage := s.watchUsage(ctx, home) // token usage and transcript links: usage.go
+	linksCtx, stopLinks := context.WithCancel(context.Background())
+	linksDone := make(chan struct{})
+	go func() {
+		defer close(linksDone)
+		s.links.run(linksCtx)
+	}()
 	outDone := make(chan struct{})
 	go func() {
 		defer close(outDone)
@@ -262,6 +273,8 @@ func (s *supervisor) run(ctx context.Context) (int, error) {
 	}
 	ptmx.Close()
 	stopUsage() // the last turn's usage, published before the container ends
+	stopLinks()
+	<-linksDone
 	for _, w := range relinkHomes(home, s.cfg.HomeStore, s.cfg.Homes) {
 		s.logf("%s", w)
 	}
@@ -492,6 +505,9 @@ func (s *supervisor) readOutput(ptmx *os.File) {
 			s.mu.Unlock()
 			if !echo && s.terminal {
 				s.emit(agentstate.Event{Kind: agentstate.EventOutput, Time: now})
+			}
+			if !echo && s.terminalLinks {
+				s.links.terminal(p)
 			}
 		}
 		if err != nil {

@@ -44,8 +44,11 @@ const maxUsageFile = 1 << 20
 func (s *supervisor) watchUsage(ctx context.Context, home string) (stop func()) {
 	rd := usage.ForRuntime(s.cfg.Runtime.Name, home, os.Getenv, s.boot)
 	if rd == nil || s.cfg.Runtime.Custom {
+		// No transcripts read: links come from the terminal.
+		s.terminalLinks = true
 		return func() {}
 	}
+	rd.OnText(func(t usage.Text) { s.links.say(t.Stream, t.Text, t.Break, t.Time) })
 	rd.OnWarning(func(msg string) { s.logf("usage: %s", msg) })
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
