@@ -42,7 +42,7 @@ func TestLoadDefinitionRefusesWidening(t *testing.T) {
 	}
 	cases := []struct {
 		name, src, want string
-		line           int
+		line            int
 	}{
 		{"writable mount", `name: "x"
 mounts: [{src: "~/.cache/x", dst: "/opt/x", mode: "rw"}]`, "can never add a writable host path", 2},
