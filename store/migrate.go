@@ -145,6 +145,49 @@ var migrations = []string{
 		PRIMARY KEY (fleet, instance, session, model)
 	);
 	CREATE INDEX usage_updated ON usage(fleet, updated_at);`,
+
+	// 9: work links (the tag protocol) per instance with when they were
+	// first and last seen; the GitHub state of issue and pull request
+	// links with their refresh schedule; the GitHub responses kept for
+	// conditional requests (ETag) and the rate limit last reported, per
+	// fleet (each fleet has its own token).
+	`CREATE TABLE work_links (
+		fleet      TEXT    NOT NULL,
+		instance   TEXT    NOT NULL,
+		kind       TEXT    NOT NULL,
+		url        TEXT    NOT NULL,
+		first_seen INTEGER NOT NULL,
+		last_seen  INTEGER NOT NULL,
+		PRIMARY KEY (fleet, instance, kind, url)
+	);
+	CREATE TABLE link_states (
+		fleet      TEXT    NOT NULL,
+		url        TEXT    NOT NULL,
+		kind       TEXT    NOT NULL,
+		state      TEXT    NOT NULL DEFAULT '',
+		checks     TEXT    NOT NULL DEFAULT '',
+		review     TEXT    NOT NULL DEFAULT '',
+		error      TEXT    NOT NULL DEFAULT '',
+		failures   INTEGER NOT NULL DEFAULT 0,
+		checked_at INTEGER NOT NULL,
+		next_at    INTEGER NOT NULL,
+		PRIMARY KEY (fleet, url)
+	);
+	CREATE TABLE github_cache (
+		fleet TEXT    NOT NULL,
+		key   TEXT    NOT NULL,
+		etag  TEXT    NOT NULL,
+		body  BLOB    NOT NULL,
+		at    INTEGER NOT NULL,
+		PRIMARY KEY (fleet, key)
+	);
+	CREATE TABLE github_rate (
+		fleet     TEXT    PRIMARY KEY,
+		remaining INTEGER NOT NULL,
+		reset_at  INTEGER NOT NULL,
+		blocked   INTEGER NOT NULL,
+		at        INTEGER NOT NULL
+	);`,
 }
 
 // SchemaVersion is the schema version this build writes.
