@@ -182,8 +182,17 @@ type agtTerm struct {
 // agtAttach starts `jackin attach --fleet F INSTANCE args...` on a pty.
 func (e *env) agtAttach(t *testing.T, instance string, args ...string) *agtTerm {
 	t.Helper()
+	return e.agtAttachEnv(t, nil, instance, args...)
+}
+
+// agtAttachEnv is agtAttach with extra environment (KEY=VALUE).
+func (e *env) agtAttachEnv(t *testing.T, extra []string, instance string, args ...string) *agtTerm {
+	t.Helper()
 	argv := append([]string{"--state-dir", e.stateDir, "attach", "--fleet", e.fleet, instance}, args...)
 	p := &agtTerm{t: t, cmd: exec.Command(jackinBin, argv...), exited: make(chan struct{})}
+	if extra != nil {
+		p.cmd.Env = append(os.Environ(), extra...)
+	}
 	ptmx, err := pty.StartWithSize(p.cmd, &pty.Winsize{Rows: 40, Cols: 120})
 	if err != nil {
 		t.Fatal(err)

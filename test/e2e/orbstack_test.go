@@ -260,3 +260,45 @@ func TestOrbStackFailsClosed(t *testing.T) {
 		t.Errorf("apply on OrbStack 2.0.5: want exit 2, got:\n%s", r)
 	}
 }
+
+// TestOrbStackAttach: attach reaches an agent in its machine through a
+// real pseudo-terminal (the reply, detach keys), exec and the agent's
+// state go through the machine too, and a change of the machine's
+// settings is planned and refused rather than applied to the machine
+// that has the old ones.
+func TestOrbStackAttach(t *testing.T) {
+	e := newEnv(t)
+	extra, _ := orbEnv(t, e)
+	img := agtRuntimeImage(t)
+	m := e.manifest(`instances: o: {backend: "orbstack-isolated", agent: "claude", role: image: "` + img + `"}`)
+	mustCode(t, e.jackinEnv(extra, "apply", "-f", m), 0, "apply")
+
+	p := e.agtAttachEnv(t, extra, "o")
+	p.waitText("standin claude", 30*time.Second)
+	p.send("hello machine\r")
+	p.waitText("reply: hello machine", 10*time.Second)
+	p.send("\x10\x11") // ctrl-p ctrl-q
+	if code := p.waitExit(10 * time.Second); code != 0 {
+		t.Fatalf("detach: exit %d\n%s", code, p)
+	}
+	if out, err := inMachine(e.name("o"), "inspect", "--format", "{{.State.Status}}", e.name("o")); err != nil || out != "running" {
+		t.Errorf("the agent after detach: %q %v", out, err)
+	}
+	r := e.jackinEnv(extra, "exec", "-f", m, "o", "--", "sh", "-c", "echo in-machine")
+	mustCode(t, r, 0, "exec")
+	if !strings.Contains(r.stdout, "in-machine") {
+		t.Errorf("exec output: %s", r)
+	}
+
+	// The machine's settings are fixed when it is made: a change shows in
+	// diff and apply refuses it, naming both, never reusing the machine.
+	e.manifest(`instances: o: {backend: "orbstack-isolated", agent: "claude", role: image: "` + img + `", orbstack: sshAgent: "on"}`)
+	r = e.jackinEnv(extra, "diff", "-f", m)
+	if r.code != 1 || !strings.Contains(r.stdout, "orbstack machine settings changed") {
+		t.Errorf("diff after an orbstack settings change: want exit 1 naming it, got:\n%s", r)
+	}
+	r = e.jackinEnv(extra, "apply", "-f", m)
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "settings are fixed when it is made") {
+		t.Errorf("apply with other machine settings: want a refusal, got:\n%s", r)
+	}
+}
