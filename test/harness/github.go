@@ -1,0 +1,240 @@
+package harness
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// GitHub is a stand-in of the GitHub REST API endpoints jackin's link
+// state polling calls, on loopback, under /api/v3/ as GitHub Enterprise
+// serves them (the API base URL is then Server.URL+"/api/v3/" and links
+// name http://HOST:PORT/OWNER/REPO/pull/N). It answers in the documented
+// response shapes (docs.github.com/rest: issues, pulls, pull reviews,
+// check runs for a ref, the combined status of a ref), with an ETag on
+// every 200 and 304 Not Modified when If-None-Match matches it; it refuses
+// a request without "Authorization: Bearer TOKEN" (401, as GitHub does),
+// keeps X-RateLimit-* headers (a 304 spends nothing) and answers 403 with
+// X-RateLimit-Remaining: 0 once the limit is spent. Every request is
+// logged so tests can count them.
+type GitHub struct {
+	*httptest.Server
+	Token string
+
+	mu        sync.Mutex
+	issues    map[string]string // "o/r#n" -> open|closed
+	pulls     map[string]GitHubPull
+	log       []GitHubRequest
+	remaining int
+	reset     time.Time
+}
+
+// GitHubPull is a pull request as the stand-in serves it.
+type GitHubPull struct {
+	State  string // open or closed
+	Draft  bool
+	Merged bool
+	SHA    string
+	// CheckRuns are (status, conclusion) pairs: ("completed", "success").
+	CheckRuns [][2]string
+	// Statuses are commit status states: success, pending, failure, error.
+	Statuses []string
+	// Reviews are (login, state) pairs: ("ann", "APPROVED").
+	Reviews [][2]string
+	// Requested are the logins whose review is requested.
+	Requested []string
+}
+
+// GitHubRequest is one request the stand-in answered.
+type GitHubRequest struct {
+	Method, Path string
+	Status       int
+	// Authorized is whether it carried the token.
+	Authorized  bool
+	IfNoneMatch string
+}
+
+// StartGitHub starts the stand-in; Close stops it.
+func StartGitHub(token string) *GitHub {
+	g := &GitHub{Token: token, issues: map[string]string{}, pulls: map[string]GitHubPull{}, remaining: 5000, reset: time.Now().Add(time.Hour)}
+	g.Server = httptest.NewServer(http.HandlerFunc(g.serve))
+	return g
+}
+
+// APIURL is the base URL jackin's github.apiURL names.
+func (g *GitHub) APIURL() string { return g.URL + "/api/v3/" }
+
+// Link is the web URL of an issue ("issues") or pull request ("pull").
+func (g *GitHub) Link(owner, repo, kind string, n int) string {
+	return fmt.Sprintf("%s/%s/%s/%s/%d", g.URL, owner, repo, kind, n)
+}
+
+// SetIssue sets an issue's state.
+func (g *GitHub) SetIssue(owner, repo string, n int, state string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.issues[fmt.Sprintf("%s/%s#%d", owner, repo, n)] = state
+}
+
+// SetPull sets a pull request.
+func (g *GitHub) SetPull(owner, repo string, n int, p GitHubPull) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.pulls[fmt.Sprintf("%s/%s#%d", owner, repo, n)] = p
+}
+
+// SetRateLimit sets the requests left and when the limit resets.
+func (g *GitHub) SetRateLimit(remaining int, reset time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.remaining, g.reset = remaining, reset
+}
+
+// Requests returns the requests answered so far.
+func (g *GitHub) Requests() []GitHubRequest {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]GitHubRequest(nil), g.log...)
+}
+
+func (g *GitHub) serve(w http.ResponseWriter, r *http.Request) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	rec := GitHubRequest{Method: r.Method, Path: r.URL.Path, IfNoneMatch: r.Header.Get("If-None-Match")}
+	rec.Authorized = r.Header.Get("Authorization") == "Bearer "+g.Token
+	status := g.answer(w, r, rec.Authorized)
+	rec.Status = status
+	g.log = append(g.log, rec)
+}
+
+func (g *GitHub) rateHeaders(w http.ResponseWriter) {
+	w.Header().Set("X-RateLimit-Limit", "5000")
+	w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(max(g.remaining, 0)))
+	w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(g.reset.Unix(), 10))
+	w.Header().Set("X-RateLimit-Resource", "core")
+}
+
+func ghError(w http.ResponseWriter, status int, msg string) int {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"message": msg, "documentation_url": "https://docs.github.com/rest"})
+	return status
+}
+
+// answer serves one request with g.mu held; it returns the status.
+func (g *GitHub) answer(w http.ResponseWriter, r *http.Request, authorized bool) int {
+	if !authorized {
+		return ghError(w, http.StatusUnauthorized, "Bad credentials")
+	}
+	g.rateHeaders(w)
+	if g.remaining <= 0 && time.Now().Before(g.reset) {
+		return ghError(w, http.StatusForbidden, "API rate limit exceeded for user.")
+	}
+	if r.Method != http.MethodGet {
+		return ghError(w, http.StatusNotFound, "Not Found")
+	}
+	body, ok := g.document(strings.TrimPrefix(r.URL.Path, "/api/v3"))
+	if !ok {
+		g.remaining--
+		g.rateHeaders(w)
+		return ghError(w, http.StatusNotFound, "Not Found")
+	}
+	b, _ := json.Marshal(body)
+	sum := sha256.Sum256(b)
+	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
+	w.Header().Set("ETag", etag)
+	if inm := r.Header.Get("If-None-Match"); inm != "" && (inm == etag || inm == "W/"+etag) {
+		w.WriteHeader(http.StatusNotModified) // no rate limit spent
+		return http.StatusNotModified
+	}
+	g.remaining--
+	g.rateHeaders(w)
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+	return http.StatusOK
+}
+
+// document is the JSON document at an API path, as GitHub shapes it.
+func (g *GitHub) document(path string) (any, bool) {
+	seg := strings.Split(strings.Trim(path, "/"), "/")
+	if len(seg) < 5 || seg[0] != "repos" {
+		return nil, false
+	}
+	owner, repo := seg[1], seg[2]
+	switch {
+	case len(seg) == 5 && seg[3] == "issues":
+		n, _ := strconv.Atoi(seg[4])
+		st, ok := g.issues[fmt.Sprintf("%s/%s#%d", owner, repo, n)]
+		if !ok {
+			return nil, false
+		}
+		return map[string]any{"number": n, "state": st, "title": "issue " + seg[4],
+			"html_url": g.Link(owner, repo, "issues", n), "user": map[string]any{"login": "ann"}}, true
+	case seg[3] == "pulls" && (len(seg) == 5 || (len(seg) == 6 && seg[5] == "reviews")):
+		n, _ := strconv.Atoi(seg[4])
+		p, ok := g.pulls[fmt.Sprintf("%s/%s#%d", owner, repo, n)]
+		if !ok {
+			return nil, false
+		}
+		if len(seg) == 6 {
+			reviews := []any{}
+			for i, rv := range p.Reviews {
+				reviews = append(reviews, map[string]any{"id": i + 1, "user": map[string]any{"login": rv[0]}, "state": rv[1], "commit_id": p.SHA})
+			}
+			return reviews, true
+		}
+		var mergedAt any
+		if p.Merged {
+			mergedAt = "2026-12-01T10:00:00Z"
+		}
+		requested := []any{}
+		for _, l := range p.Requested {
+			requested = append(requested, map[string]any{"login": l})
+		}
+		return map[string]any{"number": n, "state": p.State, "draft": p.Draft, "merged": p.Merged, "merged_at": mergedAt,
+			"html_url": g.Link(owner, repo, "pull", n), "head": map[string]any{"sha": p.SHA, "ref": "feature"},
+			"requested_reviewers": requested, "requested_teams": []any{}}, true
+	case len(seg) == 6 && seg[3] == "commits" && (seg[5] == "check-runs" || seg[5] == "status"):
+		var p *GitHubPull
+		for _, q := range g.pulls {
+			if q.SHA == seg[4] {
+				p = &q
+				break
+			}
+		}
+		if p == nil {
+			return nil, false
+		}
+		if seg[5] == "check-runs" {
+			runs := []any{}
+			for i, c := range p.CheckRuns {
+				var concl any
+				if c[1] != "" {
+					concl = c[1]
+				}
+				runs = append(runs, map[string]any{"id": i + 1, "name": fmt.Sprintf("check-%d", i+1), "head_sha": p.SHA, "status": c[0], "conclusion": concl})
+			}
+			return map[string]any{"total_count": len(runs), "check_runs": runs}, true
+		}
+		statuses := []any{}
+		state := "pending" // GitHub's combined state of no statuses
+		worst := 0
+		rank := map[string]int{"success": 1, "pending": 2, "failure": 3, "error": 3}
+		for i, s := range p.Statuses {
+			statuses = append(statuses, map[string]any{"id": i + 1, "state": s, "context": fmt.Sprintf("ci/%d", i+1)})
+			if rank[s] > worst {
+				worst, state = rank[s], s
+			}
+		}
+		return map[string]any{"state": state, "sha": p.SHA, "total_count": len(statuses), "statuses": statuses}, true
+	}
+	return nil, false
+}
