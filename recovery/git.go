@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -120,6 +121,9 @@ func (r *Repo) prune(ctx context.Context, instance string, keep int, reclaim boo
 		}
 	}
 	if reclaim {
+		// The trees the instance's stat caches name may go with the
+		// objects: the next snapshot lists through git again.
+		removeStatCaches(filepath.Join(r.Dir, "indexes", instance))
 		if _, err := r.git("", "").Run(ctx, "prune", "--expire=now"); err != nil {
 			return dropped, fmt.Errorf("prune snapshot objects: %w", err)
 		}

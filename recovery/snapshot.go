@@ -207,57 +207,11 @@ func excluded(rel string, patterns []string) bool {
 // isDotGit reports a name git will never store (.git in any case).
 func isDotGit(name string) bool { return strings.EqualFold(name, ".git") }
 
-// listTarget walks a target without following symlinks.
-func listTarget(t Target) (map[string]entry, TargetInfo, error) {
-	info := TargetInfo{Target: t}
-	out := map[string]entry{}
-	err := filepath.WalkDir(t.Path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p == t.Path {
-			return nil
-		}
-		rel := filepath.ToSlash(strings.TrimPrefix(p, t.Path+string(filepath.Separator)))
-		if isDotGit(d.Name()) {
-			info.Skipped++
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if excluded(rel, t.Excludes) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case fi.IsDir():
-			out[rel] = entry{dir: true, perm: fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)}
-			info.Dirs++
-		case fi.Mode().IsRegular():
-			out[rel] = entry{perm: fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)}
-			info.Files++
-			info.Bytes += fi.Size()
-		case fi.Mode()&fs.ModeSymlink != 0:
-			out[rel] = entry{link: true, perm: fi.Mode().Perm()}
-			info.Files++
-		default:
-			info.Skipped++
-		}
-		return nil
-	})
-	return out, info, err
-}
-
 // snapTarget stores one target: its files through the target's own index
 // (stat data from the last snapshot: unchanged files are not read), and a
-// meta blob with every entry's mode. It returns the target's tree.
+// meta blob with every entry's mode. It returns the target's tree. When
+// the listing matches the last snapshot's exactly (statCache), that
+// snapshot's tree is the answer and git does not run.
 func (r *Repo) snapTarget(ctx context.Context, instance string, t Target) (TargetInfo, string, error) {
 	if !safeName.MatchString(t.Name) {
 		return TargetInfo{}, "", fmt.Errorf("invalid target name %q", t.Name)
@@ -266,35 +220,36 @@ func (r *Repo) snapTarget(ctx context.Context, instance string, t Target) (Targe
 	if err := os.MkdirAll(idxDir, 0o700); err != nil {
 		return TargetInfo{Target: t}, "", err
 	}
-	g := r.git(t.Path, filepath.Join(idxDir, t.Name+".index"))
-	// git reads the index and compares its stat data while jackin lists
-	// the target: the two passes over the tree overlap.
-	type gitLists struct {
-		indexed, changed string
-		err              error
-	}
-	lists := make(chan gitLists, 1)
-	go func() {
-		var l gitLists
-		if l.indexed, l.err = g.Run(ctx, "ls-files", "-z"); l.err == nil && l.indexed != "" {
-			// Unchanged stat data: the entry is current, nothing is read.
-			// A file whose stat data changed is listed (even with the
-			// same content) and hashed again below.
-			l.changed, l.err = g.Run(ctx, "diff-files", "--name-only", "-z")
-		}
-		lists <- l
-	}()
-	entries, info, err := listTarget(t)
-	gl := <-lists
+	listedAt := time.Now()
+	scan, info, err := scanTarget(t)
 	if err != nil {
 		return info, "", err
 	}
-	if gl.err != nil {
-		return info, "", gl.err
+	cachePath := statCachePath(idxDir, t.Name)
+	if c := loadStatCache(cachePath); c.unchanged(scan, t.Excludes) {
+		return info, c.Tree, nil
+	}
+	entries := make(map[string]entry, len(scan))
+	for p, s := range scan {
+		entries[p] = s.entry
+	}
+	g := r.git(t.Path, filepath.Join(idxDir, t.Name+".index"))
+	indexed, err := g.Run(ctx, "ls-files", "-z")
+	if err != nil {
+		return info, "", err
+	}
+	var changed string
+	if indexed != "" {
+		// Unchanged stat data: the entry is current, nothing is read. A
+		// file whose stat data changed is listed (even with the same
+		// content) and hashed again below.
+		if changed, err = g.Run(ctx, "diff-files", "--name-only", "-z"); err != nil {
+			return info, "", err
+		}
 	}
 	inIndex := map[string]bool{}
 	var update, remove bytes.Buffer
-	for _, p := range splitZ(gl.indexed) {
+	for _, p := range splitZ(indexed) {
 		inIndex[p] = true
 		if e, ok := entries[p]; !ok || e.dir {
 			remove.WriteString(p + "\x00") // gone (or now a directory)
@@ -305,7 +260,7 @@ func (r *Repo) snapTarget(ctx context.Context, instance string, t Target) (Targe
 			update.WriteString(p + "\x00") // new
 		}
 	}
-	for _, p := range splitZ(gl.changed) {
+	for _, p := range splitZ(changed) {
 		if e, ok := entries[p]; ok && !e.dir {
 			update.WriteString(p + "\x00")
 		}
@@ -325,11 +280,7 @@ func (r *Repo) snapTarget(ctx context.Context, instance string, t Target) (Targe
 	if err != nil {
 		return info, "", err
 	}
-	paths := make([]string, 0, len(entries))
-	for p := range entries {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
+	paths := sortedPaths(scan)
 	var meta bytes.Buffer
 	for _, p := range paths {
 		metaLine(&meta, p, entries[p])
@@ -339,7 +290,13 @@ func (r *Repo) snapTarget(ctx context.Context, instance string, t Target) (Targe
 		return info, "", err
 	}
 	tree, err := runIn(ctx, g, []byte(fmt.Sprintf("040000 tree %s\tfiles\n100644 blob %s\tmeta\n", files, metaID)), "mktree")
-	return info, tree, err
+	if err != nil {
+		return info, "", err
+	}
+	// A cache that cannot be written costs the next snapshot git's pass,
+	// not this one.
+	_ = saveStatCache(cachePath, tree, t.Excludes, listedAt, scan, paths)
+	return info, tree, nil
 }
 
 func splitZ(s string) []string {
