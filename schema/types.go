@@ -132,6 +132,13 @@ type Fleet struct {
 	Kind       string              `json:"kind"`
 	Name       string              `json:"name"`
 	Instances  map[string]Instance `json:"instances"`
+	// GitHub is asked for the state of the agents' issue and pull
+	// request links; nil when the fleet declares none.
+	GitHub *GitHub `json:"github,omitempty"`
+	// Tools are the operator's tools, by name; Handlers open a checkout
+	// or a link.
+	Tools    map[string]Tool `json:"tools,omitempty"`
+	Handlers Handlers        `json:"handlers,omitzero"`
 	// Sources lists the files the fleet was loaded from ("-" for stdin).
 	Sources []string `json:"sources,omitempty"`
 	// StateDir is jackin's state directory, where worktree and clone
