@@ -40,7 +40,7 @@ func NewDialed(ctx context.Context, log logr.Logger, endpoint string, dial DialF
 	if err != nil {
 		return nil, err
 	}
-	d := &Driver{cli: cli, log: log, counter: counter, endpoint: endpoint, subnets: subnets}
+	d := &Driver{cli: cli, log: log, counter: counter, endpoint: endpoint, subnets: subnets, serialCalls: true}
 	log.V(2).Info("docker client configured", "endpoint", endpoint)
 	return d, nil
 }
@@ -170,4 +170,22 @@ func (b *tailBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return string(b.buf)
+}
+
+// concurrently runs calls at once, or one after another on an engine
+// reached through a command per connection (serialCalls): there a second
+// concurrent request spawns a second ssh or orb process, which costs far
+// more than waiting for the first request's few milliseconds.
+func (d *Driver) concurrently(calls ...func()) {
+	if d.serialCalls {
+		for _, c := range calls {
+			c()
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for _, c := range calls {
+		wg.Go(c)
+	}
+	wg.Wait()
 }

@@ -30,6 +30,9 @@ type Driver struct {
 	endpoint string
 	subnets  *subnetAllocator
 	features hostFeatures
+	// serialCalls: the engine is reached through a command per connection
+	// (NewDialed), so a call's requests are made one after another.
+	serialCalls bool
 
 	// negotiated is set once a ping has fixed the API version.
 	negotiated atomic.Bool

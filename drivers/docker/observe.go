@@ -4,7 +4,6 @@ import (
 	"context"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/distribution/reference"
@@ -28,13 +27,13 @@ func fleetFilters(fleet string) client.Filters {
 
 // Observe lists the fleet's labelled containers, networks and volumes with one
 // list call each, and, when imageRefs is not empty, the local images with one
-// more. The calls run concurrently. Nothing is inspected per object.
+// more. The calls run concurrently (one after another on an engine reached
+// through a command per connection). Nothing is inspected per object.
 func (d *Driver) Observe(ctx context.Context, fleet string, imageRefs []string) (*drivers.Observed, error) {
 	if err := d.ensureNegotiated(ctx); err != nil {
 		return nil, err
 	}
 	var (
-		wg                     sync.WaitGroup
 		cres                   client.ContainerListResult
 		nres                   client.NetworkListResult
 		vres                   client.VolumeListResult
@@ -43,27 +42,17 @@ func (d *Driver) Observe(ctx context.Context, fleet string, imageRefs []string) 
 		filters                = fleetFilters(fleet) // only read from here on
 		wantImages             = len(imageRefs) > 0
 	)
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		cres, cerr = d.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filters})
-	}()
-	go func() {
-		defer wg.Done()
-		nres, nerr = d.cli.NetworkList(ctx, client.NetworkListOptions{Filters: filters})
-	}()
-	go func() {
-		defer wg.Done()
-		vres, verr = d.cli.VolumeList(ctx, client.VolumeListOptions{Filters: filters})
-	}()
-	if wantImages {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ires, ierr = d.cli.ImageList(ctx, client.ImageListOptions{})
-		}()
+	calls := []func(){
+		func() {
+			cres, cerr = d.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filters})
+		},
+		func() { nres, nerr = d.cli.NetworkList(ctx, client.NetworkListOptions{Filters: filters}) },
+		func() { vres, verr = d.cli.VolumeList(ctx, client.VolumeListOptions{Filters: filters}) },
 	}
-	wg.Wait()
+	if wantImages {
+		calls = append(calls, func() { ires, ierr = d.cli.ImageList(ctx, client.ImageListOptions{}) })
+	}
+	d.concurrently(calls...)
 	switch {
 	case cerr != nil:
 		return nil, d.wrap(cerr, "list containers of fleet %q", fleet)
