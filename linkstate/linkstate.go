@@ -51,7 +51,10 @@ type Config struct {
 	APIURL string
 	// Token authenticates the requests ("" asks anonymously).
 	Token string
-	Store Store
+	// TokenFunc, when set, reads the token instead, once, when a link is
+	// first due (a command such as gh auth token runs only then).
+	TokenFunc func(ctx context.Context) (string, error)
+	Store     Store
 	// Transport is the HTTP transport (nil: http.DefaultTransport).
 	Transport http.RoundTripper
 	// Now is the clock (time.Now).
@@ -60,10 +63,11 @@ type Config struct {
 
 // Poller refreshes link states. Safe for use by one goroutine at a time.
 type Poller struct {
-	cfg    Config
-	host   string
-	client *github.Client
-	tr     *etagTransport
+	cfg      Config
+	host     string
+	client   *github.Client
+	tr       *etagTransport
+	tokenErr error
 }
 
 // WebHost is the host whose issue and pull request links the API at
@@ -99,28 +103,54 @@ func New(cfg Config) (*Poller, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	tr := &etagTransport{base: base, st: cfg.Store, fleet: cfg.Fleet}
+	p := &Poller{cfg: cfg, host: host, tr: &etagTransport{base: base, st: cfg.Store, fleet: cfg.Fleet}}
+	if cfg.TokenFunc == nil {
+		if err := p.connect(cfg.Token); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// connect makes the GitHub client with token.
+func (p *Poller) connect(token string) error {
 	opts := []github.ClientOptionsFunc{
-		github.WithTransport(tr),
+		github.WithTransport(p.tr),
 		github.WithTimeout(requestTimeout),
 		github.WithUserAgent("jackin"),
 	}
-	if cfg.APIURL != "" {
-		api := cfg.APIURL
+	if api := p.cfg.APIURL; api != "" {
 		if !strings.HasSuffix(api, "/") {
 			api += "/"
 		}
 		opts = append(opts, github.WithURLs(&api, &api))
 	}
-	if cfg.Token != "" {
+	if token != "" {
 		// go-github sends it to the API's origin only.
-		opts = append(opts, github.WithAuthToken(cfg.Token))
+		opts = append(opts, github.WithAuthToken(token))
 	}
 	c, err := github.NewClient(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("GitHub client: %w", err)
+		return fmt.Errorf("GitHub client: %w", err)
 	}
-	return &Poller{cfg: cfg, host: host, client: c, tr: tr}, nil
+	p.client = c
+	return nil
+}
+
+// ready makes the client when the token is read lazily.
+func (p *Poller) ready(ctx context.Context) error {
+	if p.client != nil || p.tokenErr != nil {
+		return p.tokenErr
+	}
+	tok, err := p.cfg.TokenFunc(ctx)
+	if err != nil {
+		p.tokenErr = fmt.Errorf("read the GitHub token: %w", err)
+		return p.tokenErr
+	}
+	if err := p.connect(tok); err != nil {
+		p.tokenErr = err
+	}
+	return p.tokenErr
 }
 
 // Host is the web host whose links the poller answers for.
@@ -176,7 +206,11 @@ func (p *Poller) Refresh(ctx context.Context, links []string, force bool) (map[s
 			continue
 		}
 		stats.Asked++
-		st, err := p.ask(ctx, ref)
+		err := p.ready(ctx)
+		var st worklinks.State
+		if err == nil {
+			st, err = p.ask(ctx, ref)
+		}
 		at := p.cfg.Now()
 		if until, limited := rateLimited(err, at); limited {
 			blocked = until

@@ -2,6 +2,7 @@ package linkstate
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -246,5 +247,40 @@ func TestWebHost(t *testing.T) {
 		if _, err := WebHost(bad); err == nil {
 			t.Errorf("WebHost(%q) accepted", bad)
 		}
+	}
+}
+
+func TestTokenReadOnlyWhenDue(t *testing.T) {
+	ctx := context.Background()
+	gh := harness.StartGitHub("tok")
+	defer gh.Close()
+	gh.SetIssue("o", "r", 1, "open")
+	st := openStore(t)
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	reads := 0
+	mk := func(tok string, err error) *Poller {
+		p, perr := New(Config{Fleet: "f", APIURL: gh.APIURL(), Store: st, Now: func() time.Time { return now },
+			TokenFunc: func(context.Context) (string, error) { reads++; return tok, err }})
+		if perr != nil {
+			t.Fatal(perr)
+		}
+		return p
+	}
+	link := gh.Link("o", "r", "issues", 1)
+	got, _, _ := mk("", errors.New("host environment variable GH_TOKEN is not set")).Refresh(ctx, []string{link, gh.Link("o", "r", "issues", 2)}, false)
+	if reads != 1 || !strings.Contains(got[link].Error, "GH_TOKEN is not set") || len(gh.Requests()) != 0 {
+		t.Fatalf("token failure: %d reads, %+v, %d requests", reads, got[link], len(gh.Requests()))
+	}
+	now = now.Add(time.Hour)
+	reads = 0
+	p := mk("tok", nil)
+	if got, _, _ := p.Refresh(ctx, []string{link}, false); reads != 1 || got[link].State != "open" {
+		t.Fatalf("token read %d times, state %+v", reads, got[link])
+	}
+	if _, _, _ = p.Refresh(ctx, []string{link}, false); reads != 1 {
+		t.Fatalf("token read again with nothing due: %d", reads)
+	}
+	if _, _, _ = mk("tok", nil).Refresh(ctx, []string{link}, false); reads != 1 {
+		t.Fatalf("a new poller read the token with nothing due: %d", reads)
 	}
 }

@@ -80,6 +80,7 @@ func (e Env) Apply(ctx context.Context, res *Result, opts ApplyOptions) (*Applie
 		e.Log.Error(err, "record the agents' state changes")
 	}
 	e.RecordUsageLogged(ctx, res.Fleet.Name) // and their token usage
+	e.RecordLinksLogged(ctx, res.Fleet.Name) // and their work links
 
 	start := time.Now()
 	var ws reconciler.Workspaces

@@ -128,6 +128,7 @@ engine or lock timeout.`,
 				a.log.Error(err, "record the agents' state changes before delete")
 			}
 			a.env(sess).RecordUsageLogged(ctx, name)
+			a.env(sess).RecordLinksLogged(ctx, name)
 			results := reconciler.Execute(ctx, plan, drv, reconciler.ExecOptions{
 				Parallel: parallel, Progress: a.stderr, Log: a.log.WithName("execute"), Recorder: rec, Workspaces: ws,
 				StateDir: a.global.stateDir, Drivers: set,

@@ -40,6 +40,9 @@ type instanceStatus struct {
 	// Usage is the instance's token totals and estimated cost, from the
 	// runtime's own usage records (usage.go); absent when none are recorded.
 	Usage *telemetry.Usage `json:"usage,omitempty"`
+	// Links are what the agent said it works on, with their GitHub state
+	// (links.go).
+	Links []linkItem `json:"links,omitempty"`
 }
 
 // agentInfo is the agent's live state in `jackin get -o json`.
@@ -65,6 +68,7 @@ func newGetCommand(a *app) *cobra.Command {
 	var mf manifestFlags
 	var out outputFlag
 	var rf resourceFlags
+	var refreshLinks bool
 	cmd := &cobra.Command{
 		Use:   "get -f PATH... [INSTANCE...]",
 		Short: "Show each instance's desired and observed state",
@@ -73,7 +77,12 @@ state (running, stopped, oom-killed when the kernel's OOM killer ended the
 agent (kept as an event in history), missing, crashloop while jackin watch is delaying the
 restarts of an instance that keeps exiting, or orphan for an instance of this
 fleet that is no longer in the manifest), whether it is in sync, the spec
-hash, age and image. It changes nothing.
+hash, age and image. It changes nothing on the engine.
+
+LINKS (-o wide; links in -o json) are what each agent said it works on
+(the tag protocol: <jackin:repo>, <jackin:issue>, <jackin:pr>), with the
+GitHub state of issues and pull requests when the fleet declares github:
+those due on their schedule are asked again (--refresh-links: all, now).
 
 Naming instances shows only those; a name neither in the manifest nor on
 the engine is an error (exit 2).
@@ -117,6 +126,9 @@ the engine is an error (exit 2).
 					return exitWith(exitInvalid, err)
 				}
 			}
+			if err := a.addLinks(ctx, sess, items, refreshLinks); err != nil {
+				return exitWith(exitInvalid, err)
+			}
 			if out.format != "table" && out.format != "wide" {
 				return writeStructured(a.stdout, out.format, instanceList{APIVersion: "jackin.dev/v1alpha1", Kind: "InstanceList", Fleet: fleet.Name, Items: items})
 			}
@@ -153,6 +165,9 @@ the engine is an error (exit 2).
 				}
 				t.add(withResources([]string{it.Instance, it.Desired, observed, state}, append(resourceCells(it.Resources, rf, wide), costCells(rf, it.Usage)...), sync, shortHash(it.SpecHash), age, orDash(it.Image))...)
 			}
+			if wide {
+				addLinkColumn(t, items)
+			}
 			t.write(a.stdout)
 			return nil
 		},
@@ -160,6 +175,7 @@ the engine is an error (exit 2).
 	mf.register(cmd)
 	out.register(cmd, "table", "table", "wide", "json", "yaml")
 	rf.register(cmd)
+	cmd.Flags().BoolVar(&refreshLinks, "refresh-links", false, "ask GitHub for the state of every issue and pull request link now, not only those due")
 	return cmd
 }
 

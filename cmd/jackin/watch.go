@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -161,10 +162,19 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 		defer egressUp.Wait()
 		defer stopUp()
 	}
+	// The links' GitHub states are polled here, each on its own schedule.
+	var current atomic.Pointer[schema.Fleet]
+	current.Store(fleet)
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	defer stopPoll()
+	go env.PollLinks(pollCtx, current.Load, pipeline.LinkPollEvery)
 	err = reconciler.Watch(ctx, reconciler.WatchConfig{
 		Fleet: fleet,
 		Load: func(ctx context.Context) (*schema.Fleet, error) {
 			f, err := a.reloadFleet(ctx, files)
+			if err == nil && f.Name == fleet.Name {
+				current.Store(f)
+			}
 			// Egress allowlists reload without a recreate, but only from a
 			// manifest watch will apply: not another fleet's, and not an
 			// emptied one it keeps the last valid state over.
@@ -198,6 +208,7 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 				a.log.Error(err, "record the agents' state changes")
 			}
 			env.RecordUsageLogged(ctx, fleet)
+			env.RecordLinksLogged(ctx, fleet)
 			return pipeline.RecordOOMKills(ctx, st, fleet, obs)
 		},
 		Workspaces: &pipeline.Checkouts{Store: st, StateDir: a.global.stateDir, Log: a.log.WithName("workspace"), RefuseDirty: !opts.force},
