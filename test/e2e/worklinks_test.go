@@ -1,0 +1,177 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackin-dev/jackin/test/harness"
+)
+
+// Work links (issue 19) through the real binary: runtime stand-ins write
+// the tag protocol in their replies (Claude Code's transcript; Amp, which
+// has none jackin reads, on its terminal), the supervisors publish the
+// links, jackin get shows them with the state a GitHub stand-in serves
+// (checked token, ETags, rate-limit headers): a PR open with passing
+// checks and an approval, an issue open; asked again before it is due
+// costs no request, forced it costs only 304s.
+
+type wlState struct {
+	Kind   string `json:"kind"`
+	State  string `json:"state"`
+	Checks string `json:"checks"`
+	Review string `json:"review"`
+	Error  string `json:"error"`
+}
+
+type wlLink struct {
+	Kind      string    `json:"kind"`
+	URL       string    `json:"url"`
+	FirstSeen time.Time `json:"firstSeen"`
+	LastSeen  time.Time `json:"lastSeen"`
+	State     *wlState  `json:"state"`
+}
+
+type wlItem struct {
+	Instance string   `json:"instance"`
+	Links    []wlLink `json:"links"`
+}
+
+// wlLinks is each instance's links from `jackin get -o json ARGS...`.
+func (e *env) wlLinks(t *testing.T, args ...string) map[string][]wlLink {
+	t.Helper()
+	out := map[string][]wlLink{}
+	for _, it := range getItems[wlItem](t, e, args...) {
+		out[it.Instance] = it.Links
+	}
+	return out
+}
+
+// wlSay types line into the instance's agent and waits for its reply.
+func (e *env) wlSay(t *testing.T, instance, line string) {
+	t.Helper()
+	e.agtWait(t, instance, "idle", 60*time.Second)
+	p := e.agtAttach(t, instance)
+	p.waitText("stand-in", 15*time.Second)
+	p.send(line + "\r")
+	p.waitText("reply: "+line[:10], 20*time.Second)
+	e.agtWait(t, instance, "done,idle", 20*time.Second)
+	p.send("\x10\x11") // detach
+	if code := p.waitExit(10 * time.Second); code != 0 {
+		t.Fatalf("attach %s: exit %d\n%s", instance, code, p.String())
+	}
+}
+
+func TestWorkLinksAndGitHubState(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	img := agtRuntimeImage(t)
+	const token = "e2e-gh-token-5f1c"
+	gh := harness.StartGitHub(token)
+	defer gh.Close()
+	gh.SetPull("acme", "app", 7, harness.GitHubPull{State: "open", SHA: "c0ffee", CheckRuns: [][2]string{{"completed", "success"}},
+		Statuses: []string{"success"}, Reviews: [][2]string{{"ann", "APPROVED"}}})
+	gh.SetIssue("acme", "app", 3, "open")
+	pr, issue := gh.Link("acme", "app", "pull", 7), gh.Link("acme", "app", "issues", 3)
+	tokenFile := e.writeFile("gh-token", token+"\n")
+	m := e.manifest(fmt.Sprintf(`github: {token: file: %s, apiURL: %s}
+instances: {
+	cl: {role: image: %[3]q, agent: "claude", env: STANDIN_TURN_MS: "100"}
+	amp: {role: image: %[3]q, agent: "amp", env: STANDIN_TURN_MS: "100"}
+}`, agtCUE(tokenFile), agtCUE(gh.APIURL()), img))
+	mustCode(t, e.jackin("apply", "-f", m), 0, "apply")
+
+	// The stand-ins reply "reply: LINE": the tag is in the agent's own text.
+	e.wlSay(t, "cl", "on it <jackin:pr>"+pr+"</jackin:pr> and <jackin:repo>/home/agent/app</jackin:repo>")
+	e.wlSay(t, "amp", "filed <multicode:issue>"+issue+"</multicode:issue>")
+
+	var links map[string][]wlLink
+	if !agtUntil(30*time.Second, func() bool {
+		links = e.wlLinks(t, "-f", m)
+		return len(links["cl"]) == 2 && len(links["amp"]) == 1
+	}) {
+		b, _ := os.ReadFile(filepath.Join(e.stateDir, "agents", e.fleet, "cl", "links.json"))
+		t.Fatalf("get never showed the links; it shows %+v\ncl links.json: %s\n%s", links, b, e.agtDiag("amp"))
+	}
+	byURL := map[string]wlLink{}
+	for _, ls := range links {
+		for _, l := range ls {
+			byURL[l.URL] = l
+		}
+	}
+	if l := byURL[pr]; l.Kind != "pr" || l.State == nil || l.State.State != "open" || l.State.Checks != "passing" || l.State.Review != "approved" {
+		t.Errorf("the PR link: %+v (state %+v)", l, l.State)
+	}
+	if l := byURL[issue]; l.Kind != "issue" || l.State == nil || l.State.State != "open" || l.State.Error != "" {
+		t.Errorf("the issue link (from amp's terminal): %+v (state %+v)", l, l.State)
+	}
+	if l := byURL["/home/agent/app"]; l.Kind != "repo" || l.State != nil || l.FirstSeen.IsZero() || l.LastSeen.Before(l.FirstSeen) {
+		t.Errorf("the repo link: %+v", l)
+	}
+	reqs := gh.Requests()
+	for _, r := range reqs {
+		if !r.Authorized || r.Status != 200 {
+			t.Errorf("GitHub stand-in: %+v", r)
+		}
+	}
+	// The PR: pull, check runs, status, reviews; the issue: one.
+	if len(reqs) != 5 {
+		t.Errorf("%d requests to GitHub, want 5: %+v", len(reqs), reqs)
+	}
+
+	// Nothing is due yet: get asks nothing.
+	e.wlLinks(t, "-f", m)
+	if n := len(gh.Requests()); n != len(reqs) {
+		t.Errorf("a get with nothing due made %d requests", n-len(reqs))
+	}
+	// Forced, with nothing changed: every request is conditional and
+	// answered 304 (no rate limit spent); the states stand.
+	links = e.wlLinks(t, "-f", m, "--refresh-links")
+	forced := gh.Requests()[len(reqs):]
+	if len(forced) != 5 {
+		t.Errorf("--refresh-links made %d requests, want 5: %+v", len(forced), forced)
+	}
+	for _, r := range forced {
+		if r.Status != 304 || r.IfNoneMatch == "" {
+			t.Errorf("an unchanged item cost a full request: %+v", r)
+		}
+	}
+	for _, l := range links["cl"] {
+		if l.URL == pr && (l.State == nil || l.State.Review != "approved") {
+			t.Errorf("after the 304s the PR reads %+v", l.State)
+		}
+	}
+	// A change is seen at the next forced refresh.
+	gh.SetPull("acme", "app", 7, harness.GitHubPull{State: "closed", Merged: true, SHA: "c0ffee"})
+	links = e.wlLinks(t, "-f", m, "--refresh-links")
+	for _, l := range links["cl"] {
+		if l.URL == pr && (l.State == nil || l.State.State != "merged") {
+			t.Errorf("the merged PR reads %+v", l.State)
+		}
+	}
+
+	// The wide table's LINKS column.
+	r := e.jackin("get", "-f", m, "-o", "wide")
+	mustCode(t, r, 0, "get -o wide")
+	if !strings.Contains(r.stdout, "LINKS") || !strings.Contains(r.stdout, "pr acme/app#7 merged (+1)") || !strings.Contains(r.stdout, "issue acme/app#3 open") {
+		t.Errorf("get -o wide lacks the links:\n%s", r.stdout)
+	}
+
+	// The token went to GitHub only: not into the agents' containers, the
+	// state dir or any output.
+	for _, inst := range []string{"cl", "amp"} {
+		if env := agtInspect(t, e.name(inst), "{{json .Config.Env}}"); strings.Contains(env, token) {
+			t.Errorf("%s: the GitHub token is in the container's env", inst)
+		}
+	}
+	if out, _ := exec.Command("grep", "-rl", token, e.stateDir).CombinedOutput(); len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("the GitHub token is written in the state dir: %s", out)
+	}
+	if strings.Contains(r.stdout+r.stderr, token) {
+		t.Error("the GitHub token is in get's output")
+	}
+}
