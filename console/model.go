@@ -72,6 +72,7 @@ type Model struct {
 	natural  [numCols]int
 	anyDesc  bool   // a row has a description
 	anySync  bool   // a row has a sync state (there is a manifest)
+	anyLinks bool   // a row has work links
 	visible  []int  // indices into snap.Rows that pass the filter
 	selected string // the selected instance
 	cursor   int    // its index in visible
@@ -631,12 +632,13 @@ func (m *Model) setSnapshot(s Snapshot) {
 		m.cells[i] = rowCells(&s.Rows[i])
 	}
 	m.natural = naturalWidths(m.cells)
-	m.anyDesc, m.anySync = false, false
+	m.anyDesc, m.anySync, m.anyLinks = false, false, false
 	present := make(map[string]bool, len(s.Rows))
 	for _, r := range s.Rows {
 		present[r.Instance] = true
 		m.anyDesc = m.anyDesc || r.Description != ""
 		m.anySync = m.anySync || r.Sync != ""
+		m.anyLinks = m.anyLinks || len(r.Links) > 0
 	}
 	for k := range m.details {
 		if !present[k] {

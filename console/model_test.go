@@ -764,3 +764,30 @@ func TestFormats(t *testing.T) {
 func textWidthANSI(s string) int { return textWidth(stripANSI(s)) }
 
 func stripANSI(s string) string { return ansiStrip(s) }
+
+func TestLinksColumnAndPane(t *testing.T) {
+	rows := testRows()
+	// The PR/CI/REVIEW column is drawn only when a row has links.
+	if f := newTestModel(t, newFake(rows), 200, 50, false).Frame(); strings.Contains(f, "PR/CI/REVIEW") {
+		t.Fatalf("PR/CI/REVIEW drawn without links:\n%s", f)
+	}
+	for i := range rows {
+		if rows[i].Instance == "api" {
+			rows[i].Links = []Link{
+				{Kind: "pr", Label: "acme/app#7", URL: "https://github.com/acme/app/pull/7", State: "open ci:failing rv:approved"},
+				{Kind: "issue", Label: "acme/app#3", URL: "https://github.com/acme/app/issues/3", State: "open"},
+				{Kind: "repo", Label: "/w/app\x1b[31m", URL: "/w/app\x1b[31m"},
+			}
+		}
+	}
+	f := newTestModel(t, newFake(rows), 200, 50, false).Frame()
+	for _, want := range []string{"PR/CI/REVIEW", "pr acme/app#7 open ci:failing rv:approved +2", "Links",
+		"issue acme/app#3 open https://github.com/acme/app/issues/3"} {
+		if !strings.Contains(f, want) {
+			t.Errorf("the frame lacks %q:\n%s", want, f)
+		}
+	}
+	if strings.Contains(f, "\x1b[31m") {
+		t.Error("an escape sequence from a link reached the terminal")
+	}
+}

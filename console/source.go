@@ -94,6 +94,21 @@ type Row struct {
 	// Sync is "in-sync" or "drift: ACTION"; "" when unknown (no manifest).
 	Sync        string
 	Description string
+	// Links are what the agent said it works on (the tag protocol), the
+	// one to show first first: the newest pull request, else issue,
+	// else repository.
+	Links []Link
+}
+
+// Link is one of an instance's work links.
+type Link struct {
+	// Kind is repo, issue or pr.
+	Kind string
+	// Label is short (OWNER/REPO#N); URL is whole.
+	Label, URL string
+	// State is GitHub's, short ("open ci:passing rv:approved"); "" when
+	// not known.
+	State string
 }
 
 // Drift reports whether the row is out of sync with its manifest.

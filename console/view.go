@@ -27,6 +27,7 @@ const (
 	colPorts
 	colDenied
 	colSync
+	colLinks
 	colDesc
 	numCols
 )
@@ -49,6 +50,7 @@ var columns = [numCols]column{
 	colPorts:    {"PORTS", false, 24},
 	colDenied:   {"DENY", true, 5},
 	colSync:     {"SYNC", false, 18},
+	colLinks:    {"PR/CI/REVIEW", false, 48},
 	colDesc:     {"DESCRIPTION", false, 0},
 }
 
@@ -56,7 +58,7 @@ var columns = [numCols]column{
 // instance and its state always stay (truncated last). The description
 // is the last column and takes what is left; the detail pane shows it
 // whole for the selected instance.
-var dropOrder = []int{colPorts, colRuntime, colTokens, colDesc, colDenied, colSince, colCost, colSync, colMem, colCPU}
+var dropOrder = []int{colPorts, colLinks, colRuntime, colTokens, colDesc, colDenied, colSince, colCost, colSync, colMem, colCPU}
 
 // minDesc is the narrowest description worth showing.
 const minDesc = 12
@@ -84,6 +86,7 @@ func rowCells(r *Row) []string {
 		c[colDenied] = strconv.Itoa(*r.Denied)
 	}
 	c[colSync] = orDash(r.Sync)
+	c[colLinks] = linkText(r.Links)
 	c[colDesc] = r.Description
 	return c
 }
@@ -246,6 +249,7 @@ func (m *Model) layout(width int) (cols []int, widths [numCols]int, gap int) {
 	// sync when there is a manifest to be in sync with.
 	shown[colDesc] = m.anyDesc
 	shown[colSync] = m.anySync
+	shown[colLinks] = m.anyLinks
 	need := func() int {
 		n, total := 0, markerWidth
 		for c := range numCols {
@@ -688,12 +692,43 @@ func (m *Model) sections(d Detail) []section {
 	for _, p := range d.Problems {
 		contract = append(contract[:len(contract):len(contract)], m.st.paint(m.st.warn, "! "+p))
 	}
-	return []section{
+	var secs []section
+	if r := m.selectedRow(); r != nil && r.Instance == d.Instance && len(r.Links) > 0 {
+		links := make([]string, 0, len(r.Links))
+		for _, l := range r.Links {
+			line := l.Kind + " " + l.Label
+			if l.State != "" {
+				line += " " + m.st.paint(m.st.dim, l.State)
+			}
+			if l.URL != l.Label {
+				line += " " + l.URL
+			}
+			links = append(links, clean(line))
+		}
+		secs = append(secs, section{title: "Links", lines: links})
+	}
+	return append(secs, []section{
 		{title: "Contract", empty: "not known", lines: contract},
 		{title: "State changes", empty: "none recorded", lines: states, tail: true},
 		{title: "Egress", empty: "no decisions recorded", lines: egress, tail: true},
 		{title: "Log", empty: "nothing printed yet", lines: d.Logs, tail: true},
+	}...)
+}
+
+// linkText is a row's PR/CI/REVIEW cell: its first link and state, and
+// how many more it has.
+func linkText(ls []Link) string {
+	if len(ls) == 0 {
+		return "-"
 	}
+	s := ls[0].Kind + " " + ls[0].Label
+	if ls[0].State != "" {
+		s += " " + ls[0].State
+	}
+	if len(ls) > 1 {
+		s += " +" + strconv.Itoa(len(ls)-1)
+	}
+	return clean(s)
 }
 
 // layoutSections fits the sections in h lines of width w: each gets its

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -181,6 +182,9 @@ type consoleSource struct {
 	// nil shows "-" in TOKENS and COST.
 	usage func(ctx context.Context, fleet string) (map[string][]telemetry.Usage, error)
 
+	// linkPoll is set while the links' GitHub states are refreshed.
+	linkPoll atomic.Bool
+
 	mu        sync.Mutex
 	agents    map[string]drivers.ObservedResource // the last observation's agent containers
 	specs     map[string]reconciler.Spec          // desired (or last-applied) specs
@@ -320,6 +324,7 @@ func (s *consoleSource) Snapshot(ctx context.Context) (console.Snapshot, error) 
 			snap.Notes = append(snap.Notes, "usage: "+err.Error())
 		}
 	}
+	links := s.consoleLinkStates(ctx, st)
 	description := map[string]string{}
 	runtimeOf := map[string]string{}
 	if s.desired != nil {
@@ -367,6 +372,7 @@ func (s *consoleSource) Snapshot(ctx context.Context) (console.Snapshot, error) 
 				row.Usage = []telemetry.Usage{}
 			}
 		}
+		row.Links = consoleLinks(links[it.Instance])
 		snap.Rows = append(snap.Rows, row)
 	}
 	return snap, nil

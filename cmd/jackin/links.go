@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/jackin-dev/jackin/console"
+	"github.com/jackin-dev/jackin/pipeline"
+	"github.com/jackin-dev/jackin/store"
 	"github.com/jackin-dev/jackin/worklinks"
 )
 
@@ -93,15 +97,8 @@ func linkCell(ls []linkItem) string {
 	if len(ls) == 0 {
 		return "-"
 	}
-	var best *linkItem
-	rank := map[worklinks.Kind]int{worklinks.KindPR: 3, worklinks.KindIssue: 2, worklinks.KindRepo: 1}
-	for i := range ls {
-		l := &ls[i]
-		if best == nil || rank[l.Kind] > rank[best.Kind] || (l.Kind == best.Kind && l.LastSeen.After(best.LastSeen)) {
-			best = l
-		}
-	}
-	s := string(best.Kind) + " " + shortLink(*best)
+	best := bestFirst(ls)[0]
+	s := string(best.Kind) + " " + shortLink(best)
 	if best.State != nil {
 		s += " " + strings.ReplaceAll(best.State.Short(), " ", ",")
 	}
@@ -109,6 +106,59 @@ func linkCell(ls []linkItem) string {
 		s += fmt.Sprintf(" (+%d)", len(ls)-1)
 	}
 	return s
+}
+
+// bestFirst orders links as get and the console show them: pull
+// requests, then issues, then repositories, the most recently seen first.
+func bestFirst(ls []linkItem) []linkItem {
+	out := slices.Clone(ls)
+	rank := map[worklinks.Kind]int{worklinks.KindPR: 0, worklinks.KindIssue: 1, worklinks.KindRepo: 2}
+	slices.SortStableFunc(out, func(a, b linkItem) int {
+		if a.Kind != b.Kind {
+			return rank[a.Kind] - rank[b.Kind]
+		}
+		return b.LastSeen.Compare(a.LastSeen)
+	})
+	return out
+}
+
+// consoleLinks are an instance's links as the console shows them.
+func consoleLinks(ls []linkItem) []console.Link {
+	var out []console.Link
+	for _, l := range bestFirst(ls) {
+		cl := console.Link{Kind: string(l.Kind), Label: shortLink(l), URL: l.URL}
+		if l.State != nil {
+			cl.State = l.State.Short()
+		}
+		out = append(out, cl)
+	}
+	return out
+}
+
+// consoleLinkStates are the fleet's links and their stored states, for
+// a console snapshot; when the fleet declares github, the states that are
+// due are refreshed in the background (one refresh at a time), and the
+// next snapshot shows them.
+func (s *consoleSource) consoleLinkStates(ctx context.Context, st *store.Store) map[string][]linkItem {
+	env := pipeline.Env{StateDir: s.a.global.stateDir, Store: st, Log: s.a.log}
+	links, err := env.FleetLinks(ctx, s.fleet)
+	if err != nil || len(links) == 0 {
+		return nil
+	}
+	var states map[string]worklinks.State
+	if st != nil {
+		states, _ = st.LinkStates(ctx, s.fleet)
+	}
+	if st != nil && s.manifest != nil && s.manifest.GitHub != nil && s.linkPoll.CompareAndSwap(false, true) {
+		fleet := s.manifest
+		go func() {
+			defer s.linkPoll.Store(false)
+			if _, err := env.LinkStates(context.Background(), fleet, links, false); err != nil {
+				s.a.log.V(1).Info("refresh the links' GitHub state", "error", err.Error())
+			}
+		}()
+	}
+	return linksOf(links, states)
 }
 
 // addLinkColumn appends get -o wide's LINKS column to a table whose rows
