@@ -135,6 +135,7 @@ fleet.json or fleets/) in the current directory, opens jackin console.`,
 		newAgentRelayCommand(a),
 		newSnapshotCommand(a),
 		newApproveCommand(a),
+		newToolCommand(a),
 	)
 	return root
 }

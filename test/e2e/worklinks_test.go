@@ -78,11 +78,17 @@ func TestWorkLinksAndGitHubState(t *testing.T) {
 	gh.SetIssue("acme", "app", 3, "open")
 	pr, issue := gh.Link("acme", "app", "pull", 7), gh.Link("acme", "app", "issues", 3)
 	tokenFile := e.writeFile("gh-token", token+"\n")
+	envOut := filepath.Join(e.dir, "tool-env")
 	m := e.manifest(fmt.Sprintf(`github: {token: file: %s, apiURL: %s}
+tools: {
+	status: {key: "s", prompt: "status please"}
+	again: prompt: "second ask"
+	envdump: exec: ["sh", "-c", "env > \"$0\"", %s]
+}
 instances: {
-	cl: {role: image: %[3]q, agent: "claude", env: STANDIN_TURN_MS: "100"}
-	amp: {role: image: %[3]q, agent: "amp", env: STANDIN_TURN_MS: "100"}
-}`, agtCUE(tokenFile), agtCUE(gh.APIURL()), img))
+	cl: {role: image: %[4]q, agent: "claude", env: STANDIN_TURN_MS: "3000"}
+	amp: {role: image: %[4]q, agent: "amp", env: STANDIN_TURN_MS: "100"}
+}`, agtCUE(tokenFile), agtCUE(gh.APIURL()), agtCUE(envOut), img))
 	mustCode(t, e.jackin("apply", "-f", m), 0, "apply")
 
 	// The stand-ins reply "reply: LINE": the tag is in the agent's own text.
@@ -173,5 +179,47 @@ instances: {
 	}
 	if strings.Contains(r.stdout+r.stderr, token) {
 		t.Error("the GitHub token is in get's output")
+	}
+
+	// Operator tools. An exec tool runs on the host with the instance's
+	// identity and links in its environment, and no secret.
+	mustCode(t, e.jackin("tool", "-f", m, "envdump", "cl"), 0, "tool envdump")
+	b, err := os.ReadFile(envOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toolEnv := string(b)
+	for _, want := range []string{"JACKIN_FLEET=" + e.fleet + "\n", "JACKIN_INSTANCE=cl\n", "JACKIN_TOOL=envdump\n", "JACKIN_PR=" + pr + "\n",
+		"JACKIN_REPO=/home/agent/app\n", "JACKIN_ISSUE=\n", "JACKIN_CHECKOUTS=\n"} {
+		if !strings.Contains(toolEnv, want) {
+			t.Errorf("the exec tool's environment lacks %q:\n%s", want, toolEnv)
+		}
+	}
+	if !strings.Contains(toolEnv, "JACKIN_LINKS=") || !strings.Contains(toolEnv, pr) || strings.Contains(toolEnv, token) {
+		t.Errorf("the exec tool's links, or a secret in its environment:\n%s", toolEnv)
+	}
+	// A prompt tool reaches an idle agent...
+	e.agtWait(t, "cl", "idle,done", 30*time.Second)
+	r = e.jackin("tool", "-f", m, "status", "cl")
+	mustCode(t, r, 0, "tool status")
+	if !strings.Contains(r.stdout, "typed its prompt into cl") {
+		t.Errorf("tool status: %s", r)
+	}
+	// ... and is refused, naming the state, while it works on it.
+	e.agtWait(t, "cl", "working", 10*time.Second)
+	r = e.jackin("tool", "-f", m, "again", "cl")
+	mustCode(t, r, 1, "tool again while the agent works")
+	if !strings.Contains(r.stderr, "the agent is working") {
+		t.Errorf("the refusal does not name the state: %s", r)
+	}
+	e.agtWait(t, "cl", "done,idle", 30*time.Second)
+	logs := e.jackin("logs", "--fleet", e.fleet, "cl")
+	if !strings.Contains(logs.stdout, "reply: status please") || strings.Contains(logs.stdout, "second ask") {
+		t.Errorf("the agent's terminal: the first prompt answered, the refused one never typed:\n%s", logs.stdout)
+	}
+	r = e.jackin("tool", "-f", m, "nope", "cl")
+	mustCode(t, r, 2, "an unknown tool")
+	if !strings.Contains(r.stderr, `declares no tool "nope" (it declares again, envdump, status)`) {
+		t.Errorf("unknown tool: %s", r)
 	}
 }
