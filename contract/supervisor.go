@@ -1,16 +1,19 @@
 package contract
 
 import (
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/runtimes"
+	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/supervisor"
 )
 
 // supervisorOf describes the rendered supervisor of the agent container.
-func supervisorOf(fx facts) Supervisor {
+func supervisorOf(fx facts, tools map[string]schema.Tool) Supervisor {
 	sup := fx.agent.Supervisor
 	if sup == nil {
 		return Supervisor{}
@@ -21,6 +24,11 @@ func supervisorOf(fx facts) Supervisor {
 		RuntimeHomes: []string{},
 		Hooks:        []string{},
 		Attach:       "through the engine's exec into the container (jackin attach, logs, exec, wait): no host socket, no published port",
+	}
+	for _, name := range slices.Sorted(maps.Keys(tools)) {
+		if t := tools[name]; t.Prompt != "" {
+			sv.PromptTools = append(sv.PromptTools, PromptTool{Name: name, Key: t.Key, Prompt: t.Prompt})
+		}
 	}
 	for _, m := range fx.agent.Mounts {
 		if fx.di.MountOrigin(m) != reconciler.MountFromSupervisor {

@@ -260,6 +260,17 @@ func identitySection(c *Contract) *textSection {
 		}
 		s.kv("state dir", sv.StateDir)
 		s.kv("attach", sv.Attach)
+		if len(sv.PromptTools) > 0 {
+			names := make([]string, 0, len(sv.PromptTools))
+			for _, t := range sv.PromptTools {
+				n := t.Name
+				if t.Key != "" {
+					n += " (key " + t.Key + ")"
+				}
+				names = append(names, n)
+			}
+			s.kv("prompt tools", strings.Join(names, ", ")+": operator tools that type their prompt into the agent's terminal when it is idle or done (jackin tool NAME INSTANCE)")
+		}
 	}
 	s.kv("state", id.State)
 	s.kv("container", id.Container)

@@ -141,6 +141,17 @@ type Supervisor struct {
 	StateDir string `json:"stateDir"`
 	// Attach is how a terminal reaches the agent.
 	Attach string `json:"attach"`
+	// PromptTools are the fleet's operator tools that type into the
+	// agent's terminal (jackin tool NAME INSTANCE, or their console key),
+	// when the agent is idle or done.
+	PromptTools []PromptTool `json:"promptTools,omitempty"`
+}
+
+// PromptTool is an operator tool that types a prompt into the agent.
+type PromptTool struct {
+	Name   string `json:"name"`
+	Key    string `json:"key,omitempty"`
+	Prompt string `json:"prompt"`
 }
 
 // Role sources.

@@ -1,0 +1,42 @@
+package contract
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/jackin-dev/jackin/schema"
+)
+
+// TestPromptToolsListed: explain names the tools that can type into the
+// agent, and no exec tool (those run on the host).
+func TestPromptToolsListed(t *testing.T) {
+	f := fleetOf("edge", map[string]schema.Instance{"a": instance()})
+	doc, err := Build(f, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt := doc.Instances[0].Identity.Supervisor.PromptTools; len(pt) != 0 {
+		t.Fatalf("prompt tools without tools: %+v", pt)
+	}
+	f.Tools = map[string]schema.Tool{
+		"summarize": {Name: "summarize", Key: "s", Prompt: "Summarize your work."},
+		"open":      {Name: "open", Exec: []string{"xdg-open", "x"}},
+		"again":     {Name: "again", Prompt: "Try again."},
+	}
+	doc, err = Build(f, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt := doc.Instances[0].Identity.Supervisor.PromptTools
+	if len(pt) != 2 || pt[0].Name != "again" || pt[1].Name != "summarize" || pt[1].Key != "s" || pt[1].Prompt != "Summarize your work." {
+		t.Fatalf("prompt tools %+v", pt)
+	}
+	var b bytes.Buffer
+	if err := WriteText(&b, doc); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "prompt tools") || !strings.Contains(b.String(), "again, summarize (key s): operator tools that type their prompt") || strings.Contains(b.String(), "xdg-open") {
+		t.Errorf("explain's text:\n%s", b.String())
+	}
+}
