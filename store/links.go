@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -197,4 +198,21 @@ func (s *Store) PutGitHubRate(ctx context.Context, fleet string, r GitHubRate) e
 		}
 		return nil
 	})
+}
+
+// LastEventOfKind returns the fleet's newest event of kind (ok false: none).
+func (s *Store) LastEventOfKind(ctx context.Context, fleet, kind string) (Event, bool, error) {
+	var e Event
+	var at int64
+	var data string
+	err := s.db.QueryRowContext(ctx, `SELECT id, fleet, instance, kind, message, at, data FROM events WHERE fleet = ? AND kind = ? ORDER BY id DESC LIMIT 1`, fleet, kind).
+		Scan(&e.ID, &e.Fleet, &e.Instance, &e.Kind, &e.Message, &at, &data)
+	if err == sql.ErrNoRows {
+		return Event{}, false, nil
+	}
+	if err != nil {
+		return Event{}, false, fmt.Errorf("read events: %w", err)
+	}
+	e.At, e.Data = fromNanos(at), json.RawMessage(data)
+	return e, true, nil
 }

@@ -116,10 +116,15 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 	home, _ := os.UserHomeDir()
 	widening := res.MarkWidenings(home)
 	policyWidens := res.PolicyWidenings()
+	tools, err := toolChanges(ctx, st, fleet)
+	if err != nil {
+		return exitWith(exitInvalid, err)
+	}
 	if format == "text" {
 		reconciler.WritePlanText(a.stdout, res.Plan, isTerminal(a.stdout))
 		writePolicyChanges(a.stdout, res.Policies)
 		writeCredentialRefresh(a.stdout, res, res.Refresh)
+		writeToolChanges(a.stdout, tools)
 	}
 	// Checked before anything is recorded or executed: a refused plan
 	// changes nothing on the engine (nor any egress policy).
@@ -153,11 +158,14 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 		return exitWith(exitInvalid, err)
 	}
 	results, sum := done.Results, done.Summary
+	if err := recordTools(ctx, st, fleet, tools); err != nil {
+		a.log.Error(err, "record the operator tools")
+	}
 
 	if format == "json" {
 		doc := applyDocument{
 			APIVersion: "jackin.dev/v1alpha1", Kind: "ApplyResult", Fleet: fleet.Name,
-			Plan: planDocument(res.Plan, res.Policies, res.Refresh), Summary: sum, Results: resultDocs(results),
+			Plan: withToolChanges(planDocument(res.Plan, res.Policies, res.Refresh), tools), Summary: sum, Results: resultDocs(results),
 		}
 		if err := writeStructured(a.stdout, "json", doc); err != nil {
 			return err

@@ -39,7 +39,9 @@ func newDiffCommand(a *app) *cobra.Command {
 		Long: `diff compares the manifest with what the engine runs and prints the plan:
   +    create     -/+  recreate (with the changed fields)
   ~    start/stop -    delete (an instance no longer in the manifest)
-It changes nothing.
+It changes nothing. Operator tools added, changed or removed since the last
+apply are listed after the plan (toolChanges in -o json) and count as
+changes.
 
 A create or recreate that widens the instance's access compared with what was
 last applied is marked "! widens access: ..." (in -o json: the action's
@@ -94,8 +96,14 @@ func (a *app) diffInstances(ctx context.Context, files, names []string, pf planF
 	home, _ := os.UserHomeDir()
 	res.MarkWidenings(home)
 	pending, refresh := res.Policies, res.Refresh
+	var tools []toolChange
+	if len(names) == 0 { // tools are the fleet's, not an instance's
+		if tools, err = toolChanges(ctx, sess.st, sess.fleet); err != nil {
+			return exitWith(exitInvalid, err)
+		}
+	}
 	if format == "json" {
-		if err := writeStructured(a.stdout, "json", planDocument(res.Plan, pending, refresh)); err != nil {
+		if err := writeStructured(a.stdout, "json", withToolChanges(planDocument(res.Plan, pending, refresh), tools)); err != nil {
 			return err
 		}
 	} else if len(names) > 0 && !listsChanges(res.Plan) {
@@ -113,6 +121,7 @@ func (a *app) diffInstances(ctx context.Context, files, names []string, pf planF
 		}
 		writePolicyChanges(a.stdout, pending)
 		writeCredentialRefresh(a.stdout, res, refresh)
+		writeToolChanges(a.stdout, tools)
 	}
 	for _, busy := range res.HostPortsInUse() {
 		fmt.Fprintf(a.stderr, "warning: %s\n", busy.Message)
@@ -127,7 +136,7 @@ func (a *app) diffInstances(ctx context.Context, files, names []string, pf planF
 	if failed {
 		return &exitError{code: exitInvalid, reported: true}
 	}
-	if res.Plan.HasChanges() || len(pending) > 0 || len(refresh) > 0 {
+	if res.Plan.HasChanges() || len(pending) > 0 || len(refresh) > 0 || len(tools) > 0 {
 		return &exitError{code: exitChanges, reported: true}
 	}
 	return nil

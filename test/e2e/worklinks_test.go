@@ -222,4 +222,24 @@ instances: {
 	if !strings.Contains(r.stderr, `declares no tool "nope" (it declares again, envdump, status)`) {
 		t.Errorf("unknown tool: %s", r)
 	}
+
+	// Tools are part of the reviewed manifest: apply recorded them, diff
+	// shows a change (and exits 1) until the next apply.
+	mustCode(t, e.jackin("diff", "-f", m), 0, "diff after apply")
+	b, _ = os.ReadFile(m)
+	if err := os.WriteFile(m, []byte(strings.Replace(string(b), `"status please"`, `"status and push please"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = e.jackin("diff", "-f", m)
+	mustCode(t, r, 1, "diff after a tool change")
+	if !strings.Contains(r.stdout, `~ tool status: types "status and push please" into the agent (key s); was: types "status please"`) {
+		t.Errorf("diff does not show the tool change:\n%s", r)
+	}
+	mustCode(t, e.jackin("apply", "-f", m), 0, "apply the tool change")
+	mustCode(t, e.jackin("diff", "-f", m), 0, "diff after applying the tool change")
+	r = e.jackin("explain", "-f", m, "cl")
+	mustCode(t, r, 0, "explain")
+	if !strings.Contains(r.stdout, "again, status (key s): operator tools that type their prompt") {
+		t.Errorf("explain does not list the prompt tools:\n%s", r.stdout)
+	}
 }
