@@ -297,6 +297,7 @@ func (b builder) sandbox(fx facts) Sandbox {
 	}
 	switch backend {
 	case schema.BackendDocker:
+		s.Engine = engineOf(fx.inst)
 	case schema.BackendOrbStack:
 		s.Boundary = orbStackBoundary
 		s.Machine = orbMachine(fx)
@@ -966,6 +967,9 @@ func (b builder) residualRisk(fx facts, c Contract) []Risk {
 	risks := []Risk{{RiskSharedKernel, "the agent shares the host kernel: a kernel exploit escapes the container to the host"}}
 	if fx.inst.Backend == schema.BackendOrbStack {
 		risks = append(risks, orbRisk())
+	}
+	if r, ok := engineRisk(c.Sandbox.Engine); ok {
+		risks = append(risks, r)
 	}
 	sb := fx.di.Spec.Sandbox
 	caps := "the engine's default capabilities"

@@ -284,6 +284,7 @@ func sandboxSection(c *Contract) *textSection {
 	s.kv("backend", sb.Backend)
 	s.kv("boundary", sb.Boundary)
 	orbSandboxLines(s, sb.Machine)
+	engineSandboxLines(s, sb.Engine)
 	s.kv("profile", sb.Profile)
 	s.kv("user", sb.User)
 	s.kv("user namespace", sb.UserNamespace)

@@ -203,6 +203,9 @@ type Sandbox struct {
 	// Machine (backend orbstack-isolated only) is the instance's OrbStack
 	// isolated machine: shares, inner Docker, host network, SSH agent.
 	Machine *Machine `json:"machine,omitempty"`
+	// Engine (an instance placed on a declared Docker engine only) is the
+	// engine it runs on and who on that engine's host sees the agent.
+	Engine *Engine `json:"engine,omitempty"`
 	// Profile is the hardening profile ("standard": the engine's defaults).
 	Profile string `json:"profile"`
 	// Sources says where each hardening value and limit comes from

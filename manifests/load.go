@@ -285,6 +285,8 @@ type loader struct {
 	boundErrors func() error
 	// runtimes are the fleet's own agent runtimes, by name.
 	runtimes map[string]runtimes.Runtime
+	// engines are the fleet's declared Docker engines, by name.
+	engines map[string]schema.Engine
 	// integrationApprovals are the operator's approvals of integration
 	// recommendations, read once (see approvals).
 	integrationApprovals integrations.Approvals

@@ -36,6 +36,7 @@ type rawInstance struct {
 	Description  *string                  `json:"description"`
 	Backend      *string                  `json:"backend"`
 	OrbStack     *rawOrbStack             `json:"orbstack"`
+	Engine       *string                  `json:"engine"`
 	Role         *rawRole                 `json:"role"`
 	Agent        *string                  `json:"agent"`
 	Command      *[]string                `json:"command"`
@@ -137,6 +138,7 @@ func merge(d, in rawInstance) rawInstance {
 	out := in
 	out.Description = pick(in.Description, d.Description)
 	out.Backend = pick(in.Backend, d.Backend)
+	out.Engine = pick(in.Engine, d.Engine)
 	out.ownOrbStack = in.OrbStack != nil
 	if d.OrbStack != nil {
 		o := rawOrbStack{}
@@ -247,6 +249,7 @@ func (l *loader) resolve() *schema.Fleet {
 		Defaults  rawInstance                `json:"defaults"`
 		Instances map[string]json.RawMessage `json:"instances"`
 		Runtimes  map[string]rawRuntime      `json:"runtimes"`
+		Engines   map[string]rawEngine       `json:"engines"`
 	}
 	b, err := l.data.MarshalJSON()
 	if err != nil {
@@ -257,6 +260,8 @@ func (l *loader) resolve() *schema.Fleet {
 	fleet := &schema.Fleet{APIVersion: doc.APIVersion, Kind: doc.Kind, Name: doc.Name, Instances: map[string]schema.Instance{}}
 	fleet.Runtimes = l.customRuntimes(doc.Runtimes)
 	l.runtimes = fleet.Runtimes
+	fleet.Engines = l.fleetEngines(doc.Engines)
+	l.engines = fleet.Engines
 	ports := map[string][]publishedPort{} // "port/protocol" -> claims, across the fleet
 	checkers := map[string]*instanceChecker{}
 	for _, name := range sortedKeys(doc.Instances) {
@@ -306,6 +311,9 @@ func sortedKeys[V any](m map[string]V) []string {
 type instanceChecker struct {
 	l    *loader
 	name string
+	// remoteEngine names the engine on another machine the instance runs
+	// on (engines.go): its host paths are that machine's.
+	remoteEngine string
 }
 
 // keyPos is where the instance is named.
@@ -451,6 +459,10 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 	c.agent(r, &inst)
 	c.role(r.Role, &inst)
 	c.orbstack(r, &inst)
+	c.engine(r, &inst)
+	if inst.EngineSpec != nil && inst.EngineSpec.Remote() {
+		c.remoteEngine = inst.Engine
+	}
 	if inst.Docker != schema.DockerPrivate && r.ownDockerDaemon {
 		// Set in defaults it configures the instances that use it; set on
 		// an instance without a private daemon it is a mistake.
@@ -507,6 +519,9 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 		}
 	}
 	c.credentials(r.Credentials, &inst)
+	if c.remoteEngine != "" {
+		c.remoteLimits(&inst)
+	}
 	return inst
 }
 
@@ -663,6 +678,10 @@ func (c *instanceChecker) mounts(ms []rawMount, inst *schema.Instance) {
 				default:
 					c.errorf([]any{"mounts", i}, "a %s mount needs src, the host path to mount", m.Mode)
 				}
+				break
+			}
+			if c.remoteEngine != "" {
+				c.remoteSource(i, m, &mount)
 				break
 			}
 			src, ok := c.hostPath(*m.Src, "mounts", i, "src")

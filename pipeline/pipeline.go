@@ -49,6 +49,10 @@ type Result struct {
 	// Refresh the credentials rewritten in place (no recreate).
 	Policies []PolicyChange
 	Refresh  []CredentialRefresh
+	// Unreachable are the declared engines that did not answer, by
+	// drivers.Set key: a partition (their instances are planned as
+	// unreachable, nothing of theirs deleted).
+	Unreachable map[string]error
 }
 
 // ObservedOn is what one backend holds of the fleet (never nil).
@@ -80,9 +84,12 @@ func (e Env) Plan(ctx context.Context, fleet *schema.Fleet, opts reconciler.Plan
 	if desired, err = ResolveCredentials(ctx, e.StateDir, desired, writable); err != nil {
 		return nil, err
 	}
-	observed, err := reconciler.ObserveAll(ctx, e.Drivers, desired)
+	observed, unreachable, err := reconciler.ObservePartitioned(ctx, e.Drivers, desired)
 	if err != nil {
 		return nil, err
+	}
+	if len(unreachable) > 0 {
+		opts.Unreachable = unreachable
 	}
 	for _, o := range observed {
 		if err := RecordOOMKills(ctx, e.Store, fleet.Name, o); err != nil {
@@ -97,7 +104,7 @@ func (e Env) Plan(ctx context.Context, fleet *schema.Fleet, opts reconciler.Plan
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Fleet: fleet, Desired: desired, Observed: observed, Plan: plan, Last: last}
+	res := &Result{Fleet: fleet, Desired: desired, Observed: observed, Plan: plan, Last: last, Unreachable: unreachable}
 	res.Policies = pendingPolicies(res)
 	res.Refresh = pendingCredentials(res)
 	return res, nil

@@ -495,6 +495,7 @@ func canonicalSpec(inst schema.Instance, image string) (Spec, error) {
 	s := Spec{
 		FormatVersion: SpecFormatVersion,
 		Backend:       inst.Backend,
+		Engine:        inst.Engine,
 		OrbStack:      inst.OrbStack,
 		Image:         image,
 		Agent:         inst.Agent,

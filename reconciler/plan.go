@@ -21,6 +21,10 @@ type PlanOptions struct {
 	Prune bool
 	// AllowEmpty lets a manifest with zero instances delete the fleet's instances.
 	AllowEmpty bool
+	// Unreachable are the declared engines that could not be observed, by
+	// drivers.Set key (BuildPlanAll): their instances are planned as
+	// ActionUnreachable, and nothing of theirs is deleted anywhere.
+	Unreachable map[string]error
 }
 
 // Reasons the planner gives, as fixed strings.

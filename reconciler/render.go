@@ -42,6 +42,8 @@ func WritePlanText(w io.Writer, p *Plan, color bool) {
 	for _, a := range p.Actions {
 		var line string
 		switch {
+		case a.Type == ActionUnreachable:
+			line = paint(ansiRed, "  ?") + " " + a.Instance + " (unreachable: engine " + a.Engine + ")"
 		case a.Err != nil:
 			line = paint(ansiRed, "  !") + " " + a.Instance + " (fails: " + string(a.Type) + " blocked)"
 		case a.Type == ActionCreate:
@@ -76,6 +78,9 @@ func WritePlanText(w io.Writer, p *Plan, color bool) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, paint(ansiBold, fmt.Sprintf("Plan: %d to create, %d to recreate, %d to start, %d to stop, %d to delete.",
 		c[ActionCreate], c[ActionRecreate], c[ActionStart], c[ActionStop], c[ActionDelete])))
+	if n := c[ActionUnreachable]; n > 0 {
+		fmt.Fprintf(w, "%d instance(s) unreachable, left as they are (their engine did not answer).\n", n)
+	}
 	if n := p.KeptOrphans(); n > 0 {
 		noun := "instances"
 		if n == 1 {
@@ -132,8 +137,11 @@ type ActionDoc struct {
 	Kept     bool       `json:"kept,omitempty"`
 	Widens   []Widening `json:"widens,omitempty"`
 	// Error says why the action fails before changing anything (a
-	// credential that cannot be read).
+	// credential that cannot be read, an unreachable engine).
 	Error string `json:"error,omitempty"`
+	// Engine is the declared engine the instance runs on (absent: the
+	// local engine).
+	Engine string `json:"engine,omitempty"`
 }
 
 // PlanDocument returns the versioned JSON document of a plan (a PlanDoc):
@@ -159,6 +167,7 @@ func PlanDocument(p *Plan) any {
 			Kept:     a.Type == ActionDelete && !a.Pruned,
 			Widens:   append([]Widening(nil), a.Widens...),
 			Error:    errString(a.Err),
+			Engine:   a.Engine,
 		})
 	}
 	return doc

@@ -22,6 +22,9 @@ const SpecFormatVersion = 2
 type Spec struct {
 	FormatVersion int    `json:"formatVersion"`
 	Backend       string `json:"backend"`
+	// Engine is the declared engine the instance runs on; omitempty keeps
+	// the hash of every instance on the local engine as it was.
+	Engine string `json:"engine,omitempty"`
 	// OrbStack is the machine's settings (backend orbstack-isolated
 	// only; absent otherwise, so other instances' hashes are unchanged).
 	OrbStack  *schema.OrbStack  `json:"orbstack,omitempty"`
@@ -178,6 +181,9 @@ const (
 	ActionStop     ActionType = "stop"
 	ActionDelete   ActionType = "delete"
 	ActionNoop     ActionType = "noop"
+	// ActionUnreachable is an instance whose engine did not answer: it is
+	// reported (with Err set) and left alone.
+	ActionUnreachable ActionType = "unreachable"
 )
 
 // Action is the plan for one instance.
@@ -187,6 +193,8 @@ type Action struct {
 	// Backend is the backend the action runs on (BuildPlanAll sets it;
 	// empty means the driver Execute is given).
 	Backend string
+	// Engine is the declared engine the action runs on ("" the local one).
+	Engine  string
 	Reasons []string
 	// Desired is nil for delete.
 	Desired *DesiredInstance

@@ -211,6 +211,9 @@ type watcher struct {
 	// die event starts may see nothing to do and the next one heals.
 	unhealed  map[string]Trigger
 	wakeTimer *time.Timer
+	// down are the declared engines found unreachable, by name
+	// (partition.go).
+	down map[string]*engineDown
 }
 
 // crashEntry tracks one instance's exits.
@@ -461,6 +464,7 @@ func (w *watcher) pass(ctx context.Context, batch []Trigger) {
 		w.reportError(err)
 		return
 	}
+	w.notePartitions(ctx, plan, time.Now())
 	w.holdCrashing(ctx, plan, time.Now())
 	refresh := w.cfg.Mode == ModeHeal && credentialsPending(desired)
 	if !plan.HasChanges() && !refresh {
@@ -495,7 +499,7 @@ func (w *watcher) plan(ctx context.Context, desired *Desired) (*Plan, Observatio
 	if set == nil {
 		set = drivers.Set{drivers.DefaultBackend: w.cfg.Driver}
 	}
-	all, err := ObserveAll(ctx, set, desired)
+	all, unreachable, err := ObservePartitioned(ctx, set, desired)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -519,7 +523,7 @@ func (w *watcher) plan(ctx context.Context, desired *Desired) (*Plan, Observatio
 	if err != nil {
 		return nil, nil, err
 	}
-	plan, err := BuildPlanAll(desired, all, last, PlanOptions{Prune: true, AllowEmpty: w.cfg.AllowEmpty})
+	plan, err := BuildPlanAll(desired, all, last, PlanOptions{Prune: true, AllowEmpty: w.cfg.AllowEmpty, Unreachable: unreachable})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -749,6 +753,9 @@ func (w *watcher) scheduleWake(now time.Time) {
 			next = t
 		}
 	}
+	if t := w.nextPartitionRetry(); !t.IsZero() && (next.IsZero() || t.Before(next)) {
+		next = t
+	}
 	w.wakeTimer.Stop()
 	select {
 	case <-w.wakeTimer.C:
@@ -779,6 +786,7 @@ func (w *watcher) heal(ctx context.Context, batch []Trigger, desired *Desired) {
 		w.reportError(err)
 		return
 	}
+	w.notePartitions(ctx, plan, time.Now())
 	w.holdCrashing(ctx, plan, time.Now())
 	if !plan.HasChanges() {
 		return

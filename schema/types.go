@@ -152,6 +152,27 @@ type Fleet struct {
 	Pins map[string]*hostpath.Pin `json:"-"`
 	// Runtimes are the agent runtimes the fleet declares, by name.
 	Runtimes map[string]runtimes.Runtime `json:"runtimes,omitempty"`
+	// Engines are the Docker engines the fleet declares besides the
+	// local one, by name (see Instance.Engine).
+	Engines map[string]Engine `json:"engines,omitempty"`
+}
+
+// Engine is a Docker engine other than the local one.
+type Engine struct {
+	// Name is the key under engines.
+	Name string `json:"name"`
+	// Host is ssh://[user@]host[:port], tcp://host:port or unix:///path.
+	Host string `json:"host"`
+	// TLS (tcp:// only, required there) are the client's certificate
+	// files on the operator's machine, absolute paths.
+	TLS *EngineTLS `json:"tls,omitempty"`
+}
+
+// EngineTLS are the files of a tcp:// engine's mutual TLS.
+type EngineTLS struct {
+	CA   string `json:"ca"`
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
 }
 
 // Runtime is the instance's agent runtime: the built-in one Agent names,
@@ -189,9 +210,13 @@ type Instance struct {
 	Backend     string `json:"backend"`
 	// OrbStack is set (defaults filled in) when Backend is BackendOrbStack.
 	OrbStack *OrbStack `json:"orbstack,omitempty"`
-	Role     Role      `json:"role"`
-	Agent    string    `json:"agent"`
-	Command  []string  `json:"command,omitempty"`
+	// Engine names the fleet engine the instance runs on ("" is the local
+	// engine); EngineSpec is that engine (set by the loader).
+	Engine     string   `json:"engine,omitempty"`
+	EngineSpec *Engine  `json:"-"`
+	Role       Role     `json:"role"`
+	Agent      string   `json:"agent"`
+	Command    []string `json:"command,omitempty"`
 	// Args are appended to the runtime's command.
 	Args []string `json:"args,omitempty"`
 	// CustomRuntime is the fleet's declaration of Agent when Agent is not

@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/drivers/docker"
 	"github.com/jackin-dev/jackin/manifests"
 	"github.com/jackin-dev/jackin/pipeline"
 	"github.com/jackin-dev/jackin/reconciler"
@@ -86,6 +87,18 @@ func (a *app) openBackends(ctx context.Context, fleet *schema.Fleet, def engine)
 		return set, nil
 	}
 	for _, in := range fleet.Instances {
+		if in.Engine != "" {
+			key := drivers.PlacementKey(in.Backend, in.Engine)
+			if set[key] != nil {
+				continue
+			}
+			drv, err := a.openEngine(ctx, fleet.Engines[in.Engine])
+			if err != nil {
+				return nil, err
+			}
+			set[key] = drv
+			continue
+		}
 		b := in.Backend
 		if b == "" || set[b] != nil {
 			continue
@@ -97,6 +110,29 @@ func (a *app) openBackends(ctx context.Context, fleet *schema.Fleet, def engine)
 		set[b] = drv
 	}
 	return set, nil
+}
+
+// openEngine makes the driver of a declared Docker engine without
+// contacting it: an engine that does not answer is a partition the plan
+// reports (its instances unreachable), not a failed command. jackin's own
+// bind sources (the state dir, and the credentials on the tmpfs) are
+// copied to a remote engine's host through its connection.
+func (a *app) openEngine(ctx context.Context, e schema.Engine) (drivers.Driver, error) {
+	cfg := docker.EngineConfig{Name: e.Name, Host: e.Host}
+	if e.TLS != nil {
+		cfg.TLS = &docker.TLSFiles{CA: e.TLS.CA, Cert: e.TLS.Cert, Key: e.TLS.Key}
+	}
+	if e.Remote() {
+		cfg.HostFiles = &docker.HostFiles{
+			Roots: []string{a.global.stateDir}, TmpfsRoots: []string{reconciler.SecretsBase()},
+			Dir: docker.DefaultRemoteDir, TmpfsDir: docker.DefaultRemoteTmpfsDir,
+		}
+	}
+	drv, err := docker.OpenEngine(ctx, a.log.WithName("engine").WithValues("engine", e.Name), cfg)
+	if err != nil {
+		return nil, exitWith(exitInvalid, err)
+	}
+	return drv, nil
 }
 
 // logEngineCalls reports how many engine calls the command made, by kind.

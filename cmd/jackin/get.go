@@ -19,7 +19,10 @@ import (
 
 // instanceStatus is one row of `jackin get`.
 type instanceStatus struct {
-	Instance    string    `json:"instance"`
+	Instance string `json:"instance"`
+	// Engine is where the instance runs: "local" (the local Docker
+	// engine), a declared engine's name, or another backend's name.
+	Engine      string    `json:"engine"`
 	Desired     string    `json:"desired"`  // running|stopped|absent
 	Observed    string    `json:"observed"` // running|stopped|missing|orphan
 	InSync      bool      `json:"inSync"`
@@ -138,7 +141,7 @@ the engine is an error (exit 2).
 			}
 			t := &table{}
 			wide := out.format == "wide"
-			t.add(withResources([]string{"INSTANCE", "DESIRED", "OBSERVED", "STATE"}, append(resourceHeaders(rf, wide), costHeader(rf)...), "SYNC", "SPEC", "AGE", "IMAGE")...)
+			t.add(withResources([]string{"INSTANCE", "ENGINE", "DESIRED", "OBSERVED", "STATE"}, append(resourceHeaders(rf, wide), costHeader(rf)...), "SYNC", "SPEC", "AGE", "IMAGE")...)
 			now := time.Now()
 			for _, it := range items {
 				sync := "in-sync"
@@ -163,7 +166,7 @@ the engine is an error (exit 2).
 						state += fmt.Sprintf(" (%d)", *ag.ExitStatus)
 					}
 				}
-				t.add(withResources([]string{it.Instance, it.Desired, observed, state}, append(resourceCells(it.Resources, rf, wide), costCells(rf, it.Usage)...), sync, shortHash(it.SpecHash), age, orDash(it.Image))...)
+				t.add(withResources([]string{it.Instance, it.Engine, it.Desired, observed, state}, append(resourceCells(it.Resources, rf, wide), costCells(rf, it.Usage)...), sync, shortHash(it.SpecHash), age, orDash(it.Image))...)
 			}
 			if wide {
 				addLinkColumn(t, items)
@@ -192,7 +195,7 @@ func statusRows(res *pipeline.Result) []instanceStatus {
 	}
 	var items []instanceStatus
 	for _, act := range res.Plan.Actions {
-		it := instanceStatus{Instance: act.Instance, Action: string(act.Type), Reasons: act.Reasons, InSync: act.Type == reconciler.ActionNoop}
+		it := instanceStatus{Instance: act.Instance, Engine: engineColumn(act), Action: string(act.Type), Reasons: act.Reasons, InSync: act.Type == reconciler.ActionNoop}
 		if it.Reasons == nil {
 			it.Reasons = []string{}
 		}
@@ -206,6 +209,8 @@ func statusRows(res *pipeline.Result) []instanceStatus {
 		}
 		c, ok := agents[act.Instance]
 		switch {
+		case act.Type == reconciler.ActionUnreachable:
+			it.Observed = "unreachable"
 		case act.Type == reconciler.ActionDelete:
 			it.Observed = "orphan"
 		case !ok:
@@ -225,6 +230,18 @@ func statusRows(res *pipeline.Result) []instanceStatus {
 		items = append(items, it)
 	}
 	return items
+}
+
+// engineColumn is the ENGINE of an instance's row: a declared engine's
+// name, "local" for the local Docker engine, or the backend's name.
+func engineColumn(act reconciler.Action) string {
+	switch {
+	case act.Engine != "":
+		return act.Engine
+	case act.Backend == "" || act.Backend == drivers.DefaultBackend:
+		return "local"
+	}
+	return act.Backend
 }
 
 // addAgentStates fills each row's agent state: what the supervisor

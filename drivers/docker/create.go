@@ -325,6 +325,10 @@ func (d *Driver) createContainer(ctx context.Context, r drivers.Resource) (strin
 	if err := d.checkHostSupport(ctx, r.Name, r.Container); err != nil {
 		return "", err
 	}
+	r, err := d.carryHostFiles(ctx, r)
+	if err != nil {
+		return "", err
+	}
 	multi := versions.GreaterThanOrEqualTo(d.cli.ClientVersion(), "1.44")
 	opts, later, err := containerCreateOptions(r, multi)
 	if err != nil {

@@ -33,6 +33,11 @@ type Driver struct {
 	// serialCalls: the engine is reached through a command per connection
 	// (NewDialed), so a call's requests are made one after another.
 	serialCalls bool
+	// engine is the declared engine's name ("" for the local engine), and
+	// hostFiles, for an engine on another machine, how jackin's own bind
+	// sources reach its host (engine.go, hostfiles.go).
+	engine    string
+	hostFiles *HostFiles
 
 	// negotiated is set once a ping has fixed the API version.
 	negotiated atomic.Bool
