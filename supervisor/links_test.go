@@ -17,7 +17,7 @@ func TestPromptIdleOnlyAndTerminalLinks(t *testing.T) {
 	// (the terminal fallback's stream), then keeps printing for a while
 	// (working) and reads again.
 	script := `read a; printf '<jackin:pr>https://github.com/acme/app/'; sleep 0.2; printf 'pull/5</jackin:pr>\n'; ` +
-		`i=0; while [ $i -lt 30 ]; do echo busy $i; i=$((i+1)); sleep 0.1; done; read b; echo "got:$b"; sleep 30`
+		`i=0; while [ $i -lt 30 ]; do echo busy $i; i=$((i+1)); sleep 0.1; done; read b; echo "got:$b"`
 	ts := startSupervisor(t, "/bin/sh", "-c", script)
 	waitFor(t, "idle", func() bool { return ts.status(t).State == "idle" })
 
@@ -52,6 +52,9 @@ func TestPromptIdleOnlyAndTerminalLinks(t *testing.T) {
 	if len(links) != 1 || links[0].Kind != worklinks.KindPR || links[0].URL != "https://github.com/acme/app/pull/5" {
 		t.Fatalf("links %+v", links)
 	}
+	// The agent ends after the third prompt: a supervisor left running
+	// would reap the next test's agent (PID 1 reaps every child).
+	<-ts.code
 }
 
 // The links file is the agent's to write: ReadLinks keeps only what the
