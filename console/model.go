@@ -100,6 +100,9 @@ type Model struct {
 	logRC     io.ReadCloser
 	logCancel context.CancelFunc
 	logEnded  bool
+
+	// tools are the source's operator tools with a key.
+	tools []Tool
 }
 
 // New returns the console's model over src. ctx bounds every call to src.
@@ -129,6 +132,7 @@ func New(ctx context.Context, src Source, opts Options) *Model {
 		pane:   viewport.New(),
 	}
 	m.pane.SoftWrap = true
+	m.bindTools()
 	return m
 }
 
@@ -264,6 +268,10 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return m, m.fetchDetail()
 		}
 		return m, nil
+	case toolDoneMsg:
+		m.status = toolStatus(msg)
+		m.detailSeq++
+		return m, tea.Batch(m.refresh(), m.fetchDetail())
 	case attachDoneMsg:
 		m.status = attachStatus(msg)
 		m.detailSeq++
@@ -418,6 +426,13 @@ func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 			m.filter.SetValue("")
 			return m, m.applyFilter()
 		}
+	case key.Matches(msg, m.keys.Open):
+		return m, m.open(OpenWeb)
+	case key.Matches(msg, m.keys.Review):
+		return m, m.open(OpenReview)
+	}
+	if cmd, ok := m.toolKey(msg.String()); ok {
+		return m, cmd
 	}
 	return m, nil
 }

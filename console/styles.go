@@ -89,6 +89,10 @@ type keyMap struct {
 	Up, Down, PageUp, PageDown, Top, Bottom key.Binding
 	Attach, Logs, Explain, Filter, Help     key.Binding
 	Refresh, Back, Quit                     key.Binding
+	// Open and Review are bound when the source opens things (Opener);
+	// Tools are the source's tool keys (Tooler).
+	Open, Review key.Binding
+	Tools        []key.Binding
 }
 
 func newKeyMap() keyMap {
@@ -124,9 +128,13 @@ func (k keyMap) ShortHelp() []key.Binding {
 
 // FullHelp is the help pane's.
 func (k keyMap) FullHelp() [][]key.Binding {
-	return [][]key.Binding{
+	groups := [][]key.Binding{
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom},
 		{k.Attach, k.Logs, k.Explain, k.Filter, k.Refresh},
 		{k.Back, k.Help, k.Quit},
 	}
+	if extra := append([]key.Binding{k.Open, k.Review}, k.Tools...); len(k.Open.Keys())+len(k.Tools) > 0 {
+		groups = append(groups, extra)
+	}
+	return groups
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode"
 
+	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
@@ -800,13 +801,18 @@ func (m *Model) helpLines() []string {
 		{k.Help.Help().Key, "this help"},
 		{"q ctrl+c", "quit"},
 	}
+	for _, b := range append([]key.Binding{k.Open, k.Review}, k.Tools...) {
+		if len(b.Keys()) > 0 {
+			rows = append(rows, [2]string{b.Help().Key, b.Help().Desc})
+		}
+	}
 	out := []string{"", m.st.paint(m.st.header, "Keys")}
 	for _, r := range rows {
 		out = append(out, "  "+m.st.paint(m.st.key, fmt.Sprintf("%-10s", r[0]))+" "+r[1])
 	}
 	out = append(out, "",
 		"Refreshes on engine events and the agents' published state, and every "+m.opts.Resync.String()+".",
-		"The console changes nothing: apply and delete stay reviewed manifest changes.",
+		m.changesLine(),
 		"", "Any key closes this help.")
 	for i := range out {
 		out[i] = ansi.Truncate(out[i], m.width, "…")
@@ -904,3 +910,14 @@ func cleanDetail(d Detail) Detail {
 
 // ansiStrip removes escape sequences (tests measure frames with it).
 func ansiStrip(s string) string { return ansi.Strip(s) }
+
+// changesLine says what the console changes: nothing, or, with the
+// manifest's operator tools, what they do.
+func (m *Model) changesLine() string {
+	for _, t := range m.tools {
+		if t.Prompt {
+			return "The console changes no instance; the manifest's prompt tools type into agents (only idle or done ones)."
+		}
+	}
+	return "The console changes nothing: apply and delete stay reviewed manifest changes."
+}

@@ -13,8 +13,9 @@ func newWorkCommand(a *app) *cobra.Command {
 	var mf manifestFlags
 	var fleetName string
 	var out outputFlag
+	var review, web bool
 	cmd := &cobra.Command{
-		Use:   "work [-f PATH... | --fleet NAME] [INSTANCE]",
+		Use:   "work [-f PATH... | --fleet NAME] [INSTANCE] [--review | --web]",
 		Short: "List the worktree and clone checkouts of instances, with their unreviewed work",
 		Long: `work lists each instance's isolated checkouts (worktree and clone mounts):
 the host path, the scratch branch and the commit it started from, whether it
@@ -35,6 +36,14 @@ Without -f or --fleet it lists every fleet's checkouts in the state dir. It
 reads the state dir and runs git; it needs no engine and changes no checkout
 (it makes a checkout's review git dir when it is missing).
 
+With -f, an INSTANCE and --review, it runs the manifest's handlers.review
+on the instance's checkout ({path}) instead of listing; with --web,
+handlers.web on its newest http(s) work link ({url}). Either runs on this
+machine without a shell; the path and the link are the agent's (the link
+checked to a shell-inert charset), so the handler takes them as data, and
+opening an agent's checkout in a tool that runs what a directory
+configures (an editor's workspace tasks, git hooks) runs the agent's code.
+
 Exit codes: 0 listed (also when there is nothing to list), 2 invalid input.`,
 		Example: `  jackin work
   jackin work -f fleet.cue web
@@ -53,11 +62,17 @@ Exit codes: 0 listed (also when there is nothing to list), 2 invalid input.`,
 			if len(args) == 1 {
 				instance = args[0]
 			}
+			if review || web {
+				return a.workHandler(ctx, mf.files, instance, review)
+			}
 			return a.work(ctx, name, instance, out.format)
 		},
 	}
 	mf.register(cmd)
 	cmd.Flags().StringVar(&fleetName, "fleet", "", "fleet name, instead of -f")
+	cmd.Flags().BoolVar(&review, "review", false, "open the instance's checkout with the manifest's handlers.review")
+	cmd.Flags().BoolVar(&web, "web", false, "open the instance's newest work link with the manifest's handlers.web")
+	cmd.MarkFlagsMutuallyExclusive("review", "web")
 	out.register(cmd, "text", "text", "json")
 	return cmd
 }

@@ -79,16 +79,18 @@ func TestWorkLinksAndGitHubState(t *testing.T) {
 	pr, issue := gh.Link("acme", "app", "pull", 7), gh.Link("acme", "app", "issues", 3)
 	tokenFile := e.writeFile("gh-token", token+"\n")
 	envOut := filepath.Join(e.dir, "tool-env")
+	webOut := filepath.Join(e.dir, "web-opened")
 	m := e.manifest(fmt.Sprintf(`github: {token: file: %s, apiURL: %s}
 tools: {
 	status: {key: "s", prompt: "status please"}
 	again: prompt: "second ask"
 	envdump: exec: ["sh", "-c", "env > \"$0\"", %s]
 }
+handlers: web: ["sh", "-c", "echo \"$0\" > \"$1\"", "{url}", %s]
 instances: {
-	cl: {role: image: %[4]q, agent: "claude", env: STANDIN_TURN_MS: "3000"}
-	amp: {role: image: %[4]q, agent: "amp", env: STANDIN_TURN_MS: "100"}
-}`, agtCUE(tokenFile), agtCUE(gh.APIURL()), agtCUE(envOut), img))
+	cl: {role: image: %[5]q, agent: "claude", env: STANDIN_TURN_MS: "3000"}
+	amp: {role: image: %[5]q, agent: "amp", env: STANDIN_TURN_MS: "100"}
+}`, agtCUE(tokenFile), agtCUE(gh.APIURL()), agtCUE(envOut), agtCUE(webOut), img))
 	mustCode(t, e.jackin("apply", "-f", m), 0, "apply")
 
 	// The stand-ins reply "reply: LINE": the tag is in the agent's own text.
@@ -241,5 +243,38 @@ instances: {
 	mustCode(t, r, 0, "explain")
 	if !strings.Contains(r.stdout, "again, status (key s): operator tools that type their prompt") {
 		t.Errorf("explain does not list the prompt tools:\n%s", r.stdout)
+	}
+
+	// jackin work runs the handlers: web on the newest link; review needs
+	// a checkout (and a handler).
+	mustCode(t, e.jackin("work", "-f", m, "cl", "--web"), 0, "work --web")
+	if b, _ := os.ReadFile(webOut); strings.TrimSpace(string(b)) != pr {
+		t.Errorf("handlers.web opened %q, want %s", b, pr)
+	}
+	r = e.jackin("work", "-f", m, "cl", "--review")
+	mustCode(t, r, 2, "work --review without a handler")
+	if !strings.Contains(r.stderr, "declares no handlers.review") {
+		t.Errorf("work --review: %s", r)
+	}
+
+	// The console: the PR/CI/REVIEW column, and the tool's key types into
+	// the selected agent (amp, the first row).
+	e.agtWait(t, "amp", "idle,done", 30*time.Second)
+	p := e.consoleTerm(t, "-f", m)
+	p.waitText("PR/CI/REVIEW", 20*time.Second)
+	p.waitText("pr acme/app#7 merged", 10*time.Second)
+	p.send("s")
+	// The status line is redrawn in pieces: the agent's terminal says it.
+	var ampLogs result
+	if !agtUntil(30*time.Second, func() bool {
+		ampLogs = e.jackin("logs", "--fleet", e.fleet, "amp")
+		return strings.Contains(ampLogs.stdout, "reply: status and push please")
+	}) {
+		t.Errorf("the console's prompt tool never reached amp:\n%s\nconsole:\n%q", ampLogs.stdout, p.String())
+	}
+	time.Sleep(200 * time.Millisecond)
+	p.send("q")
+	if code := p.waitExit(10 * time.Second); code != 0 {
+		t.Fatalf("q: jackin console exited %d; terminal:\n%q", code, p.String())
 	}
 }
