@@ -2,8 +2,9 @@
 // instances (state, resources, tokens and cost, ports, egress denials,
 // drift, description) with a detail pane for the selected one, over a
 // Source the CLI implements with the same observation `jackin get` uses.
-// It is read-mostly: attach, logs and explain are its only actions;
-// changing the fleet stays a reviewed manifest change.
+// It is read-mostly: attach, logs, explain and the manifest's own tools
+// and handlers are its only actions; changing the fleet stays a reviewed
+// manifest change.
 package console
 
 import (
