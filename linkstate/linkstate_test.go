@@ -284,3 +284,31 @@ func TestTokenReadOnlyWhenDue(t *testing.T) {
 		t.Fatalf("a new poller read the token with nothing due: %d", reads)
 	}
 }
+
+func TestRefreshObeysSecondaryLimit(t *testing.T) {
+	ctx := context.Background()
+	gh := harness.StartGitHub("tok")
+	defer gh.Close()
+	gh.SetIssue("o", "r", 1, "open")
+	gh.SetIssue("o", "r", 2, "open")
+	st := openStore(t)
+	now := time.Now().UTC()
+	gh.SetSecondaryLimit(90 * time.Second)
+	links := []string{gh.Link("o", "r", "issues", 1), gh.Link("o", "r", "issues", 2)}
+	got, stats, err := newPoller(t, gh, st, "tok", func() time.Time { return now }).Refresh(ctx, links, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Requests != 1 || !stats.RateLimited.Equal(now.Add(90*time.Second)) || got[links[0]].Failures != 0 {
+		t.Fatalf("secondary limit: %+v %+v", stats, got)
+	}
+	// Every process waits the Retry-After out; then it asks again.
+	gh.SetSecondaryLimit(0)
+	if _, stats, _ := newPoller(t, gh, st, "tok", func() time.Time { return now.Add(time.Minute) }).Refresh(ctx, links, true); stats.Requests != 0 {
+		t.Fatalf("asked within the Retry-After: %+v", stats)
+	}
+	got, stats, _ = newPoller(t, gh, st, "tok", func() time.Time { return now.Add(2 * time.Minute) }).Refresh(ctx, links, false)
+	if stats.Asked != 2 || got[links[1]].State != "open" {
+		t.Fatalf("after the Retry-After: %+v %+v", stats, got)
+	}
+}

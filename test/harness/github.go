@@ -34,6 +34,9 @@ type GitHub struct {
 	log       []GitHubRequest
 	remaining int
 	reset     time.Time
+	// retryAfter, when set, answers every request with a secondary rate
+	// limit (403, Retry-After).
+	retryAfter time.Duration
 }
 
 // GitHubPull is a pull request as the stand-in serves it.
@@ -97,6 +100,15 @@ func (g *GitHub) SetRateLimit(remaining int, reset time.Time) {
 	g.remaining, g.reset = remaining, reset
 }
 
+// SetSecondaryLimit makes every request meet a secondary rate limit
+// (403 with Retry-After and the documented documentation_url) until it is
+// set to 0.
+func (g *GitHub) SetSecondaryLimit(retryAfter time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.retryAfter = retryAfter
+}
+
 // Requests returns the requests answered so far.
 func (g *GitHub) Requests() []GitHubRequest {
 	g.mu.Lock()
@@ -134,6 +146,14 @@ func (g *GitHub) answer(w http.ResponseWriter, r *http.Request, authorized bool)
 		return ghError(w, http.StatusUnauthorized, "Bad credentials")
 	}
 	g.rateHeaders(w)
+	if g.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(g.retryAfter/time.Second)))
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(http.StatusForbidden)
+		_ = json.NewEncoder(w).Encode(map[string]string{"message": "You have exceeded a secondary rate limit.",
+			"documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"})
+		return http.StatusForbidden
+	}
 	if g.remaining <= 0 && time.Now().Before(g.reset) {
 		return ghError(w, http.StatusForbidden, "API rate limit exceeded for user.")
 	}
