@@ -4,7 +4,7 @@
 // it yields per instance, the state of GitHub issues and pull requests
 // those links name, and when each state is due to be asked again. It is
 // pure: the supervisor feeds it text, the host stores what it returns, and
-// package github asks GitHub.
+// package linkstate asks GitHub.
 package worklinks
 
 import (
