@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"sort"
 
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/drivers/orbstack"
+	"github.com/jackin-dev/jackin/reconciler"
 )
 
 // findAgentInMachines looks for an instance's agent in OrbStack machines
@@ -64,4 +67,47 @@ func (a *app) withMachines(ctx context.Context, fleet string, def engine, observ
 	merged.Containers = append(append([]drivers.ObservedResource(nil), observed.Containers...), obs.Containers...)
 	set[orbstack.Backend] = drv
 	return set, &merged, in
+}
+
+// withEngines adds, for delete with a manifest, what the fleet holds on
+// the Docker engines the manifest declares: their objects to observed and
+// their drivers to the set. onEngine maps each instance found there to its
+// drivers.Set key, on which its delete actions run. An engine that does
+// not answer fails the delete (exit 2) naming it: nothing is removed
+// anywhere while part of the fleet cannot be seen.
+func (a *app) withEngines(ctx context.Context, files []string, fleet string, set drivers.Set, observed *drivers.Observed) (drivers.Set, *drivers.Observed, map[string]string, error) {
+	f, err := a.loadFleet(ctx, files)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	onEngine := map[string]string{}
+	merged := *observed
+	names := make([]string, 0, len(f.Engines))
+	for name := range f.Engines {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		drv, err := a.openEngine(ctx, f.Engines[name])
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		octx, cancel := context.WithTimeout(ctx, reconciler.EngineObserveTimeout)
+		obs, err := drv.Observe(octx, fleet, nil)
+		cancel()
+		if err != nil {
+			return nil, nil, nil, exitWith(exitInvalid, fmt.Errorf("delete: engine %s (%s) cannot be observed, so nothing was deleted: %w", name, f.Engines[name].Host, err))
+		}
+		key := drivers.PlacementKey(drivers.DefaultBackend, name)
+		set[key] = drv
+		for _, list := range [][]drivers.ObservedResource{obs.Networks, obs.Volumes, obs.Containers} {
+			for _, r := range list {
+				onEngine[r.Instance()] = key
+			}
+		}
+		merged.Networks = append(append([]drivers.ObservedResource(nil), merged.Networks...), obs.Networks...)
+		merged.Volumes = append(append([]drivers.ObservedResource(nil), merged.Volumes...), obs.Volumes...)
+		merged.Containers = append(append([]drivers.ObservedResource(nil), merged.Containers...), obs.Containers...)
+	}
+	return set, &merged, onEngine, nil
 }

@@ -78,6 +78,12 @@ engine or lock timeout.`,
 				return exitWith(exitInvalid, err)
 			}
 			set, observed, inMachines := a.withMachines(ctx, name, drv, observed)
+			var onEngines map[string]string
+			if len(mf.files) > 0 {
+				if set, observed, onEngines, err = a.withEngines(ctx, mf.files, name, set, observed); err != nil {
+					return err
+				}
+			}
 			if len(mf.files) > 0 {
 				// A manifest names the fleet: only its owner's may delete it.
 				if _, err := a.env(sess).Own(ctx, name, pipeline.ManifestIdentity(mf.files), adopt, reconciler.Observations{drivers.DefaultBackend: observed}, nil); err != nil {
@@ -95,6 +101,10 @@ engine or lock timeout.`,
 			for i := range plan.Actions {
 				if inMachines[plan.Actions[i].Instance] {
 					plan.Actions[i].Backend = orbstack.Backend
+				}
+				if key := onEngines[plan.Actions[i].Instance]; key != "" {
+					plan.Actions[i].Backend = key
+					_, plan.Actions[i].Engine = drivers.SplitPlacement(key)
 				}
 			}
 			ws := &pipeline.Checkouts{Store: st, StateDir: a.global.stateDir, Purge: purge, Log: a.log.WithName("workspace")}

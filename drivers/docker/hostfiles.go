@@ -143,15 +143,22 @@ func (d *Driver) carry(ctx context.Context, local, remote string) error {
 	lk := d.hostFiles.lockFor(local)
 	lk.Lock()
 	defer lk.Unlock()
-	archive, digest, err := tarOf(local, path.Base(remote))
+	// What the tree looks like (names, modes, sizes, times): the same as
+	// at the last copy skips archiving it again (the supervisor's binary
+	// is tens of MB, mounted by every instance).
+	seen, err := fingerprint(local)
 	if err != nil {
 		return err
 	}
 	d.hostFiles.mu.Lock()
-	same := d.hostFiles.pushed[local] == digest
+	same := d.hostFiles.pushed[local] == seen
 	d.hostFiles.mu.Unlock()
 	if same {
 		return nil
+	}
+	archive, _, err := tarOf(local, path.Base(remote))
+	if err != nil {
+		return err
 	}
 	if err := d.ensureCarrierImage(ctx); err != nil {
 		return err
@@ -178,10 +185,32 @@ func (d *Driver) carry(ctx context.Context, local, remote string) error {
 		return d.wrap(err, "copy into the carrier container")
 	}
 	d.hostFiles.mu.Lock()
-	d.hostFiles.pushed[local] = digest
+	d.hostFiles.pushed[local] = seen
 	d.hostFiles.mu.Unlock()
 	d.log.V(2).Info("carried host files", "local", local, "remote", remote, "bytes", len(archive))
 	return nil
+}
+
+// fingerprint is local's tree as stat sees it: every entry's relative
+// name, mode, size and modification time.
+func fingerprint(local string) (string, error) {
+	h := sha256.New()
+	err := filepath.WalkDir(local, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(local, p)
+		fmt.Fprintf(h, "%s\x00%o\x00%d\x00%d\n", rel, fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // ensureCarrierImage imports CarrierImage (one empty directory) unless the

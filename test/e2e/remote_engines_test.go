@@ -59,7 +59,8 @@ func remoteContainers(t *testing.T, r *harness.RemoteEngines, engine, fleet stri
 // remote engine is repaired and an orphan there collected; with one remote
 // engine cut off mid-watch nothing is deleted anywhere, diff exits 2
 // naming it, the rest converges, and its return heals; an apply across
-// engines killed with SIGKILL converges on the next apply.
+// engines killed with SIGKILL converges on the next apply; delete -f
+// removes the fleet from every engine.
 func TestRemoteEngines(t *testing.T) {
 	e := newEnv(t)
 	if err := harness.BuildRemoteEngineImage(); err != nil {
@@ -208,6 +209,17 @@ func TestRemoteEngines(t *testing.T) {
 		if len(got) != 1 || got[e.name(inst)][0] != "running" {
 			t.Errorf("%s after the SIGKILL recovery: %v, want %s running alone", eng, got, inst)
 		}
+	}
+
+	// delete -f reaches every engine the manifest declares.
+	mustCode(t, run("delete", "-f", changed), 0, "delete across engines")
+	for _, eng := range []string{"r1", "r2"} {
+		if got := remoteContainers(t, engines, eng, e.fleet); len(got) != 0 {
+			t.Errorf("%s after delete: %v", eng, got)
+		}
+	}
+	if got := e.containers(); len(got) != 0 {
+		t.Errorf("the local engine after delete: %v", got)
 	}
 	t.Logf("whole test: %s", time.Since(started).Round(time.Millisecond))
 }
