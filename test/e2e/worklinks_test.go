@@ -88,7 +88,7 @@ tools: {
 }
 handlers: web: ["sh", "-c", "echo \"$0\" > \"$1\"", "{url}", %s]
 instances: {
-	cl: {role: image: %[5]q, agent: "claude", env: STANDIN_TURN_MS: "3000"}
+	cl: {role: image: %[5]q, agent: "claude", env: STANDIN_TURN_MS: "6000"}
 	amp: {role: image: %[5]q, agent: "amp", env: STANDIN_TURN_MS: "100"}
 }`, agtCUE(tokenFile), agtCUE(gh.APIURL()), agtCUE(envOut), agtCUE(webOut), img))
 	mustCode(t, e.jackin("apply", "-f", m), 0, "apply")
