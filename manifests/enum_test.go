@@ -16,7 +16,7 @@ var enumCases = []struct {
 	path   []string // in a manifest, as userPath spells it
 	values []string
 }{
-	{[]string{"instances", "a", "backend"}, []string{schema.BackendDocker, schema.BackendOrbStack}},
+	{[]string{"instances", "a", "backend"}, []string{schema.BackendDocker, schema.BackendOrbStack, schema.BackendKubernetes}},
 	{[]string{"instances", "a", "orbstack", "sshAgent"}, []string{schema.OrbSSHAgentOff, schema.OrbSSHAgentOn}},
 	{[]string{"instances", "a", "state"}, []string{schema.StateRunning, schema.StateStopped}},
 	{[]string{"instances", "a", "docker"}, []string{schema.DockerNone, schema.DockerPrivate}},
@@ -94,7 +94,7 @@ func TestEnumErrorsListTheAllowedValuesOnce(t *testing.T) {
 		{"bad protocol", inst("network: ports: [{container: 80, «protocol: \"sctp\"}]"), "instances.a.network.ports[0].protocol",
 			`protocol must be one of "tcp", "udp" (got "sctp")`},
 		{"bad backend", inst("«backend: \"k8s\""), "instances.a.backend",
-			`backend must be one of "docker", "orbstack-isolated" (got "k8s")`},
+			`backend must be one of "docker", "orbstack-isolated", "kubernetes" (got "k8s")`},
 		{"enum of the wrong type", inst("«docker: 1"), "instances.a.docker",
 			`docker must be one of "none", "private" (got 1)`},
 	}

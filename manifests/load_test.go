@@ -231,7 +231,7 @@ func TestLoadRejectsSchemaViolations(t *testing.T) {
 		{name: "unknown top-level field", src: fleetHead + "«color: \"red\"\n",
 			path: "color", msg: `field "color" is not allowed here; allowed fields: apiVersion, defaults, `},
 		{name: "unknown instance field", src: fleetHead + "instances: a: {\n\trole: image: \"x\"\n\t«foo: 1\n}\n",
-			path: "instances.a.foo", msg: `field "foo" is not allowed here; allowed fields: agent, args, backend, command, credentials, description, docker, dockerDaemon, engine, env, integrations, labels, mounts, network, orbstack, profile, recovery, resources, role, security, state`},
+			path: "instances.a.foo", msg: `field "foo" is not allowed here; allowed fields: agent, args, backend, command, credentials, description, docker, dockerDaemon, engine, env, integrations, kubernetes, labels, mounts, network, orbstack, profile, recovery, resources, role, security, state`},
 		{name: "unknown resources field", src: inst("resources: {memory: \"1Gi\", «memry: \"1G\"}"),
 			path: "instances.a.resources.memry", msg: `field "memry" is not allowed here; allowed fields: cpus, memory, memoryReservation, nofile, pids`},
 		{name: "unknown mount field", src: inst("mounts: [{dst: \"/x\", mode: \"tmpfs\", «sz: \"1G\"}]"),
@@ -271,7 +271,7 @@ func TestLoadRejectsSchemaViolations(t *testing.T) {
 		{name: "bad egress", src: inst("network: «egress: \"closed\""),
 			path: "instances.a.network.egress", msg: `egress must be one of "open", "none", "allowlist" (got "closed")`},
 		{name: "bad backend", src: inst("«backend: \"k8s\""),
-			path: "instances.a.backend", msg: `backend must be one of "docker", "orbstack-isolated" (got "k8s")`},
+			path: "instances.a.backend", msg: `backend must be one of "docker", "orbstack-isolated", "kubernetes" (got "k8s")`},
 		{name: "bad enum in defaults", src: fleetHead + "defaults: «agent: \"gpt\"\ninstances: a: role: image: \"x\"\n",
 			path: "defaults.agent", msg: `agent "gpt" is neither a built-in runtime`},
 

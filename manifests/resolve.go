@@ -36,6 +36,7 @@ type rawInstance struct {
 	Description  *string                  `json:"description"`
 	Backend      *string                  `json:"backend"`
 	OrbStack     *rawOrbStack             `json:"orbstack"`
+	Kubernetes   *rawKubernetes           `json:"kubernetes"`
 	Engine       *string                  `json:"engine"`
 	Role         *rawRole                 `json:"role"`
 	Agent        *string                  `json:"agent"`
@@ -59,6 +60,8 @@ type rawInstance struct {
 	ownDockerDaemon bool
 	// ownOrbStack: the instance itself (not defaults) gives orbstack.
 	ownOrbStack bool
+	// ownKubernetes: the instance itself (not defaults) gives kubernetes.
+	ownKubernetes bool
 }
 
 type rawRecovery struct {
@@ -150,6 +153,8 @@ func merge(d, in rawInstance) rawInstance {
 		o.SSHAgent = pick(o.SSHAgent, d.OrbStack.SSHAgent)
 		out.OrbStack = &o
 	}
+	out.ownKubernetes = in.Kubernetes != nil
+	out.Kubernetes = mergeKubernetes(d.Kubernetes, in.Kubernetes)
 	out.Agent = pick(in.Agent, d.Agent)
 	out.Args = pick(in.Args, d.Args)
 	out.State = pick(in.State, d.State)
@@ -459,6 +464,7 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 	c.agent(r, &inst)
 	c.role(r.Role, &inst)
 	c.orbstack(r, &inst)
+	c.kubernetes(r, &inst)
 	c.engine(r, &inst)
 	if inst.EngineSpec != nil && inst.EngineSpec.Remote() {
 		c.remoteEngine = inst.Engine
@@ -521,6 +527,9 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 	c.credentials(r.Credentials, &inst)
 	if c.remoteEngine != "" {
 		c.remoteLimits(&inst)
+	}
+	if inst.Backend == schema.BackendKubernetes {
+		c.kubernetesLimits(&inst)
 	}
 	return inst
 }
@@ -682,6 +691,10 @@ func (c *instanceChecker) mounts(ms []rawMount, inst *schema.Instance) {
 			}
 			if c.remoteEngine != "" {
 				c.remoteSource(i, m, &mount)
+				break
+			}
+			if inst.Backend == schema.BackendKubernetes {
+				c.kubernetesSource(i, m)
 				break
 			}
 			src, ok := c.hostPath(*m.Src, "mounts", i, "src")

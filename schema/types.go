@@ -210,6 +210,8 @@ type Instance struct {
 	Backend     string `json:"backend"`
 	// OrbStack is set (defaults filled in) when Backend is BackendOrbStack.
 	OrbStack *OrbStack `json:"orbstack,omitempty"`
+	// Kubernetes is set when Backend is BackendKubernetes.
+	Kubernetes *Kubernetes `json:"kubernetes,omitempty"`
 	// Engine names the fleet engine the instance runs on ("" is the local
 	// engine); EngineSpec is that engine (set by the loader).
 	Engine     string   `json:"engine,omitempty"`

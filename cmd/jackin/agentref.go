@@ -70,6 +70,15 @@ func (a *app) findAgent(ctx context.Context, f agentFlags, instance string) (*ag
 			drv, found = d, f
 		}
 	}
+	if len(found) == 0 {
+		kd, kf, err := a.findAgentInKubernetes(ctx, f.mf.files, instance)
+		if err != nil {
+			return nil, err
+		}
+		if len(kf) > 0 {
+			drv, found = kd, kf
+		}
+	}
 	switch {
 	case len(found) == 0 && fleet != "":
 		return nil, exitWith(exitInvalid, fmt.Errorf("instance %q of fleet %s has no agent container on %s (jackin apply creates it)", instance, fleet, drv.Endpoint()))

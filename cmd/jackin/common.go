@@ -103,6 +103,14 @@ func (a *app) openBackends(ctx context.Context, fleet *schema.Fleet, def engine)
 		if b == "" || set[b] != nil {
 			continue
 		}
+		if b == schema.BackendKubernetes {
+			drv, err := a.openKubernetes(ctx, fleet)
+			if err != nil {
+				return nil, err
+			}
+			set[b] = drv
+			continue
+		}
 		drv, err := a.openBackend(ctx, b)
 		if err != nil {
 			return nil, err

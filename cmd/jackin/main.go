@@ -16,6 +16,7 @@ import (
 
 	// The backends this binary can run instances on register themselves.
 	_ "github.com/jackin-dev/jackin/drivers/docker"
+	_ "github.com/jackin-dev/jackin/drivers/kubernetes"
 	_ "github.com/jackin-dev/jackin/drivers/orbstack"
 )
 

@@ -1,0 +1,87 @@
+package manifests
+
+import (
+	"github.com/jackin-dev/jackin/schema"
+)
+
+type rawKubernetes struct {
+	Context               *string `json:"context"`
+	Namespace             *string `json:"namespace"`
+	AllowUnenforcedPolicy *bool   `json:"allowUnenforcedPolicy"`
+}
+
+// mergeKubernetes merges defaults' kubernetes under an instance's, field
+// by field.
+func mergeKubernetes(d, in *rawKubernetes) *rawKubernetes {
+	if d == nil {
+		return in
+	}
+	k := rawKubernetes{}
+	if in != nil {
+		k = *in
+	}
+	k.Context = pick(k.Context, d.Context)
+	k.Namespace = pick(k.Namespace, d.Namespace)
+	k.AllowUnenforcedPolicy = pick(k.AllowUnenforcedPolicy, d.AllowUnenforcedPolicy)
+	return &k
+}
+
+// kubernetes fills in a Kubernetes instance's placement, and refuses
+// kubernetes settings on an instance of another backend (set in defaults
+// they configure only the instances that use the backend).
+func (c *instanceChecker) kubernetes(r rawInstance, inst *schema.Instance) {
+	if inst.Backend != schema.BackendKubernetes {
+		if r.ownKubernetes {
+			c.errorf([]any{"kubernetes"}, "kubernetes configures where a Kubernetes instance runs, and this instance has backend: %q: set backend: %q or remove kubernetes", inst.Backend, schema.BackendKubernetes)
+		}
+		return
+	}
+	k := rawKubernetes{}
+	if r.Kubernetes != nil {
+		k = *r.Kubernetes
+	}
+	if k.Namespace == nil {
+		c.errorf([]any{"backend"}, "backend %q needs kubernetes.namespace, the namespace the instance's objects go in (it must exist)", schema.BackendKubernetes)
+	}
+	inst.Kubernetes = &schema.Kubernetes{
+		Context:               str(k.Context, ""),
+		Namespace:             str(k.Namespace, ""),
+		AllowUnenforcedPolicy: k.AllowUnenforcedPolicy != nil && *k.AllowUnenforcedPolicy,
+	}
+}
+
+// kubernetesSource refuses a mount of the operator's files on a
+// Kubernetes instance: the Pod runs on a cluster node, where they are not
+// (and a hostPath volume would mount the node's files instead).
+func (c *instanceChecker) kubernetesSource(i int, m rawMount) {
+	switch m.Mode {
+	case schema.MountWorktree, schema.MountClone:
+		c.errorf([]any{"mounts", i, "src"}, "a %s mount cannot run on backend %q: jackin makes worktrees and clones with git on this machine, and a cluster node cannot mount them; remove the mount (or use an ephemeral mount and clone inside the agent), or run the instance on the docker backend", m.Mode, schema.BackendKubernetes)
+	case schema.MountEphemeral:
+		c.errorf([]any{"mounts", i, "src"}, "an ephemeral mount's src is copied from this machine, and backend %q runs the instance on a cluster node: remove src (the claim starts empty)", schema.BackendKubernetes)
+	default:
+		c.errorf([]any{"mounts", i, "src"}, "a %s mount of a host path cannot run on backend %q: the operator's files are not on the cluster's nodes (and jackin never mounts a node's own files); use an ephemeral or tmpfs mount, or run the instance on the docker backend", m.Mode, schema.BackendKubernetes)
+	}
+}
+
+// kubernetesLimits refuses what the Kubernetes rendering does not carry:
+// features that read or rewrite this machine's files while the instance
+// runs, published host ports, the private Docker daemon and engines.
+func (c *instanceChecker) kubernetesLimits(inst *schema.Instance) {
+	const where = `backend "kubernetes"`
+	if len(inst.Integrations) > 0 {
+		c.errorf([]any{"integrations"}, "integrations mount this machine's toolchains and caches, and %s runs the instance on a cluster node: remove integrations", where)
+	}
+	if inst.Recovery.Snapshot != "" && inst.Recovery.Snapshot != schema.SnapshotOff {
+		c.errorf([]any{"recovery", "snapshot"}, "recovery snapshots are taken of this machine's paths, and %s mounts none: set snapshot: \"off\"", where)
+	}
+	if inst.Docker == schema.DockerPrivate {
+		c.errorf([]any{"docker"}, "docker: \"private\" needs a privileged daemon container, and %s runs Pods under the namespace's Pod Security level with no privilege: use docker: \"none\", or the docker backend", where)
+	}
+	if len(inst.Network.Ports) > 0 {
+		c.errorf([]any{"network", "ports"}, "%s publishes no host ports (a Pod is on a cluster node): remove ports, and reach the agent with jackin exec or kubectl port-forward", where)
+	}
+	if inst.Network.EgressNetwork != "" || inst.Network.UpstreamProxy != "" {
+		c.errorf([]any{"network"}, "egressNetwork and upstreamProxy name Docker networks and hosts, and %s has neither: remove them", where)
+	}
+}
