@@ -202,7 +202,9 @@ func (p *Poller) Refresh(ctx context.Context, links []string, force bool) (map[s
 			prev = worklinks.State{Kind: ref.Kind}
 		}
 		if !blocked.IsZero() || (!force && known && !prev.Due(now)) {
-			out[l] = prev
+			if known { // a link never asked has no state to show yet
+				out[l] = prev
+			}
 			continue
 		}
 		stats.Asked++
@@ -214,7 +216,9 @@ func (p *Poller) Refresh(ctx context.Context, links []string, force bool) (map[s
 		at := p.cfg.Now()
 		if until, limited := rateLimited(err, at); limited {
 			blocked = until
-			out[l] = prev
+			if known {
+				out[l] = prev
+			}
 			continue
 		}
 		if ctx.Err() != nil {

@@ -168,10 +168,11 @@ func TestRefreshObeysRateLimit(t *testing.T) {
 	if !stats.RateLimited.Equal(reset) || stats.Requests != 1 {
 		t.Fatalf("rate limited refresh: %+v, want stopped at the first request until %v", stats, reset)
 	}
-	for _, l := range links {
-		if got[l].Error != "" || got[l].Failures != 0 {
-			t.Errorf("%s: the rate limit counted as the link's failure: %+v", l, got[l])
-		}
+	if len(got) != 0 {
+		t.Errorf("links never asked have a state: %+v", got)
+	}
+	if st, _ := st.LinkStates(ctx, "f"); len(st) != 0 {
+		t.Errorf("the rate limit was stored as the links' state: %+v", st)
 	}
 	// Another process (a new poller on the same store) asks nothing until
 	// the reset, even forced.
@@ -184,6 +185,12 @@ func TestRefreshObeysRateLimit(t *testing.T) {
 	got, stats, _ = newPoller(t, gh, st, "tok", func() time.Time { return reset.Add(time.Second) }).Refresh(ctx, links, false)
 	if stats.Asked != 2 || got[links[0]].State != "open" || !stats.RateLimited.IsZero() {
 		t.Fatalf("after the reset: %+v %+v", stats, got)
+	}
+	// Spent again: the known states stand, unharmed.
+	gh.SetRateLimit(0, reset.Add(time.Hour))
+	got, stats, _ = newPoller(t, gh, st, "tok", func() time.Time { return reset.Add(2 * time.Second) }).Refresh(ctx, links, true)
+	if stats.RateLimited.IsZero() || got[links[0]].State != "open" || got[links[0]].Failures != 0 || got[links[1]].State != "open" {
+		t.Fatalf("known states under the rate limit: %+v %+v", stats, got)
 	}
 }
 
