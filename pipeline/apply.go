@@ -60,7 +60,7 @@ func (e Env) Apply(ctx context.Context, res *Result, opts ApplyOptions) (*Applie
 	for _, name := range changed {
 		e.Log.V(1).Info("egress policy written; its proxy reloads it within a second", "instance", name)
 	}
-	writeCredentials(e.Log, res.Desired, res.Plan)
+	e.writeCredentials(ctx, res.Desired, res.Plan)
 
 	verb := opts.Verb
 	if verb == "" {

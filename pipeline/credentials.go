@@ -4,8 +4,6 @@ import (
 	"context"
 	"sort"
 
-	"github.com/go-logr/logr"
-
 	"github.com/jackin-dev/jackin/credentials"
 	"github.com/jackin-dev/jackin/reconciler"
 )
@@ -40,8 +38,8 @@ func ResolveCredentials(ctx context.Context, stateDir string, d *reconciler.Desi
 // writeCredentials writes the file and proxy deliveries before a plan is
 // executed; an instance whose credentials cannot be written fails its
 // action (and only its). Refreshed values are logged by name.
-func writeCredentials(log logr.Logger, d *reconciler.Desired, p *reconciler.Plan) {
-	failed := writeAndLog(log, d)
+func (e Env) writeCredentials(ctx context.Context, d *reconciler.Desired, p *reconciler.Plan) {
+	failed := e.writeAndLog(ctx, d)
 	for i := range p.Actions {
 		act := &p.Actions[i]
 		if e, ok := failed[act.Instance]; ok && act.Err == nil {
@@ -52,11 +50,17 @@ func writeCredentials(log logr.Logger, d *reconciler.Desired, p *reconciler.Plan
 }
 
 // writeAndLog writes the file and proxy deliveries of d, logs the values
-// refreshed (by name), and returns why each instance failed.
-func writeAndLog(log logr.Logger, d *reconciler.Desired) map[string]error {
+// refreshed (by name), copies those of instances on remote engines to
+// their hosts, and returns why each instance failed.
+func (e Env) writeAndLog(ctx context.Context, d *reconciler.Desired) map[string]error {
 	changed, failed := reconciler.WriteCredentials(d)
 	for _, name := range sortedNames(changed) {
-		log.Info("credentials refreshed in place (no recreate)", "instance", name, "credentials", changed[name])
+		e.Log.Info("credentials refreshed in place (no recreate)", "instance", name, "credentials", changed[name])
+	}
+	for name, err := range e.carryRefreshed(ctx, d, changed) {
+		if failed[name] == nil {
+			failed[name] = err
+		}
 	}
 	return failed
 }
@@ -119,8 +123,8 @@ func (e Env) ReadCredentials(ctx context.Context, d *reconciler.Desired, writabl
 
 // WriteCredentials writes the file and proxy deliveries a pass read, and
 // marks the instances it could not write for as failed.
-func (e Env) WriteCredentials(_ context.Context, d *reconciler.Desired) *reconciler.Desired {
-	failed := writeAndLog(e.Log, d)
+func (e Env) WriteCredentials(ctx context.Context, d *reconciler.Desired) *reconciler.Desired {
+	failed := e.writeAndLog(ctx, d)
 	if len(failed) == 0 {
 		return d
 	}

@@ -29,7 +29,13 @@ func remoteFleet(e *env, role string, names []string, extra string) string {
 		if engine[n] != "" {
 			eng = fmt.Sprintf("engine: %q, ", engine[n])
 		}
-		fmt.Fprintf(&b, "  %s: {%s%s}\n", n, eng, extra)
+		cred := ""
+		if n == "a" {
+			// A file credential on a remote engine: read here, delivered
+			// on r1's tmpfs, refreshed in place.
+			cred = "credentials: E2E_TOKEN: from: env: \"E2E_REMOTE_TOKEN\", "
+		}
+		fmt.Fprintf(&b, "  %s: {%s%s%s}\n", n, eng, cred, extra)
 	}
 	b.WriteString("}\n")
 	return e.manifest(b.String())
@@ -55,7 +61,8 @@ func remoteContainers(t *testing.T, r *harness.RemoteEngines, engine, fleet stri
 // TestRemoteEngines: one fleet over the local engine and two remote
 // engines reached through ssh (containers running sshd and their own
 // dockerd on a private network). It converges with each role image built
-// on its engine; a converged diff makes no mutating call; drift on a
+// on its engine and a file credential delivered on a remote host (and
+// refreshed there in place); a converged diff makes no mutating call; drift on a
 // remote engine is repaired and an orphan there collected; with one remote
 // engine cut off mid-watch nothing is deleted anywhere, diff exits 2
 // naming it, the rest converges, and its return heals; an apply across
@@ -73,8 +80,17 @@ func TestRemoteEngines(t *testing.T) {
 	}
 	t.Cleanup(engines.Stop)
 	t.Logf("two remote engines up in %s", time.Since(started).Round(time.Millisecond))
-	sshEnv := []string{"JACKIN_SSH_COMMAND=" + engines.SSHCommand()}
+	sshEnv := []string{"JACKIN_SSH_COMMAND=" + engines.SSHCommand(), "E2E_REMOTE_TOKEN=first-value"}
 	run := func(args ...string) result { return e.jackinEnv(sshEnv, args...) }
+	// delivered is the credential file as a's container on r1 sees it.
+	delivered := func() string {
+		t.Helper()
+		out, err := engines.SSH("r1", "docker", "cp", e.name("a")+":/run/secrets/E2E_TOKEN", "-")
+		if err != nil {
+			t.Fatalf("read the delivered credential on r1: %v\n%s", err, out)
+		}
+		return out
+	}
 
 	role := filepath.Join(e.dir, "role")
 	if err := os.MkdirAll(role, 0o755); err != nil {
@@ -104,6 +120,10 @@ func TestRemoteEngines(t *testing.T) {
 		t.Errorf("the role image was not built on r1: %v %s", err, out)
 	}
 
+	if got := delivered(); !strings.Contains(got, "first-value") {
+		t.Errorf("a's credential file on r1 does not hold the value:\n%q", got)
+	}
+
 	// Converged: diff exits 0 and makes no mutating call on any engine.
 	d := run("-v", "1", "diff", "-f", mf)
 	mustCode(t, d, 0, "converged diff")
@@ -131,6 +151,17 @@ func TestRemoteEngines(t *testing.T) {
 	mustCode(t, x, 0, "explain a")
 	if !strings.Contains(x.stdout, "r1 (ssh://root@r1)") || !strings.Contains(x.stdout, "root on ssh://root@r1") {
 		t.Errorf("a's contract does not name its engine and its host's root:\n%s", x.stdout)
+	}
+
+	// A rotated credential is rewritten in place on r1, no recreate.
+	aID := remoteContainers(t, engines, "r1", e.fleet)[e.name("a")][1]
+	sshEnv[1] = "E2E_REMOTE_TOKEN=second-value"
+	mustCode(t, run("apply", "-f", mf), 0, "apply refreshing a's credential")
+	if got := delivered(); !strings.Contains(got, "second-value") {
+		t.Errorf("a's refreshed credential did not reach r1:\n%q", got)
+	}
+	if id := remoteContainers(t, engines, "r1", e.fleet)[e.name("a")][1]; id != aID {
+		t.Errorf("a was recreated (%s -> %s) for a credential refresh", aID, id)
 	}
 
 	// Drift on r1 repaired; an orphan on r2 (c, removed from the manifest)
