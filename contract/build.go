@@ -301,6 +301,9 @@ func (b builder) sandbox(fx facts) Sandbox {
 	case schema.BackendOrbStack:
 		s.Boundary = orbStackBoundary
 		s.Machine = orbMachine(fx)
+	case schema.BackendKubernetes:
+		s.Boundary = kubernetesBoundary
+		s.Cluster = kubernetesCluster(fx)
 	default:
 		s.Boundary = "unknown backend " + strconv.Quote(backend) + ": no boundary is claimed"
 	}
@@ -968,6 +971,9 @@ func (b builder) residualRisk(fx facts, c Contract) []Risk {
 	if fx.inst.Backend == schema.BackendOrbStack {
 		risks = append(risks, orbRisk())
 	}
+	if fx.inst.Backend == schema.BackendKubernetes {
+		risks = append(risks, kubernetesRisk())
+	}
 	if r, ok := engineRisk(c.Sandbox.Engine); ok {
 		risks = append(risks, r)
 	}
@@ -1100,6 +1106,9 @@ func (b builder) tier(fx facts) Tier {
 	t := Tier{Current: "docker container (shared kernel)", Reasons: []string{}}
 	if fx.inst.Backend == schema.BackendOrbStack {
 		t.Current = "docker container in an OrbStack isolated machine (shared kernel)"
+	}
+	if fx.inst.Backend == schema.BackendKubernetes {
+		t.Current = "Kubernetes Pod (shared node kernel)"
 	}
 	if fx.docker != schema.DockerNone {
 		t.Reasons = append(t.Reasons, "Docker access ("+fx.docker+"): a daemon next to the agent widens what a container escape reaches")

@@ -285,6 +285,7 @@ func sandboxSection(c *Contract) *textSection {
 	s.kv("boundary", sb.Boundary)
 	orbSandboxLines(s, sb.Machine)
 	engineSandboxLines(s, sb.Engine)
+	kubernetesSandboxLines(s, sb.Cluster)
 	s.kv("profile", sb.Profile)
 	s.kv("user", sb.User)
 	s.kv("user namespace", sb.UserNamespace)

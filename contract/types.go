@@ -206,6 +206,9 @@ type Sandbox struct {
 	// Engine (an instance placed on a declared Docker engine only) is the
 	// engine it runs on and who on that engine's host sees the agent.
 	Engine *Engine `json:"engine,omitempty"`
+	// Cluster (backend kubernetes only) is the instance's namespace and
+	// what the cluster enforces.
+	Cluster *Cluster `json:"cluster,omitempty"`
 	// Profile is the hardening profile ("standard": the engine's defaults).
 	Profile string `json:"profile"`
 	// Sources says where each hardening value and limit comes from
