@@ -54,7 +54,7 @@ func (e *env) wlLinks(t *testing.T, args ...string) map[string][]wlLink {
 // wlSay types line into the instance's agent and waits for its reply.
 func (e *env) wlSay(t *testing.T, instance, line string) {
 	t.Helper()
-	e.agtWait(t, instance, "idle", 60*time.Second)
+	e.agtWait(t, instance, "idle,done", 60*time.Second)
 	p := e.agtAttach(t, instance)
 	p.waitText("stand-in", 15*time.Second)
 	p.send(line + "\r")
@@ -276,5 +276,48 @@ instances: {
 	p.send("q")
 	if code := p.waitExit(10 * time.Second); code != 0 {
 		t.Fatalf("q: jackin console exited %d; terminal:\n%q", code, p.String())
+	}
+
+	// jackin watch polls too: a link amp adds now is asked by a running
+	// watch (no get), and get then shows the state without asking again.
+	gh.SetIssue("acme", "app", 5, "closed")
+	issue5 := gh.Link("acme", "app", "issues", 5)
+	e.wlSay(t, "amp", "also <jackin:issue>"+issue5+"</jackin:issue>")
+	if !agtUntil(20*time.Second, func() bool {
+		b, _ := os.ReadFile(filepath.Join(e.stateDir, "agents", e.fleet, "amp", "links.json"))
+		return strings.Contains(string(b), issue5)
+	}) {
+		t.Fatalf("amp never published %s", issue5)
+	}
+	before := len(gh.Requests())
+	w := e.startWatch(nil, "-f", m)
+	if !agtUntil(30*time.Second, func() bool {
+		for _, r := range gh.Requests()[before:] {
+			if strings.HasSuffix(r.Path, "/repos/acme/app/issues/5") && r.Status == 200 {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Errorf("the running watch never asked for %s: %+v", issue5, gh.Requests()[before:])
+	}
+	_ = w.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-w.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("watch did not stop on SIGINT")
+	}
+	n := len(gh.Requests())
+	found := false
+	for _, l := range e.wlLinks(t, "-f", m)["amp"] {
+		if l.URL == issue5 {
+			found = true
+			if l.State == nil || l.State.State != "closed" {
+				t.Errorf("get shows %s as %+v, want the closed state watch stored", issue5, l.State)
+			}
+		}
+	}
+	if !found || len(gh.Requests()) != n {
+		t.Errorf("get: %s listed %v, %d new requests (want none)", issue5, found, len(gh.Requests())-n)
 	}
 }
