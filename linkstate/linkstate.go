@@ -35,6 +35,8 @@ type Store interface {
 	PutLinkState(ctx context.Context, fleet, url string, st worklinks.State) error
 	GitHubCached(ctx context.Context, fleet, key string) (etag string, body []byte, ok bool, err error)
 	PutGitHubCached(ctx context.Context, fleet, key, etag string, body []byte) error
+	TouchGitHubCached(ctx context.Context, fleet, key string) error
+	PruneGitHub(ctx context.Context, fleet string, before time.Time) error
 	GitHubRateOf(ctx context.Context, fleet string) (store.GitHubRate, bool, error)
 	PutGitHubRate(ctx context.Context, fleet string, r store.GitHubRate) error
 }
@@ -156,6 +158,10 @@ func (p *Poller) ready(ctx context.Context) error {
 // Host is the web host whose links the poller answers for.
 func (p *Poller) Host() string { return p.host }
 
+// KeepUnused is how long a kept response or a link state no refresh used
+// stays in the store.
+const KeepUnused = 30 * 24 * time.Hour
+
 // Stats says what a Refresh cost.
 type Stats struct {
 	// Asked counts the links refreshed; Requests the HTTP requests sent,
@@ -173,6 +179,9 @@ type Stats struct {
 // Error, retried with backoff); only the store's failures are returned.
 func (p *Poller) Refresh(ctx context.Context, links []string, force bool) (map[string]worklinks.State, Stats, error) {
 	var stats Stats
+	if err := p.cfg.Store.PruneGitHub(ctx, p.cfg.Fleet, p.cfg.Now().Add(-KeepUnused)); err != nil {
+		return nil, stats, err
+	}
 	states, err := p.cfg.Store.LinkStates(ctx, p.cfg.Fleet)
 	if err != nil {
 		return nil, stats, err
@@ -485,6 +494,10 @@ func (t *etagTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.mu.Lock()
 		t.notModified++
 		t.mu.Unlock()
+		if err := t.st.TouchGitHubCached(ctx, t.fleet, key); err != nil {
+			resp.Body.Close()
+			return nil, err
+		}
 		resp.Body.Close()
 		resp.StatusCode, resp.Status = http.StatusOK, "200 OK (not modified)"
 		resp.Header.Set("Content-Type", "application/json")

@@ -216,3 +216,29 @@ func (s *Store) LastEventOfKind(ctx context.Context, fleet, kind string) (Event,
 	e.At, e.Data = fromNanos(at), json.RawMessage(data)
 	return e, true, nil
 }
+
+// TouchGitHubCached marks a kept response as still current (GitHub
+// answered 304 for it), so PruneGitHub keeps it.
+func (s *Store) TouchGitHubCached(ctx context.Context, fleet, key string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE github_cache SET at = ? WHERE fleet = ? AND key = ?`, nowNanos(), fleet, key); err != nil {
+			return fmt.Errorf("write the GitHub cache: %w", err)
+		}
+		return nil
+	})
+}
+
+// PruneGitHub forgets the fleet's kept responses and link states not
+// used since before (links no agent names any more): the store does not
+// grow with every link ever seen.
+func (s *Store) PruneGitHub(ctx context.Context, fleet string, before time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM github_cache WHERE fleet = ? AND at < ?`, fleet, before.UnixNano()); err != nil {
+			return fmt.Errorf("prune the GitHub cache: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM link_states WHERE fleet = ? AND checked_at < ?`, fleet, before.UnixNano()); err != nil {
+			return fmt.Errorf("prune link states: %w", err)
+		}
+		return nil
+	})
+}

@@ -88,6 +88,28 @@ func TestLinkStatesAndGitHubCache(t *testing.T) {
 	if _, _, ok, _ := s.GitHubCached(ctx, "g", "/k"); ok {
 		t.Error("another fleet's token sees the cache")
 	}
+	// Pruned: what was not used since; a touch keeps a response.
+	if err := s.PutGitHubCached(ctx, "f", "/old", `"e0"`, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond)
+	cut := time.Now()
+	time.Sleep(2 * time.Millisecond)
+	if err := s.TouchGitHubCached(ctx, "f", "/k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PruneGitHub(ctx, "f", cut); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok, _ := s.GitHubCached(ctx, "f", "/old"); ok {
+		t.Error("an unused response outlived the prune")
+	}
+	if _, _, ok, _ := s.GitHubCached(ctx, "f", "/k"); !ok {
+		t.Error("a touched response was pruned")
+	}
+	if got, _ := s.LinkStates(ctx, "f"); len(got) != 0 {
+		t.Errorf("a link state checked before the cut outlived the prune: %+v", got)
+	}
 	r := GitHubRate{Remaining: 0, Reset: at.Add(time.Hour), BlockedUntil: at.Add(time.Hour), At: at}
 	if err := s.PutGitHubRate(ctx, "f", r); err != nil {
 		t.Fatal(err)
