@@ -27,7 +27,14 @@ var compactSections = []compactSection{
 	{1, SectionIdentity, "Identity", func(ch reconciler.SpecChanges) bool {
 		return ch.Has(reconciler.FieldImage, reconciler.FieldAgent, reconciler.FieldBackend, reconciler.FieldCommand, reconciler.FieldRun)
 	}, func(c *Contract) string {
-		return fmt.Sprintf("image %s, agent %s, backend %s", c.Identity.Role.Image, c.Identity.Agent, c.Identity.Backend)
+		line := fmt.Sprintf("image %s, agent %s, backend %s", c.Identity.Role.Image, c.Identity.Agent, c.Identity.Backend)
+		if e := c.Sandbox.Engine; e != nil {
+			line += " on engine " + e.Name + " (" + e.Host + ")"
+			if e.Remote {
+				line += ": root on that host sees everything the agent has"
+			}
+		}
+		return line
 	}},
 	{2, SectionSandbox, "Sandbox", func(ch reconciler.SpecChanges) bool { return ch.Has(reconciler.FieldDocker) }, func(c *Contract) string {
 		return "Docker access " + c.Sandbox.DockerAccess + "; host Docker socket " + c.Sandbox.HostDockerSocket

@@ -51,6 +51,13 @@ func TestEngineInTheContract(t *testing.T) {
 	if err := WriteText(&buf, doc); err != nil {
 		t.Fatal(err)
 	}
+	var compact bytes.Buffer
+	if err := WriteCompact(&compact, &r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(compact.String(), "on engine build1 (ssh://jackin@build1.example): root on that host sees everything the agent has") {
+		t.Errorf("the compact contract does not name the engine:\n%s", compact.String())
+	}
 	text := strings.Join(strings.Fields(buf.String()), " ")
 	for _, want := range []string{"engine build1 (ssh://jackin@build1.example)", "engine host's root root on ssh://jackin@build1.example"} {
 		if !strings.Contains(text, want) {

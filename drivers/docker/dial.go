@@ -71,11 +71,25 @@ func CommandDialer(argv []string, env []string) DialFunc {
 		if err != nil {
 			return nil, fmt.Errorf("dial %s: %w", strings.Join(argv, " "), err)
 		}
-		c := &commandConn{argv: argv, cmd: cmd, stdin: stdin, stdout: stdout}
-		cmd.Stderr = &c.stderr
-		if err := cmd.Start(); err != nil {
+		c := &commandConn{argv: argv, cmd: cmd, stdin: stdin, stdout: stdout, stderrDone: make(chan struct{})}
+		// stderr through a pipe of our own: its end tells when all of it
+		// is in c.stderr, so a connection that ends reports the message.
+		er, ew, err := os.Pipe()
+		if err != nil {
 			return nil, fmt.Errorf("dial %s: %w", strings.Join(argv, " "), err)
 		}
+		cmd.Stderr = ew
+		if err := cmd.Start(); err != nil {
+			er.Close()
+			ew.Close()
+			return nil, fmt.Errorf("dial %s: %w", strings.Join(argv, " "), err)
+		}
+		ew.Close()
+		go func() {
+			defer close(c.stderrDone)
+			defer er.Close()
+			_, _ = io.Copy(&c.stderr, er)
+		}()
 		return c, nil
 	}
 }
@@ -87,6 +101,8 @@ type commandConn struct {
 	stdin  io.WriteCloser
 	stdout io.ReadCloser
 	stderr tailBuffer
+	// stderrDone is closed once the command's stderr is closed (it ended).
+	stderrDone chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -98,6 +114,12 @@ func (c *commandConn) Read(p []byte) (int, error) {
 		return n, c.explain(err)
 	}
 	if errors.Is(err, io.EOF) && n == 0 {
+		// stdout closed: the command is ending; its last words on stderr
+		// may still be in flight.
+		select {
+		case <-c.stderrDone:
+		case <-time.After(2 * time.Second):
+		}
 		if msg := strings.TrimSpace(c.stderr.String()); msg != "" {
 			// The command ended: what it said is the cause.
 			return 0, fmt.Errorf("%s: %s: %w", strings.Join(c.argv, " "), msg, io.EOF)
