@@ -143,7 +143,7 @@ func Build(f *schema.Fleet, desired *reconciler.Desired, opts Options) (*Documen
 	if len(paths) == 0 {
 		paths = f.Sources
 	}
-	b := builder{fleet: f.Name, opts: opts, restore: restoreCommand(paths), tools: f.Tools}
+	b := builder{fleet: f.Name, opts: opts, restore: restoreCommand(paths), tools: f.Tools, github: f.GitHub}
 	for _, di := range selected {
 		doc.Instances = append(doc.Instances, b.contract(di))
 	}
@@ -165,6 +165,7 @@ type builder struct {
 	opts    Options
 	restore string
 	tools   map[string]schema.Tool
+	github  *schema.GitHub
 }
 
 // facts are derived once per instance and shared by the sections.
@@ -262,7 +263,7 @@ func (b builder) identity(fx facts) Identity {
 		Container:   fx.name,
 		SpecHash:    di.Hash,
 		Role:        Role{Source: RoleImage, Image: di.Image.Ref},
-		Supervisor:  supervisorOf(fx, b.tools),
+		Supervisor:  supervisorOf(fx, b.tools, b.github),
 	}
 	if bs := di.Image.Build; bs != nil {
 		keys := make([]string, 0, len(bs.Args))

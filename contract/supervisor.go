@@ -13,7 +13,7 @@ import (
 )
 
 // supervisorOf describes the rendered supervisor of the agent container.
-func supervisorOf(fx facts, tools map[string]schema.Tool) Supervisor {
+func supervisorOf(fx facts, tools map[string]schema.Tool, gh *schema.GitHub) Supervisor {
 	sup := fx.agent.Supervisor
 	if sup == nil {
 		return Supervisor{}
@@ -24,6 +24,15 @@ func supervisorOf(fx facts, tools map[string]schema.Tool) Supervisor {
 		RuntimeHomes: []string{},
 		Hooks:        []string{},
 		Attach:       "through the engine's exec into the container (jackin attach, logs, exec, wait): no host socket, no published port",
+	}
+	if gh != nil {
+		api := gh.APIURL
+		if api == "" {
+			api = "https://api.github.com/"
+		}
+		sv.GitHub = "the agent's <jackin:issue> and <jackin:pr> tags make jackin (get, watch, console) ask " + api +
+			" for the state of the issues and pull requests they name, with the fleet's token from " + gh.Token.SourceText() +
+			" (read on the host, never delivered to the agent): the agent chooses which of what the token can read is asked about, and the answers are shown to the operator only"
 	}
 	for _, name := range slices.Sorted(maps.Keys(tools)) {
 		if t := tools[name]; t.Prompt != "" {

@@ -39,4 +39,16 @@ func TestPromptToolsListed(t *testing.T) {
 	if !strings.Contains(b.String(), "prompt tools") || !strings.Contains(b.String(), "again, summarize (key s): operator tools that type their prompt") || strings.Contains(b.String(), "xdg-open") {
 		t.Errorf("explain's text:\n%s", b.String())
 	}
+	if strings.Contains(b.String(), "work links") {
+		t.Error("work links described without github")
+	}
+	f.GitHub = &schema.GitHub{APIURL: "https://ghe.example.com/api/v3/", Token: schema.CredentialSource{Kind: schema.SourceEnv, Env: "GH_TOKEN"}}
+	doc, err = Build(f, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gh := doc.Instances[0].Identity.Supervisor.GitHub
+	if !strings.Contains(gh, "ask https://ghe.example.com/api/v3/") || !strings.Contains(gh, "token from env GH_TOKEN (read on the host, never delivered to the agent)") {
+		t.Errorf("github: %q", gh)
+	}
 }

@@ -145,6 +145,10 @@ type Supervisor struct {
 	// agent's terminal (jackin tool NAME INSTANCE, or their console key),
 	// when the agent is idle or done.
 	PromptTools []PromptTool `json:"promptTools,omitempty"`
+	// GitHub says, when the fleet declares github, what the agent's
+	// issue and pull request tags make jackin ask GitHub, with which
+	// token (its source, never its value).
+	GitHub string `json:"github,omitempty"`
 }
 
 // PromptTool is an operator tool that types a prompt into the agent.
