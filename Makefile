@@ -18,7 +18,10 @@ build: ## build bin/jackin
 test: lint ## lint, then every test: unit and end-to-end (starts an engine if it can; CI=true makes the engine required)
 	@bash .ci/ensure-engine || { [ "$${CI:-}" != "true" ] && echo "warning: no Docker engine: end-to-end tests will skip"; }
 	@bash .ci/ensure-test-tools || [ "$${CI:-}" != "true" ]
-	$(GO) test -count=1 -timeout 40m $(PKGS)
+	@# The Kubernetes backend's test cluster (binaries cached outside the
+	@# clone: seconds once built), torn down whatever the tests did.
+	@bash test/harness/kube/cluster.sh up || [ "$${CI:-}" != "true" ]
+	@rc=0; $(GO) test -count=1 -timeout 40m $(PKGS) || rc=$$?; bash test/harness/kube/cluster.sh down; exit $$rc
 
 unit: ## unit tests only (no engine needed)
 	$(GO) test -count=1 -short $(PKGS)

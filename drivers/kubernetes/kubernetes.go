@@ -400,6 +400,11 @@ func observed(ns string, pols []networkingv1.NetworkPolicy, pvcs []corev1.Persis
 		if len(want.Spec.Containers) > 0 {
 			r.Image = want.Spec.Containers[0].Image
 		}
+		// The networks are the Pod's as rendered: the created container
+		// is attached to them, running or not.
+		if n := want.Annotations[AnnotationNetworks]; n != "" {
+			r.Networks = strings.Split(n, ",")
+		}
 		if p := podsBy[s.Name]; p != nil {
 			podState(&r, p)
 		} else {
@@ -426,9 +431,6 @@ func observed(ns string, pols []networkingv1.NetworkPolicy, pvcs []corev1.Persis
 // podState maps a Pod's phase and its main container's status onto the
 // engine's states.
 func podState(r *drivers.ObservedResource, p *corev1.Pod) {
-	for _, n := range netsOf(p) {
-		r.Networks = append(r.Networks, n)
-	}
 	var cs *corev1.ContainerStatus
 	for i := range p.Status.ContainerStatuses {
 		if p.Status.ContainerStatuses[i].Name == AgentContainer {
@@ -466,7 +468,7 @@ func podState(r *drivers.ObservedResource, p *corev1.Pod) {
 // waitingProblem is why a pending Pod's containers cannot start, when it
 // is one that does not heal by waiting.
 func waitingProblem(p *corev1.Pod) string {
-	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses} {
+	for i, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses} {
 		for _, cs := range list {
 			if w := cs.State.Waiting; w != nil {
 				switch w.Reason {
@@ -474,24 +476,12 @@ func waitingProblem(p *corev1.Pod) string {
 					return "container " + cs.Name + ": " + w.Reason + ": " + w.Message
 				}
 			}
-			if t := cs.State.Terminated; t != nil && t.ExitCode != 0 && cs.Name != AgentContainer {
+			if t := cs.State.Terminated; t != nil && t.ExitCode != 0 && i == 0 {
 				return fmt.Sprintf("init container %s exited (%d) %s", cs.Name, t.ExitCode, t.Reason)
 			}
 		}
 	}
 	return ""
-}
-
-// netsOf names the networks a Pod is attached to (those in its labels'
-// annotation copy).
-func netsOf(p *corev1.Pod) []string {
-	var want corev1.Pod
-	var nets []string
-	_ = want
-	if s := p.Annotations["dev.jackin/networks"]; s != "" {
-		nets = strings.Split(s, ",")
-	}
-	return nets
 }
 
 func copyLabels(l map[string]string) map[string]string {
@@ -598,7 +588,7 @@ func (d *Driver) Create(ctx context.Context, r drivers.Resource) (string, error)
 			return "", err
 		}
 		if len(r.Container.Networks) > 0 {
-			rd.Pod.Annotations["dev.jackin/networks"] = strings.Join(r.Container.Networks, ",")
+			rd.Pod.Annotations[AnnotationNetworks] = strings.Join(r.Container.Networks, ",")
 			raw, _ := json.Marshal(rd.Pod)
 			rd.Secret.Data[SecretPodKey] = raw
 		}

@@ -85,7 +85,7 @@ func (d *Driver) ProbePolicy(ctx context.Context, ns string) (ProbeResult, error
 	return res, nil
 }
 
-func probeObjects(ns, id, helper, targetIP string) (target, client *corev1.Pod, pol *networkingv1.NetworkPolicy) {
+func probeObjects(ns, id, helper, targetIP string) (target, client, control *corev1.Pod, pol *networkingv1.NetworkPolicy) {
 	meta := func(name, role string) metav1.ObjectMeta {
 		return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{
 			LabelAppManagedBy: drivers.ManagedByValue, LabelProbe: id, "dev.jackin.probe-role": role,
@@ -110,6 +110,9 @@ func probeObjects(ns, id, helper, targetIP string) (target, client *corev1.Pod, 
 	}
 	target = pod("jk-probe-"+id+"-target", "target", []string{"--listen", ":" + strconv.Itoa(ProbePort)})
 	client = pod("jk-probe-"+id+"-client", "client", []string{"--connect", targetIP + ":" + strconv.Itoa(ProbePort), "--timeout", "3s"})
+	// The control makes the same connection under no policy: when it
+	// fails too, the client's failure says nothing about enforcement.
+	control = pod("jk-probe-"+id+"-control", "control", []string{"--connect", targetIP + ":" + strconv.Itoa(ProbePort), "--timeout", "3s"})
 	pol = &networkingv1.NetworkPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
 		ObjectMeta: meta("jk-probe-"+id, "policy"),
@@ -118,7 +121,7 @@ func probeObjects(ns, id, helper, targetIP string) (target, client *corev1.Pod, 
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
 		},
 	}
-	return target, client, pol
+	return target, client, control, pol
 }
 
 func (d *Driver) probe(ctx context.Context, ns, helper string) (ProbeResult, error) {
@@ -126,7 +129,7 @@ func (d *Driver) probe(ctx context.Context, ns, helper string) (ProbeResult, err
 	_, _ = rand.Read(b)
 	id := hex.EncodeToString(b)
 	res := ProbeResult{Namespace: ns}
-	target, _, pol := probeObjects(ns, id, helper, "")
+	target, _, _, pol := probeObjects(ns, id, helper, "")
 	cleanup := func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
@@ -151,38 +154,56 @@ func (d *Driver) probe(ctx context.Context, ns, helper string) (ProbeResult, err
 	if t.Status.PodIP == "" {
 		return res, fmt.Errorf("the probe's target Pod %s/%s runs without an IP", ns, target.Name)
 	}
-	_, client, _ := probeObjects(ns, id, helper, t.Status.PodIP)
-	if _, err := d.cs.CoreV1().Pods(ns).Create(ctx, client, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
-		return res, d.wrap(err, "create the probe's client Pod in %s", ns)
+	_, client, control, _ := probeObjects(ns, id, helper, t.Status.PodIP)
+	for _, p := range []*corev1.Pod{client, control} {
+		if _, err := d.cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
+			return res, d.wrap(err, "create the probe's Pod %s in %s", p.Name, ns)
+		}
 	}
+	target2 := t.Status.PodIP + ":" + strconv.Itoa(ProbePort)
+	clientCode, err := d.probeExit(ctx, ns, client.Name)
+	if err != nil {
+		return res, err
+	}
+	controlCode, err := d.probeExit(ctx, ns, control.Name)
+	if err != nil {
+		return res, err
+	}
+	switch {
+	case controlCode != 0:
+		return res, fmt.Errorf("the probe's control Pod, under no policy, could not reach %s either (exit %d): the cluster's Pods cannot reach each other, so enforcement cannot be told", target2, controlCode)
+	case clientCode == 0:
+		res.Detail = "a Pod under a deny-all egress NetworkPolicy reached " + target2
+	case clientCode == 3:
+		res.Enforced = true
+		res.Detail = "a Pod under a deny-all egress NetworkPolicy could not reach " + target2 + ", a Pod under none could"
+	default:
+		return res, fmt.Errorf("the probe's client exited %d", clientCode)
+	}
+	return res, nil
+}
+
+// probeExit waits for a probe Pod's container to end and returns its exit
+// status.
+func (d *Driver) probeExit(ctx context.Context, ns, name string) (int32, error) {
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
-		c, err := d.cs.CoreV1().Pods(ns).Get(wctx, client.Name, metav1.GetOptions{})
+		c, err := d.cs.CoreV1().Pods(ns).Get(wctx, name, metav1.GetOptions{})
 		if err != nil {
-			return res, d.wrap(err, "read the probe's client Pod")
-		}
-		if w := waitingProblem(c); w != "" {
-			return res, fmt.Errorf("the probe's client Pod cannot start: %s", w)
+			return 0, d.wrap(err, "read the probe's Pod %s", name)
 		}
 		for _, cs := range c.Status.ContainerStatuses {
 			if tm := cs.State.Terminated; tm != nil {
-				switch tm.ExitCode {
-				case 0:
-					res.Detail = "a Pod under a deny-all egress NetworkPolicy reached " + t.Status.PodIP + ":" + strconv.Itoa(ProbePort)
-					return res, nil
-				case 3:
-					res.Enforced = true
-					res.Detail = "a Pod under a deny-all egress NetworkPolicy could not reach " + t.Status.PodIP + ":" + strconv.Itoa(ProbePort)
-					return res, nil
-				default:
-					return res, fmt.Errorf("the probe's client exited %d (%s)", tm.ExitCode, tm.Message)
-				}
+				return tm.ExitCode, nil
 			}
+		}
+		if w := waitingProblem(c); w != "" {
+			return 0, fmt.Errorf("the probe's Pod %s cannot start: %s", name, w)
 		}
 		select {
 		case <-wctx.Done():
-			return res, fmt.Errorf("the probe's client Pod did not finish within a minute")
+			return 0, fmt.Errorf("the probe's Pod %s did not finish within a minute", name)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
@@ -223,6 +244,9 @@ func (d *Driver) helperImage(ctx context.Context) (string, error) {
 		}
 		return os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY jackin /jackin\nUSER 65534:65534\nENTRYPOINT [\"/jackin\"]\n"), 0o600)
 	}}}
+	if err := spec.Build.Prepare(); err != nil {
+		return "", fmt.Errorf("write the helper image's build context: %w", err)
+	}
 	if _, err := d.host.EnsureImage(ctx, spec, nil); err != nil {
 		return "", fmt.Errorf("make jackin's helper image %s: %w", ref, err)
 	}

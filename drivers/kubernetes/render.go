@@ -36,6 +36,9 @@ const (
 	// AnnotationAliases, on a sidecar Pod, are the names the agent Pod
 	// reaches it by (its host aliases: no cluster DNS is needed).
 	AnnotationAliases = "dev.jackin/aliases"
+	// AnnotationNetworks, on a Pod, names the instance networks it is
+	// attached to (their NetworkPolicies select it by NetLabel).
+	AnnotationNetworks = "dev.jackin/networks"
 	// LabelNetPrefix marks a Pod attached to one of the instance's
 	// networks: "dev.jackin.net-" and 12 hex digits of the network's name.
 	LabelNetPrefix = "dev.jackin.net-"
