@@ -1,6 +1,9 @@
 package drivers
 
-import "strings"
+import (
+	"context"
+	"strings"
+)
 
 // PlacementKey is the key of a drivers.Set entry: where an instance runs.
 // It is the backend's name, followed for a Docker engine the fleet
@@ -38,3 +41,10 @@ func (e *ErrEngineUnreachable) Error() string {
 }
 
 func (e *ErrEngineUnreachable) Unwrap() error { return e.Err }
+
+// HostFileForgetter is a driver that copies jackin's files to its engine's
+// host (an engine on another machine): when an instance is deleted, the
+// copies of its secrets there are wiped before jackin removes its own.
+type HostFileForgetter interface {
+	ForgetHostFiles(ctx context.Context, locals []string) error
+}

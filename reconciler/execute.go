@@ -615,6 +615,14 @@ func (r *stepRunner) step(ctx context.Context, s Step) error {
 	case StepRemove:
 		return drv.Remove(ctx, s.Object, r.id(s))
 	case StepRemoveFiles:
+		if f, ok := drv.(drivers.HostFileForgetter); ok {
+			// Its copies on a remote engine's host first: the values
+			// there must not outlive the instance either.
+			secrets, _, _ := CredentialDirs(r.opts.StateDir, r.fleet, r.act.Instance)
+			if err := f.ForgetHostFiles(ctx, []string{secrets, DockerTLSDir(r.opts.StateDir, r.fleet, r.act.Instance)}); err != nil {
+				return err
+			}
+		}
 		return RemoveInstanceFiles(r.opts.StateDir, r.fleet, r.act.Instance)
 	case StepReleaseCheckouts:
 		return r.opts.Workspaces.Release(ctx, r.fleet, r.act.Instance)

@@ -160,26 +160,12 @@ func (d *Driver) carry(ctx context.Context, local, remote string) error {
 	if err != nil {
 		return err
 	}
-	if err := d.ensureCarrierImage(ctx); err != nil {
+	id, done, err := d.carrier(ctx, path.Dir(remote))
+	if err != nil {
 		return err
 	}
-	res, err := d.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config: &container.Config{
-			Image:  CarrierImage,
-			Cmd:    []string{"/c/none"},
-			Labels: map[string]string{drivers.LabelBuiltBy: drivers.ManagedByValue, "dev.jackin.carrier": "true"},
-		},
-		HostConfig: &container.HostConfig{Binds: []string{path.Dir(remote) + ":/c"}, NetworkMode: "none"},
-	})
-	if err != nil {
-		return d.wrap(err, "create the carrier container")
-	}
-	defer func() {
-		if _, rerr := d.cli.ContainerRemove(context.WithoutCancel(ctx), res.ID, client.ContainerRemoveOptions{Force: true}); rerr != nil && !isNotFound(rerr) {
-			d.log.Info("remove the carrier container", "id", res.ID, "error", rerr.Error())
-		}
-	}()
-	if _, err := d.cli.CopyToContainer(ctx, res.ID, client.CopyToContainerOptions{
+	defer done()
+	if _, err := d.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{
 		DestinationPath: "/c", Content: bytes.NewReader(archive),
 	}); err != nil {
 		return d.wrap(err, "copy into the carrier container")
@@ -188,6 +174,104 @@ func (d *Driver) carry(ctx context.Context, local, remote string) error {
 	d.hostFiles.pushed[local] = seen
 	d.hostFiles.mu.Unlock()
 	d.log.V(2).Info("carried host files", "local", local, "remote", remote, "bytes", len(archive))
+	return nil
+}
+
+// carrier makes a carrier container (never started) binding dir of the
+// engine's host at /c; done removes it.
+func (d *Driver) carrier(ctx context.Context, dir string) (id string, done func(), err error) {
+	if err := d.ensureCarrierImage(ctx); err != nil {
+		return "", nil, err
+	}
+	res, err := d.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: &container.Config{
+			Image:  CarrierImage,
+			Cmd:    []string{"/c/none"},
+			Labels: map[string]string{drivers.LabelBuiltBy: drivers.ManagedByValue, "dev.jackin.carrier": "true"},
+		},
+		HostConfig: &container.HostConfig{Binds: []string{dir + ":/c"}, NetworkMode: "none"},
+	})
+	if err != nil {
+		return "", nil, d.wrap(err, "create the carrier container")
+	}
+	return res.ID, func() {
+		if _, rerr := d.cli.ContainerRemove(context.WithoutCancel(ctx), res.ID, client.ContainerRemoveOptions{Force: true}); rerr != nil && !isNotFound(rerr) {
+			d.log.Info("remove the carrier container", "id", res.ID, "error", rerr.Error())
+		}
+	}, nil
+}
+
+// ForgetHostFiles wipes the copies on the engine's host of locals (jackin's
+// files of a deleted instance: its delivered credentials, its private
+// daemon's keys): every regular file below each copy is overwritten with
+// nothing, since the engine's archive API can write files but not remove
+// them, so no secret value outlives its instance there. A copy that was
+// never made is no error.
+func (d *Driver) ForgetHostFiles(ctx context.Context, locals []string) error {
+	if d.hostFiles == nil {
+		return nil
+	}
+	for _, local := range locals {
+		remote, ok := d.hostFiles.RemotePath(local)
+		if !ok {
+			continue
+		}
+		d.hostFiles.mu.Lock()
+		delete(d.hostFiles.pushed, local)
+		d.hostFiles.mu.Unlock()
+		if err := d.wipe(ctx, remote); err != nil {
+			return fmt.Errorf("wipe %s on %s: %w", remote, d.endpoint, err)
+		}
+	}
+	return nil
+}
+
+// wipe overwrites every regular file below remote with an empty one.
+func (d *Driver) wipe(ctx context.Context, remote string) error {
+	id, done, err := d.carrier(ctx, path.Dir(remote))
+	if err != nil {
+		return err
+	}
+	defer done()
+	res, err := d.cli.CopyFromContainer(ctx, id, client.CopyFromContainerOptions{SourcePath: "/c/" + path.Base(remote)})
+	if err != nil {
+		if isNotFound(err) {
+			return nil
+		}
+		return d.wrap(err, "read %s through the carrier container", remote)
+	}
+	defer res.Content.Close()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tr := tar.NewReader(res.Content)
+	files := 0
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read the archive of %s: %w", remote, err)
+		}
+		if hdr.Typeflag != tar.TypeReg || hdr.Size == 0 {
+			continue
+		}
+		files++
+		empty := &tar.Header{Name: hdr.Name, Typeflag: tar.TypeReg, Mode: hdr.Mode, Uid: hdr.Uid, Gid: hdr.Gid, ModTime: hdr.ModTime, Format: tar.FormatPAX}
+		if err := tw.WriteHeader(empty); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if files == 0 {
+		return nil
+	}
+	if _, err := d.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/c", Content: &buf}); err != nil {
+		return d.wrap(err, "wipe %s through the carrier container", remote)
+	}
+	d.log.V(2).Info("wiped host files", "remote", remote, "files", files)
 	return nil
 }
 

@@ -67,7 +67,8 @@ func remoteContainers(t *testing.T, r *harness.RemoteEngines, engine, fleet stri
 // engine cut off mid-watch nothing is deleted anywhere, diff exits 2
 // naming it, the rest converges, and its return heals; an apply across
 // engines killed with SIGKILL converges on the next apply; delete -f
-// removes the fleet from every engine.
+// removes the fleet from every engine and wipes the credential copies on
+// the remote hosts.
 func TestRemoteEngines(t *testing.T) {
 	e := newEnv(t)
 	if err := harness.BuildRemoteEngineImage(); err != nil {
@@ -242,8 +243,19 @@ func TestRemoteEngines(t *testing.T) {
 		}
 	}
 
-	// delete -f reaches every engine the manifest declares.
+	// delete -f reaches every engine the manifest declares, and wipes the
+	// credential copies on r1's tmpfs.
+	secretOnR1 := func() string {
+		out, _ := engines.SSH("r1", "grep", "-r", "-l", "-e", "second-value", "/dev/shm/jackin-remote")
+		return out
+	}
+	if secretOnR1() == "" {
+		t.Fatal("a's credential value is not on r1's tmpfs before the delete")
+	}
 	mustCode(t, run("delete", "-f", changed), 0, "delete across engines")
+	if left := secretOnR1(); left != "" {
+		t.Errorf("a's credential value outlived its delete on r1: %s", left)
+	}
 	for _, eng := range []string{"r1", "r2"} {
 		if got := remoteContainers(t, engines, eng, e.fleet); len(got) != 0 {
 			t.Errorf("%s after delete: %v", eng, got)
