@@ -99,6 +99,9 @@ func TestRenderAgentPod(t *testing.T) {
 	if got := c.Resources.Requests.Memory().Value(); got != 256<<20 {
 		t.Errorf("memory request %d", got)
 	}
+	if got := c.Resources.Requests.Cpu().MilliValue(); got != 10 {
+		t.Errorf("cpu request %dm, want 10m: a limit is not a reservation", got)
+	}
 	if c.Command[0] != supervisor.Binary || c.Args[0] != "sleep" {
 		t.Errorf("argv %q %q: the supervisor runs the image's command", c.Command, c.Args)
 	}

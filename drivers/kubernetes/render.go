@@ -490,16 +490,32 @@ func helperSecurity(agent *corev1.SecurityContext) *corev1.SecurityContext {
 	}
 }
 
+// Requests when the manifest reserves nothing: a limit alone would
+// become the request (Kubernetes' default), and jackin's limits are caps,
+// not reservations: a node would fit a few agents only.
+var (
+	minCPURequest    = resource.MustParse("10m")
+	minMemoryRequest = resource.MustParse("32Mi")
+)
+
 // resources maps the limits: memory and CPU as limits, the memory
-// reservation as the request. The pids and open-files limits have no
-// per-Pod field (the contract says so).
+// reservation as the request (else a small one). The pids and open-files
+// limits have no per-Pod field (the contract says so).
 func resources(c *drivers.ContainerSpec) corev1.ResourceRequirements {
 	rr := corev1.ResourceRequirements{Limits: corev1.ResourceList{}, Requests: corev1.ResourceList{}}
 	if c.Memory > 0 {
 		rr.Limits[corev1.ResourceMemory] = *resource.NewQuantity(c.Memory, resource.BinarySI)
+		rr.Requests[corev1.ResourceMemory] = minMemoryRequest
+		if c.Memory < minMemoryRequest.Value() {
+			rr.Requests[corev1.ResourceMemory] = *resource.NewQuantity(c.Memory, resource.BinarySI)
+		}
 	}
 	if c.NanoCPUs > 0 {
 		rr.Limits[corev1.ResourceCPU] = *resource.NewMilliQuantity(c.NanoCPUs/1_000_000, resource.DecimalSI)
+		rr.Requests[corev1.ResourceCPU] = minCPURequest
+		if c.NanoCPUs/1_000_000 < minCPURequest.MilliValue() {
+			rr.Requests[corev1.ResourceCPU] = *resource.NewMilliQuantity(c.NanoCPUs/1_000_000, resource.DecimalSI)
+		}
 	}
 	if c.MemoryRes > 0 {
 		rr.Requests[corev1.ResourceMemory] = *resource.NewQuantity(c.MemoryRes, resource.BinarySI)
