@@ -111,6 +111,9 @@ func TestRenderAgentPod(t *testing.T) {
 	if len(p.Spec.InitContainers) != 1 || p.Spec.InitContainers[0].Image != "jackin-kube-helper:x" {
 		t.Fatalf("init containers %+v", p.Spec.InitContainers)
 	}
+	if r := p.Spec.InitContainers[0].Resources.Requests; r.Cpu().MilliValue() != 10 {
+		t.Errorf("init container requests %v: they count for scheduling", r)
+	}
 	if isc := p.Spec.InitContainers[0].SecurityContext; *isc.RunAsUser != 1000 || *isc.AllowPrivilegeEscalation || !*isc.ReadOnlyRootFilesystem {
 		t.Errorf("init container security %+v", isc)
 	}

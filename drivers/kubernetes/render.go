@@ -398,9 +398,14 @@ func RenderPod(r drivers.Resource, in PodInput) (*Rendered, error) {
 			Command:         args,
 			VolumeMounts:    initMounts,
 			SecurityContext: helperSecurity(sc),
-			Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{
-				corev1.ResourceMemory: resource.MustParse("64Mi"), corev1.ResourceCPU: resource.MustParse("500m"),
-			}},
+			// Requests small: an init container's request counts for
+			// scheduling like the Pod's own.
+			Resources: corev1.ResourceRequirements{
+				Limits: corev1.ResourceList{
+					corev1.ResourceMemory: resource.MustParse("64Mi"), corev1.ResourceCPU: resource.MustParse("500m"),
+				},
+				Requests: corev1.ResourceList{corev1.ResourceMemory: minMemoryRequest, corev1.ResourceCPU: minCPURequest},
+			},
 		}
 		pod.Spec.InitContainers = []corev1.Container{init}
 	}
