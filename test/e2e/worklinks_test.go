@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackin-dev/jackin/store"
 	"github.com/jackin-dev/jackin/test/harness"
 )
 
@@ -98,7 +99,7 @@ instances: {
 	e.wlSay(t, "amp", "filed <multicode:issue>"+issue+"</multicode:issue>")
 
 	var links map[string][]wlLink
-	if !agtUntil(30*time.Second, func() bool {
+	if !agtUntil(60*time.Second, func() bool {
 		links = e.wlLinks(t, "-f", m)
 		return len(links["cl"]) == 2 && len(links["amp"]) == 1
 	}) {
@@ -291,15 +292,25 @@ instances: {
 	}
 	before := len(gh.Requests())
 	w := e.startWatch(nil, "-f", m)
+	// Stopped once the state is stored (the stand-in answering is not
+	// enough: a watch stopped in between stores nothing).
+	st, err := store.Open(t.Context(), e.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
 	if !agtUntil(30*time.Second, func() bool {
-		for _, r := range gh.Requests()[before:] {
-			if strings.HasSuffix(r.Path, "/repos/acme/app/issues/5") && r.Status == 200 {
-				return true
-			}
-		}
-		return false
+		states, err := st.LinkStates(t.Context(), e.fleet)
+		return err == nil && states[issue5].State == "closed"
 	}) {
-		t.Errorf("the running watch never asked for %s: %+v", issue5, gh.Requests()[before:])
+		t.Errorf("the running watch never stored the state of %s: %+v", issue5, gh.Requests()[before:])
+	}
+	asked := false
+	for _, r := range gh.Requests()[before:] {
+		asked = asked || (strings.HasSuffix(r.Path, "/repos/acme/app/issues/5") && r.Status == 200)
+	}
+	if !asked {
+		t.Errorf("the watch did not ask GitHub for %s: %+v", issue5, gh.Requests()[before:])
 	}
 	_ = w.cmd.Process.Signal(os.Interrupt)
 	select {
