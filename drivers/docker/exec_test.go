@@ -146,17 +146,30 @@ func TestEngineExec(t *testing.T) {
 	})
 	t.Run("resize", func(t *testing.T) {
 		ctx := t.Context()
-		s, err := d.Exec(ctx, id, drivers.ExecOptions{Cmd: []string{"sh", "-c", "read x; stty size"}, Tty: true, Stdin: true, Rows: 10, Cols: 20})
+		s, err := d.Exec(ctx, id, drivers.ExecOptions{Cmd: []string{"sh", "-c", "stty size; read x; stty size"}, Tty: true, Stdin: true, Rows: 10, Cols: 20})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		time.Sleep(300 * time.Millisecond)
+		// Resize once the command runs (its first size printed), not
+		// after a guessed delay: on a loaded engine the exec starts late.
+		stop := time.AfterFunc(60*time.Second, func() { s.Close() })
+		defer stop.Stop()
+		var seen []byte
+		buf := make([]byte, 256)
+		for !bytes.Contains(seen, []byte("\n")) {
+			n, err := s.Stdout().Read(buf)
+			seen = append(seen, buf[:n]...)
+			if err != nil {
+				t.Fatalf("before the resize: %v, output %q", err, seen)
+			}
+		}
 		if err := s.Resize(ctx, 40, 120); err != nil {
 			t.Fatal(err)
 		}
 		_, _ = io.WriteString(s.Stdin(), "go\r")
-		out, _ := io.ReadAll(s.Stdout())
+		rest, _ := io.ReadAll(s.Stdout())
+		out := append(seen, rest...)
 		code, err := s.Wait(ctx)
 		if err != nil || code != 0 || !strings.Contains(string(out), "40 120") {
 			t.Fatalf("got code %d err %v output %q", code, err, out)
