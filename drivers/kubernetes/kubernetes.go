@@ -125,6 +125,7 @@ type Driver struct {
 	calls    sync.Map // "METHOD /path-kind" -> *atomic.Int64
 	mutating atomic.Int64
 
+	helperMu sync.Mutex // held while the helper image is made
 	mu       sync.Mutex
 	helper   string          // the helper image's reference, once made
 	probed   map[string]bool // namespace -> NetworkPolicy enforced

@@ -216,6 +216,9 @@ const HelperRepo = "jackin-kube-helper"
 // helperImage makes jackin's helper image on the host engine (tagged by
 // the binary's hash) and loads it into the cluster when a loader is set.
 func (d *Driver) helperImage(ctx context.Context) (string, error) {
+	// One build at a time: parallel creates all ask for it.
+	d.helperMu.Lock()
+	defer d.helperMu.Unlock()
 	d.mu.Lock()
 	ref := d.helper
 	d.mu.Unlock()
@@ -234,11 +237,13 @@ func (d *Driver) helperImage(ctx context.Context) (string, error) {
 		return "", err
 	}
 	ref = HelperRepo + ":" + sum[:16]
-	dir := filepath.Join(os.TempDir(), "jackin-kube-helper-"+sum[:16])
+	// A build context of this call's own (another jackin may build too).
+	dir, err := os.MkdirTemp("", "jackin-kube-helper-")
+	if err != nil {
+		return "", fmt.Errorf("make the helper image's build context: %w", err)
+	}
+	defer os.RemoveAll(dir)
 	spec := drivers.ImageSpec{Ref: ref, Build: &drivers.BuildSpec{Context: dir, Dockerfile: "Dockerfile", Prepare: func() error {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
 		if err := copyFile(exe, filepath.Join(dir, "jackin"), 0o555); err != nil {
 			return err
 		}
