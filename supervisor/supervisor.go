@@ -55,6 +55,11 @@ type Config struct {
 	// Quiet is how long the terminal must be still before a runtime
 	// without hooks counts as idle (2s).
 	Quiet time.Duration
+
+	// reapOwnOnly: wait for the agent alone, not every child. Set by
+	// tests, where several supervisors share one process that is not
+	// PID 1 and one must never reap another's agent.
+	reapOwnOnly bool
 }
 
 // DefaultHistory is how many lines of output attach replays.
@@ -264,7 +269,11 @@ func (s *supervisor) run(ctx context.Context) (int, error) {
 			}
 			continue
 		}
-		code = reap(child)
+		if s.cfg.reapOwnOnly {
+			code = reapOne(child)
+		} else {
+			code = reap(child)
+		}
 	}
 	// The output the agent wrote last, then the end.
 	select {
@@ -303,6 +312,22 @@ func reap(child int) int {
 			}
 		}
 	}
+}
+
+// reapOne collects the child alone, if it exited.
+func reapOne(child int) int {
+	var ws syscall.WaitStatus
+	pid, err := syscall.Wait4(child, &ws, syscall.WNOHANG, nil)
+	if pid != child || err != nil {
+		return -1
+	}
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus()
+	case ws.Signaled():
+		return 128 + int(ws.Signal())
+	}
+	return 1
 }
 
 // command is the process the supervisor starts.
@@ -453,23 +478,31 @@ const maxPendingEcho = 1024
 // characters), consuming what it matched. Anything else the agent printed
 // is its own activity. Called with s.mu held.
 func (s *supervisor) isEcho(p []byte, now time.Time) bool {
+	return s.echoPrefix(p, now) == len(p)
+}
+
+// echoPrefix is how many leading bytes of p are the echo of what was
+// typed, consuming what it matched: an answer the agent printed in the
+// same read as the echo starts after it. Called with s.mu held.
+func (s *supervisor) echoPrefix(p []byte, now time.Time) int {
 	if now.Sub(s.lastInput) > echoWindow {
 		s.pendingEcho = s.pendingEcho[:0]
-		return false
+		return 0
 	}
 	pending := s.pendingEcho
+	n := 0
 	for _, b := range p {
-		if b < 0x20 || b == 0x7f {
-			continue // CR, LF, backspace: how a terminal echoes typing
+		if b >= 0x20 && b != 0x7f { // CR, LF, backspace: how a terminal echoes typing
+			i := bytes.IndexByte(pending, b)
+			if i < 0 || i > 3 {
+				break
+			}
+			pending = pending[i+1:]
 		}
-		i := bytes.IndexByte(pending, b)
-		if i < 0 || i > 3 {
-			return false
-		}
-		pending = pending[i+1:]
+		n++
 	}
 	s.pendingEcho = append(s.pendingEcho[:0], pending...)
-	return true
+	return n
 }
 
 // readOutput copies the terminal's output to the log, the screen and the
@@ -484,7 +517,8 @@ func (s *supervisor) readOutput(ptmx *os.File) {
 			s.mu.Lock()
 			_, _ = s.screen.Write(p)
 			now := time.Now()
-			echo := s.isEcho(p, now)
+			echoed := s.echoPrefix(p, now)
+			echo := echoed == len(p)
 			if !echo {
 				s.lastActivity = now
 				s.quietSent = false
@@ -507,7 +541,9 @@ func (s *supervisor) readOutput(ptmx *os.File) {
 				s.emit(agentstate.Event{Kind: agentstate.EventOutput, Time: now})
 			}
 			if !echo && s.terminalLinks {
-				s.links.terminal(p)
+				// Never the echo of the operator's typing, even when the
+				// agent's answer came in the same read.
+				s.links.terminal(p[echoed:])
 			}
 		}
 		if err != nil {

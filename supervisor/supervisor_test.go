@@ -60,7 +60,7 @@ func startSupervisor(t *testing.T, cmd ...string) *testSup {
 		code:   make(chan int, 1),
 	}
 	rt, _ := runtimes.Get(runtimes.Shell)
-	cfg := Config{Runtime: rt, Command: cmd, AgentDir: ts.dir, HomeStore: t.TempDir(), Socket: ts.socket, Out: ts.out, Log: io.Discard, Quiet: 300 * time.Millisecond}
+	cfg := Config{reapOwnOnly: true, Runtime: rt, Command: cmd, AgentDir: ts.dir, HomeStore: t.TempDir(), Socket: ts.socket, Out: ts.out, Log: io.Discard, Quiet: 300 * time.Millisecond}
 	go func() { ts.code <- Run(context.Background(), cfg) }()
 	waitFor(t, "the supervisor's socket", func() bool {
 		c, err := net.Dial("unix", ts.socket)
@@ -204,7 +204,7 @@ func TestProtocolVersionMismatchIsSaid(t *testing.T) {
 
 func TestStartFailureIsTheShellsStatus(t *testing.T) {
 	rt, _ := runtimes.Get(runtimes.Claude)
-	code := Run(context.Background(), Config{Runtime: rt, Command: []string{"no-such-runtime-binary"}, AgentDir: t.TempDir(), HomeStore: t.TempDir(),
+	code := Run(context.Background(), Config{reapOwnOnly: true, Runtime: rt, Command: []string{"no-such-runtime-binary"}, AgentDir: t.TempDir(), HomeStore: t.TempDir(),
 		Socket: fmt.Sprintf("@jackin-test-nf-%d", time.Now().UnixNano()), Out: io.Discard, Log: io.Discard})
 	if code != 127 {
 		t.Errorf("a missing runtime CLI: status %d, want 127", code)
@@ -294,6 +294,10 @@ func TestEchoIsNotActivity(t *testing.T) {
 	s.lastInput, s.pendingEcho = now, []byte("go\r")
 	if s.isEcho([]byte("go\r\nanswer: 42\r\n"), now) {
 		t.Fatal("an answer printed with the echo counted as echo")
+	}
+	s.lastInput, s.pendingEcho = now, []byte("say <t>\r")
+	if n := s.echoPrefix([]byte("say <t>\r\n<answer>"), now); n != len("say <t>\r\n") {
+		t.Fatalf("the echo ahead of an answer in one read: %d bytes, want %d", n, len("say <t>\r\n"))
 	}
 	s.lastInput, s.pendingEcho = now.Add(-2*time.Second), []byte("x")
 	if s.isEcho([]byte("x"), now) {

@@ -89,7 +89,7 @@ func TestSupervisorPublishesUsage(t *testing.T) {
 	rt, _ := runtimes.Get(runtimes.Claude)
 	line := `{"type":"assistant","sessionId":"s1","requestId":"r1","message":{"id":"m1","model":"claude-opus-4-5","usage":{"input_tokens":3,"output_tokens":4,"cache_creation_input_tokens":5,"cache_read_input_tokens":6}}}`
 	script := `mkdir -p "$HOME/.claude/projects/p" && printf '%s\n%s\n' '` + line + `' '` + line + `' > "$HOME/.claude/projects/p/s1.jsonl"`
-	cfg := Config{Runtime: rt, Command: []string{"sh", "-c", script}, AgentDir: dir, HomeStore: t.TempDir(),
+	cfg := Config{reapOwnOnly: true, Runtime: rt, Command: []string{"sh", "-c", script}, AgentDir: dir, HomeStore: t.TempDir(),
 		Socket: "@jackin-usage-test-" + time.Now().Format("150405.000000000"), Out: io.Discard, Log: io.Discard}
 	if code := Run(context.Background(), cfg); code != 0 {
 		t.Fatalf("exit %d", code)
