@@ -72,7 +72,14 @@ type Machine struct {
 	// outputOpensTurns: the runtime's hooks report only the end of a turn
 	// (Codex's notify), so terminal activity after a turn opens the next.
 	outputOpensTurns bool
+	// turnEndedAt is when the runtime last reported a turn's end.
+	turnEndedAt time.Time
 }
+
+// trailingOutput is how long after a runtime reports a turn's end its
+// terminal output is still that turn's (the CLI finishes printing while
+// its notify program runs), not the start of the next.
+const trailingOutput = 500 * time.Millisecond
 
 // OpenTurnsOnOutput is for a runtime whose hooks report only the end of a
 // turn: terminal activity while idle or done opens a turn, which the
@@ -124,6 +131,7 @@ func (m *Machine) Apply(ev Event) Snapshot {
 		m.hooks = true
 		if m.turnOpen() || m.outputOpensTurns {
 			m.endedTurn = m.turn
+			m.turnEndedAt = ev.Time
 			m.set(StateDone, ev.Time, "")
 		}
 	case EventSubagentEnd:
@@ -138,7 +146,8 @@ func (m *Machine) Apply(ev Event) Snapshot {
 	case EventOutput:
 		switch {
 		case m.outputOpensTurns:
-			if !m.turnOpen() && m.cur.State != StateBlocked {
+			trailing := !m.turnEndedAt.IsZero() && ev.Time.Sub(m.turnEndedAt) < trailingOutput
+			if !m.turnOpen() && m.cur.State != StateBlocked && !trailing {
 				m.turn++
 				m.set(StateWorking, ev.Time, "")
 			}

@@ -106,3 +106,19 @@ func TestTurnEndOnlyRuntime(t *testing.T) {
 		}
 	}
 }
+
+// Output right after Codex's notify is the end of that turn's printing,
+// not a new turn: done holds.
+func TestTrailingOutputKeepsDone(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	m := NewMachine(t0)
+	m.OpenTurnsOnOutput()
+	m.Apply(Event{Kind: EventOutput, Time: t0})
+	m.Apply(Event{Kind: EventTurnEnd, Time: t0.Add(time.Second)})
+	if got := m.Apply(Event{Kind: EventOutput, Time: t0.Add(time.Second + 2*time.Millisecond)}).State; got != StateDone {
+		t.Fatalf("output 2ms after the turn's end: %s, want done", got)
+	}
+	if got := m.Apply(Event{Kind: EventOutput, Time: t0.Add(3 * time.Second)}).State; got != StateWorking {
+		t.Fatalf("output 2s after the turn's end: %s, want working", got)
+	}
+}
