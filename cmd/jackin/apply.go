@@ -29,6 +29,8 @@ type applyOptions struct {
 	force bool
 	// adopt makes this manifest the owner of a fleet name another manifest owns.
 	adopt bool
+	// startCheck is how long a started agent must stay up (0: no check).
+	startCheck time.Duration
 }
 
 func newApplyCommand(a *app) *cobra.Command {
@@ -55,6 +57,10 @@ gate access changes in review. After the plan, apply prints the changed
 sections of the session contract of each instance it creates or recreates
 (jackin explain prints the whole contract).
 
+An agent that exits with a non-zero status within --start-check of the last
+start is a failed action naming its status and last log line; a slow or loaded
+host may need a longer window.
+
 Exit codes: 0 all actions succeeded (or nothing to do), 1 an action failed,
 2 invalid manifest, unreachable engine, lock timeout, or a widening plan
 refused by --require-approval-for-widening.`,
@@ -71,6 +77,9 @@ refused by --require-approval-for-widening.`,
 			if opts.parallel < 1 {
 				return exitWith(exitInvalid, fmt.Errorf("--parallel must be at least 1, got %d", opts.parallel))
 			}
+			if opts.startCheck < 0 {
+				return exitWith(exitInvalid, fmt.Errorf("--start-check must be 0 (no check) or more, got %s", opts.startCheck))
+			}
 			if opts.dryRun {
 				return a.diff(cmd.Context(), mf.files, opts.plan, out.format)
 			}
@@ -86,6 +95,7 @@ refused by --require-approval-for-widening.`,
 	cmd.Flags().BoolVar(&opts.requireApproval, "require-approval-for-widening", false, "refuse (exit 2, change nothing) a plan that widens any instance's access, unless --approve is given")
 	cmd.Flags().BoolVar(&opts.approve, "approve", false, "approve the access widenings of this plan (with --require-approval-for-widening)")
 	cmd.Flags().BoolVar(&opts.force, "force", false, "make worktree and clone checkouts even when their src has uncommitted changes (which the checkout does not include)")
+	cmd.Flags().DurationVar(&opts.startCheck, "start-check", pipeline.AgentStartCheck, "how long a started agent must stay up for its action to succeed (longer on a slow or loaded host; 0: no check)")
 	cmd.Flags().BoolVar(&opts.adopt, "adopt", false, "take over a fleet name that another manifest owns (applied from elsewhere on disk)")
 	return cmd
 }
@@ -153,7 +163,7 @@ func (a *app) apply(ctx context.Context, files []string, opts applyOptions, form
 	// flight finish (and the run be recorded) instead of exiting at once.
 	defer signals.hold(stepInFlight)()
 	ws := &pipeline.Checkouts{Store: st, StateDir: a.global.stateDir, Log: a.log.WithName("workspace")}
-	done, err := a.env(sess).Apply(ctx, res, pipeline.ApplyOptions{Verb: "apply", Parallel: opts.parallel, Progress: a.stderr, Checkouts: ws})
+	done, err := a.env(sess).Apply(ctx, res, pipeline.ApplyOptions{Verb: "apply", Parallel: opts.parallel, Progress: a.stderr, Checkouts: ws, StartCheck: startCheckOption(opts.startCheck)})
 	if err != nil {
 		return exitWith(exitInvalid, err)
 	}
@@ -345,4 +355,13 @@ func writeResultsText(a *app, results []reconciler.ActionResult) {
 			fmt.Fprintf(a.stdout, "%s: %s skipped: %s\n", r.Action.Instance, r.Action.Type, reason)
 		}
 	}
+}
+
+// startCheckOption maps --start-check to pipeline.ApplyOptions.StartCheck,
+// where zero means the default and a negative duration no check.
+func startCheckOption(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -92,7 +92,14 @@ func TestApplyReportsAnAgentThatExitsAtOnce(t *testing.T) {
 	broken: {role: image: %[1]q, agent: "shell", command: ["/agent", "exit", "3"]}
 	fine: {role: image: %[1]q, agent: "shell"}
 }`, agentImage))
-	r := e.jackin("apply", "-f", m)
+	r := e.jackin("apply", "-f", m, "--start-check", "-1s")
+	mustCode(t, r, 2, "apply with a negative --start-check")
+	if !strings.Contains(r.stderr, "--start-check must be 0 (no check) or more") {
+		t.Errorf("the refusal does not name the flag:\n%s", r)
+	}
+	// The window is wall-clock: a loaded CI machine can take longer than the
+	// default 300ms to start the supervisor and the agent that fails.
+	r = e.jackin("apply", "-f", m, "--start-check", "5s")
 	mustCode(t, r, 1, "apply of an agent that exits at once")
 	for _, want := range []string{"the agent container " + e.name("broken") + " exited with status 3 right after it started", `its last log line: "jackin demo agent broken exiting with 3"`} {
 		if !strings.Contains(r.stdout+r.stderr, want) {
