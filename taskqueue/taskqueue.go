@@ -74,10 +74,12 @@ type Agent struct {
 
 // Limits are the queue's settings from the manifest and the store.
 type Limits struct {
-	// MaxParallel bounds the tasks dispatched or working at once (0: one
-	// per instance).
+	// MaxParallel bounds the tasks dispatched or working at once (0: no
+	// bound but the instances, one task each). A task in needs-review does
+	// not count (its agent is not working) but still holds its agent.
 	MaxParallel int
-	// MaxAttempts: a task requeued this many times fails instead.
+	// MaxAttempts: a task that lost its agent this many times fails
+	// instead of going back to the queue (0: DefaultMaxAttempts).
 	MaxAttempts int
 	// Paused: nothing new is dispatched (tasks in flight still follow
 	// their agents).
@@ -85,7 +87,7 @@ type Limits struct {
 	// ReviewBeforeDone: a finished task waits in needs-review.
 	ReviewBeforeDone bool
 	// DispatchTimeout: a dispatched task whose agent has not started
-	// working on it by then is requeued.
+	// working on it by then is requeued (0: DefaultDispatchTimeout).
 	DispatchTimeout time.Duration
 }
 
@@ -99,6 +101,10 @@ type Decision struct {
 	// must be started first.
 	Instance string `json:"instance,omitempty"`
 	Start    bool   `json:"start,omitempty"`
+	// Attempts is the task's Attempts after the move: one more than before
+	// when the task is requeued or failed for its agent, else unchanged.
+	// store.TransitionTask records it.
+	Attempts int    `json:"attempts"`
 	Why      string `json:"why"`
 }
 
