@@ -188,6 +188,48 @@ var migrations = []string{
 		blocked   INTEGER NOT NULL,
 		at        INTEGER NOT NULL
 	);`,
+
+	// 10: the task queue: tasks with their state (the queue's, never reset
+	// by a source's rescan), every transition with who, when and why, and
+	// the queue's settings per fleet (paused). Tasks outlive the instances
+	// they ran on.
+	`CREATE TABLE tasks (
+		fleet         TEXT    NOT NULL,
+		id            TEXT    NOT NULL,
+		source        TEXT    NOT NULL,
+		title         TEXT    NOT NULL,
+		prompt        TEXT    NOT NULL,
+		priority      INTEGER NOT NULL,
+		labels        TEXT    NOT NULL DEFAULT '[]',
+		state         TEXT    NOT NULL,
+		instance      TEXT    NOT NULL DEFAULT '',
+		container     TEXT    NOT NULL DEFAULT '',
+		boot          TEXT    NOT NULL DEFAULT '',
+		attempts      INTEGER NOT NULL DEFAULT 0,
+		links         TEXT    NOT NULL DEFAULT '[]',
+		created_at    INTEGER NOT NULL,
+		updated_at    INTEGER NOT NULL,
+		dispatched_at INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (fleet, id)
+	);
+	CREATE TABLE task_transitions (
+		id         INTEGER PRIMARY KEY AUTOINCREMENT,
+		fleet      TEXT    NOT NULL,
+		task       TEXT    NOT NULL,
+		from_state TEXT    NOT NULL,
+		to_state   TEXT    NOT NULL,
+		instance   TEXT    NOT NULL DEFAULT '',
+		who        TEXT    NOT NULL,
+		why        TEXT    NOT NULL,
+		at         INTEGER NOT NULL
+	);
+	CREATE INDEX task_transitions_task ON task_transitions(fleet, task, id);
+	CREATE TABLE queue_settings (
+		fleet      TEXT    PRIMARY KEY,
+		paused     INTEGER NOT NULL,
+		who        TEXT    NOT NULL,
+		updated_at INTEGER NOT NULL
+	);`,
 }
 
 // SchemaVersion is the schema version this build writes.
