@@ -90,8 +90,8 @@ var planCases = []planCase{
 		agents: []Agent{ag("w1", "idle", 0)},
 	},
 	{
-		name:  "final-tasks-hold-no-agent",
-		tasks: []Task{on("d", StateDone, "w1", 0), on("f", StateFailed, "w2", 0), on("c", StateCancelled, "w3", 0), q("t1", 0, 1), q("t2", 0, 2), q("t3", 0, 3)},
+		name:   "final-tasks-hold-no-agent",
+		tasks:  []Task{on("d", StateDone, "w1", 0), on("f", StateFailed, "w2", 0), on("c", StateCancelled, "w3", 0), q("t1", 0, 1), q("t2", 0, 2), q("t3", 0, 3)},
 		agents: []Agent{ag("w1", "done", 0), ag("w2", "idle", 0), ag("w3", "idle", 0)},
 	},
 	{
