@@ -188,16 +188,9 @@ func (p *Poller) Refresh(ctx context.Context, links []string, force bool) (map[s
 	}
 	out := map[string]worklinks.State{}
 	now := p.cfg.Now()
-	rate, _, err := p.cfg.Store.GitHubRateOf(ctx, p.cfg.Fleet)
+	rate, blocked, err := p.blockedUntil(ctx, now)
 	if err != nil {
 		return nil, stats, err
-	}
-	blocked := rate.BlockedUntil
-	if blocked.IsZero() && rate.Remaining <= 0 && !rate.At.IsZero() && rate.Reset.After(now) {
-		blocked = rate.Reset
-	}
-	if !blocked.After(now) {
-		blocked = time.Time{}
 	}
 	p.tr.reset()
 	var storeErr error
@@ -245,17 +238,43 @@ func (p *Poller) Refresh(ctx context.Context, links []string, force bool) (map[s
 	}
 	stats.Requests, stats.NotModified = p.tr.counts()
 	stats.RateLimited = blocked
-	if r, seen := p.tr.lastRate(); seen || !blocked.Equal(rate.BlockedUntil) {
-		if !seen {
-			r = rate
-		}
-		r.BlockedUntil = blocked
-		r.At = p.cfg.Now()
-		if err := p.cfg.Store.PutGitHubRate(ctx, p.cfg.Fleet, r); err != nil {
-			storeErr = errors.Join(storeErr, err)
-		}
+	if err := p.saveRate(ctx, rate, blocked); err != nil {
+		storeErr = errors.Join(storeErr, err)
 	}
 	return out, stats, storeErr
+}
+
+// blockedUntil reads the fleet's rate limit as last recorded and until
+// when requests must wait (zero: they may go now).
+func (p *Poller) blockedUntil(ctx context.Context, now time.Time) (store.GitHubRate, time.Time, error) {
+	rate, _, err := p.cfg.Store.GitHubRateOf(ctx, p.cfg.Fleet)
+	if err != nil {
+		return rate, time.Time{}, err
+	}
+	blocked := rate.BlockedUntil
+	if blocked.IsZero() && rate.Remaining <= 0 && !rate.At.IsZero() && rate.Reset.After(now) {
+		blocked = rate.Reset
+	}
+	if !blocked.After(now) {
+		blocked = time.Time{}
+	}
+	return rate, blocked, nil
+}
+
+// saveRate records the rate limit the last requests reported (since
+// tr.reset) and blocked, when either changed what rate, the recorded one,
+// says.
+func (p *Poller) saveRate(ctx context.Context, rate store.GitHubRate, blocked time.Time) error {
+	r, seen := p.tr.lastRate()
+	if !seen && blocked.Equal(rate.BlockedUntil) {
+		return nil
+	}
+	if !seen {
+		r = rate
+	}
+	r.BlockedUntil = blocked
+	r.At = p.cfg.Now()
+	return p.cfg.Store.PutGitHubRate(ctx, p.cfg.Fleet, r)
 }
 
 // rateLimited reports whether err is GitHub's rate limit (primary, or a

@@ -38,8 +38,8 @@ const (
 	maxKey      = 200      // bytes of a task's key
 )
 
-// cutTitle makes a title one line of at most MaxTitle bytes.
-func cutTitle(s string) string {
+// CutTitle makes a title one line of at most MaxTitle bytes (and "...").
+func CutTitle(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) <= MaxTitle {
 		return s
@@ -51,9 +51,10 @@ func cutTitle(s string) string {
 	return s + "..."
 }
 
-// checkTask refuses a task no agent should get: an empty or oversized
-// prompt, a bad key, too many labels.
-func checkTask(key, prompt string, labels []string) error {
+// CheckTask refuses a task no agent should get: an empty or oversized
+// prompt, a bad key (the part of the ID after "NAME:"), too many or bad
+// labels. Every source checks its tasks with it.
+func CheckTask(key, prompt string, labels []string) error {
 	switch {
 	case key == "" || len(key) > maxKey || strings.ContainsAny(key, "\x00\r\n"):
 		return fmt.Errorf("id %q: empty, longer than %d bytes or not one line", key, maxKey)
@@ -204,9 +205,9 @@ func readTaskFile(path string) (Task, error) {
 		}
 		body = strings.Join(lines[end+1:], "\n")
 	}
-	t.Title = cutTitle(t.Title)
+	t.Title = CutTitle(t.Title)
 	t.Prompt = strings.TrimSpace(body)
-	if err := checkTask(stem, t.Prompt, t.Labels); err != nil {
+	if err := CheckTask(stem, t.Prompt, t.Labels); err != nil {
 		return Task{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return t, nil
@@ -308,7 +309,7 @@ func (s *CommandSource) Scan(ctx context.Context) ([]Task, error) {
 			errs = append(errs, fmt.Errorf("%s: output line %d: more than one JSON value", what, n))
 			continue
 		}
-		if err := checkTask(ct.ID, ct.Prompt, ct.Labels); err != nil {
+		if err := CheckTask(ct.ID, ct.Prompt, ct.Labels); err != nil {
 			errs = append(errs, fmt.Errorf("%s: output line %d: %w", what, n, err))
 			continue
 		}
@@ -321,7 +322,7 @@ func (s *CommandSource) Scan(ctx context.Context) ([]Task, error) {
 		if t.Title == "" {
 			t.Title = ct.ID
 		}
-		t.Title = cutTitle(t.Title)
+		t.Title = CutTitle(t.Title)
 		if ct.Priority != nil {
 			t.Priority = *ct.Priority
 		}

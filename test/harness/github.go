@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,7 +30,7 @@ type GitHub struct {
 	Token string
 
 	mu        sync.Mutex
-	issues    map[string]string // "o/r#n" -> open|closed
+	issues    map[string]GitHubIssue // "o/r#n"
 	pulls     map[string]GitHubPull
 	log       []GitHubRequest
 	remaining int
@@ -58,6 +59,7 @@ type GitHubPull struct {
 // GitHubRequest is one request the stand-in answered.
 type GitHubRequest struct {
 	Method, Path string
+	Query        string // the raw query
 	Status       int
 	// Authorized is whether it carried the token.
 	Authorized  bool
@@ -66,7 +68,7 @@ type GitHubRequest struct {
 
 // StartGitHub starts the stand-in; Close stops it.
 func StartGitHub(token string) *GitHub {
-	g := &GitHub{Token: token, issues: map[string]string{}, pulls: map[string]GitHubPull{}, remaining: 5000, reset: time.Now().Add(time.Hour)}
+	g := &GitHub{Token: token, issues: map[string]GitHubIssue{}, pulls: map[string]GitHubPull{}, remaining: 5000, reset: time.Now().Add(time.Hour)}
 	g.Server = httptest.NewServer(http.HandlerFunc(g.serve))
 	return g
 }
@@ -79,11 +81,34 @@ func (g *GitHub) Link(owner, repo, kind string, n int) string {
 	return fmt.Sprintf("%s/%s/%s/%s/%d", g.URL, owner, repo, kind, n)
 }
 
+// GitHubIssue is an issue as the stand-in serves it.
+type GitHubIssue struct {
+	State  string // open or closed
+	Title  string // default "issue N"
+	Body   string
+	Labels []string
+	// PullRequest makes it a pull request's issue (the issues list
+	// includes those, with a pull_request member, as GitHub does).
+	PullRequest bool
+	// Created is its creation time (default: 2026-12-01 plus N minutes).
+	Created time.Time
+}
+
 // SetIssue sets an issue's state.
 func (g *GitHub) SetIssue(owner, repo string, n int, state string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.issues[fmt.Sprintf("%s/%s#%d", owner, repo, n)] = state
+	key := fmt.Sprintf("%s/%s#%d", owner, repo, n)
+	is := g.issues[key]
+	is.State = state
+	g.issues[key] = is
+}
+
+// PutIssue sets an issue in full.
+func (g *GitHub) PutIssue(owner, repo string, n int, is GitHubIssue) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.issues[fmt.Sprintf("%s/%s#%d", owner, repo, n)] = is
 }
 
 // SetPull sets a pull request.
@@ -119,7 +144,7 @@ func (g *GitHub) Requests() []GitHubRequest {
 func (g *GitHub) serve(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	rec := GitHubRequest{Method: r.Method, Path: r.URL.Path, IfNoneMatch: r.Header.Get("If-None-Match")}
+	rec := GitHubRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, IfNoneMatch: r.Header.Get("If-None-Match")}
 	rec.Authorized = r.Header.Get("Authorization") == "Bearer "+g.Token
 	status := g.answer(w, r, rec.Authorized)
 	rec.Status = status
@@ -162,6 +187,9 @@ func (g *GitHub) answer(w http.ResponseWriter, r *http.Request, authorized bool)
 	}
 	body, ok := g.document(strings.TrimPrefix(r.URL.Path, "/api/v3"))
 	if !ok {
+		body, ok = g.issueList(w, r)
+	}
+	if !ok {
 		g.remaining--
 		g.rateHeaders(w)
 		return ghError(w, http.StatusNotFound, "Not Found")
@@ -192,12 +220,11 @@ func (g *GitHub) document(path string) (any, bool) {
 	switch {
 	case len(seg) == 5 && seg[3] == "issues":
 		n, _ := strconv.Atoi(seg[4])
-		st, ok := g.issues[fmt.Sprintf("%s/%s#%d", owner, repo, n)]
+		is, ok := g.issues[fmt.Sprintf("%s/%s#%d", owner, repo, n)]
 		if !ok {
 			return nil, false
 		}
-		return map[string]any{"number": n, "state": st, "title": "issue " + seg[4],
-			"html_url": g.Link(owner, repo, "issues", n), "user": map[string]any{"login": "ann"}}, true
+		return g.issueDoc(owner, repo, n, is), true
 	case seg[3] == "pulls" && (len(seg) == 5 || (len(seg) == 6 && seg[5] == "reviews")):
 		n, _ := strconv.Atoi(seg[4])
 		p, ok := g.pulls[fmt.Sprintf("%s/%s#%d", owner, repo, n)]
@@ -257,4 +284,104 @@ func (g *GitHub) document(path string) (any, bool) {
 		return map[string]any{"state": state, "sha": p.SHA, "total_count": len(statuses), "statuses": statuses}, true
 	}
 	return nil, false
+}
+
+// issueDoc is an issue as GitHub's REST API shapes it.
+func (g *GitHub) issueDoc(owner, repo string, n int, is GitHubIssue) map[string]any {
+	title := is.Title
+	if title == "" {
+		title = "issue " + strconv.Itoa(n)
+	}
+	created := is.Created
+	if created.IsZero() {
+		created = time.Date(2026, 12, 1, 0, n, 0, 0, time.UTC)
+	}
+	labels := []any{}
+	for i, l := range is.Labels {
+		labels = append(labels, map[string]any{"id": i + 1, "name": l, "color": "ededed"})
+	}
+	doc := map[string]any{"number": n, "state": is.State, "title": title, "body": is.Body, "labels": labels,
+		"html_url": g.Link(owner, repo, "issues", n), "user": map[string]any{"login": "ann"},
+		"created_at": created.UTC().Format(time.RFC3339), "updated_at": created.UTC().Format(time.RFC3339)}
+	if is.PullRequest {
+		doc["html_url"] = g.Link(owner, repo, "pull", n)
+		doc["pull_request"] = map[string]any{"html_url": g.Link(owner, repo, "pull", n)}
+	}
+	return doc
+}
+
+// issueList answers GET /repos/{owner}/{repo}/issues as GitHub documents
+// it (docs.github.com/rest/issues/issues#list-repository-issues): state
+// (open, the default; closed; all), labels (comma-separated, all must be
+// on the issue), sort=created with direction (desc, the default, or asc),
+// per_page (default 30, at most 100) and page, with a Link header naming
+// the next and last pages. Pull requests are included, as on GitHub.
+func (g *GitHub) issueList(w http.ResponseWriter, r *http.Request) (any, bool) {
+	seg := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/api/v3"), "/"), "/")
+	if len(seg) != 4 || seg[0] != "repos" || seg[3] != "issues" {
+		return nil, false
+	}
+	owner, repo := seg[1], seg[2]
+	q := r.URL.Query()
+	state := q.Get("state")
+	if state == "" {
+		state = "open"
+	}
+	var want []string
+	if l := q.Get("labels"); l != "" {
+		want = strings.Split(l, ",")
+	}
+	type numbered struct {
+		n  int
+		is GitHubIssue
+	}
+	var list []numbered
+	prefix := owner + "/" + repo + "#"
+	for key, is := range g.issues {
+		num, ok := strings.CutPrefix(key, prefix)
+		if !ok || (state != "all" && is.State != state) {
+			continue
+		}
+		has := map[string]bool{}
+		for _, l := range is.Labels {
+			has[l] = true
+		}
+		all := true
+		for _, l := range want {
+			all = all && has[strings.TrimSpace(l)]
+		}
+		if !all {
+			continue
+		}
+		n, _ := strconv.Atoi(num)
+		list = append(list, numbered{n, is})
+	}
+	// Creation order (the default sort), by number for equal times.
+	sort.Slice(list, func(i, j int) bool { return list[i].n < list[j].n })
+	if q.Get("direction") != "asc" {
+		sort.SliceStable(list, func(i, j int) bool { return list[i].n > list[j].n })
+	}
+	per, _ := strconv.Atoi(q.Get("per_page"))
+	if per <= 0 {
+		per = 30
+	}
+	per = min(per, 100)
+	page, _ := strconv.Atoi(q.Get("page"))
+	page = max(page, 1)
+	last := max((len(list)+per-1)/per, 1)
+	docs := []any{}
+	for i := (page - 1) * per; i < min(page*per, len(list)); i++ {
+		docs = append(docs, g.issueDoc(owner, repo, list[i].n, list[i].is))
+	}
+	link := func(p int) string {
+		u := *r.URL
+		v := u.Query()
+		v.Set("page", strconv.Itoa(p))
+		u.RawQuery = v.Encode()
+		return fmt.Sprintf("<%s%s>", g.URL, u.RequestURI())
+	}
+	if page < last {
+		w.Header().Set("Link", link(page+1)+`; rel="next", `+link(last)+`; rel="last"`)
+	}
+	return docs, true
 }
