@@ -28,6 +28,15 @@ var enumCases = []struct {
 	{[]string{"instances", "a", "recovery", "snapshot"}, []string{schema.SnapshotOff, schema.SnapshotBeforeStart, schema.SnapshotBeforeApply}},
 }
 
+// fleetEnumCases are the enumerated fields outside instances (no
+// defaults twin).
+var fleetEnumCases = []struct {
+	path   []string
+	values []string
+}{
+	{[]string{"queue", "gates", "beforeDone"}, []string{schema.GateReview}},
+}
+
 // TestSchemaEnumsMatchTheGoConstants: the lists errors give are read from
 // the schema; they hold exactly the values the Go code handles, each once,
 // and every enumerated field of the schema is in enumCases.
@@ -43,6 +52,12 @@ func TestSchemaEnumsMatchTheGoConstants(t *testing.T) {
 	}
 	known := map[string]bool{"apiVersion": true, "kind": true} // fixed header strings, worded on their own
 	for _, c := range enumCases {
+		known[lastOf(c.path)] = true
+	}
+	for _, c := range fleetEnumCases {
+		if got := enumAt(c.path); !reflect.DeepEqual(got, c.values) {
+			t.Errorf("%s: the schema allows %q, the Go constants are %q", formatPath(c.path), got, c.values)
+		}
 		known[lastOf(c.path)] = true
 	}
 	var walk func(n *schemaNode, at string, depth int)

@@ -288,6 +288,7 @@ func (l *loader) resolve() *schema.Fleet {
 	fleet.Pins = l.pins
 	l.checkWritableNesting(checkers, fleet)
 	l.workTools(b, fleet)
+	l.queue(b, fleet)
 	return fleet
 }
 

@@ -155,6 +155,8 @@ type Fleet struct {
 	// Engines are the Docker engines the fleet declares besides the
 	// local one, by name (see Instance.Engine).
 	Engines map[string]Engine `json:"engines,omitempty"`
+	// Queue is the fleet's task queue; nil when it declares none.
+	Queue *Queue `json:"queue,omitempty"`
 }
 
 // Engine is a Docker engine other than the local one.
