@@ -73,6 +73,7 @@ type Model struct {
 	anyDesc  bool   // a row has a description
 	anySync  bool   // a row has a sync state (there is a manifest)
 	anyLinks bool   // a row has work links
+	anyTask  bool   // a row holds a queue task
 	visible  []int  // indices into snap.Rows that pass the filter
 	selected string // the selected instance
 	cursor   int    // its index in visible
@@ -640,6 +641,11 @@ func (m *Model) setSnapshot(s Snapshot) {
 		r := &s.Rows[i]
 		r.Description = clean(r.Description)
 		r.StateDetail = clean(r.StateDetail)
+		if r.Task != nil {
+			// A task's ID and title are a source's text (an issue's
+			// author's): the copy shown is cleaned.
+			r.Task = &Task{ID: clean(r.Task.ID), Title: clean(r.Task.Title), State: clean(r.Task.State)}
+		}
 	}
 	m.snap, m.haveSnap = s, true
 	m.cells = make([][]string, len(s.Rows))
@@ -647,13 +653,14 @@ func (m *Model) setSnapshot(s Snapshot) {
 		m.cells[i] = rowCells(&s.Rows[i])
 	}
 	m.natural = naturalWidths(m.cells)
-	m.anyDesc, m.anySync, m.anyLinks = false, false, false
+	m.anyDesc, m.anySync, m.anyLinks, m.anyTask = false, false, false, false
 	present := make(map[string]bool, len(s.Rows))
 	for _, r := range s.Rows {
 		present[r.Instance] = true
 		m.anyDesc = m.anyDesc || r.Description != ""
 		m.anySync = m.anySync || r.Sync != ""
 		m.anyLinks = m.anyLinks || len(r.Links) > 0
+		m.anyTask = m.anyTask || r.Task != nil
 	}
 	for k := range m.details {
 		if !present[k] {

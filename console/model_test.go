@@ -791,3 +791,31 @@ func TestLinksColumnAndPane(t *testing.T) {
 		t.Error("an escape sequence from a link reached the terminal")
 	}
 }
+
+func TestQueueInHeaderAndTaskColumn(t *testing.T) {
+	rows := testRows()
+	// Without a queue nothing of it is drawn.
+	if f := newTestModel(t, newFake(rows), 200, 50, false).Frame(); strings.Contains(f, "TASK") || strings.Contains(f, "queue ") {
+		t.Fatalf("queue parts drawn without a queue:\n%s", f)
+	}
+	for i := range rows {
+		switch rows[i].Instance {
+		case "api":
+			rows[i].Task = &Task{ID: "files:fix-login", Title: "Fix the \x1b[31mlogin", State: "working"}
+		case "web":
+			rows[i].Task = &Task{ID: "gh:acme/app#12", Title: "Docs", State: "needs-review"}
+		}
+	}
+	src := newFake(rows)
+	src.snap.Queue = &Queue{Counts: map[string]int{"queued": 3, "working": 1, "needs-review": 1, "done": 4}, Paused: true}
+	f := newTestModel(t, src, 200, 50, false).Frame()
+	for _, want := range []string{"queue 3 queued, 1 working, 1 needs-review, 4 done (paused)", "TASK", "files:fix-login", "gh:acme/app#12 (needs-review)",
+		`task files:fix-login working "Fix the login"`} {
+		if !strings.Contains(f, want) {
+			t.Errorf("the frame lacks %q:\n%s", want, f)
+		}
+	}
+	if strings.Contains(f, "\x1b[31m") {
+		t.Error("an escape sequence from a task title reached the terminal")
+	}
+}

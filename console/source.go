@@ -68,7 +68,20 @@ type Snapshot struct {
 	// be read, a sampler that failed), shown in the header.
 	Notes []string
 	At    time.Time
+	// Queue is the fleet's task queue; nil when it declares none.
+	Queue *Queue
 }
+
+// Queue is the task queue at one moment.
+type Queue struct {
+	// Counts are the tasks by state (queued, dispatched, working,
+	// needs-review, done, failed, cancelled).
+	Counts map[string]int
+	Paused bool
+}
+
+// QueueStates are the task states in the order the console lists them.
+var QueueStates = []string{"queued", "dispatched", "working", "needs-review", "done", "failed", "cancelled"}
 
 // Row is one instance.
 type Row struct {
@@ -95,10 +108,18 @@ type Row struct {
 	// Sync is "in-sync" or "drift: ACTION"; "" when unknown (no manifest).
 	Sync        string
 	Description string
+	// Task is the queue's task the agent holds ("" none): dispatched to
+	// it, worked on, or waiting for review.
+	Task *Task
 	// Links are what the agent said it works on (the tag protocol), the
 	// one to show first first: the newest pull request, else issue,
 	// else repository.
 	Links []Link
+}
+
+// Task is a queue task an agent holds.
+type Task struct {
+	ID, Title, State string
 }
 
 // Link is one of an instance's work links.

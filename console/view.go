@@ -28,6 +28,7 @@ const (
 	colPorts
 	colDenied
 	colSync
+	colTask
 	colLinks
 	colDesc
 	numCols
@@ -51,6 +52,7 @@ var columns = [numCols]column{
 	colPorts:    {"PORTS", false, 24},
 	colDenied:   {"DENY", true, 5},
 	colSync:     {"SYNC", false, 18},
+	colTask:     {"TASK", false, 32},
 	colLinks:    {"PR/CI/REVIEW", false, 48},
 	colDesc:     {"DESCRIPTION", false, 0},
 }
@@ -59,7 +61,7 @@ var columns = [numCols]column{
 // instance and its state always stay (truncated last). The description
 // is the last column and takes what is left; the detail pane shows it
 // whole for the selected instance.
-var dropOrder = []int{colPorts, colLinks, colRuntime, colTokens, colDesc, colDenied, colSince, colCost, colSync, colMem, colCPU}
+var dropOrder = []int{colPorts, colLinks, colTask, colRuntime, colTokens, colDesc, colDenied, colSince, colCost, colSync, colMem, colCPU}
 
 // minDesc is the narrowest description worth showing.
 const minDesc = 12
@@ -88,8 +90,39 @@ func rowCells(r *Row) []string {
 	}
 	c[colSync] = orDash(r.Sync)
 	c[colLinks] = linkText(r.Links)
+	c[colTask] = taskText(r.Task)
 	c[colDesc] = r.Description
 	return c
+}
+
+// taskText is the TASK cell: the task's ID and, unless it is worked
+// on (the agent's state says so), its state.
+func taskText(t *Task) string {
+	if t == nil {
+		return "-"
+	}
+	if t.State == "working" {
+		return t.ID
+	}
+	return t.ID + " (" + t.State + ")"
+}
+
+// queueText is the header's account of the queue: its tasks by state.
+func queueText(q *Queue) string {
+	var parts []string
+	for _, s := range QueueStates {
+		if n := q.Counts[s]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, s))
+		}
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "empty")
+	}
+	s := "queue " + strings.Join(parts, ", ")
+	if q.Paused {
+		s += " (paused)"
+	}
+	return s
 }
 
 // stateKey is the word that picks a row's colour.
@@ -251,6 +284,7 @@ func (m *Model) layout(width int) (cols []int, widths [numCols]int, gap int) {
 	shown[colDesc] = m.anyDesc
 	shown[colSync] = m.anySync
 	shown[colLinks] = m.anyLinks
+	shown[colTask] = m.anyTask
 	need := func() int {
 		n, total := 0, markerWidth
 		for c := range numCols {
@@ -424,6 +458,9 @@ func (m *Model) headerLine() string {
 				parts = append(parts, m.st.paint(m.st.stateStyle(s), fmt.Sprintf("%d %s", n, s)))
 			}
 		}
+		if m.snap.Queue != nil {
+			parts = append(parts, queueText(m.snap.Queue))
+		}
 		if q := m.filter.Value(); q != "" {
 			parts = append(parts, fmt.Sprintf("filter %q: %d shown", q, len(m.visible)))
 		}
@@ -595,6 +632,13 @@ func (m *Model) detailLines(h int) []string {
 	}
 	if r.Sync != "" {
 		facts = append(facts, r.Sync)
+	}
+	if r.Task != nil {
+		t := "task " + r.Task.ID + " " + r.Task.State
+		if r.Task.Title != "" {
+			t += " \"" + r.Task.Title + "\""
+		}
+		facts = append(facts, t)
 	}
 	if res := r.Resources; res != nil {
 		facts = append(facts, "CPU "+percent(res.CPUPercent), "MEM "+memText(res))

@@ -30,6 +30,7 @@ import (
 	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/store"
 	"github.com/jackin-dev/jackin/supervisor"
+	"github.com/jackin-dev/jackin/taskqueue"
 	"github.com/jackin-dev/jackin/telemetry"
 )
 
@@ -325,6 +326,7 @@ func (s *consoleSource) Snapshot(ctx context.Context) (console.Snapshot, error) 
 		}
 	}
 	links := s.consoleLinkStates(ctx, st)
+	held := s.consoleQueue(ctx, st, &snap)
 	description := map[string]string{}
 	runtimeOf := map[string]string{}
 	if s.desired != nil {
@@ -373,9 +375,41 @@ func (s *consoleSource) Snapshot(ctx context.Context) (console.Snapshot, error) 
 			}
 		}
 		row.Links = consoleLinks(links[it.Instance])
+		row.Task = held[it.Instance]
 		snap.Rows = append(snap.Rows, row)
 	}
 	return snap, nil
+}
+
+// consoleQueue fills the snapshot's queue (when the manifest declares
+// one, or the store holds tasks of the fleet) and returns the task each
+// instance holds: dispatched to it, worked on or waiting for review.
+func (s *consoleSource) consoleQueue(ctx context.Context, st *store.Store, snap *console.Snapshot) map[string]*console.Task {
+	if st == nil {
+		return nil
+	}
+	tasks, err := st.Tasks(ctx, s.fleet)
+	if err != nil {
+		snap.Notes = append(snap.Notes, "queue: "+err.Error())
+		return nil
+	}
+	if len(tasks) == 0 && (s.manifest == nil || s.manifest.Queue == nil) {
+		return nil
+	}
+	q := &console.Queue{Counts: map[string]int{}}
+	if q.Paused, err = st.QueuePaused(ctx, s.fleet); err != nil {
+		snap.Notes = append(snap.Notes, "queue: "+err.Error())
+	}
+	held := map[string]*console.Task{}
+	for _, t := range tasks {
+		q.Counts[string(t.State)]++
+		switch t.State {
+		case taskqueue.StateDispatched, taskqueue.StateWorking, taskqueue.StateNeedsReview:
+			held[t.Instance] = &console.Task{ID: t.ID, Title: t.Title, State: string(t.State)}
+		}
+	}
+	snap.Queue = q
+	return held
 }
 
 // observedRows are the rows of --fleet: the agent containers on the
