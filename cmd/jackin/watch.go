@@ -60,7 +60,15 @@ within --min-uptime of being started is restarted with exponential backoff
 (1s, 2s, 4s ... up to --backoff-max), shown as crashloop by jackin get. The
 fleet lock is held only while a heal runs, so jackin apply can run alongside.
 
-One line per trigger and action goes to stdout, with timestamps (-o json:
+The fleet's task queue (queue: in the manifest) is dispatched in heal mode:
+the sources are read at their intervals into the store, and a queued task's
+prompt is typed into a queue instance whose agent waits for one (the agent's
+state is followed live through its supervisor). The task then follows the
+agent: working, done (or needs-review under gates.beforeDone, until jackin
+queue approve), back to the queue when the agent exits, is recreated or is
+deleted (failed after maxAttempts). A restart of watch resumes from the store.
+
+One line per trigger, action and task transition goes to stdout, with timestamps (-o json:
 JSON lines). Each heal is recorded in the store (jackin history) with its
 trigger and latency. The first SIGINT or SIGTERM finishes the action in
 flight, records it and exits 0; a second exits at once.`,
@@ -168,6 +176,12 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	defer stopPoll()
 	go env.PollLinks(pollCtx, current.Load, pipeline.LinkPollEvery)
+	// The task queue is dispatched here (heal mode only: warn changes
+	// nothing), following each queue agent's state stream.
+	if opts.mode == reconciler.ModeHeal {
+		stopQueue := a.runQueue(ctx, sess, env, current.Load, w)
+		defer stopQueue()
+	}
 	err = reconciler.Watch(ctx, reconciler.WatchConfig{
 		Fleet: fleet,
 		Load: func(ctx context.Context) (*schema.Fleet, error) {
@@ -235,6 +249,32 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 	return nil
 }
 
+// runQueue starts the queue's dispatcher; the function it returns stops
+// it and waits for it (before the session's store closes).
+func (a *app) runQueue(ctx context.Context, sess *session, env pipeline.Env, fleet func() *schema.Fleet, w *watchOutput) func() {
+	agents := &pipeline.LiveAgents{Drivers: sess.set, Log: a.log.WithName("queue")}
+	d := &pipeline.Dispatcher{
+		Store:  sess.st,
+		Agents: agents,
+		Fleet:  fleet,
+		Source: env.QueueSource(fleet),
+		Links:  env.FleetLinks,
+		Report: w.emitQueue,
+		Log:    a.log.WithName("queue"),
+	}
+	qctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.Run(qctx)
+	}()
+	return func() {
+		stop()
+		<-done
+		agents.Close()
+	}
+}
+
 // reloadFleet loads the manifests again for watch: diagnostics become the
 // error, one line each, so watch can report them once.
 func (a *app) reloadFleet(ctx context.Context, files []string) (*schema.Fleet, error) {
@@ -280,6 +320,52 @@ func (o *watchOutput) emit(ev reconciler.WatchEvent) {
 	}
 	ts := ev.Time.Local().Format("2006-01-02T15:04:05.000Z07:00")
 	fmt.Fprintf(o.w, "%s  %s\n", ts, indentRest(watchText(ev)))
+}
+
+// watchQueueLine is the JSON-lines form of a queue event: type "task"
+// (a transition), "task-source", "task-wake" or "error".
+type watchQueueLine struct {
+	Fleet string `json:"fleet"`
+	pipeline.QueueEvent
+}
+
+func (o *watchOutput) emitQueue(ev pipeline.QueueEvent) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.format == "json" {
+		switch ev.Type {
+		case pipeline.QueueEventTransition:
+			ev.Type = "task"
+		case pipeline.QueueEventError:
+		default:
+			ev.Type = "task-" + ev.Type
+		}
+		b, err := json.Marshal(watchQueueLine{Fleet: o.fleet, QueueEvent: ev})
+		if err == nil {
+			fmt.Fprintf(o.w, "%s\n", b)
+		}
+		return
+	}
+	ts := ev.Time.Local().Format("2006-01-02T15:04:05.000Z07:00")
+	fmt.Fprintf(o.w, "%s  %s\n", ts, indentRest(queueText(ev)))
+}
+
+// queueText is the human form of one queue event.
+func queueText(ev pipeline.QueueEvent) string {
+	switch ev.Type {
+	case pipeline.QueueEventTransition:
+		on := ""
+		if ev.Instance != "" {
+			on = " on " + ev.Instance
+		}
+		return fmt.Sprintf("task %s: %s -> %s%s: %s", ev.Task, ev.From, ev.To, on, ev.Message)
+	case pipeline.QueueEventError:
+		if ev.Task != "" {
+			return "error: task " + ev.Task + ": " + ev.Message
+		}
+		return "error: queue: " + ev.Message
+	}
+	return "queue: " + ev.Message
 }
 
 // watchText is the human form of one watch event.
