@@ -137,6 +137,7 @@ fleet.json or fleets/) in the current directory, opens jackin console.`,
 		newSnapshotCommand(a),
 		newApproveCommand(a),
 		newToolCommand(a),
+		newQueueCommand(a),
 	)
 	return root
 }
