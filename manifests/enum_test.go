@@ -26,6 +26,7 @@ var enumCases = []struct {
 	{[]string{"instances", "a", "network", "egress"}, []string{schema.EgressOpen, schema.EgressNone, schema.EgressAllowlist}},
 	{[]string{"instances", "a", "network", "ports", "0", "protocol"}, []string{"tcp", "udp"}},
 	{[]string{"instances", "a", "recovery", "snapshot"}, []string{schema.SnapshotOff, schema.SnapshotBeforeStart, schema.SnapshotBeforeApply}},
+	{[]string{"instances", "a", "idle", "action"}, []string{schema.IdleStop, schema.IdleExec}},
 }
 
 // fleetEnumCases are the enumerated fields outside instances (no

@@ -231,7 +231,7 @@ func TestLoadRejectsSchemaViolations(t *testing.T) {
 		{name: "unknown top-level field", src: fleetHead + "«color: \"red\"\n",
 			path: "color", msg: `field "color" is not allowed here; allowed fields: apiVersion, defaults, `},
 		{name: "unknown instance field", src: fleetHead + "instances: a: {\n\trole: image: \"x\"\n\t«foo: 1\n}\n",
-			path: "instances.a.foo", msg: `field "foo" is not allowed here; allowed fields: agent, args, backend, command, credentials, description, docker, dockerDaemon, engine, env, integrations, kubernetes, labels, mounts, network, orbstack, profile, recovery, resources, role, security, state`},
+			path: "instances.a.foo", msg: `field "foo" is not allowed here; allowed fields: agent, args, backend, command, credentials, description, docker, dockerDaemon, engine, env, idle, integrations, kubernetes, labels, mounts, network, orbstack, profile, recovery, resources, role, security, state`},
 		{name: "unknown resources field", src: inst("resources: {memory: \"1Gi\", «memry: \"1G\"}"),
 			path: "instances.a.resources.memry", msg: `field "memry" is not allowed here; allowed fields: cpus, memory, memoryReservation, nofile, pids`},
 		{name: "unknown mount field", src: inst("mounts: [{dst: \"/x\", mode: \"tmpfs\", «sz: \"1G\"}]"),

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/token"
@@ -55,6 +56,7 @@ type rawInstance struct {
 	Credentials  map[string]rawCredential `json:"credentials"`
 	Recovery     *rawRecovery             `json:"recovery"`
 	Integrations *[]string                `json:"integrations"`
+	Idle         *rawIdle                 `json:"idle"`
 	// ownDockerDaemon is set by merge when the instance itself (not
 	// defaults) gives dockerDaemon.
 	ownDockerDaemon bool
@@ -67,6 +69,13 @@ type rawInstance struct {
 type rawRecovery struct {
 	Snapshot *string `json:"snapshot"`
 	Keep     *int    `json:"keep"`
+}
+
+// rawIdle is idle cleanup as written; merged field by field.
+type rawIdle struct {
+	After  *string   `json:"after"`
+	Action *string   `json:"action"`
+	Exec   *[]string `json:"exec"`
 }
 
 type rawOrbStack struct {
@@ -199,6 +208,16 @@ func merge(d, in rawInstance) rawInstance {
 		out.Recovery = &rc
 	}
 	out.Integrations = pick(in.Integrations, d.Integrations)
+	if d.Idle != nil {
+		id := rawIdle{}
+		if in.Idle != nil {
+			id = *in.Idle
+		}
+		id.After = pick(id.After, d.Idle.After)
+		id.Action = pick(id.Action, d.Idle.Action)
+		id.Exec = pick(id.Exec, d.Idle.Exec)
+		out.Idle = &id
+	}
 	if d.Resources != nil {
 		r := rawResources{}
 		if in.Resources != nil {
@@ -358,7 +377,7 @@ func (c *instanceChecker) ownsValue(rel []any) bool {
 	}
 	unit := rel[:1]
 	switch rel[0] {
-	case "resources", "network", "env", "labels", "credentials":
+	case "resources", "network", "env", "labels", "credentials", "idle":
 		if len(rel) >= 2 {
 			unit = rel[:2]
 		}
@@ -526,6 +545,9 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 		}
 	}
 	c.credentials(r.Credentials, &inst)
+	if r.Idle != nil {
+		c.idle(*r.Idle, &inst)
+	}
 	if c.remoteEngine != "" {
 		c.remoteLimits(&inst)
 	}
@@ -533,6 +555,47 @@ func (c *instanceChecker) build(r rawInstance) schema.Instance {
 		c.kubernetesLimits(&inst)
 	}
 	return inst
+}
+
+// idle resolves idle cleanup: after a positive duration, exec given with
+// action "exec" and only then. An exec inherited from defaults by an
+// instance that sets its own action is dropped, as egress fields are:
+// defaults can hold a command that an instance stopping instead does not
+// use.
+func (c *instanceChecker) idle(r rawIdle, inst *schema.Instance) {
+	if r.After == nil || r.Action == nil {
+		// The schema requires both where idle is written; merged from
+		// defaults and an instance, one side may hold only part of it.
+		missing := "after"
+		if r.After != nil {
+			missing = "action"
+		}
+		if !c.l.hasErrorUnder([]string{"instances", c.name, "idle"}) && !c.l.hasErrorUnder([]string{"defaults", "idle"}) {
+			c.errorf([]any{"idle"}, "idle needs %s (after: a duration such as \"30m\", action: \"stop\" or \"exec\"), here or in defaults", missing)
+		}
+		return
+	}
+	idle := &schema.Idle{Action: *r.Action}
+	d, err := time.ParseDuration(*r.After)
+	switch {
+	case err != nil:
+		c.errorf([]any{"idle", "after"}, "after %q is not a duration: use a number and a unit, such as \"90s\", \"30m\" or \"1h30m\"", *r.After)
+	case d <= 0:
+		c.errorf([]any{"idle", "after"}, "after %q must be more than zero", *r.After)
+	}
+	idle.After = d
+	switch {
+	case idle.Action == schema.IdleExec && r.Exec == nil:
+		c.errorf([]any{"idle", "action"}, "action \"exec\" needs exec, the command to run in the agent container (for example exec: [\"gradle\", \"--stop\"])")
+	case idle.Action == schema.IdleExec:
+		idle.Exec = append([]string(nil), *r.Exec...)
+	case r.Exec != nil:
+		if !c.ownHas("idle", "exec") && c.ownHas("idle", "action") {
+			break // defaults' command, for instances whose action is exec
+		}
+		c.errorf([]any{"idle", "exec"}, "exec applies to action \"exec\" only, and action is %q: remove exec, or set action: \"exec\"", idle.Action)
+	}
+	inst.Idle = idle
 }
 
 // egress checks the allowlist fields: each entry parses (hosts, wildcards,

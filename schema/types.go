@@ -4,6 +4,8 @@
 package schema
 
 import (
+	"time"
+
 	"github.com/jackin-dev/jackin/hostpath"
 	"github.com/jackin-dev/jackin/runtimes"
 )
@@ -262,6 +264,29 @@ type Instance struct {
 	// SnapshotExcludes (set by the loader from active integrations) are
 	// paths snapshots leave out and restores leave alone.
 	SnapshotExcludes []string `json:"snapshotExcludes,omitempty"`
+	// Idle is the idle cleanup policy (nil: none). It is not part of the
+	// spec hash: changing it recreates nothing.
+	Idle *Idle `json:"idle,omitempty"`
+}
+
+// Idle cleanup actions (idle.action).
+const (
+	// IdleStop stops the instance's containers; it starts again when a
+	// task is dispatched to it or the operator attaches.
+	IdleStop = "stop"
+	// IdleExec runs Idle.Exec in the agent container, once per idle period.
+	IdleExec = "exec"
+)
+
+// Idle is what jackin watch does with an agent that has been idle or done
+// for After, with no task in flight and no attached client.
+type Idle struct {
+	// After is idle.after, parsed; always positive.
+	After  time.Duration `json:"after"`
+	Action string        `json:"action"`
+	// Exec (IdleExec only) is the command run in the agent container,
+	// without a shell.
+	Exec []string `json:"exec,omitempty"`
 }
 
 // IntegrationUse is one stack integration of an instance, as found.

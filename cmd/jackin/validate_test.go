@@ -23,7 +23,7 @@ func TestValidateEnumAndFieldErrors(t *testing.T) {
 		{"bad profile", `profile: "hardend"`, `profile`,
 			`instances.web.profile: profile must be one of "standard", "hardened", "locked" (got "hardend")`},
 		{"misspelled field", `comand: ["sh"]`, `comand`,
-			`instances.web.comand: field "comand" is not allowed here; allowed fields: agent, args, backend, command, credentials, description, docker, dockerDaemon, engine, env, integrations, kubernetes, labels, mounts, network, orbstack, profile, recovery, resources, role, security, state; did you mean "command"?`},
+			`instances.web.comand: field "comand" is not allowed here; allowed fields: agent, args, backend, command, credentials, description, docker, dockerDaemon, engine, env, idle, integrations, kubernetes, labels, mounts, network, orbstack, profile, recovery, resources, role, security, state; did you mean "command"?`},
 		{"misspelled nested field", `resources: memroy: "1G"`, `memroy`,
 			`instances.web.resources.memroy: field "memroy" is not allowed here; allowed fields: cpus, memory, memoryReservation, nofile, pids; did you mean "memory"?`},
 	}
