@@ -230,6 +230,31 @@ var migrations = []string{
 		who        TEXT    NOT NULL,
 		updated_at INTEGER NOT NULL
 	);`,
+
+	// 11: idle cleanup: the instances jackin watch stopped for idleness
+	// (not drift: nothing restarts them until a task or an attach), and
+	// the last idle action per instance with the idle period it was for,
+	// so an action runs once per period, across watch restarts.
+	`CREATE TABLE idle_stopped (
+		fleet      TEXT    NOT NULL,
+		instance   TEXT    NOT NULL,
+		stopped_at INTEGER NOT NULL,
+		idle_since INTEGER NOT NULL,
+		why        TEXT    NOT NULL,
+		PRIMARY KEY (fleet, instance)
+	);
+	CREATE TABLE idle_actions (
+		fleet       TEXT    NOT NULL,
+		instance    TEXT    NOT NULL,
+		action      TEXT    NOT NULL,
+		period      TEXT    NOT NULL,
+		idle_since  INTEGER NOT NULL,
+		at          INTEGER NOT NULL,
+		exit_status INTEGER,
+		output      TEXT    NOT NULL DEFAULT '',
+		error       TEXT    NOT NULL DEFAULT '',
+		PRIMARY KEY (fleet, instance)
+	);`,
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -64,7 +64,7 @@ func TestOlderSchemaIsMigratedStepwise(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir)
 	// Make it a version-1 database, as an earlier jackin left it.
-	if _, err := s.db.Exec(`DROP INDEX events_at; DROP TABLE crash_state; DROP TABLE checkouts; DROP TABLE egress_log; DROP TABLE egress_pull; DROP TABLE fleet_owners; DROP TABLE agent_states_seen; DROP TABLE usage; DROP TABLE work_links; DROP TABLE link_states; DROP TABLE github_cache; DROP TABLE github_rate; DROP TABLE tasks; DROP TABLE task_transitions; DROP TABLE queue_settings; DELETE FROM schema_migrations WHERE version > 1`); err != nil {
+	if _, err := s.db.Exec(`DROP INDEX events_at; DROP TABLE crash_state; DROP TABLE checkouts; DROP TABLE egress_log; DROP TABLE egress_pull; DROP TABLE fleet_owners; DROP TABLE agent_states_seen; DROP TABLE usage; DROP TABLE work_links; DROP TABLE link_states; DROP TABLE github_cache; DROP TABLE github_rate; DROP TABLE tasks; DROP TABLE task_transitions; DROP TABLE queue_settings; DROP TABLE idle_stopped; DROP TABLE idle_actions; DELETE FROM schema_migrations WHERE version > 1`); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -73,11 +73,11 @@ func TestOlderSchemaIsMigratedStepwise(t *testing.T) {
 	if err := s2.db.QueryRow(`SELECT MAX(version) FROM schema_migrations`).Scan(&v); err != nil {
 		t.Fatal(err)
 	}
-	if err := s2.db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE (type='index' AND name='events_at') OR (type='table' AND name IN ('crash_state', 'checkouts', 'egress_log', 'egress_pull', 'fleet_owners', 'agent_states_seen', 'usage', 'work_links', 'link_states', 'github_cache', 'github_rate', 'tasks', 'task_transitions', 'queue_settings'))`).Scan(&idx); err != nil {
+	if err := s2.db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE (type='index' AND name='events_at') OR (type='table' AND name IN ('crash_state', 'checkouts', 'egress_log', 'egress_pull', 'fleet_owners', 'agent_states_seen', 'usage', 'work_links', 'link_states', 'github_cache', 'github_rate', 'tasks', 'task_transitions', 'queue_settings', 'idle_stopped', 'idle_actions'))`).Scan(&idx); err != nil {
 		t.Fatal(err)
 	}
-	if v != SchemaVersion() || idx != 15 {
-		t.Fatalf("version %d (want %d), events_at, crash_state, checkouts, egress_log, egress_pull, fleet_owners, agent_states_seen, usage, work_links, link_states, github_cache, github_rate, tasks, task_transitions and queue_settings present: %d of 15", v, SchemaVersion(), idx)
+	if v != SchemaVersion() || idx != 17 {
+		t.Fatalf("version %d (want %d), events_at, crash_state, checkouts, egress_log, egress_pull, fleet_owners, agent_states_seen, usage, work_links, link_states, github_cache, github_rate, tasks, task_transitions, queue_settings, idle_stopped and idle_actions present: %d of 17", v, SchemaVersion(), idx)
 	}
 }
 
