@@ -324,6 +324,27 @@ func goldenCases() []goldenCase {
 		}},
 		{name: "mixed", setup: mixedSetup},
 		{name: "mixed_color", color: true, setup: mixedSetup},
+		// Idle cleanup: an instance it stopped (agent and sidecar) is
+		// no change; another one stopped is drift as ever; a manifest
+		// change still recreates an idle-stopped instance.
+		{name: "idle_stopped_left_stopped", setup: func(t *testing.T) (*fake.Driver, *schema.Fleet, reconciler.LastApplied, reconciler.PlanOptions) {
+			f := with(allow, "api", func(*schema.Instance) {})
+			drv, last := applied(t, f)
+			mustDo(t, drv.StopContainer(name("web")))
+			mustDo(t, drv.StopContainer(name("web")+"-egress"))
+			return drv, f, last, reconciler.PlanOptions{Prune: true, IdleStopped: map[string]bool{"web": true}}
+		}},
+		{name: "idle_stopped_among_drift", setup: func(t *testing.T) (*fake.Driver, *schema.Fleet, reconciler.LastApplied, reconciler.PlanOptions) {
+			drv, last := applied(t, two)
+			mustDo(t, drv.StopContainer(name("web")))
+			mustDo(t, drv.Kill(name("api")))
+			return drv, two, last, reconciler.PlanOptions{Prune: true, IdleStopped: map[string]bool{"web": true}}
+		}},
+		{name: "idle_stopped_recreated_on_change", setup: func(t *testing.T) (*fake.Driver, *schema.Fleet, reconciler.LastApplied, reconciler.PlanOptions) {
+			drv, last := applied(t, web)
+			mustDo(t, drv.StopContainer(name("web")))
+			return drv, with(web, "web", func(in *schema.Instance) { in.Role.Image = imageV2 }), last, reconciler.PlanOptions{Prune: true, IdleStopped: map[string]bool{"web": true}}
+		}},
 		{name: "delete_plan_named", deletePlan: []string{"web"}, setup: func(t *testing.T) (*fake.Driver, *schema.Fleet, reconciler.LastApplied, reconciler.PlanOptions) {
 			drv, last := applied(t, two)
 			return drv, two, last, prune

@@ -25,6 +25,13 @@ type PlanOptions struct {
 	// drivers.Set key (BuildPlanAll): their instances are planned as
 	// ActionUnreachable, and nothing of theirs is deleted anywhere.
 	Unreachable map[string]error
+	// IdleStopped are the instances idle cleanup stopped (from the
+	// store). Stopped containers of such an instance are not drift: its
+	// start is planned as a noop (Action.IdleStopped) until a task or
+	// an attach starts it. A create or recreate still happens (a
+	// manifest change, a missing container): it starts the instance, and
+	// the executed action clears the mark.
+	IdleStopped map[string]bool
 }
 
 // Reasons the planner gives, as fixed strings.
@@ -34,6 +41,8 @@ const (
 	ReasonStateStopped  = "desired state is stopped"
 	ReasonDeleteRequest = "deletion requested"
 	ReasonCreateStopped = "desired state is stopped: created, not started"
+	// ReasonIdleStopped explains the noop of an idle-stopped instance.
+	ReasonIdleStopped = "stopped by idle cleanup: left stopped until a task is dispatched to it or jackin attach starts it"
 )
 
 // observedInstance is what the backend holds for one instance.
@@ -121,6 +130,10 @@ func BuildPlan(d *Desired, obs *drivers.Observed, last LastApplied, opts PlanOpt
 			g = &observedInstance{}
 		}
 		act := planInstance(in, g, last, images)
+		if act.Type == ActionStart && opts.IdleStopped[in.Name] {
+			// Stopped on purpose, not drift.
+			act.Type, act.Reasons, act.IdleStopped = ActionNoop, []string{ReasonIdleStopped}, true
+		}
 		if in.CredentialErr != nil {
 			// Fail closed: nothing of this instance changes, and its
 			// action fails with the reason (the others go on).

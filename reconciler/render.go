@@ -3,6 +3,7 @@ package reconciler
 import (
 	"fmt"
 	"io"
+	"strings"
 )
 
 // PlanAPIVersion and PlanKind identify the JSON plan document.
@@ -39,7 +40,11 @@ func WritePlanText(w io.Writer, p *Plan, color bool) {
 		return code + s + ansiReset
 	}
 	listed := 0
+	var idle []string
 	for _, a := range p.Actions {
+		if a.IdleStopped && a.Type == ActionNoop {
+			idle = append(idle, a.Instance)
+		}
 		var line string
 		switch {
 		case a.Type == ActionUnreachable:
@@ -70,8 +75,16 @@ func WritePlanText(w io.Writer, p *Plan, color bool) {
 			fmt.Fprintln(w, "      "+paint(ansiRed, "! widens access:")+" "+wd.Message)
 		}
 	}
+	// Idle-stopped instances are no change; a line says they stay
+	// stopped, so a reader does not take them for drift left unhealed.
+	idleNote := func() {
+		if len(idle) > 0 {
+			fmt.Fprintf(w, "Idle-stopped, left stopped (a task or jackin attach starts them): %s.\n", strings.Join(idle, ", "))
+		}
+	}
 	if listed == 0 {
 		fmt.Fprintf(w, "No changes. Fleet %q matches the manifest.\n", p.Fleet)
+		idleNote()
 		return
 	}
 	c := p.Counts()
@@ -88,6 +101,7 @@ func WritePlanText(w io.Writer, p *Plan, color bool) {
 		}
 		fmt.Fprintf(w, "%d orphan %s kept (--prune=false).\n", n, noun)
 	}
+	idleNote()
 	if n := p.WideningActions(); n > 0 {
 		noun := "instances widen"
 		if n == 1 {
@@ -142,6 +156,9 @@ type ActionDoc struct {
 	// Engine is the declared engine the instance runs on (absent: the
 	// local engine).
 	Engine string `json:"engine,omitempty"`
+	// IdleStopped is set on the noop of an instance idle cleanup
+	// stopped: left stopped, not drift.
+	IdleStopped bool `json:"idleStopped,omitempty"`
 }
 
 // PlanDocument returns the versioned JSON document of a plan (a PlanDoc):
@@ -161,13 +178,14 @@ func PlanDocument(p *Plan) any {
 	for _, a := range p.Actions {
 		reasons := append([]string{}, a.Reasons...)
 		doc.Actions = append(doc.Actions, ActionDoc{
-			Instance: a.Instance,
-			Action:   string(a.Type),
-			Reasons:  reasons,
-			Kept:     a.Type == ActionDelete && !a.Pruned,
-			Widens:   append([]Widening(nil), a.Widens...),
-			Error:    errString(a.Err),
-			Engine:   a.Engine,
+			Instance:    a.Instance,
+			Action:      string(a.Type),
+			Reasons:     reasons,
+			Kept:        a.Type == ActionDelete && !a.Pruned,
+			Widens:      append([]Widening(nil), a.Widens...),
+			Error:       errString(a.Err),
+			Engine:      a.Engine,
+			IdleStopped: a.IdleStopped,
 		})
 	}
 	return doc

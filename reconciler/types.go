@@ -211,6 +211,9 @@ type Action struct {
 	// contract package fills it (contract.MarkWidenings), as the reconciler
 	// cannot depend on the contract.
 	Widens []Widening
+	// IdleStopped marks the noop of an instance idle cleanup stopped: its
+	// containers are stopped on purpose (PlanOptions.IdleStopped).
+	IdleStopped bool
 	// Err, when set, fails the action before it changes anything (a
 	// credential that cannot be read): the planner sets it, Execute
 	// reports it.
