@@ -100,6 +100,11 @@ func (e Env) Plan(ctx context.Context, fleet *schema.Fleet, opts reconciler.Plan
 	if err != nil {
 		return nil, err
 	}
+	if opts.IdleStopped == nil {
+		if opts.IdleStopped, err = e.IdleStoppedSet(ctx, fleet.Name); err != nil {
+			return nil, err
+		}
+	}
 	plan, err := reconciler.BuildPlanAll(desired, observed, last, opts)
 	if err != nil {
 		return nil, err

@@ -44,6 +44,14 @@ func (r *storeRecorder) ActionFinished(ctx context.Context, res reconciler.Actio
 	if res.Outcome != reconciler.OutcomeSucceeded {
 		return
 	}
+	if res.Action.Type != reconciler.ActionNoop {
+		// A create, recreate or start ran the instance again; a stop or
+		// delete is the manifest's: either way idle cleanup no longer
+		// holds it.
+		if _, err := r.st.ClearIdleStopped(ctx, r.fleet, res.Action.Instance, string(res.Action.Type)+" succeeded"); err != nil {
+			r.log.Error(err, "clear the idle-stopped mark", "instance", res.Action.Instance)
+		}
+	}
 	switch res.Action.Type {
 	case reconciler.ActionCreate, reconciler.ActionRecreate:
 		r.setLastApplied(ctx, res.Action.Desired)

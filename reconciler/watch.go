@@ -179,6 +179,9 @@ type WatchConfig struct {
 	// Owner, when set, labels every object watch creates with the fleet's
 	// owner (see ResolveOwner).
 	Owner Owner
+	// IdleStopped, when set, says which instances idle cleanup stopped
+	// (PlanOptions.IdleStopped): watch leaves them stopped.
+	IdleStopped func(ctx context.Context, fleet string) (map[string]bool, error)
 
 	Mode       string
 	Resync     time.Duration
@@ -523,7 +526,15 @@ func (w *watcher) plan(ctx context.Context, desired *Desired) (*Plan, Observatio
 	if err != nil {
 		return nil, nil, err
 	}
-	plan, err := BuildPlanAll(desired, all, last, PlanOptions{Prune: true, AllowEmpty: w.cfg.AllowEmpty, Unreachable: unreachable})
+	// Read after observing: idle cleanup marks an instance before it
+	// stops it, so a stopped container seen here has its mark.
+	var idle map[string]bool
+	if w.cfg.IdleStopped != nil {
+		if idle, err = w.cfg.IdleStopped(ctx, w.fleet.Name); err != nil {
+			return nil, nil, err
+		}
+	}
+	plan, err := BuildPlanAll(desired, all, last, PlanOptions{Prune: true, AllowEmpty: w.cfg.AllowEmpty, Unreachable: unreachable, IdleStopped: idle})
 	if err != nil {
 		return nil, nil, err
 	}
