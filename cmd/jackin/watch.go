@@ -181,6 +181,38 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 	if opts.mode == reconciler.ModeHeal {
 		stopQueue := a.runQueue(ctx, sess, env, current.Load, w)
 		defer stopQueue()
+		// Idle cleanup acts (heal mode only: warn changes nothing).
+		idle := &pipeline.IdleCleanup{
+			Env:   env,
+			Fleet: current.Load,
+			// Never an instance with a task of the queue in flight.
+			Tasks: sess.st.Tasks,
+			Lock: func(ctx context.Context) (func(), error) {
+				lock, err := a.lockFleet(ctx, fleet.Name, "watch", opts.lockTimeout)
+				if err != nil {
+					return nil, err
+				}
+				step := signals.hold(stepInFlight)
+				return func() {
+					step()
+					if err := lock.Release(); err != nil {
+						a.log.Error(err, "release the fleet lock")
+					}
+				}, nil
+			},
+			Report: func(instance, msg string) {
+				w.emit(reconciler.WatchEvent{Time: time.Now(), Type: watchEventIdle, Instance: instance, Message: msg})
+			},
+		}
+		idleDone := make(chan struct{})
+		go func() {
+			defer close(idleDone)
+			idle.Run(pollCtx)
+		}()
+		defer func() {
+			stopPoll()
+			<-idleDone
+		}()
 	}
 	err = reconciler.Watch(ctx, reconciler.WatchConfig{
 		Fleet: fleet,
@@ -231,6 +263,7 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 			return env.ReadCredentials(ctx, d, opts.mode == reconciler.ModeHeal)
 		},
 		WriteCredentials: env.WriteCredentials,
+		IdleStopped:      env.IdleStoppedSet,
 		BeforeExecute:    env.BeforeHeal,
 		BeforeAction:     env.BeforeAction,
 		Owner:            owner,
@@ -259,8 +292,11 @@ func (a *app) runQueue(ctx context.Context, sess *session, env pipeline.Env, fle
 		Fleet:  fleet,
 		Source: env.QueueSource(fleet),
 		Links:  env.FleetLinks,
-		Report: w.emitQueue,
-		Log:    a.log.WithName("queue"),
+		// Idle-stopped instances take tasks: woken first.
+		Wake:        env.WakeIdle,
+		IdleStopped: env.IdleStoppedSet,
+		Report:      w.emitQueue,
+		Log:         a.log.WithName("queue"),
 	}
 	qctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -274,6 +310,10 @@ func (a *app) runQueue(ctx context.Context, sess *session, env pipeline.Env, fle
 		agents.Close()
 	}
 }
+
+// watchEventIdle is the type of a watch line about idle cleanup (the
+// store keeps those as idle-* events of their own).
+const watchEventIdle = "idle"
 
 // reloadFleet loads the manifests again for watch: diagnostics become the
 // error, one line each, so watch can report them once.
