@@ -145,7 +145,7 @@ func (s *issueSource) task(is *github.Issue) (taskqueue.Task, error) {
 		if p, ok := s.q.Priorities[name]; ok && (!found || p > prio) {
 			prio, found = p, true
 		}
-		if len(t.Labels) < taskqueue.MaxLabels && name != "" && len(name) <= 100 && !strings.ContainsAny(name, ",\x00\r\n") {
+		if len(t.Labels) < taskqueue.MaxLabels && taskqueue.CheckTask("x", "x", []string{name}) == nil {
 			t.Labels = append(t.Labels, name)
 		}
 	}

@@ -26,6 +26,7 @@ func TestIssueSource(t *testing.T) {
 	gh.PutIssue("o", "r", 5, harness.GitHubIssue{State: "open", Title: "A pull request", Labels: []string{"agent"}, PullRequest: true})
 	gh.PutIssue("x", "y", 6, harness.GitHubIssue{State: "open", Title: "Another repository", Labels: []string{"agent"}})
 	gh.PutIssue("o", "r", 7, harness.GitHubIssue{State: "open", Title: "Huge", Body: strings.Repeat("x", 2*taskqueue.MaxPrompt), Labels: []string{"agent"}})
+	gh.PutIssue("o", "r", 9, harness.GitHubIssue{State: "open", Title: "\x1b]0;x\x07Sneaky\u009b", Labels: []string{"agent", "bad\x1b[2J"}})
 	for n := 100; n < 250; n++ {
 		gh.PutIssue("o", "r", n, harness.GitHubIssue{State: "open", Labels: []string{"agent", "bulk"}})
 	}
@@ -43,8 +44,8 @@ func TestIssueSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 3+150 {
-		t.Fatalf("%d tasks, want 153 (issues 1, 2, 7 and the 150 bulk ones)", len(got))
+	if len(got) != 4+150 {
+		t.Fatalf("%d tasks, want 154 (issues 1, 2, 7, 9 and the 150 bulk ones)", len(got))
 	}
 	m := map[string]taskqueue.Task{}
 	for _, tk := range got {
@@ -57,6 +58,9 @@ func TestIssueSource(t *testing.T) {
 	}
 	if two := m["gh:o/r#2"]; two.Priority != 20 {
 		t.Errorf("issue 2 priority %d, want the highest of its labels' (20)", two.Priority)
+	}
+	if sneaky := m["gh:o/r#9"]; sneaky.Title != "]0;xSneaky" || strings.Join(sneaky.Labels, ",") != "agent" {
+		t.Errorf("issue 9 keeps control characters: title %q labels %q", sneaky.Title, sneaky.Labels)
 	}
 	if bulk := m["gh:o/r#150"]; bulk.Priority != -1 || bulk.Title != "issue 150" {
 		t.Errorf("bulk issue: %+v", bulk)

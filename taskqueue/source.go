@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -40,7 +41,7 @@ const (
 
 // CutTitle makes a title one line of at most MaxTitle bytes (and "...").
 func CutTitle(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = strings.Join(strings.Fields(dropControls(s)), " ")
 	if len(s) <= MaxTitle {
 		return s
 	}
@@ -51,13 +52,28 @@ func CutTitle(s string) string {
 	return s + "..."
 }
 
+// hasControl reports whether s has a control character (C0, DEL, C1): an
+// ID, a label or a title is shown on terminals, where one could be an
+// escape sequence.
+func hasControl(s string) bool { return strings.IndexFunc(s, unicode.IsControl) >= 0 }
+
+// dropControls removes control characters but line breaks and tabs.
+func dropControls(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r != '\n' && r != '\t' && unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
+}
+
 // CheckTask refuses a task no agent should get: an empty or oversized
 // prompt, a bad key (the part of the ID after "NAME:"), too many or bad
 // labels. Every source checks its tasks with it.
 func CheckTask(key, prompt string, labels []string) error {
 	switch {
-	case key == "" || len(key) > maxKey || strings.ContainsAny(key, "\x00\r\n"):
-		return fmt.Errorf("id %q: empty, longer than %d bytes or not one line", key, maxKey)
+	case key == "" || len(key) > maxKey || hasControl(key) || !utf8.ValidString(key):
+		return fmt.Errorf("id %q: empty, longer than %d bytes, not UTF-8 or with a control character", key, maxKey)
 	case strings.TrimSpace(prompt) == "":
 		return errors.New("the prompt is empty")
 	case len(prompt) > MaxPrompt:
@@ -68,8 +84,8 @@ func CheckTask(key, prompt string, labels []string) error {
 		return fmt.Errorf("%d labels, more than %d", len(labels), MaxLabels)
 	}
 	for _, l := range labels {
-		if l == "" || len(l) > 100 || strings.ContainsAny(l, ",\x00\r\n") {
-			return fmt.Errorf("label %q: empty, too long, or with a comma or line break", l)
+		if l == "" || len(l) > 100 || strings.Contains(l, ",") || hasControl(l) || !utf8.ValidString(l) {
+			return fmt.Errorf("label %q: empty, too long, or with a comma or a control character", l)
 		}
 	}
 	return nil

@@ -116,13 +116,19 @@ not json
 {"id": "PROJ-1", "prompt": "again"}
 {"id": "PROJ-4", "prompt": "x", "owner": "me"}
 {"id": "PROJ-5", "prompt": "x"} {"id": "PROJ-6"}
+{"id": "PROJ-7\u001b[2J", "prompt": "x"}
+{"id": "PROJ-8", "prompt": "x", "labels": ["ok", "bad\u009b31m"]}
+{"id": "PROJ-9", "title": "\u001b]0;pwned\u0007Clean\ttitle", "prompt": "x"}
 EOF
 `)
 	src := NewCommandSource("tracker", []string{p}, "")
 	got, err := src.Scan(context.Background())
 	m := byID(got)
-	if len(got) != 2 {
+	if len(got) != 3 {
 		t.Fatalf("tasks %+v", got)
+	}
+	if nine := m["tracker:PROJ-9"]; nine.Title != "]0;pwnedClean title" {
+		t.Errorf("PROJ-9's title keeps control characters: %q", nine.Title)
 	}
 	if one := m["tracker:PROJ-1"]; one.Title != "First" || one.Prompt != "do one" || one.Priority != 3 || len(one.Labels) != 1 || one.Source != "tracker" {
 		t.Errorf("PROJ-1: %+v", one)
@@ -133,7 +139,7 @@ EOF
 	if err == nil {
 		t.Fatal("no error for the bad lines")
 	}
-	for _, want := range []string{"output line 4:", "output line 5: the prompt is empty", "output line 6: id \"PROJ-1\" is already on line 1", "output line 7: json: unknown field \"owner\"", "output line 8: more than one JSON value"} {
+	for _, want := range []string{"output line 4:", "output line 5: the prompt is empty", "output line 6: id \"PROJ-1\" is already on line 1", "output line 7: json: unknown field \"owner\"", "output line 8: more than one JSON value", "output line 9: id", "control character", "output line 10: label"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}

@@ -11,12 +11,29 @@ import (
 	"os/user"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
 	"github.com/jackin-dev/jackin/store"
 	"github.com/jackin-dev/jackin/taskqueue"
+	"github.com/jackin-dev/jackin/termtext"
 )
+
+// plain is a task's text (written by others: an issue's author, a
+// tracker, a task file) made safe for a terminal: escape sequences and
+// control characters go, C1 ones too; line breaks and tabs stay.
+func plain(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r != '\n' && r != '\t' && unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, termtext.String(s))
+}
+
+// oneLine is plain text on one line.
+func oneLine(s string) string { return strings.Join(strings.Fields(plain(s)), " ") }
 
 // queueFlags are the flags every queue verb takes: the fleet (-f or
 // --fleet) and, where it prints, -o.
@@ -153,7 +170,7 @@ the task. --state narrows the list to some states.`,
 				if inst == "" {
 					inst = "-"
 				}
-				t.add(tk.ID, string(tk.State), inst, fmt.Sprint(tk.Attempts), fmt.Sprint(tk.Priority), clip(tk.Title, 50), humanAge(now.Sub(tk.CreatedAt)))
+				t.add(oneLine(tk.ID), string(tk.State), oneLine(inst), fmt.Sprint(tk.Attempts), fmt.Sprint(tk.Priority), clip(oneLine(tk.Title), 50), humanAge(now.Sub(tk.CreatedAt)))
 			}
 			t.write(a.stdout)
 			return nil
@@ -264,7 +281,7 @@ and every transition it made: when, from which state to which, who made it
 
 func writeTask(w io.Writer, t taskqueue.Task, trs []store.TaskTransition) {
 	field := func(k, v string) {
-		if v != "" {
+		if v = oneLine(v); v != "" {
 			fmt.Fprintf(w, "%-11s %s\n", k+":", v)
 		}
 	}
@@ -284,7 +301,7 @@ func writeTask(w io.Writer, t taskqueue.Task, trs []store.TaskTransition) {
 		field("Link", l)
 	}
 	fmt.Fprintln(w, "Prompt:")
-	for _, line := range strings.Split(t.Prompt, "\n") {
+	for _, line := range strings.Split(plain(t.Prompt), "\n") {
 		fmt.Fprintln(w, "    "+line)
 	}
 	fmt.Fprintln(w, "Transitions:")
@@ -295,9 +312,9 @@ func writeTask(w io.Writer, t taskqueue.Task, trs []store.TaskTransition) {
 		}
 		inst := ""
 		if tr.Instance != "" {
-			inst = " on " + tr.Instance
+			inst = " on " + oneLine(tr.Instance)
 		}
-		fmt.Fprintf(w, "    %s  %s -> %s%s  by %s: %s\n", tr.At.Local().Format("2006-01-02 15:04:05"), from, tr.To, inst, tr.Who, tr.Why)
+		fmt.Fprintf(w, "    %s  %s -> %s%s  by %s: %s\n", tr.At.Local().Format("2006-01-02 15:04:05"), from, tr.To, inst, oneLine(tr.Who), oneLine(tr.Why))
 	}
 }
 
@@ -462,7 +479,7 @@ func (a *app) newMoveCommand(v moveVerb) *cobra.Command {
 				return err
 			}
 			if !v.from(t.State) {
-				return exitWith(exitChanges, fmt.Errorf("task %s is %s: %s applies to a task that is %s", t.ID, t.State, strings.Fields(v.use)[0], v.allowed))
+				return exitWith(exitChanges, fmt.Errorf("task %s is %s: %s applies to a task that is %s", oneLine(t.ID), t.State, strings.Fields(v.use)[0], v.allowed))
 			}
 			who := operator()
 			why := fmt.Sprintf("%s by %s", strings.Fields(v.use)[0], who)
@@ -472,11 +489,11 @@ func (a *app) newMoveCommand(v moveVerb) *cobra.Command {
 			d := taskqueue.Decision{Task: t.ID, From: t.State, To: v.to, Instance: t.Instance, Why: why}
 			if err := st.TransitionTask(ctx, fleet, d, who, v.set); err != nil {
 				if errors.Is(err, store.ErrTaskMoved) {
-					return exitWith(exitChanges, fmt.Errorf("%w: look again (jackin queue show %s)", err, t.ID))
+					return exitWith(exitChanges, fmt.Errorf("task %s: %w: look again (jackin queue show)", oneLine(t.ID), store.ErrTaskMoved))
 				}
 				return exitWith(exitInvalid, err)
 			}
-			msg := fmt.Sprintf("Task %s: %s -> %s.", t.ID, t.State, v.to)
+			msg := fmt.Sprintf("Task %s: %s -> %s.", oneLine(t.ID), t.State, v.to)
 			if v.note != nil {
 				if n := v.note(t); n != "" {
 					msg += "\n" + n
@@ -519,7 +536,8 @@ task once it is idle again.`,
 		to:      taskqueue.StateCancelled,
 		note: func(t taskqueue.Task) string {
 			if t.Instance != "" && (t.State == taskqueue.StateDispatched || t.State == taskqueue.StateWorking) {
-				return fmt.Sprintf("The agent of %s keeps what it was doing: jackin only stops tracking the task (interrupt the agent with jackin attach %s).", t.Instance, t.Instance)
+				inst := oneLine(t.Instance)
+				return fmt.Sprintf("The agent of %s keeps what it was doing: jackin only stops tracking the task (interrupt the agent with jackin attach %s).", inst, inst)
 			}
 			return ""
 		},

@@ -214,3 +214,32 @@ func TestQueueCommand(t *testing.T) {
 		t.Errorf("other fleet: %+v", l.Items)
 	}
 }
+
+// TestQueueShowsHostileTextPlain: a task's text is someone else's
+// writing; list and show print it without escape sequences or control
+// characters.
+func TestQueueShowsHostileTextPlain(t *testing.T) {
+	state := t.TempDir()
+	ctx := context.Background()
+	st, err := store.Open(ctx, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostile := taskqueue.Task{ID: "gh:o/r#1", Title: "\x1b[31mred\x1b[0m \u009b2J title", Prompt: "line one\x1b]0;pwned\x07\nline\rtwo\x1b[2J"}
+	if _, err := st.SyncTasks(ctx, "demo", "gh", []taskqueue.Task{hostile}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	for _, args := range [][]string{{"list", "--fleet", "demo"}, {"show", "--fleet", "demo", "gh:o/r#1"}} {
+		out, errOut, code := queueRun(t, state, "", args...)
+		if code != 0 {
+			t.Fatalf("%v: %d %s", args, code, errOut)
+		}
+		if strings.ContainsAny(out, "\x1b\x07\r\u009b") {
+			t.Errorf("%v printed control characters: %q", args, out)
+		}
+		if !strings.Contains(out, "red 2J title") {
+			t.Errorf("%v lost the title: %q", args, out)
+		}
+	}
+}
