@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -28,8 +29,10 @@ exits with its status.
 
 attach goes through the engine's exec into the agent container (jackin's relay
 talks to the supervisor's socket there): no socket or port of the agent is
-published on the host. A stopped, missing or unsupervised instance is an error
-(exit 2).`,
+published on the host. An instance stopped by idle cleanup is started first
+(with -f: starting needs the manifest), its supervisor waited for and its
+idle-stopped mark cleared. Another stopped, missing or unsupervised instance
+is an error (exit 2).`,
 		Example: `  jackin attach -f fleet.cue web
   jackin attach --fleet demo worker --detach-keys ctrl-x,x`,
 		Args: cobra.ExactArgs(1),
@@ -42,6 +45,17 @@ published on the host. A stopped, missing or unsupervised instance is an error
 			ref, err := a.findAgent(ctx, af, args[0])
 			if err != nil {
 				return err
+			}
+			if !ref.running() {
+				woke, err := a.wakeForAttach(ctx, af, ref)
+				if err != nil {
+					return err
+				}
+				if woke {
+					if ref, err = a.findAgent(ctx, af, args[0]); err != nil {
+						return err
+					}
+				}
 			}
 			if err := ref.requireRunning("attach to"); err != nil {
 				return err
@@ -102,4 +116,35 @@ published on the host. A stopped, missing or unsupervised instance is an error
 	af.register(cmd)
 	cmd.Flags().StringVar(&detachKeys, "detach-keys", supervisor.DefaultDetachKeys, "the keys that detach, in docker's format (comma-separated: a character or ctrl-<key>)")
 	return cmd
+}
+
+// wakeForAttach starts an instance idle cleanup stopped, as a task would
+// (pipeline.Env.WakeIdle), and reports whether it did. An instance stopped
+// otherwise is left to requireRunning's error.
+func (a *app) wakeForAttach(ctx context.Context, af agentFlags, ref *agentRef) (bool, error) {
+	st, err := a.openStoreReadOnly(ctx)
+	if err != nil || st == nil {
+		return false, err
+	}
+	marks, err := st.IdleStopped(ctx, ref.fleet)
+	st.Close()
+	if err != nil {
+		return false, exitWith(exitInvalid, err)
+	}
+	if _, ok := marks[ref.instance]; !ok {
+		return false, nil
+	}
+	if len(af.mf.files) == 0 {
+		return false, exitWith(exitInvalid, fmt.Errorf("instance %s of fleet %s was stopped by idle cleanup: run jackin attach -f MANIFEST %s to start it (a start needs the manifest)", ref.instance, ref.fleet, ref.instance))
+	}
+	sess, err := a.openSession(ctx, af.mf.files, true)
+	if err != nil {
+		return false, err
+	}
+	defer a.closeSession(sess)
+	fmt.Fprintf(a.stderr, "starting %s (stopped by idle cleanup)...\n", ref.instance)
+	if err := a.env(sess).WakeIdle(ctx, sess.fleet, ref.instance); err != nil {
+		return false, exitWith(exitInvalid, err)
+	}
+	return true, nil
 }

@@ -113,6 +113,15 @@ func (a *app) diffInstances(ctx context.Context, files, names []string, pf planF
 			listed = append(listed, act.Instance)
 		}
 		fmt.Fprintf(a.stdout, "No changes. %s %s the manifest.\n", strings.Join(listed, ", "), pluralVerb(len(listed), "matches", "match"))
+		var idle []string
+		for _, act := range res.Plan.Actions {
+			if act.IdleStopped {
+				idle = append(idle, act.Instance)
+			}
+		}
+		if len(idle) > 0 {
+			fmt.Fprintf(a.stdout, "Idle-stopped, left stopped (a task or jackin attach starts them): %s.\n", strings.Join(idle, ", "))
+		}
 		writePolicyChanges(a.stdout, pending)
 		writeCredentialRefresh(a.stdout, res, refresh)
 	} else {

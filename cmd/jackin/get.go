@@ -46,6 +46,9 @@ type instanceStatus struct {
 	// Links are what the agent said it works on, with their GitHub state
 	// (links.go).
 	Links []linkItem `json:"links,omitempty"`
+	// Idle is idle cleanup's view of it (idle.go): its policy, idle time,
+	// whether it is idle-stopped and the last idle action.
+	Idle *idleInfo `json:"idle,omitempty"`
 }
 
 // agentInfo is the agent's live state in `jackin get -o json`.
@@ -78,14 +81,19 @@ func newGetCommand(a *app) *cobra.Command {
 		Long: `get lists the fleet's instances: desired state (from the manifest), observed
 state (running, stopped, oom-killed when the kernel's OOM killer ended the
 agent (kept as an event in history), missing, crashloop while jackin watch is delaying the
-restarts of an instance that keeps exiting, or orphan for an instance of this
-fleet that is no longer in the manifest), whether it is in sync, the spec
+restarts of an instance that keeps exiting, idle-stopped for one idle cleanup
+stopped (in sync: a task or jackin attach starts it), or orphan for an
+instance of this fleet that is no longer in the manifest), whether it is in sync, the spec
 hash, age and image. It changes nothing on the engine.
 
 LINKS (-o wide; links in -o json) are what each agent said it works on
 (the tag protocol: <jackin:repo>, <jackin:issue>, <jackin:pr>), with the
 GitHub state of issues and pull requests when the fleet declares github:
 those due on their schedule are asked again (--refresh-links: all, now).
+
+IDLE (-o wide; idle in -o json) is idle cleanup's view: how long the agent
+has been idle or done against its idle.after, when an idle-stopped instance
+was stopped, or the last idle action (an exec's exit status).
 
 Naming instances shows only those; a name neither in the manifest nor on
 the engine is an error (exit 2).
@@ -122,6 +130,9 @@ the engine is an error (exit 2).
 					return exitWith(exitInvalid, err)
 				}
 				markCrashLoops(items, crashes)
+			}
+			if err := addIdle(ctx, sess.st, res, items, time.Now()); err != nil {
+				return exitWith(exitInvalid, err)
 			}
 			a.finishResourceProbe(ctx, probe, res.Desired, res.Observed, items)
 			if !rf.off {
@@ -170,6 +181,7 @@ the engine is an error (exit 2).
 			}
 			if wide {
 				addLinkColumn(t, items)
+				addIdleColumn(t, items, now)
 			}
 			t.write(a.stdout)
 			return nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,7 +49,8 @@ func newHistoryCommand(a *app) *cobra.Command {
 		Long: `history lists recent apply and delete runs, newest first, with each action's
 outcome, reasons, error and duration, and before them the agents' recent
 state changes (idle, working, blocked, done, exited), as their supervisors
-reported them. Without -f or --fleet it shows every fleet. A run whose
+reported them, and idle cleanup's stops, commands and wakes (idle-stop,
+idle-exec, idle-wake). Without -f or --fleet it shows every fleet. A run whose
 process died before it finished shows as interrupted.`,
 		Example: `  jackin history -f fleet.cue
   jackin history --fleet demo --limit 5 -o json`,
@@ -81,6 +83,7 @@ process died before it finished shows as interrupted.`,
 			var runs []store.Run
 			var agentEvents []agentStateDoc
 			recoveryEvents := []recoveryDoc{}
+			idleEvents := []recoveryDoc{}
 			if st != nil {
 				defer st.Close()
 				if err := a.recordAgentStates(ctx, st, name); err != nil {
@@ -96,10 +99,20 @@ process died before it finished shows as interrupted.`,
 				if recoveryEvents, err = recoveryDocs(ctx, st, name, limit); err != nil {
 					return exitWith(exitInvalid, fmt.Errorf("read history: %w", err))
 				}
+				if idleEvents, err = eventDocs(ctx, st, name, limit, store.EventIdleStop, store.EventIdleExec, store.EventIdleWake); err != nil {
+					return exitWith(exitInvalid, fmt.Errorf("read history: %w", err))
+				}
 			}
 			docs := historyDocs(runs)
 			if out.format != "table" {
-				return writeStructured(a.stdout, out.format, map[string]any{"apiVersion": "jackin.dev/v1alpha1", "kind": "History", "runs": docs, "agentStates": agentEvents, "recovery": recoveryEvents})
+				return writeStructured(a.stdout, out.format, map[string]any{"apiVersion": "jackin.dev/v1alpha1", "kind": "History", "runs": docs, "agentStates": agentEvents, "recovery": recoveryEvents, "idle": idleEvents})
+			}
+			if len(idleEvents) > 0 {
+				fmt.Fprintln(a.stdout, "Idle cleanup (newest first):")
+				for _, e := range idleEvents {
+					fmt.Fprintf(a.stdout, "    %s  %-20s %-9s %s\n", e.At.Local().Format("2006-01-02 15:04:05"), e.Fleet+"/"+e.Instance, e.Kind, e.Message)
+				}
+				fmt.Fprintln(a.stdout)
 			}
 			if len(recoveryEvents) > 0 {
 				fmt.Fprintln(a.stdout, "Snapshots and restores (newest first):")
@@ -237,6 +250,26 @@ func recoveryDocs(ctx context.Context, st *store.Store, fleet string, limit int)
 	out := []recoveryDoc{}
 	for _, e := range evs {
 		if e.Kind != pipeline.EventSnapshot && e.Kind != pipeline.EventRestore {
+			continue
+		}
+		out = append(out, recoveryDoc{Fleet: e.Fleet, Instance: e.Instance, Kind: e.Kind, At: e.At, Message: e.Message, Data: e.Data})
+		if len(out) == limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// eventDocs are the newest events of fleet of the given kinds (idle
+// cleanup's: idle-stop, idle-exec, idle-wake).
+func eventDocs(ctx context.Context, st *store.Store, fleet string, limit int, kinds ...string) ([]recoveryDoc, error) {
+	evs, err := st.Events(ctx, fleet, 10*limit)
+	if err != nil {
+		return nil, err
+	}
+	out := []recoveryDoc{}
+	for _, e := range evs {
+		if !slices.Contains(kinds, e.Kind) {
 			continue
 		}
 		out = append(out, recoveryDoc{Fleet: e.Fleet, Instance: e.Instance, Kind: e.Kind, At: e.At, Message: e.Message, Data: e.Data})
