@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -184,6 +186,68 @@ func TestIdleCleanupExecOncePerIdlePeriod(t *testing.T) {
 	if it.Idle == nil || it.Idle.LastAction == nil || it.Idle.LastAction.Action != "exec" || it.Idle.LastAction.ExitStatus == nil ||
 		*it.Idle.LastAction.ExitStatus != 0 || !strings.Contains(it.Idle.LastAction.Output, "done-2") {
 		t.Fatalf("get's idle view %+v: want the last exec with status 0 and its output", it.Idle)
+	}
+	if code := w.stop(); code != 0 {
+		t.Fatalf("watch exited %d after SIGINT", code)
+	}
+}
+
+// readScript works on each line typed into it (a prompt): it prints for a
+// second, then waits for the next.
+const readScript = `trap 'exit 0' TERM INT
+while read -r line; do echo "working on: $line"; sleep 1; echo finished; done`
+
+// taskState is the state of task id, from jackin queue list -o json.
+func (e *env) taskState(t *testing.T, m, id string) string {
+	t.Helper()
+	r := e.jackin("queue", "list", "-f", m, "-o", "json")
+	mustCode(t, r, 0, "queue list")
+	var list struct {
+		Items []struct {
+			ID    string `json:"id"`
+			State string `json:"state"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
+		t.Fatalf("queue list -o json: %v\n%s", err, r)
+	}
+	for _, it := range list.Items {
+		if it.ID == id {
+			return it.State
+		}
+	}
+	return ""
+}
+
+// TestIdleStoppedInstanceWakesForATask: a task dispatched to an
+// idle-stopped instance starts it again (WakeIdle), idle cleanup leaves it
+// alone while the task is in flight, and stops it again once the task is
+// done and the agent has been idle for after.
+func TestIdleStoppedInstanceWakesForATask(t *testing.T) {
+	e := newEnv(t)
+	if err := os.MkdirAll(filepath.Join(e.dir, "tasks"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := e.manifest(fmt.Sprintf("queue: {sources: [{name: \"t\", dir: \"tasks\"}], instances: [\"sleepy\"]}\n"+
+		"instances: sleepy: {role: image: %q, command: [\"/bin/sh\", \"-c\", %s], idle: {after: \"2s\", action: \"stop\"}}\n",
+		shellImage(t), cueString(readScript)))
+	mustCode(t, e.jackin("apply", "-f", m), 0, "apply")
+	w := e.startWatch(nil, "-f", m, "--resync", "1s")
+	w.waitFor("the idle stop", 60*time.Second, 1, idleLine("sleepy", "stopped for idleness"))
+	e.waitState("sleepy", "exited", 15*time.Second)
+
+	e.writeFile("tasks/hello.md", "---\ntitle: say hello\n---\nhello from the queue\n")
+	w.waitFor("the wake for the task", 60*time.Second, 1, func(l watchLine) bool { return l.Type == "task-wake" && l.Instance == "sleepy" })
+	if st := e.containers()[e.name("sleepy")]; st != "running" {
+		t.Fatalf("sleepy is %q after the wake, want running", st)
+	}
+	if it := e.idleItem(t, m, "sleepy"); it.Observed != "running" || it.Idle == nil || it.Idle.Stopped != nil {
+		t.Fatalf("get after the wake: %+v", it)
+	}
+	// Stopped again only after the task is over and the agent idle for 2s.
+	w.waitFor("the second idle stop", 90*time.Second, 2, idleLine("sleepy", "stopped for idleness"))
+	if st := e.taskState(t, m, "t:hello"); st != "done" {
+		t.Fatalf("idle cleanup stopped sleepy with its task %q, want done first", st)
 	}
 	if code := w.stop(); code != 0 {
 		t.Fatalf("watch exited %d after SIGINT", code)
