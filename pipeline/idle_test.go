@@ -271,3 +271,104 @@ func TestIdleCleanupExecsOncePerPeriod(t *testing.T) {
 	}
 	ran(2)
 }
+
+// TestIdleStoppedMarkClears: the mark goes with a recreate that apply runs
+// (a manifest change starts the instance), with a desired state set to
+// stopped, and with an agent started outside idle cleanup; each clear is
+// a wake event.
+func TestIdleStoppedMarkClears(t *testing.T) {
+	ctx := t.Context()
+	mark := func(env pipeline.Env) {
+		t.Helper()
+		if err := env.Store.MarkIdleStopped(ctx, "demo", store.IdleStop{Instance: "web", Why: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	marked := func(env pipeline.Env) bool {
+		t.Helper()
+		m, err := env.Store.IdleStopped(ctx, "demo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := m["web"]
+		return ok
+	}
+	policy := &schema.Idle{After: time.Minute, Action: schema.IdleStop}
+
+	t.Run("recreate", func(t *testing.T) {
+		drv := &execFake{Driver: newBackend().Driver}
+		env := newEnv(t, drv)
+		f := idleFleet(env.StateDir, policy)
+		apply(t, env, f)
+		mark(env)
+		if err := drv.StopContainer("jk-demo-web"); err != nil {
+			t.Fatal(err)
+		}
+		// Unchanged: left stopped.
+		res, err := env.Plan(ctx, f, reconciler.PlanOptions{Prune: true}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Plan.HasChanges() {
+			t.Fatalf("an unchanged manifest changes an idle-stopped instance: %+v", res.Plan.Actions)
+		}
+		changed := idleFleet(env.StateDir, policy)
+		in := changed.Instances["web"]
+		in.Env = map[string]string{"A": "1"}
+		changed.Instances["web"] = in
+		done := apply(t, env, changed)
+		if len(done.Results) != 1 || done.Results[0].Action.Type != reconciler.ActionRecreate {
+			t.Fatalf("results %+v, want a recreate", done.Results)
+		}
+		if marked(env) || agentState(t, drv) != drivers.StateRunning {
+			t.Fatalf("after the recreate: marked %v, agent %s", marked(env), agentState(t, drv))
+		}
+	})
+	t.Run("desired stopped and started by hand", func(t *testing.T) {
+		drv := &execFake{Driver: newBackend().Driver}
+		env := newEnv(t, drv)
+		f := idleFleet(env.StateDir, policy)
+		apply(t, env, f)
+		c := &pipeline.IdleCleanup{Env: env, Fleet: func() *schema.Fleet { return f }}
+		// Running with a mark: started outside idle cleanup.
+		mark(env)
+		if err := c.Pass(ctx, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if marked(env) {
+			t.Fatal("the mark of a running agent stayed")
+		}
+		// Stopped with a mark, then the manifest says stopped.
+		if err := drv.StopContainer("jk-demo-web"); err != nil {
+			t.Fatal(err)
+		}
+		mark(env)
+		if err := c.Pass(ctx, time.Now().Add(10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if !marked(env) {
+			t.Fatal("the mark of a stopped idle-stopped instance went")
+		}
+		stopped := idleFleet(env.StateDir, policy)
+		in := stopped.Instances["web"]
+		in.State = schema.StateStopped
+		stopped.Instances["web"] = in
+		c.Fleet = func() *schema.Fleet { return stopped }
+		if err := c.Pass(ctx, time.Now().Add(20*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if marked(env) {
+			t.Fatal("the mark stayed after the desired state became stopped")
+		}
+		events, _ := env.Store.Events(ctx, "demo", 20)
+		n := 0
+		for _, e := range events {
+			if e.Kind == store.EventIdleWake {
+				n++
+			}
+		}
+		if n != 2 {
+			t.Fatalf("%d wake events, want 2: %+v", n, events)
+		}
+	})
+}
