@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -501,4 +502,43 @@ func expectBackoff(t *testing.T, drv *fake.Driver, f *schema.Fleet, container, w
 func TestWatchBacksOffADaemonThatNeverAnswers(t *testing.T) {
 	drv, f := privateSetup(t, fleetOf())
 	expectBackoff(t, drv, f, "jk-demo-web-dind", "the daemon")
+}
+
+// TestWatchLeavesIdleStoppedInstancesStopped: an instance the IdleStopped
+// set names is not restarted after its die event nor by a resync, while
+// another killed instance is; once the set no longer names it, the next
+// pass starts it.
+func TestWatchLeavesIdleStoppedInstancesStopped(t *testing.T) {
+	drv := newDriver()
+	var mu sync.Mutex
+	idle := map[string]bool{}
+	w := startWatch(t, drv, fleetOf("a", "b"), func(c *reconciler.WatchConfig) {
+		c.Resync = 100 * time.Millisecond
+		c.IdleStopped = func(context.Context, string) (map[string]bool, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return maps.Clone(idle), nil
+		}
+	})
+	eventually(t, "the first pass creates both", running(drv, "a", "b"))
+	mu.Lock()
+	idle["a"] = true
+	mu.Unlock()
+	mustDo(t, drv.StopContainer(name("a")))
+	drv.Emit(drivers.Event{Kind: drivers.KindContainer, Action: drivers.EventDie, Name: name("a"), Instance: "a", Component: drivers.ComponentAgent, ExitCode: "0"})
+	mustDo(t, drv.Kill(name("b")))
+	eventually(t, "b restarted", running(drv, "b"))
+	time.Sleep(500 * time.Millisecond) // several resyncs
+	if st := containerState(drv, "a"); st == drivers.StateRunning {
+		t.Fatal("watch restarted the idle-stopped instance")
+	}
+	for _, ev := range w.reported(reconciler.EventAction) {
+		if ev.Instance == "a" && ev.Action != string(reconciler.ActionCreate) {
+			t.Fatalf("watch acted on the idle-stopped instance: %+v", ev)
+		}
+	}
+	mu.Lock()
+	delete(idle, "a")
+	mu.Unlock()
+	eventually(t, "a started once no longer idle-stopped", running(drv, "a"))
 }

@@ -53,6 +53,12 @@ func newWatchCommand(a *app) *cobra.Command {
 --mode heal (the default) applies each plan; --mode warn only reports drift,
 a line per instance and an event in the store, and changes nothing.
 
+In heal mode watch also runs idle cleanup: an instance with idle: {after,
+action} whose agent has been idle or done for after, with no task of the
+queue in flight and no client attached, is stopped (marked idle-stopped:
+not drift, watch leaves it stopped until a task or jackin attach starts it)
+or has its idle command run in its container, once per idle period.
+
 Safety: an invalid, unreadable or emptied manifest keeps the last valid one
 (the errors are printed once, with file:line) and deletes nothing; an emptied
 fleet is only deleted with --allow-empty. An instance that keeps exiting
