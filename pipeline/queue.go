@@ -27,6 +27,7 @@ type QueueStore interface {
 	Tasks(ctx context.Context, fleet string) ([]taskqueue.Task, error)
 	TransitionTask(ctx context.Context, fleet string, d taskqueue.Decision, who string, set func(*taskqueue.Task)) error
 	QueuePaused(ctx context.Context, fleet string) (bool, error)
+	AddTaskLinks(ctx context.Context, fleet, id string, links []string) (bool, error)
 }
 
 // QueueAgents are the queue's agents as the dispatcher sees and reaches
@@ -184,24 +185,33 @@ func (d *Dispatcher) Pass(ctx context.Context, fleet *schema.Fleet) (again bool)
 	lim := taskqueue.Limits{MaxParallel: q.MaxParallel, MaxAttempts: q.MaxAttempts, Paused: paused,
 		ReviewBeforeDone: q.ReviewBeforeDone, DispatchTimeout: q.DispatchTimeout}
 	var links map[string][]worklinks.Link
-	for _, dec := range taskqueue.Plan(tasks, agents, lim, d.Now()) {
+	readLinks := func() {
+		if links == nil && d.Links != nil {
+			var err error
+			if links, err = d.Links(ctx, fleet.Name); err != nil {
+				d.Log.Error(err, "read the agents' work links for their tasks")
+				links = map[string][]worklinks.Link{}
+			}
+		}
+	}
+	now := d.Now()
+	moved := map[string]bool{}
+	for _, dec := range taskqueue.Plan(tasks, agents, lim, now) {
 		if ctx.Err() != nil {
 			return false
 		}
 		t := byID[dec.Task]
+		moved[dec.Task] = true
 		if dec.To == taskqueue.StateDispatched {
 			if !d.dispatch(ctx, fleet, dec, t, byName[dec.Instance]) {
 				return true
 			}
 			continue
 		}
-		if links == nil && d.Links != nil && t.Instance != "" {
-			if links, err = d.Links(ctx, fleet.Name); err != nil {
-				d.Log.Error(err, "read the agents' work links for their tasks")
-				links = map[string][]worklinks.Link{}
-			}
+		if t.Instance != "" {
+			readLinks()
 		}
-		taskLinks := linksSince(links[t.Instance], t.DispatchedAt, t.Links)
+		taskLinks := linksWithin(links[t.Instance], t.DispatchedAt, now, t.Links)
 		err := d.Store.TransitionTask(ctx, fleet.Name, dec, WhoWatch, func(n *taskqueue.Task) {
 			if len(taskLinks) > 0 {
 				n.Links = taskLinks
@@ -212,6 +222,23 @@ func (d *Dispatcher) Pass(ctx context.Context, fleet *schema.Fleet) (again bool)
 			return true
 		}
 		d.transition(dec, t.Instance, dec.Why)
+	}
+	// An agent publishes its links up to a second after it wrote them:
+	// a task that finished lately still takes those it wrote before it
+	// finished.
+	for _, t := range tasks {
+		if moved[t.ID] || t.Instance == "" || t.DispatchedAt.IsZero() || now.Sub(t.UpdatedAt) > linkGrace {
+			continue
+		}
+		if t.State != taskqueue.StateDone && t.State != taskqueue.StateNeedsReview && t.State != taskqueue.StateFailed && t.State != taskqueue.StateQueued {
+			continue
+		}
+		readLinks()
+		if add := linksWithin(links[t.Instance], t.DispatchedAt, t.UpdatedAt, t.Links); len(add) > 0 {
+			if _, err := d.Store.AddTaskLinks(ctx, fleet.Name, t.ID, add); err != nil {
+				d.fail(ctx, t.ID, err)
+			}
+		}
 	}
 	return false
 }
@@ -290,16 +317,21 @@ func PromptText(s string) string {
 	}, s)
 }
 
-// linksSince are the URLs of the links an agent wrote since the task was
-// dispatched, added to those the task has, sorted.
-func linksSince(links []worklinks.Link, since time.Time, have []string) []string {
+// linkGrace is how long after a task's last move the links its agent
+// wrote before that move are still attached to it.
+const linkGrace = 5 * time.Second
+
+// linksWithin are the URLs of the links an agent last wrote between the
+// task's dispatch and until, with those the task has, sorted; nil when
+// none is new.
+func linksWithin(links []worklinks.Link, since, until time.Time, have []string) []string {
 	set := map[string]bool{}
 	for _, u := range have {
 		set[u] = true
 	}
 	added := false
 	for _, l := range links {
-		if !since.IsZero() && !l.LastSeen.Before(since) && !set[l.URL] {
+		if !since.IsZero() && !l.LastSeen.Before(since) && !l.LastSeen.After(until) && !set[l.URL] {
 			set[l.URL] = true
 			added = true
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -86,13 +87,32 @@ func (m *memTasks) TransitionTask(_ context.Context, _ string, d taskqueue.Decis
 	if set != nil {
 		set(&t)
 	}
-	t.State = d.To
+	t.State, t.UpdatedAt = d.To, m.now
 	m.tasks[d.Task] = t
 	m.trans = append(m.trans, fmt.Sprintf("%s %s>%s %s", d.Task, d.From, d.To, who))
 	return nil
 }
 
 func (m *memTasks) QueuePaused(context.Context, string) (bool, error) { return m.paused, nil }
+
+func (m *memTasks) AddTaskLinks(_ context.Context, _, id string, links []string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.tasks[id]
+	if !ok {
+		return false, store.ErrNoTask
+	}
+	added := false
+	for _, l := range links {
+		if !slices.Contains(t.Links, l) {
+			t.Links = append(t.Links, l)
+			added = true
+		}
+	}
+	sort.Strings(t.Links)
+	m.tasks[id] = t
+	return added, nil
+}
 
 func (m *memTasks) task(id string) taskqueue.Task {
 	m.mu.Lock()
@@ -270,6 +290,30 @@ func TestDispatchFollowsTheAgentAndAttachesItsLinks(t *testing.T) {
 				t.Errorf("events %+v", events)
 			}
 		})
+	}
+}
+
+func TestDispatchAttachesLinksPublishedAfterTheTaskFinished(t *testing.T) {
+	disp := t0.Add(10 * time.Second)
+	finished := t0.Add(58 * time.Second)
+	st := newMemTasks(t0, taskqueue.Task{ID: "dir:a", Prompt: "fix a", CreatedAt: t0, State: taskqueue.StateDone,
+		Instance: "w1", Container: "ctr-w1", Boot: "boot-w1", DispatchedAt: disp, UpdatedAt: finished})
+	ag := newFakeAgents(agent("w1", "working", finished))
+	var events []QueueEvent
+	d := newDispatcher(st, ag, queueFleet(schema.Queue{Instances: []string{"w1"}}), &events)
+	d.Links = func(context.Context, string) (map[string][]worklinks.Link, error) {
+		return map[string][]worklinks.Link{"w1": {
+			{Kind: worklinks.KindPR, URL: "https://github.com/acme/app/pull/7", LastSeen: finished.Add(-time.Second)},   // written on the task
+			{Kind: worklinks.KindPR, URL: "https://github.com/acme/app/pull/8", LastSeen: finished.Add(time.Second)},    // the next task's
+			{Kind: worklinks.KindIssue, URL: "https://github.com/acme/app/issues/1", LastSeen: disp.Add(-time.Second)}, // before it
+		}}, nil
+	}
+	d.Pass(context.Background(), d.Fleet())
+	if a := st.task("dir:a"); !reflect.DeepEqual(a.Links, []string{"https://github.com/acme/app/pull/7"}) || a.State != taskqueue.StateDone {
+		t.Errorf("task %+v: want the PR written while on it, published late", a)
+	}
+	if tr := st.transitions(); len(tr) != 0 {
+		t.Errorf("attaching links made transitions %q", tr)
 	}
 }
 

@@ -17,6 +17,9 @@
 //	subagent-late   (claude) Stop, then a late SubagentStop and PostToolUse
 //	anything else   one turn: a Bash tool call echoing the line, "reply: <line>"
 //
+// A bracketed paste (ESC[200~ ... ESC[201~, how jackin types a multi-line
+// prompt) is one prompt: its lines joined with spaces.
+//
 // Environment:
 //
 //	STANDIN_LOG               append one JSON line per hook run / event to this file
@@ -216,13 +219,48 @@ func (a *app) run() {
 	}
 }
 
-// readInput sends each line of r to a.input and closes it at EOF.
+// Bracketed paste's markers: a terminal wraps pasted text (and jackin's
+// supervisor a multi-line prompt) in them.
+const (
+	pasteStart = "\x1b[200~"
+	pasteEnd   = "\x1b[201~"
+)
+
+// readInput sends each line of r to a.input and closes it at EOF. A
+// bracketed paste is one prompt, as the runtimes take it: its lines are
+// joined with spaces into one line, without the markers.
 func (a *app) readInput(r io.Reader) {
 	br := bufio.NewReader(r)
+	var paste []string
+	pasting := false
 	for {
 		line, err := br.ReadString('\n')
 		if line != "" {
-			a.input <- strings.TrimRight(line, "\r\n")
+			line = strings.TrimRight(line, "\r\n")
+			if rest, ok := strings.CutPrefix(line, pasteStart); ok && !pasting {
+				pasting, line = true, rest
+			}
+			if pasting {
+				body, end := strings.CutSuffix(line, pasteEnd)
+				if !end {
+					if i := strings.Index(line, pasteEnd); i >= 0 {
+						body, end = line[:i]+line[i+len(pasteEnd):], true
+					}
+				}
+				if body = strings.TrimSpace(body); body != "" {
+					paste = append(paste, body)
+				}
+				if !end {
+					if err != nil {
+						close(a.input)
+						return
+					}
+					continue
+				}
+				pasting, line = false, strings.Join(paste, " ")
+				paste = nil
+			}
+			a.input <- line
 		}
 		if err != nil {
 			close(a.input)

@@ -297,3 +297,16 @@ func TestRunOneTimeoutAndBlocking(t *testing.T) {
 		t.Errorf("%d hook records logged, want 3:\n%s", n, log)
 	}
 }
+
+func TestBracketedPasteIsOnePrompt(t *testing.T) {
+	a := &app{input: make(chan string, 8)}
+	a.readInput(strings.NewReader("first\n\x1b[200~GitHub issue 3: fix\nhttps://x/3\n\nbody\x1b[201~\nlast\n"))
+	var got []string
+	for l := range a.input {
+		got = append(got, l)
+	}
+	want := []string{"first", "GitHub issue 3: fix https://x/3 body", "last"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("lines %q, want %q", got, want)
+	}
+}
