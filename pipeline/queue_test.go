@@ -303,8 +303,8 @@ func TestDispatchAttachesLinksPublishedAfterTheTaskFinished(t *testing.T) {
 	d := newDispatcher(st, ag, queueFleet(schema.Queue{Instances: []string{"w1"}}), &events)
 	d.Links = func(context.Context, string) (map[string][]worklinks.Link, error) {
 		return map[string][]worklinks.Link{"w1": {
-			{Kind: worklinks.KindPR, URL: "https://github.com/acme/app/pull/7", LastSeen: finished.Add(-time.Second)},   // written on the task
-			{Kind: worklinks.KindPR, URL: "https://github.com/acme/app/pull/8", LastSeen: finished.Add(time.Second)},    // the next task's
+			{Kind: worklinks.KindPR, URL: "https://github.com/acme/app/pull/7", LastSeen: finished.Add(-time.Second)},  // written on the task
+			{Kind: worklinks.KindPR, URL: "https://github.com/acme/app/pull/8", LastSeen: finished.Add(time.Second)},   // the next task's
 			{Kind: worklinks.KindIssue, URL: "https://github.com/acme/app/issues/1", LastSeen: disp.Add(-time.Second)}, // before it
 		}}, nil
 	}
