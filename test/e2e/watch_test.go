@@ -28,7 +28,11 @@ type watchLine struct {
 	Action   string `json:"action"`
 	Outcome  string `json:"outcome"`
 	Message  string `json:"message"`
-	Trigger  *struct {
+	// Task, From and To: a task transition of the queue (type "task").
+	Task    string `json:"task"`
+	From    string `json:"from"`
+	To      string `json:"to"`
+	Trigger *struct {
 		Source string `json:"source"`
 		Detail string `json:"detail"`
 	} `json:"trigger"`
