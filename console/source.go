@@ -88,7 +88,8 @@ type Row struct {
 	Instance string
 	Runtime  string
 	// Observed is the container's state: running, stopped, missing,
-	// orphan, oom-killed, crashloop.
+	// orphan, oom-killed, crashloop, idle-stopped (stopped by idle
+	// cleanup: in sync).
 	Observed string
 	// State is the agent's state (working, blocked, done, idle,
 	// starting, exited, unknown); "" when no agent has run.

@@ -67,7 +67,7 @@ func (s styles) stateStyle(state string) lipgloss.Style {
 		return s.starting
 	case "exited", "oom-killed", "crashloop":
 		return s.exited
-	case "stopped", "missing", "orphan", "unknown":
+	case "stopped", "idle-stopped", "missing", "orphan", "unknown":
 		return s.dim
 	}
 	return lipgloss.NewStyle()

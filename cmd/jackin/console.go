@@ -266,11 +266,22 @@ func (s *consoleSource) Snapshot(ctx context.Context) (console.Snapshot, error) 
 	if last, err = pipeline.LastApplied(ctx, st, s.fleet); err != nil {
 		snap.Notes = append(snap.Notes, err.Error())
 	}
+	// Instances idle cleanup stopped are in sync, shown idle-stopped.
+	idleSet := map[string]bool{}
+	if st != nil {
+		if marks, err := st.IdleStopped(ctx, s.fleet); err == nil {
+			for name := range marks {
+				idleSet[name] = true
+			}
+		} else {
+			snap.Notes = append(snap.Notes, err.Error())
+		}
+	}
 	if s.desired != nil {
 		if observed, err = reconciler.ObserveAll(ctx, s.sess.set, s.desired); err != nil {
 			return snap, err
 		}
-		plan, err := reconciler.BuildPlanAll(s.desired, observed, last, reconciler.PlanOptions{Prune: true, AllowEmpty: true})
+		plan, err := reconciler.BuildPlanAll(s.desired, observed, last, reconciler.PlanOptions{Prune: true, AllowEmpty: true, IdleStopped: idleSet})
 		if err != nil {
 			return snap, err
 		}
@@ -289,6 +300,11 @@ func (s *consoleSource) Snapshot(ctx context.Context) (console.Snapshot, error) 
 	if st != nil {
 		if crashes, err := st.CrashStates(ctx, s.fleet); err == nil {
 			markCrashLoops(items, crashes)
+		}
+	}
+	for i := range items {
+		if idleSet[items[i].Instance] && items[i].Observed == "stopped" {
+			items[i].Observed = observedIdleStopped
 		}
 	}
 
