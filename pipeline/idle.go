@@ -214,6 +214,7 @@ type IdleCleanup struct {
 	clientSeen map[string]time.Time
 	inflight   map[string]bool
 	skip       map[string]string // instance -> period found not running
+	retryAt    map[string]time.Time
 	lastMarks  time.Time
 	wg         sync.WaitGroup
 }
@@ -239,6 +240,14 @@ func (c *IdleCleanup) Run(ctx context.Context) {
 	}
 }
 
+// statusRetry is how long an instance whose supervisor did not answer
+// waits before it is asked again.
+const statusRetry = 10 * time.Second
+
+// notNowRetry is how long a due instance found busy (a task in flight)
+// waits before it is checked live again.
+const notNowRetry = 5 * time.Second
+
 // marksCheckEvery is how often marks are checked against the engine (an
 // instance started by hand, or taken out of the manifest).
 const marksCheckEvery = 5 * time.Second
@@ -252,7 +261,7 @@ func (c *IdleCleanup) Pass(ctx context.Context, now time.Time) error {
 	}
 	c.mu.Lock()
 	if c.clientSeen == nil {
-		c.clientSeen, c.inflight, c.skip = map[string]time.Time{}, map[string]bool{}, map[string]string{}
+		c.clientSeen, c.inflight, c.skip, c.retryAt = map[string]time.Time{}, map[string]bool{}, map[string]string{}, map[string]time.Time{}
 	}
 	c.mu.Unlock()
 	marks, err := e.Store.IdleStopped(ctx, fleet.Name)
@@ -279,7 +288,7 @@ func (c *IdleCleanup) Pass(ctx context.Context, now time.Time) error {
 		c.mu.Lock()
 		v := idle.Decide(idle.Input{Policy: inst.Idle, Running: true, State: pub.State, Since: pub.Since, Boot: pub.Boot,
 			ClientSeen: c.clientSeen[name], LastPeriod: acts[name].Period, Now: now})
-		skip := c.inflight[name] || c.skip[name] == v.Period
+		skip := c.inflight[name] || c.skip[name] == v.Period || now.Before(c.retryAt[name])
 		c.mu.Unlock()
 		if v.Act && !skip {
 			due = append(due, name)
@@ -387,7 +396,11 @@ func (c *IdleCleanup) consider(ctx context.Context, fleet *schema.Fleet, act rec
 	}
 	st, err := supervisorStatus(ctx, ex, ctr.ID)
 	if err != nil {
+		// Asked again later, not every second.
 		e.Log.V(1).Info("idle cleanup: the supervisor did not answer", "instance", name, "error", err.Error())
+		c.mu.Lock()
+		c.retryAt[name] = now.Add(statusRetry)
+		c.mu.Unlock()
 		return
 	}
 	busy := false
@@ -408,7 +421,12 @@ func (c *IdleCleanup) consider(ctx context.Context, fleet *schema.Fleet, act rec
 	c.mu.Unlock()
 	v := idle.Decide(in)
 	if !v.Act {
+		// A task held for review can keep an idle agent busy for long:
+		// asked again in a while, not every second.
 		e.Log.V(1).Info("idle cleanup: not now", "instance", name, "why", v.Why)
+		c.mu.Lock()
+		c.retryAt[name] = now.Add(notNowRetry)
+		c.mu.Unlock()
 		return
 	}
 	switch v.Action {

@@ -145,7 +145,14 @@ func TestIdleCleanupStopsAndWakes(t *testing.T) {
 		t.Fatal("stopped with a task in flight")
 	}
 	tasks = []taskqueue.Task{{ID: "dir:x", State: taskqueue.StateDone, Instance: "web"}}
-	if err := c.Pass(t.Context(), now.Add(2*time.Minute)); err != nil {
+	// Found busy, it is checked live again only after a while.
+	if err := c.Pass(t.Context(), now.Add(2*time.Minute+time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if agentState(t, drv) != drivers.StateRunning {
+		t.Fatal("checked again a second after it was found busy")
+	}
+	if err := c.Pass(t.Context(), now.Add(2*time.Minute+10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if agentState(t, drv) == drivers.StateRunning {
