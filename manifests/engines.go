@@ -157,4 +157,7 @@ func (c *instanceChecker) remoteLimits(inst *schema.Instance) {
 	if inst.Recovery.Snapshot != "" && inst.Recovery.Snapshot != schema.SnapshotOff {
 		c.errorf([]any{"recovery", "snapshot"}, "recovery snapshots are taken of this machine's paths, and the instance's host paths are on %s: set snapshot: \"off\", or run the instance on the local engine", where)
 	}
+	if inst.Idle != nil {
+		c.errorf([]any{"idle"}, "idle cleanup is not available on %s yet: it reads the state the agent publishes in its agent directory, which is on that host; remove idle, or run the instance on the local engine", where)
+	}
 }

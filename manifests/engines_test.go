@@ -91,5 +91,7 @@ func TestEngineRefusals(t *testing.T) {
 			path: "instances.a.integrations", msg: "integrations mount this machine's toolchains"},
 		{name: "snapshots on a remote engine", src: remote("recovery: «snapshot: \"before-start\""),
 			path: "instances.a.recovery.snapshot", msg: "recovery snapshots are taken of this machine's paths"},
+		{name: "idle cleanup on a remote engine", src: remote("«idle: {after: \"5m\", action: \"stop\"}"),
+			path: "instances.a.idle", msg: "idle cleanup is not available on engine build1 (ssh://jackin@build1.example:2222) yet"},
 	})
 }

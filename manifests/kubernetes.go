@@ -84,4 +84,7 @@ func (c *instanceChecker) kubernetesLimits(inst *schema.Instance) {
 	if inst.Network.EgressNetwork != "" || inst.Network.UpstreamProxy != "" {
 		c.errorf([]any{"network"}, "egressNetwork and upstreamProxy name Docker networks and hosts, and %s has neither: remove them", where)
 	}
+	if inst.Idle != nil {
+		c.errorf([]any{"idle"}, "idle cleanup is not available with %s yet: it reads the state the agent publishes in its agent directory, which is on a cluster node; remove idle", where)
+	}
 }

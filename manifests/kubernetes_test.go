@@ -51,6 +51,8 @@ func TestKubernetesRefusals(t *testing.T) {
 			`docker: "private" needs a privileged daemon container`},
 		{"ports", inst(k + "network: «ports: [{container: 80}]"), "instances.a.network.ports",
 			`publishes no host ports`},
+		{"idle cleanup", inst(k + "«idle: {after: \"5m\", action: \"stop\"}"), "instances.a.idle",
+			`idle cleanup is not available with backend "kubernetes" yet`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
