@@ -264,6 +264,13 @@ func (c *IdleCleanup) Pass(ctx context.Context, now time.Time) error {
 		c.clientSeen, c.inflight, c.skip, c.retryAt = map[string]time.Time{}, map[string]bool{}, map[string]string{}, map[string]time.Time{}
 	}
 	c.mu.Unlock()
+	policies := false
+	for _, inst := range fleet.Instances {
+		policies = policies || inst.Idle != nil
+	}
+	if !policies && now.Sub(c.lastMarks) < marksCheckEvery {
+		return nil // nothing to check but, now and then, marks left from before
+	}
 	marks, err := e.Store.IdleStopped(ctx, fleet.Name)
 	if err != nil {
 		return err
@@ -294,7 +301,10 @@ func (c *IdleCleanup) Pass(ctx context.Context, now time.Time) error {
 			due = append(due, name)
 		}
 	}
-	checkMarks := len(marks) > 0 && now.Sub(c.lastMarks) >= marksCheckEvery
+	checkMarks := now.Sub(c.lastMarks) >= marksCheckEvery
+	if checkMarks && len(marks) == 0 {
+		c.lastMarks, checkMarks = now, false
+	}
 	if len(due) == 0 && !checkMarks {
 		return nil
 	}
