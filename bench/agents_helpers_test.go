@@ -55,10 +55,17 @@ type agentFleet struct {
 // jackin, then through the docker CLI in case jackin failed).
 func applyAgentFleet(b *testing.B, name, instances string) *agentFleet {
 	b.Helper()
-	f := &agentFleet{name: name, dir: b.TempDir()}
+	return applyAgentFleetIn(b, b.TempDir(), name, "", instances)
+}
+
+// applyAgentFleetIn is applyAgentFleet in dir, with top (fleet-level
+// fields) before the instances.
+func applyAgentFleetIn(b *testing.B, dir, name, top, instances string) *agentFleet {
+	b.Helper()
+	f := &agentFleet{name: name, dir: dir}
 	f.state = filepath.Join(f.dir, "state")
 	f.manifest = filepath.Join(f.dir, "fleet.cue")
-	body := fmt.Sprintf("apiVersion: \"jackin.dev/v1alpha1\"\nkind: \"Fleet\"\nname: %q\ninstances: {\n%s}\n", name, instances)
+	body := fmt.Sprintf("apiVersion: \"jackin.dev/v1alpha1\"\nkind: \"Fleet\"\nname: %q\n%sinstances: {\n%s}\n", name, top, instances)
 	must(b, os.WriteFile(f.manifest, []byte(body), 0o644))
 	harness.RemoveFleetObjects(name) // leftovers of an interrupted run
 	b.Cleanup(func() {

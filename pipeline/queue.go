@@ -273,13 +273,19 @@ func (d *Dispatcher) dispatch(ctx context.Context, fleet *schema.Fleet, dec task
 		d.transition(fail, "", fail.Why)
 		return false
 	}
+	began := time.Now()
 	if err := d.Store.TransitionTask(ctx, fleet.Name, dec, WhoWatch, func(n *taskqueue.Task) {
 		n.Container, n.Boot = a.Container, a.Boot
 	}); err != nil {
 		d.fail(ctx, dec.Task, err)
 		return false
 	}
-	if err := d.Agents.Prompt(ctx, fleet, dec.Instance, a.Container, prompt); err != nil {
+	recorded := time.Now()
+	err := d.Agents.Prompt(ctx, fleet, dec.Instance, a.Container, prompt)
+	d.Log.V(1).Info("dispatch", "task", dec.Task, "instance", dec.Instance, "agentState", a.State,
+		"sinceAgentStateMs", began.Sub(a.StateSince).Milliseconds(), "recordMs", recorded.Sub(began).Milliseconds(),
+		"promptMs", time.Since(recorded).Milliseconds(), "refused", err != nil)
+	if err != nil {
 		back := taskqueue.Decision{Task: dec.Task, From: taskqueue.StateDispatched, To: taskqueue.StateQueued, Attempts: t.Attempts,
 			Why: fmt.Sprintf("%s refused the prompt: %v", dec.Instance, err)}
 		if berr := d.Store.TransitionTask(ctx, fleet.Name, back, WhoWatch, func(n *taskqueue.Task) {

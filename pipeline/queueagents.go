@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -37,12 +38,14 @@ type LiveAgents struct {
 type agentFollower struct {
 	instance string
 	spec     schema.Instance
+	ctx      context.Context // ends when the follower stops
 	cancel   context.CancelFunc
 	done     chan struct{}
 
 	mu     sync.Mutex
-	seen   bool // looked at least once
-	found  bool // the agent container exists
+	spare  *spareConn // opened ahead for the next prompt (nil: none)
+	seen   bool       // looked at least once
+	found  bool       // the agent container exists
 	ctr    drivers.ObservedResource
 	status supervisor.Status
 }
@@ -108,7 +111,7 @@ func (l *LiveAgents) Agents(ctx context.Context, fleet *schema.Fleet) ([]taskque
 		f, ok := l.follow[name]
 		if !ok {
 			fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-			f = &agentFollower{instance: name, spec: inst, cancel: cancel, done: make(chan struct{})}
+			f = &agentFollower{instance: name, spec: inst, ctx: fctx, cancel: cancel, done: make(chan struct{})}
 			l.follow[name] = f
 			go l.run(fctx, fleet.Name, f)
 		}
@@ -136,6 +139,7 @@ func (l *LiveAgents) run(ctx context.Context, fleet string, f *agentFollower) {
 	if retry <= 0 {
 		retry = 250 * time.Millisecond
 	}
+	defer f.dropSpare()
 	for ctx.Err() == nil {
 		err := l.followOnce(ctx, fleet, f)
 		if err != nil && ctx.Err() == nil {
@@ -187,6 +191,7 @@ func (l *LiveAgents) followOnce(ctx context.Context, fleet string, f *agentFollo
 		return err
 	}
 	defer conn.Close()
+	go l.openSpare(ctx, ex, f, ctr.ID)
 	err = conn.Watch(ctx, func(st supervisor.Status) bool {
 		st = supervisor.Clean(st)
 		f.see(true, ctr, &st)
@@ -196,9 +201,39 @@ func (l *LiveAgents) followOnce(ctx context.Context, fleet string, f *agentFollo
 	// The stream ended: until the next look, nothing is known of the
 	// agent's turn (its container ID and boot stay, so a task on it is
 	// not taken for lost before that look).
+	f.dropSpare()
 	f.markUnknown()
 	l.signal()
 	return err
+}
+
+// spareConn is a supervisor connection in standby: the exec into the
+// container is paid while the agent works, so a prompt typed when it
+// turns idle costs one write and one answer.
+type spareConn struct {
+	conn      *supervisor.Conn
+	container string
+}
+
+// takeSpare returns the spare for container (nil: none) and forgets it.
+func (f *agentFollower) takeSpare(container string) *spareConn {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sp := f.spare
+	f.spare = nil
+	if sp != nil && sp.container != container {
+		_ = sp.conn.Close()
+		return nil
+	}
+	return sp
+}
+
+// dropSpare closes the spare (the agent's container went away, or the
+// follower stops).
+func (f *agentFollower) dropSpare() {
+	if sp := f.takeSpare(""); sp != nil {
+		_ = sp.conn.Close()
+	}
 }
 
 // see records a look: found says the container exists; st (nil: none)
@@ -224,9 +259,41 @@ func (f *agentFollower) markUnknown() {
 	}
 }
 
-// Prompt implements QueueAgents: a connection of its own to the agent's
-// supervisor (the follower's is a state stream), the prompt typed when
-// the agent waits for one.
+// openSpare opens a standby connection to the agent in container for its
+// next prompt, unless one is open.
+func (l *LiveAgents) openSpare(ctx context.Context, ex drivers.Execer, f *agentFollower, container string) {
+	f.mu.Lock()
+	have := f.spare != nil && f.spare.container == container
+	f.mu.Unlock()
+	if have {
+		return
+	}
+	conn, err := supervisor.Connect(ctx, ex, container)
+	if err != nil {
+		l.Log.V(1).Info("open a standby connection", "instance", f.instance, "reason", err.Error())
+		return
+	}
+	if err := conn.Standby(); err != nil {
+		_ = conn.Close()
+		return
+	}
+	f.mu.Lock()
+	old := f.spare
+	f.spare = &spareConn{conn: conn, container: container}
+	f.mu.Unlock()
+	if old != nil {
+		_ = old.conn.Close()
+	}
+	if ctx.Err() != nil { // the follower stopped meanwhile
+		f.dropSpare()
+	}
+}
+
+// Prompt implements QueueAgents: through the agent's standby connection
+// when one is open (then a new one is opened for the next prompt, while
+// the agent works on this one), else a connection of its own (the
+// follower's is a state stream); the supervisor types the prompt when the
+// agent waits for one.
 func (l *LiveAgents) Prompt(ctx context.Context, fleet *schema.Fleet, instance, container, text string) error {
 	inst, ok := fleet.Instances[instance]
 	if !ok {
@@ -240,8 +307,26 @@ func (l *LiveAgents) Prompt(ctx context.Context, fleet *schema.Fleet, instance, 
 	if !ok {
 		return fmt.Errorf("backend %s cannot run commands in a container", drv.Name())
 	}
+	l.init()
+	l.mu.Lock()
+	f := l.follow[instance]
+	l.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	if f != nil {
+		if sp := f.takeSpare(container); sp != nil {
+			stop := context.AfterFunc(ctx, func() { sp.conn.Close() })
+			_, err := sp.conn.PromptLater(text)
+			stop()
+			_ = sp.conn.Close()
+			if !errors.Is(err, supervisor.ErrNoStandby) {
+				if err == nil {
+					go l.openSpare(f.ctx, ex, f, container)
+				}
+				return err
+			}
+		}
+	}
 	conn, err := supervisor.Connect(ctx, ex, container)
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"github.com/jackin-dev/jackin/drivers"
@@ -103,6 +104,31 @@ func (c *Conn) Prompt(text string) (Status, error) {
 		return Status{}, err
 	}
 	return c.readStatus()
+}
+
+// Standby opens the way for a prompt typed later (PromptLater): the
+// connection's cost (an exec into the container) is paid ahead of time,
+// not when the agent turns idle.
+func (c *Conn) Standby() error {
+	return c.send(Request{Op: "standby"})
+}
+
+// ErrNoStandby: the standby connection could not take the prompt (the
+// supervisor predates standby, or the connection is gone before the
+// prompt was sent); nothing was typed, and a new connection's Prompt can
+// be used instead.
+var ErrNoStandby = errors.New("the standby connection cannot take the prompt")
+
+// PromptLater is Prompt on a connection Standby opened.
+func (c *Conn) PromptLater(text string) (Status, error) {
+	if err := c.send(Request{Op: "prompt", Text: text}); err != nil {
+		return Status{}, fmt.Errorf("%w: %v", ErrNoStandby, err)
+	}
+	st, err := c.readStatus()
+	if err != nil && strings.Contains(err.Error(), "unknown op standby") {
+		return Status{}, ErrNoStandby
+	}
+	return st, err
 }
 
 // Watch calls fn with the state now and at every change until fn returns

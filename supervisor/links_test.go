@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackin-dev/jackin/worklinks"
 )
@@ -78,5 +79,34 @@ func TestReadLinksHostile(t *testing.T) {
 	os.Symlink("/etc/passwd", filepath.Join(dir, LinksFile))
 	if _, err := ReadLinks(dir); err == nil {
 		t.Fatal("a link was followed")
+	}
+}
+
+func TestStandbyPromptTypedLater(t *testing.T) {
+	ts := startSupervisor(t, "/bin/sh", "-c", `read a; echo "got:$a"; sleep 30`)
+	waitFor(t, "idle", func() bool { return ts.status(t).State == "idle" })
+	c := ts.conn(t)
+	defer c.Close()
+	if err := c.Standby(); err != nil {
+		t.Fatal(err)
+	}
+	// Longer than the first line's read deadline would allow a plain
+	// request: a standby waits for its prompt.
+	time.Sleep(300 * time.Millisecond)
+	if strings.Contains(ts.out.String(), "got:") {
+		t.Fatal("typed before the prompt was sent")
+	}
+	if _, err := c.PromptLater("later"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the prompt", func() bool { return strings.Contains(ts.out.String(), "got:later") })
+	// A standby followed by anything but a prompt is refused.
+	c2 := ts.conn(t)
+	defer c2.Close()
+	if err := c2.Standby(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Status(); err == nil || !strings.Contains(err.Error(), "standby is followed by a prompt") {
+		t.Fatalf("status after standby: %v", err)
 	}
 }

@@ -40,7 +40,7 @@ const ProtocolVersion = 1
 // Request is the first line a client sends, as JSON.
 type Request struct {
 	V  int    `json:"v"`
-	Op string `json:"op"` // attach, status, watch, hook, prompt
+	Op string `json:"op"` // attach, status, watch, hook, prompt, standby (a prompt on the next line)
 	// Attach: the client's terminal size (0: keep the current one).
 	Rows uint16 `json:"rows,omitempty"`
 	Cols uint16 `json:"cols,omitempty"`

@@ -88,6 +88,26 @@ func (s *supervisor) handle(ctx context.Context, uc net.Conn) {
 			return
 		}
 		writeJSONLine(conn, s.currentStatus())
+	case "standby":
+		// A client that opened the way ahead of a prompt it types later
+		// (the task queue's dispatcher, while the agent works): the next
+		// line is that prompt, whenever it comes.
+		stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+		defer stop()
+		line, err := readLine(br, maxRequest)
+		if err != nil {
+			return
+		}
+		var next Request
+		if err := json.Unmarshal(line, &next); err != nil || next.Op != "prompt" {
+			writeJSONLine(conn, map[string]string{"error": "standby is followed by a prompt request"})
+			return
+		}
+		if err := s.prompt(next.Text); err != nil {
+			writeJSONLine(conn, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSONLine(conn, s.currentStatus())
 	default:
 		writeJSONLine(conn, map[string]string{"error": "unknown op " + req.Op})
 	}
