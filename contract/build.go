@@ -143,7 +143,7 @@ func Build(f *schema.Fleet, desired *reconciler.Desired, opts Options) (*Documen
 	if len(paths) == 0 {
 		paths = f.Sources
 	}
-	b := builder{fleet: f.Name, opts: opts, restore: restoreCommand(paths), tools: f.Tools, github: f.GitHub}
+	b := builder{fleet: f.Name, opts: opts, restore: restoreCommand(paths), tools: f.Tools, github: f.GitHub, queue: f.Queue}
 	for _, di := range selected {
 		doc.Instances = append(doc.Instances, b.contract(di))
 	}
@@ -166,6 +166,7 @@ type builder struct {
 	restore string
 	tools   map[string]schema.Tool
 	github  *schema.GitHub
+	queue   *schema.Queue
 }
 
 // facts are derived once per instance and shared by the sections.
@@ -263,7 +264,7 @@ func (b builder) identity(fx facts) Identity {
 		Container:   fx.name,
 		SpecHash:    di.Hash,
 		Role:        Role{Source: RoleImage, Image: di.Image.Ref},
-		Supervisor:  supervisorOf(fx, b.tools, b.github),
+		Supervisor:  supervisorOf(fx, b.tools, b.github, b.queue),
 	}
 	if bs := di.Image.Build; bs != nil {
 		keys := make([]string, 0, len(bs.Args))

@@ -13,7 +13,7 @@ import (
 )
 
 // supervisorOf describes the rendered supervisor of the agent container.
-func supervisorOf(fx facts, tools map[string]schema.Tool, gh *schema.GitHub) Supervisor {
+func supervisorOf(fx facts, tools map[string]schema.Tool, gh *schema.GitHub, q *schema.Queue) Supervisor {
 	sup := fx.agent.Supervisor
 	if sup == nil {
 		return Supervisor{}
@@ -33,6 +33,9 @@ func supervisorOf(fx facts, tools map[string]schema.Tool, gh *schema.GitHub) Sup
 		sv.GitHub = "the agent's <jackin:issue> and <jackin:pr> tags make jackin (get, watch, console) ask " + api +
 			" for the state of the issues and pull requests they name, with the fleet's token from " + gh.Token.SourceText() +
 			" (read on the host, never delivered to the agent): the agent chooses which of what the token can read is asked about, and the answers are shown to the operator only"
+	}
+	if q.Takes(fx.inst.Name) {
+		sv.Queue = queueText(q)
 	}
 	for _, name := range slices.Sorted(maps.Keys(tools)) {
 		if t := tools[name]; t.Prompt != "" {
@@ -82,6 +85,32 @@ func supervisorOf(fx facts, tools map[string]schema.Tool, gh *schema.GitHub) Sup
 		sv.Hooks = append(sv.Hooks, "$CODEX_HOME/config.toml (notify, default ~/.codex)")
 	}
 	return sv
+}
+
+// queueText says where the prompts of a queue instance come from: whoever
+// writes those sources writes this agent's prompts.
+func queueText(q *schema.Queue) string {
+	var srcs []string
+	for _, s := range q.Sources {
+		switch s.Kind {
+		case schema.TaskSourceDir:
+			srcs = append(srcs, s.Name+" (task files in "+s.Dir+")")
+		case schema.TaskSourceGitHub:
+			what := "open issues of " + s.GitHub.Repo
+			if len(s.GitHub.Labels) > 0 {
+				what += " labelled " + strings.Join(s.GitHub.Labels, ", ")
+			}
+			srcs = append(srcs, s.Name+" ("+what+")")
+		case schema.TaskSourceCommand:
+			srcs = append(srcs, s.Name+" (the output of "+quoteArgs(s.Command)+")")
+		}
+	}
+	gate := ""
+	if q.ReviewBeforeDone {
+		gate = "; a finished task waits for jackin queue approve"
+	}
+	return "takes tasks from the fleet's queue: jackin watch types each task's prompt into the agent when it is idle or done, one task at a time, from " +
+		strings.Join(srcs, ", ") + ": whoever can write those sources writes this agent's prompts" + gate
 }
 
 func quoteArgs(args []string) string {

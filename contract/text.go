@@ -271,6 +271,9 @@ func identitySection(c *Contract) *textSection {
 			}
 			s.kv("prompt tools", strings.Join(names, ", ")+": operator tools that type their prompt into the agent's terminal when it is idle or done (jackin tool NAME INSTANCE)")
 		}
+		if sv.Queue != "" {
+			s.kv("task queue", sv.Queue)
+		}
 		if sv.GitHub != "" {
 			s.kv("work links", sv.GitHub)
 		}

@@ -52,3 +52,32 @@ func TestPromptToolsListed(t *testing.T) {
 		t.Errorf("github: %q", gh)
 	}
 }
+
+// TestQueueInstanceExplained: an instance of the queue is told where its
+// prompts come from; one outside it is not.
+func TestQueueInstanceExplained(t *testing.T) {
+	f := fleetOf("edge", map[string]schema.Instance{"a": instance()})
+	f.Queue = &schema.Queue{Instances: []string{"a"}, ReviewBeforeDone: true, Sources: []schema.TaskSource{
+		{Name: "files", Kind: schema.TaskSourceDir, Dir: "/work/tasks"},
+		{Name: "gh", Kind: schema.TaskSourceGitHub, GitHub: &schema.GitHubTasks{Repo: "acme/app", Labels: []string{"agent"}}},
+	}}
+	doc, err := Build(f, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := WriteText(&b, doc); err != nil {
+		t.Fatal(err)
+	}
+	want := "takes tasks from the fleet's queue: jackin watch types each task's prompt into the agent when it is idle or done, one task at a time, from files (task files in /work/tasks), gh (open issues of acme/app labelled agent): whoever can write those sources writes this agent's prompts; a finished task waits for jackin queue approve"
+	if got := doc.Instances[0].Identity.Supervisor.Queue; got != want {
+		t.Errorf("queue %q, want %q", got, want)
+	}
+	if !strings.Contains(b.String(), "task queue     takes tasks from the fleet's queue") {
+		t.Errorf("explain's text lacks the queue:\n%s", b.String())
+	}
+	f.Queue.Instances = []string{"other"}
+	if doc, _ = Build(f, nil, Options{}); doc.Instances[0].Identity.Supervisor.Queue != "" {
+		t.Errorf("an instance outside the queue: %q", doc.Instances[0].Identity.Supervisor.Queue)
+	}
+}

@@ -145,6 +145,9 @@ type Supervisor struct {
 	// agent's terminal (jackin tool NAME INSTANCE, or their console key),
 	// when the agent is idle or done.
 	PromptTools []PromptTool `json:"promptTools,omitempty"`
+	// Queue says, for an instance of the fleet's task queue, where its
+	// prompts come from (the queue's sources).
+	Queue string `json:"queue,omitempty"`
 	// GitHub says, when the fleet declares github, what the agent's
 	// issue and pull request tags make jackin ask GitHub, with which
 	// token (its source, never its value).

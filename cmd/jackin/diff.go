@@ -40,8 +40,9 @@ func newDiffCommand(a *app) *cobra.Command {
   +    create     -/+  recreate (with the changed fields)
   ~    start/stop -    delete (an instance no longer in the manifest)
 It changes nothing. Operator tools added, changed or removed since the last
-apply are listed after the plan (toolChanges in -o json) and count as
-changes.
+apply, and a change of the task queue (its sources and instances: what
+types prompts into which agents), are listed after the plan (toolChanges in
+-o json, the queue's with kind "queue") and count as changes.
 
 A create or recreate that widens the instance's access compared with what was
 last applied is marked "! widens access: ..." (in -o json: the action's

@@ -26,7 +26,8 @@ const eventTools = "tools"
 type toolChange struct {
 	Tool   string `json:"tool"`
 	Change string `json:"change"` // added, changed, removed
-	// Kind is exec (runs on the host) or prompt (types into an agent).
+	// Kind is exec (runs on the host) or prompt (types into an agent);
+	// queue for the fleet's task queue (Tool "queue").
 	Kind   string `json:"kind"`
 	Detail string `json:"detail"`
 }
@@ -93,7 +94,8 @@ func toolChanges(ctx context.Context, st *store.Store, fleet *schema.Fleet) ([]t
 			out = append(out, toolChange{Tool: n, Change: "removed", Kind: kind, Detail: detail})
 		}
 	}
-	return out, nil
+	q, err := queueChanges(ctx, st, fleet)
+	return append(out, q...), err
 }
 
 func sameTool(a, b schema.Tool) bool {
@@ -105,9 +107,17 @@ func writeToolChanges(w io.Writer, changes []toolChange) {
 	if len(changes) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "Operator tools:")
+	header := false
 	for _, c := range changes {
 		mark := map[string]string{"added": "+", "changed": "~", "removed": "-"}[c.Change]
+		if c.Kind == "queue" {
+			fmt.Fprintf(w, "Task queue:\n  %s %s\n", mark, c.Detail)
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "Operator tools:")
+			header = true
+		}
 		fmt.Fprintf(w, "  %s tool %s: %s\n", mark, c.Tool, c.Detail)
 	}
 }
@@ -135,6 +145,19 @@ func recordTools(ctx context.Context, st *store.Store, fleet *schema.Fleet, chan
 	if st == nil || len(changes) == 0 {
 		return nil
 	}
+	if err := recordQueue(ctx, st, fleet, changes); err != nil {
+		return err
+	}
+	var toolOnly []toolChange
+	for _, c := range changes {
+		if c.Kind != "queue" {
+			toolOnly = append(toolOnly, c)
+		}
+	}
+	if len(toolOnly) == 0 {
+		return nil
+	}
+	changes = toolOnly
 	tools := fleet.Tools
 	if tools == nil {
 		tools = map[string]schema.Tool{}

@@ -229,6 +229,24 @@ instances: {
 	if code := w.stop(); code != 0 {
 		t.Fatalf("watch exited %d after SIGINT", code)
 	}
+
+	// explain says where the agent's prompts come from; the queue is part
+	// of the reviewed manifest: diff shows a change of it until applied.
+	r := e.jackin("explain", "-f", m, "a1")
+	mustCode(t, r, 0, "explain")
+	if !strings.Contains(r.stdout, "task queue") || !strings.Contains(r.stdout, "takes tasks from the fleet's queue") {
+		t.Errorf("explain does not mention the queue:\n%s", r.stdout)
+	}
+	mustCode(t, e.jackin("diff", "-f", m), 0, "diff after apply")
+	b, _ := os.ReadFile(m)
+	if err := os.WriteFile(m, []byte(strings.Replace(string(b), `queue: sources:`, `queue: instances: ["a1"], queue: sources:`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = e.jackin("diff", "-f", m)
+	mustCode(t, r, 1, "diff after a queue change")
+	if !strings.Contains(r.stdout, "Task queue:\n  ~ sources files (dir ") || !strings.Contains(r.stdout, "into instances a1, 3 attempts; was: ") {
+		t.Errorf("diff does not show the queue change:\n%s", r)
+	}
 }
 
 // TestQueueRequeueAndWatchRestart: a task whose agent is killed mid-task
