@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/jackin-dev/jackin/agentstate"
 	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/store"
 	"github.com/jackin-dev/jackin/taskqueue"
@@ -34,9 +35,9 @@ type QueueStore interface {
 // them.
 type QueueAgents interface {
 	// Agents returns the live state of the fleet's queue instances, and
-	// false while some of them have not been looked at yet (a pass then
-	// would take an unseen agent for a gone one).
-	Agents(ctx context.Context, fleet *schema.Fleet) ([]taskqueue.Agent, bool)
+	// the names of those not looked at yet (just started following, or
+	// their engine not answering).
+	Agents(ctx context.Context, fleet *schema.Fleet) (agents []taskqueue.Agent, unseen []string)
 	// Prompt types text into the instance's agent, in container, when it
 	// waits for a prompt; the supervisor refuses otherwise.
 	Prompt(ctx context.Context, fleet *schema.Fleet, instance, container, text string) error
@@ -149,14 +150,22 @@ func (d *Dispatcher) Pass(ctx context.Context, fleet *schema.Fleet) (again bool)
 	if q == nil {
 		return false
 	}
-	agents, ready := d.Agents.Agents(ctx, fleet)
-	if !ready {
-		return false
-	}
+	agents, unseen := d.Agents.Agents(ctx, fleet)
 	tasks, err := d.Store.Tasks(ctx, fleet.Name)
 	if err != nil {
 		d.fail(ctx, "", fmt.Errorf("read the queue's tasks: %w", err))
 		return false
+	}
+	// An agent not looked at yet is not gone: a task in flight on it
+	// stays as it is (its state unknown), and nothing new goes to it.
+	for _, name := range unseen {
+		for _, t := range tasks {
+			if t.Instance == name && (t.State == taskqueue.StateDispatched || t.State == taskqueue.StateWorking) {
+				agents = append(agents, taskqueue.Agent{Instance: name, Present: true, Container: t.Container, Boot: t.Boot,
+					State: string(agentstate.StateUnknown)})
+				break
+			}
+		}
 	}
 	paused, err := d.Store.QueuePaused(ctx, fleet.Name)
 	if err != nil {
@@ -287,7 +296,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, fleet *schema.Fleet, dec task
 		"promptMs", time.Since(recorded).Milliseconds(), "refused", err != nil)
 	if err != nil {
 		back := taskqueue.Decision{Task: dec.Task, From: taskqueue.StateDispatched, To: taskqueue.StateQueued, Attempts: t.Attempts,
-			Why: fmt.Sprintf("%s refused the prompt: %v", dec.Instance, err)}
+			Why: fmt.Sprintf("%s refused the prompt: %s", dec.Instance, agentText(err.Error()))}
 		if berr := d.Store.TransitionTask(ctx, fleet.Name, back, WhoWatch, func(n *taskqueue.Task) {
 			n.Instance, n.Container, n.Boot, n.DispatchedAt = "", "", "", time.Time{}
 		}); berr != nil {
@@ -321,6 +330,18 @@ func PromptText(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// agentText is text that came from inside an agent's container (a
+// supervisor's refusal: the agent could have written it) fit for the
+// store and the operator's terminal: one line of printable characters,
+// at most 300 bytes.
+func agentText(s string) string {
+	s = strings.Join(strings.Fields(PromptText(s)), " ")
+	if len(s) > 300 {
+		s = strings.ToValidUTF8(s[:300], "") + "..."
+	}
+	return s
 }
 
 // linkGrace is how long after a task's last move the links its agent

@@ -129,12 +129,12 @@ func (m *memTasks) transitions() []string {
 // fakeAgents are agents whose states the test sets; prompts are recorded
 // and refused when the agent is not waiting (the supervisor's rule).
 type fakeAgents struct {
-	mu       sync.Mutex
-	agents   map[string]taskqueue.Agent
-	notReady bool
-	prompts  []string // "instance container: text"
-	refuse   map[string]string
-	changed  chan struct{}
+	mu      sync.Mutex
+	agents  map[string]taskqueue.Agent
+	unseen  []string
+	prompts []string // "instance container: text"
+	refuse  map[string]string
+	changed chan struct{}
 }
 
 func newFakeAgents(agents ...taskqueue.Agent) *fakeAgents {
@@ -145,7 +145,7 @@ func newFakeAgents(agents ...taskqueue.Agent) *fakeAgents {
 	return f
 }
 
-func (f *fakeAgents) Agents(_ context.Context, fleet *schema.Fleet) ([]taskqueue.Agent, bool) {
+func (f *fakeAgents) Agents(_ context.Context, fleet *schema.Fleet) ([]taskqueue.Agent, []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []taskqueue.Agent
@@ -154,7 +154,7 @@ func (f *fakeAgents) Agents(_ context.Context, fleet *schema.Fleet) ([]taskqueue
 			out = append(out, a)
 		}
 	}
-	return out, !f.notReady
+	return out, f.unseen
 }
 
 func (f *fakeAgents) Prompt(_ context.Context, _ *schema.Fleet, instance, container, text string) error {
@@ -342,16 +342,27 @@ func TestDispatchRequeuesWhenTheAgentIsLost(t *testing.T) {
 	}
 }
 
-func TestDispatchWaitsForEveryAgentToBeSeen(t *testing.T) {
-	st := newMemTasks(t0, taskqueue.Task{ID: "dir:a", Prompt: "fix a", CreatedAt: t0, State: taskqueue.StateWorking,
-		Instance: "w1", Container: "ctr-w1", Boot: "boot-w1", DispatchedAt: t0})
-	ag := newFakeAgents() // nothing seen yet: w1 would look gone
-	ag.notReady = true
+func TestDispatchLeavesTheTaskOfAnUnseenAgent(t *testing.T) {
+	st := newMemTasks(t0,
+		taskqueue.Task{ID: "dir:a", Prompt: "fix a", CreatedAt: t0, State: taskqueue.StateWorking,
+			Instance: "w1", Container: "ctr-w1", Boot: "boot-w1", DispatchedAt: t0.Add(50 * time.Second)},
+		taskqueue.Task{ID: "dir:b", Prompt: "fix b", CreatedAt: t0})
+	ag := newFakeAgents(agent("w2", "idle", t0)) // w1 not looked at yet: not gone
+	ag.unseen = []string{"w1"}
 	var events []QueueEvent
-	d := newDispatcher(st, ag, queueFleet(schema.Queue{Instances: []string{"w1"}}), &events)
+	d := newDispatcher(st, ag, queueFleet(schema.Queue{Instances: []string{"w1", "w2"}}), &events)
 	d.Pass(context.Background(), d.Fleet())
-	if a := st.task("dir:a"); a.State != taskqueue.StateWorking || len(st.transitions()) != 0 {
-		t.Errorf("a pass before the agents were seen moved the task: %+v", a)
+	if a := st.task("dir:a"); a.State != taskqueue.StateWorking || a.Attempts != 0 {
+		t.Errorf("the task on an agent not seen yet moved: %+v", a)
+	}
+	if got := ag.promptsTyped(); !reflect.DeepEqual(got, []string{"w2 ctr-w2: fix b"}) {
+		t.Errorf("prompts %q: the seen idle agent still takes a task", got)
+	}
+	// Without the unseen rule, w1 would look gone and the task requeued.
+	ag.unseen = nil
+	d.Pass(context.Background(), d.Fleet())
+	if a := st.task("dir:a"); a.State != taskqueue.StateQueued || a.Attempts != 1 {
+		t.Errorf("a task whose agent is gone: %+v", a)
 	}
 }
 
@@ -387,6 +398,14 @@ func TestDispatchFailsAnUntypeablePrompt(t *testing.T) {
 	d.Pass(context.Background(), d.Fleet())
 	if a := st.task("dir:a"); a.State != taskqueue.StateFailed || len(ag.promptsTyped()) != 0 {
 		t.Errorf("an empty prompt: %+v", a)
+	}
+}
+
+func TestAgentTextIsOneBoundedLine(t *testing.T) {
+	in := "the agent is \x1b[2Jworking\n\rnow " + strings.Repeat("x", 400)
+	got := agentText(in)
+	if strings.ContainsAny(got, "\x1b\n\r") || !strings.HasPrefix(got, "the agent is [2Jworking now x") || len(got) > 303 {
+		t.Errorf("agentText = %q", got)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -85,7 +86,7 @@ func (l *LiveAgents) Close() {
 // Agents implements QueueAgents: it starts a follower for each queue
 // instance that has none (and stops those no longer of the queue) and
 // returns what they saw.
-func (l *LiveAgents) Agents(ctx context.Context, fleet *schema.Fleet) ([]taskqueue.Agent, bool) {
+func (l *LiveAgents) Agents(ctx context.Context, fleet *schema.Fleet) ([]taskqueue.Agent, []string) {
 	l.init()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -105,7 +106,7 @@ func (l *LiveAgents) Agents(ctx context.Context, fleet *schema.Fleet) ([]taskque
 		}
 	}
 	l.fleet = fleet.Name
-	ready := true
+	var unseen []string
 	out := make([]taskqueue.Agent, 0, len(want))
 	for name, inst := range want {
 		f, ok := l.follow[name]
@@ -117,7 +118,9 @@ func (l *LiveAgents) Agents(ctx context.Context, fleet *schema.Fleet) ([]taskque
 		}
 		f.mu.Lock()
 		if !f.seen {
-			ready = false
+			f.mu.Unlock()
+			unseen = append(unseen, name)
+			continue
 		}
 		a := taskqueue.Agent{Instance: name, Present: f.found, Container: f.ctr.ID, Boot: f.status.Boot,
 			State: f.status.State, StateSince: f.status.Since}
@@ -127,7 +130,8 @@ func (l *LiveAgents) Agents(ctx context.Context, fleet *schema.Fleet) ([]taskque
 		f.mu.Unlock()
 		out = append(out, a)
 	}
-	return out, ready
+	sort.Strings(unseen)
+	return out, unseen
 }
 
 // run follows one agent until ctx ends: find its container, open the
