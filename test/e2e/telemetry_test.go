@@ -104,13 +104,15 @@ func TestTelemetry(t *testing.T) {
 	e := newEnv(t)
 	img := telRuntimeImage(t)
 	const mi = 1 << 20
-	// busy: a busy loop under a 64Mi limit and half a CPU. full: 40Mi in its /dev/shm
-	// (tmpfs: memory it cannot give back) under a 48Mi limit, with the
-	// supervisor's few MiB: within 10% of it. side: an egress allowlist,
+	// busy: a busy loop under a 64Mi limit and half a CPU. full: 60Mi in its /dev/shm
+	// (tmpfs: memory it cannot give back; the engine's default /dev/shm is
+	// 64MB) under a 74Mi limit, with the supervisor's few MiB (about 8):
+	// within 10% of it, with room left (a limit just above the fill was
+	// OOM-killed on a loaded CI machine). side: an egress allowlist,
 	// so a proxy sidecar (128Mi limit) beside an agent without one.
 	m := e.manifest(fmt.Sprintf(`instances: {
 	busy: {role: image: %[1]q, agent: "shell", command: ["/bin/sh", "-c", "while :; do :; done"], resources: {memory: "64Mi", cpus: 0.5}}
-	full: {role: image: %[1]q, agent: "shell", command: ["/bin/sh", "-c", "head -c 41943040 /dev/zero > /dev/shm/fill && exec sleep 1d"], resources: memory: "48Mi"}
+	full: {role: image: %[1]q, agent: "shell", command: ["/bin/sh", "-c", "head -c 62914560 /dev/zero > /dev/shm/fill && exec sleep 1d"], resources: memory: "74Mi"}
 	side: {role: image: %[1]q, agent: "shell", command: ["/bin/sleep", "1d"], network: {egress: "allowlist", allow: ["example.test"]}}
 	idle: {role: image: %[1]q, agent: "shell", command: ["/bin/sleep", "1d"], state: "stopped"}
 }`, img))
@@ -126,9 +128,9 @@ func TestTelemetry(t *testing.T) {
 	var res map[string]*telResources
 	if !agtUntilTel(30*time.Second, func() bool {
 		res = e.telGet(t, "-f", m)
-		return res["full"] != nil && res["full"].MemoryBytes >= 40*mi
+		return res["full"] != nil && res["full"].MemoryBytes >= 60*mi
 	}) {
-		t.Fatalf("full never used its 40Mi: %+v", res["full"])
+		t.Fatalf("full never used its 60Mi: %+v", res["full"])
 	}
 	busy, full, side := res["busy"], res["full"], res["side"]
 	t.Logf("busy %+v\nfull %+v\nside %+v", busy, full, side)
@@ -178,7 +180,7 @@ func TestTelemetry(t *testing.T) {
 	if busy.MemoryBytes <= 0 || busy.MemoryBytes > 64*mi || busy.NearMemoryLimit || busy.DiskBytes != nil || busy.Sidecars != nil {
 		t.Errorf("busy: %+v", busy)
 	}
-	if full.MemoryLimitBytes != 48*mi || !full.NearMemoryLimit {
+	if full.MemoryLimitBytes != 74*mi || !full.NearMemoryLimit {
 		t.Errorf("full: want nearMemoryLimit at %d of %d", full.MemoryBytes, full.MemoryLimitBytes)
 	}
 	if side == nil || side.MemoryLimitBytes != 0 || len(side.Sidecars) != 1 || side.Sidecars[0].Component != "egress" ||
@@ -200,7 +202,7 @@ func TestTelemetry(t *testing.T) {
 		t.Errorf("DISK outside -o wide:\n%s", r.stdout)
 	}
 	h, row = telRow(t, r.stdout, "full")
-	if mem := column(t, h, row, "MEM"); !strings.HasSuffix(mem, "/48Mi!") {
+	if mem := column(t, h, row, "MEM"); !strings.HasSuffix(mem, "/74Mi!") {
 		t.Errorf("full's MEM %q: want the near-limit mark", mem)
 	}
 	h, row = telRow(t, r.stdout, "idle")
