@@ -71,6 +71,14 @@ type Driver struct {
 	mu     sync.Mutex
 	inner  map[string]*docker.Driver // by machine name
 	owners map[string]marker         // by machine ID: the markers read
+	// made are the markers of the machines this process created, by
+	// name: the marker is what it gave cloud-init, so a machine it has
+	// just made is not asked for it again (an `orb -m NAME cat` each).
+	made map[string]marker
+	// loaded are the images this process streamed into a machine, by
+	// machine name and image ID: Create's transfer after a prefetch asks
+	// the machine's engine nothing.
+	loaded map[string]bool
 	// imgMu serialises image transfers into one machine.
 	imgMu map[string]*sync.Mutex
 	// version is the probed OrbStack version (zero before Ping).
@@ -114,6 +122,8 @@ func New(ctx context.Context, log logr.Logger) (*Driver, error) {
 		readyTimeout: timeout,
 		inner:        map[string]*docker.Driver{},
 		owners:       map[string]marker{},
+		made:         map[string]marker{},
+		loaded:       map[string]bool{},
 		imgMu:        map[string]*sync.Mutex{},
 	}, nil
 }
@@ -206,6 +216,11 @@ func (d *Driver) machines(ctx context.Context, fleet string) ([]machine, map[str
 func (d *Driver) markerOf(ctx context.Context, m machine) (marker, bool) {
 	d.mu.Lock()
 	mk, ok := d.owners[m.ID]
+	if !ok {
+		if mk, ok = d.made[m.Name]; ok {
+			d.owners[m.ID] = mk
+		}
+	}
 	d.mu.Unlock()
 	if ok {
 		return mk, mk.Backend == Backend
@@ -252,6 +267,12 @@ func (d *Driver) forget(name string) {
 	for id, mk := range d.owners {
 		if MachineName(mk.Fleet, mk.Instance) == name {
 			delete(d.owners, id)
+		}
+	}
+	delete(d.made, name)
+	for k := range d.loaded {
+		if strings.HasPrefix(k, name+"\x00") {
+			delete(d.loaded, k)
 		}
 	}
 }
