@@ -393,13 +393,6 @@ func (d *Driver) transferImage(ctx context.Context, name string, in *docker.Driv
 	if err != nil {
 		return fmt.Errorf("image %s is not on the host engine (it is built there first): %w", ref, err)
 	}
-	d.mu.Lock()
-	have := d.loaded[name+"\x00"+host.ID]
-	d.mu.Unlock()
-	if have {
-		d.log.V(2).Info("image present in machine", "machine", name, "ref", ref, "id", host.ID)
-		return nil
-	}
 	if in != nil {
 		if got, err := in.Client().ImageInspect(ctx, ref); err == nil && got.ID == host.ID {
 			d.log.V(2).Info("image present in machine", "machine", name, "ref", ref, "id", host.ID)
@@ -417,9 +410,6 @@ func (d *Driver) transferImage(ctx context.Context, name string, in *docker.Driv
 		return fmt.Errorf("load image %s into machine %s: %w", ref, name, err)
 	}
 	d.log.V(2).Info("image transferred", "machine", name, "ref", ref, "bytes", cr.n, "ms", time.Since(start).Milliseconds())
-	d.mu.Lock()
-	d.loaded[name+"\x00"+host.ID] = true
-	d.mu.Unlock()
 	return nil
 }
 

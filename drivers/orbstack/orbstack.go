@@ -71,14 +71,13 @@ type Driver struct {
 	mu     sync.Mutex
 	inner  map[string]*docker.Driver // by machine name
 	owners map[string]marker         // by machine ID: the markers read
-	// made are the markers of the machines this process created, by
-	// name: the marker is what it gave cloud-init, so a machine it has
-	// just made is not asked for it again (an `orb -m NAME cat` each).
+	// made are the markers of the machines this process has just
+	// created, by name: the marker is what it gave cloud-init, so such a
+	// machine is not asked for it again (an `orb -m NAME cat`). The first
+	// listing that shows the machine binds the marker to its ID and drops
+	// it from here: a machine of that name seen later, with another ID,
+	// is asked.
 	made map[string]marker
-	// loaded are the images this process streamed into a machine, by
-	// machine name and image ID: Create's transfer after a prefetch asks
-	// the machine's engine nothing.
-	loaded map[string]bool
 	// imgMu serialises image transfers into one machine.
 	imgMu map[string]*sync.Mutex
 	// version is the probed OrbStack version (zero before Ping).
@@ -123,7 +122,6 @@ func New(ctx context.Context, log logr.Logger) (*Driver, error) {
 		inner:        map[string]*docker.Driver{},
 		owners:       map[string]marker{},
 		made:         map[string]marker{},
-		loaded:       map[string]bool{},
 		imgMu:        map[string]*sync.Mutex{},
 	}, nil
 }
@@ -219,6 +217,7 @@ func (d *Driver) markerOf(ctx context.Context, m machine) (marker, bool) {
 	if !ok {
 		if mk, ok = d.made[m.Name]; ok {
 			d.owners[m.ID] = mk
+			delete(d.made, m.Name)
 		}
 	}
 	d.mu.Unlock()
@@ -270,11 +269,6 @@ func (d *Driver) forget(name string) {
 		}
 	}
 	delete(d.made, name)
-	for k := range d.loaded {
-		if strings.HasPrefix(k, name+"\x00") {
-			delete(d.loaded, k)
-		}
-	}
 }
 
 // Observe lists the fleet's objects in each of its running machines' own
