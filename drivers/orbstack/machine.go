@@ -101,20 +101,13 @@ func (d *Driver) PrepareInstance(ctx context.Context, setup drivers.InstanceSetu
 		}
 	}
 	if found == nil {
-		mk, err := d.create(ctx, name, setup.Fleet, inst.Name, opts, shares)
+		err := d.create(ctx, name, setup.Fleet, inst.Name, opts, shares)
 		var oe *orbError
 		if !errors.As(err, &oe) || !strings.Contains(oe.stderr, "already exists") {
 			if err != nil {
 				return err
 			}
-			if err := d.waitEngine(ctx, name); err != nil {
-				return err
-			}
-			d.mu.Lock()
-			d.made[name] = mk
-			d.mu.Unlock()
-			d.prefetchImages(ctx, name, setup.Resources)
-			return nil
+			return d.waitEngine(ctx, name)
 		}
 		// Made meanwhile (an interrupted apply's orb create finishing):
 		// adopted like any machine of the instance's.
@@ -134,30 +127,6 @@ func (d *Driver) PrepareInstance(ctx context.Context, setup drivers.InstanceSetu
 		return err
 	}
 	return d.waitEngine(ctx, name)
-}
-
-// prefetchImages starts streaming the instance's container images into
-// the machine it has just made while the executor creates the instance's
-// network and volumes, rather than after them. A new machine holds no
-// image, so this asks its engine nothing (a request beside the network's
-// would open a second `orb -m NAME docker system dial-stdio`). The
-// transfer that Create makes waits for it (one transfer at a time per
-// machine) and finds the image there; when this one fails, Create's own
-// transfer reports the error.
-func (d *Driver) prefetchImages(ctx context.Context, name string, rs []drivers.Resource) {
-	seen := map[string]bool{}
-	for _, r := range rs {
-		if r.Kind != drivers.KindContainer || r.Container == nil || r.Container.Image.Ref == "" || seen[r.Container.Image.Ref] {
-			continue
-		}
-		ref := r.Container.Image.Ref
-		seen[ref] = true
-		go func() {
-			if err := d.transferImage(ctx, name, nil, ref); err != nil {
-				d.log.V(2).Info("image prefetch failed; the create transfers it", "machine", name, "ref", ref, "error", err.Error())
-			}
-		}()
-	}
 }
 
 // adopt checks that an existing machine is this instance's and has the
@@ -218,32 +187,31 @@ func (d *Driver) forgetMarker(id string) {
 // create makes the machine: isolated, with exactly the instance's shares,
 // the host network blocked unless the manifest opens it, no SSH agent
 // unless it asks, and cloud-init installing Docker and the marker.
-func (d *Driver) create(ctx context.Context, name, fleet, instance string, opts *schema.OrbStack, shares []Share) (marker, error) {
+func (d *Driver) create(ctx context.Context, name, fleet, instance string, opts *schema.OrbStack, shares []Share) error {
 	d.mu.Lock()
 	v := d.version
 	d.mu.Unlock()
 	if v == (semver{}) {
 		if err := d.Ping(ctx); err != nil {
-			return marker{}, err
+			return err
 		}
 	}
-	mk := marker{Backend: Backend, Fleet: fleet, Instance: instance, Shares: sharePaths(shares),
-		Distro: opts.Distro, BlockHostNetwork: opts.BlockHostNetwork, SSHAgent: opts.SSHAgent}
-	ud, err := userData(mk)
+	ud, err := userData(marker{Backend: Backend, Fleet: fleet, Instance: instance, Shares: sharePaths(shares),
+		Distro: opts.Distro, BlockHostNetwork: opts.BlockHostNetwork, SSHAgent: opts.SSHAgent})
 	if err != nil {
-		return marker{}, err
+		return err
 	}
 	f, err := os.CreateTemp("", "jackin-orb-user-data-*.yaml")
 	if err != nil {
-		return marker{}, fmt.Errorf("machine %s: write its cloud-init user data: %w", name, err)
+		return fmt.Errorf("machine %s: write its cloud-init user data: %w", name, err)
 	}
 	defer os.Remove(f.Name())
 	if _, err := f.Write(ud); err != nil {
 		f.Close()
-		return marker{}, fmt.Errorf("machine %s: write its cloud-init user data: %w", name, err)
+		return fmt.Errorf("machine %s: write its cloud-init user data: %w", name, err)
 	}
 	if err := f.Close(); err != nil {
-		return marker{}, err
+		return err
 	}
 	args := []string{"create", "--isolated"}
 	if opts.BlockHostNetwork {
@@ -254,7 +222,7 @@ func (d *Driver) create(ctx context.Context, name, fleet, instance string, opts 
 	}
 	for _, s := range shares {
 		if !filepath.IsAbs(s.Path) {
-			return marker{}, fmt.Errorf("machine %s: share %q is not an absolute path", name, s.Path)
+			return fmt.Errorf("machine %s: share %q is not an absolute path", name, s.Path)
 		}
 		args = append(args, "--mount", s.Path+":"+s.Path)
 	}
@@ -270,15 +238,15 @@ func (d *Driver) create(ctx context.Context, name, fleet, instance string, opts 
 		if errors.As(err, &oe) && opts.BlockHostNetwork && strings.Contains(oe.stderr, "isolate-network") {
 			// Fail closed: never a machine that can reach the host when
 			// the manifest asked for one that cannot.
-			return marker{}, fmt.Errorf("machine %s: the installed OrbStack cannot block the host network (--isolate-network refused), and the instance asks for it (orbstack.blockHostNetwork, default true): update OrbStack, or set blockHostNetwork: false to accept an open host network: %w", name, err)
+			return fmt.Errorf("machine %s: the installed OrbStack cannot block the host network (--isolate-network refused), and the instance asks for it (orbstack.blockHostNetwork, default true): update OrbStack, or set blockHostNetwork: false to accept an open host network: %w", name, err)
 		}
 		if errors.As(err, &oe) && strings.Contains(oe.stderr, "isolated") {
-			return marker{}, fmt.Errorf("machine %s: the installed OrbStack cannot make isolated machines: update OrbStack to %s or later: %w", name, MinVersion, err)
+			return fmt.Errorf("machine %s: the installed OrbStack cannot make isolated machines: update OrbStack to %s or later: %w", name, MinVersion, err)
 		}
-		return marker{}, fmt.Errorf("create machine %s: %w", name, err)
+		return fmt.Errorf("create machine %s: %w", name, err)
 	}
 	d.log.V(2).Info("machine created", "machine", name, "elapsed", time.Since(start).String())
-	return mk, nil
+	return nil
 }
 
 // waitEngine waits until the machine's Docker engine answers (cloud-init
@@ -377,8 +345,7 @@ func (d *Driver) CollectMachines(ctx context.Context, fleet string, keep []strin
 
 // transferImage streams ref from the host engine into the machine
 // (`docker save` into `orb -m NAME docker load`) unless the machine
-// already holds the same image ID. in nil is a machine just made, which
-// holds no image.
+// already holds the same image ID.
 func (d *Driver) transferImage(ctx context.Context, name string, in *docker.Driver, ref string) error {
 	d.mu.Lock()
 	mu, ok := d.imgMu[name]
@@ -393,11 +360,9 @@ func (d *Driver) transferImage(ctx context.Context, name string, in *docker.Driv
 	if err != nil {
 		return fmt.Errorf("image %s is not on the host engine (it is built there first): %w", ref, err)
 	}
-	if in != nil {
-		if got, err := in.Client().ImageInspect(ctx, ref); err == nil && got.ID == host.ID {
-			d.log.V(2).Info("image present in machine", "machine", name, "ref", ref, "id", host.ID)
-			return nil
-		}
+	if got, err := in.Client().ImageInspect(ctx, ref); err == nil && got.ID == host.ID {
+		d.log.V(2).Info("image present in machine", "machine", name, "ref", ref, "id", host.ID)
+		return nil
 	}
 	start := time.Now()
 	save, err := d.host.Client().ImageSave(ctx, []string{ref})

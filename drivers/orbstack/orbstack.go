@@ -71,13 +71,6 @@ type Driver struct {
 	mu     sync.Mutex
 	inner  map[string]*docker.Driver // by machine name
 	owners map[string]marker         // by machine ID: the markers read
-	// made are the markers of the machines this process has just
-	// created, by name: the marker is what it gave cloud-init, so such a
-	// machine is not asked for it again (an `orb -m NAME cat`). The first
-	// listing that shows the machine binds the marker to its ID and drops
-	// it from here: a machine of that name seen later, with another ID,
-	// is asked.
-	made map[string]marker
 	// imgMu serialises image transfers into one machine.
 	imgMu map[string]*sync.Mutex
 	// version is the probed OrbStack version (zero before Ping).
@@ -121,7 +114,6 @@ func New(ctx context.Context, log logr.Logger) (*Driver, error) {
 		readyTimeout: timeout,
 		inner:        map[string]*docker.Driver{},
 		owners:       map[string]marker{},
-		made:         map[string]marker{},
 		imgMu:        map[string]*sync.Mutex{},
 	}, nil
 }
@@ -214,12 +206,6 @@ func (d *Driver) machines(ctx context.Context, fleet string) ([]machine, map[str
 func (d *Driver) markerOf(ctx context.Context, m machine) (marker, bool) {
 	d.mu.Lock()
 	mk, ok := d.owners[m.ID]
-	if !ok {
-		if mk, ok = d.made[m.Name]; ok {
-			d.owners[m.ID] = mk
-			delete(d.made, m.Name)
-		}
-	}
 	d.mu.Unlock()
 	if ok {
 		return mk, mk.Backend == Backend
@@ -268,7 +254,6 @@ func (d *Driver) forget(name string) {
 			delete(d.owners, id)
 		}
 	}
-	delete(d.made, name)
 }
 
 // Observe lists the fleet's objects in each of its running machines' own
