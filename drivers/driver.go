@@ -406,8 +406,8 @@ func shortID(id string) string {
 
 // Event is a change a backend reports about one of a fleet's objects.
 type Event struct {
-	Kind     Kind   // KindContainer or KindNetwork
-	Action   string // kill, die, destroy, stop, oom, disconnect
+	Kind     Kind   // KindContainer, KindNetwork or KindVolume
+	Action   string // kill, die, destroy, stop, oom, disconnect, change
 	ID       string
 	Name     string
 	Instance string // the instance label, or the instance a network name belongs to
@@ -425,13 +425,17 @@ const (
 	EventStop       = "stop"
 	EventOOM        = "oom"
 	EventDisconnect = "disconnect"
+	// EventChange: an object edited outside jackin away from what jackin
+	// applied (a Kubernetes NetworkPolicy).
+	EventChange = "change"
 )
 
 // EventSource is a backend that can stream changes to a fleet's objects.
 type EventSource interface {
 	// Events streams the fleet's container kill, die, destroy, stop and oom events
-	// and its networks' destroy and disconnect events, from the moment it
-	// returns. The stream ends when ctx ends or the connection breaks; then
+	// and its networks' destroy and disconnect events (a backend reports
+	// those of them it has, and its volumes' destroy and its networks'
+	// change events where it sees them), from the moment it returns. The stream ends when ctx ends or the connection breaks; then
 	// one error is sent on the error channel and both channels are closed.
 	// A nil error return means the backend accepted the subscription.
 	Events(ctx context.Context, fleet string) (<-chan Event, <-chan error, error)

@@ -162,7 +162,7 @@ func TestWatchKeepsTheEgressLogAcrossAProxyRecreate(t *testing.T) {
 				defer mu.Unlock()
 				return current, nil
 			},
-			Files: files, Driver: drv, Events: drv, Store: watchStore{env},
+			Files: files, Driver: drv, Events: map[string]drivers.EventSource{drivers.DefaultBackend: drv}, Store: watchStore{env},
 			Lock:          func(context.Context) (func(), error) { return func() {}, nil },
 			StateDir:      env.StateDir,
 			BeforeExecute: env.BeforeHeal,

@@ -2,6 +2,7 @@ package reconciler_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -139,5 +140,50 @@ func TestWatchSpansBackends(t *testing.T) {
 	})
 	if _, ok := local.Object(drivers.KindContainer, name("b")); ok {
 		t.Fatal("b was made on the docker backend")
+	}
+}
+
+// downSource is a backend whose event stream never opens (an engine that
+// does not answer).
+type downSource struct{}
+
+func (downSource) Events(context.Context, string) (<-chan drivers.Event, <-chan error, error) {
+	return nil, nil, errors.New("engine unreachable")
+}
+
+// TestWatchStreamsEveryBackendsEvents: each backend's event stream is its
+// own: a change on the other backend heals from its event alone (resync
+// is an hour), while a third stream that cannot open delays nothing.
+func TestWatchStreamsEveryBackendsEvents(t *testing.T) {
+	local, remote := newDriver(), newDriver()
+	f := with(fleetOf("a"), "b", func(in *schema.Instance) { in.Backend = "other" })
+	w := startWatch(t, local, f, func(c *reconciler.WatchConfig) {
+		c.Drivers = drivers.Set{"docker": local, "other": remote}
+		c.Events = map[string]drivers.EventSource{"docker": local, "other": remote, "down": downSource{}}
+	})
+	eventually(t, "a on docker and b on other", func() bool {
+		_, onLocal := local.Object(drivers.KindContainer, name("a"))
+		o, onRemote := remote.Object(drivers.KindContainer, name("b"))
+		return onLocal && onRemote && o.State == drivers.StateRunning
+	})
+	eventually(t, "both streams open", func() bool { return local.Streams() == 1 && remote.Streams() == 1 })
+
+	mustDo(t, remote.RemoveContainer(name("b")))
+	remote.Emit(drivers.Event{Kind: drivers.KindContainer, Action: drivers.EventDestroy, Name: name("b"), Instance: "b", Component: drivers.ComponentAgent})
+	eventually(t, "b healed on the other backend from its event", func() bool {
+		o, ok := remote.Object(drivers.KindContainer, name("b"))
+		return ok && o.State == drivers.StateRunning
+	})
+	mustDo(t, local.Kill(name("a")))
+	eventually(t, "a restarted after its die event", running(local, "a"))
+
+	var down int
+	for _, ev := range w.reported(reconciler.EventTrigger) {
+		if ev.Trigger.Source == reconciler.TriggerStreamEnded && strings.Contains(ev.Trigger.Detail, "cannot open the down event stream") {
+			down++
+		}
+	}
+	if down != 1 {
+		t.Fatalf("the stream that cannot open was reported %d times, want once per down period", down)
 	}
 }

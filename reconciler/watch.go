@@ -142,10 +142,13 @@ type WatchConfig struct {
 	Driver drivers.Driver
 	// Drivers, when set, are every backend the fleet uses, by name: each
 	// pass observes them all (in parallel) and plans one plan over them.
-	// Driver is then the default backend's, whose events are streamed.
+	// Driver is then the default backend's.
 	Drivers drivers.Set
-	// Events streams engine events; nil: rely on resyncs.
-	Events drivers.EventSource
+	// Events are the backends whose changes are streamed, by placement
+	// (drivers.Set's keys): each stream is kept open on its own, so one
+	// that is down (an unreachable engine) delays nothing from the
+	// others. None: rely on resyncs.
+	Events map[string]drivers.EventSource
 	Store  WatchStore
 	// Lock takes the fleet's writer lock for one heal; release frees it.
 	Lock func(ctx context.Context) (release func(), err error)
@@ -278,18 +281,29 @@ func Watch(ctx context.Context, cfg WatchConfig) error {
 	defer wg.Wait()
 	streamCtx, stopStream := context.WithCancel(ctx)
 	defer stopStream()
-	if cfg.Events != nil {
-		ready := make(chan struct{})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.streamEvents(streamCtx, triggers, ready)
-		}()
-		// Subscribe before the first observe, so nothing falls between them.
-		select {
-		case <-ready:
-		case <-time.After(5 * time.Second):
-		case <-ctx.Done():
+	if len(cfg.Events) > 0 {
+		var readies []chan struct{}
+		for name, src := range cfg.Events {
+			ready := make(chan struct{})
+			readies = append(readies, ready)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				w.streamEvents(streamCtx, name, src, triggers, ready)
+			}()
+		}
+		// Subscribe before the first observe, so nothing falls between
+		// them (a stream that cannot open within the wait is retried).
+		wait := time.After(5 * time.Second)
+	subscribe:
+		for _, ready := range readies {
+			select {
+			case <-ready:
+			case <-wait:
+				break subscribe
+			case <-ctx.Done():
+				break subscribe
+			}
 		}
 	}
 	if cfg.Files != nil {
@@ -368,10 +382,14 @@ func (w *watcher) gather(ctx context.Context, triggers <-chan Trigger, batch []T
 	}
 }
 
-// streamEvents keeps an engine event stream open, reopening it with a
+// streamEvents keeps one backend's event stream open, reopening it with a
 // growing delay after it ends. The end of a stream and every reopening queue
 // a trigger: a full resync covers whatever changed while it was down.
-func (w *watcher) streamEvents(ctx context.Context, out chan<- Trigger, ready chan<- struct{}) {
+func (w *watcher) streamEvents(ctx context.Context, name string, src drivers.EventSource, out chan<- Trigger, ready chan<- struct{}) {
+	what := "engine event stream"
+	if name != drivers.DefaultBackend {
+		what = name + " event stream"
+	}
 	const minRetry, maxRetry = 100 * time.Millisecond, 5 * time.Second
 	retry := minRetry
 	signalReady := func() {
@@ -383,12 +401,12 @@ func (w *watcher) streamEvents(ctx context.Context, out chan<- Trigger, ready ch
 	defer signalReady()
 	var downSince time.Time
 	for attempt := 0; ctx.Err() == nil; attempt++ {
-		events, errs, err := w.cfg.Events.Events(ctx, w.fleet.Name)
+		events, errs, err := src.Events(ctx, w.fleet.Name)
 		signalReady()
 		if err != nil {
 			if downSince.IsZero() {
 				downSince = time.Now()
-				w.send(ctx, out, Trigger{Source: TriggerStreamEnded, Detail: "cannot open the engine event stream: " + err.Error(), At: downSince})
+				w.send(ctx, out, Trigger{Source: TriggerStreamEnded, Detail: "cannot open the " + what + ": " + err.Error(), At: downSince})
 			}
 			select {
 			case <-time.After(retry):
@@ -399,7 +417,7 @@ func (w *watcher) streamEvents(ctx context.Context, out chan<- Trigger, ready ch
 			continue
 		}
 		if attempt > 0 {
-			detail := "engine event stream reopened"
+			detail := what + " reopened"
 			if !downSince.IsZero() {
 				detail += fmt.Sprintf(" after %s", time.Since(downSince).Round(time.Millisecond))
 			}
@@ -415,7 +433,7 @@ func (w *watcher) streamEvents(ctx context.Context, out chan<- Trigger, ready ch
 			return
 		}
 		downSince = time.Now()
-		w.send(ctx, out, Trigger{Source: TriggerStreamEnded, Detail: "engine event stream ended: " + errString(err), At: downSince})
+		w.send(ctx, out, Trigger{Source: TriggerStreamEnded, Detail: what + " ended: " + errString(err), At: downSince})
 	}
 }
 

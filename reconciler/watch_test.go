@@ -123,7 +123,7 @@ func startWatch(t *testing.T, drv *fake.Driver, f *schema.Fleet, tune func(*reco
 		},
 		Files:  w.files,
 		Driver: drv,
-		Events: drv,
+		Events: map[string]drivers.EventSource{drivers.DefaultBackend: drv},
 		Store:  w.st,
 		Lock:   func(context.Context) (func(), error) { return func() {}, nil },
 		Report: func(ev reconciler.WatchEvent) {

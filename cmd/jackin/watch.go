@@ -146,9 +146,14 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 		}
 	}()
 
-	var events drivers.EventSource
-	if es, ok := drv.(drivers.EventSource); ok {
-		events = es
+	// Each backend that streams its changes does so on its own stream: the
+	// local engine's events and the Kubernetes watch API. Remote engines
+	// heal on resyncs (and on their return from a partition).
+	events := map[string]drivers.EventSource{}
+	for key, d := range sess.set {
+		if es, ok := d.(drivers.EventSource); ok && (key == drivers.DefaultBackend || key == schema.BackendKubernetes) {
+			events[key] = es
+		}
 	}
 	w := &watchOutput{w: a.stdout, format: format, fleet: fleet.Name}
 	w.emit(reconciler.WatchEvent{Time: time.Now(), Type: reconciler.EventInfo, Message: fmt.Sprintf(

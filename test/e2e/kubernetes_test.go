@@ -217,6 +217,35 @@ func TestKubernetesFleet(t *testing.T) {
 		t.Errorf("b's NetworkPolicy: %v %s", err, out)
 	}
 
+	// watch heals from the watch API: with an hour between resyncs, only
+	// the deletion's and the edit's watch events can start the heals.
+	w := e.startWatch(extra, "-f", m, "--resync", "1h")
+	w.waitFor("the first pass", time.Minute, 1, func(l watchLine) bool { return l.Type == "info" && strings.Contains(l.Message, "watching fleet") })
+	time.Sleep(2 * time.Second) // the first pass subscribes before it observes; let it finish
+	before, _ := getPod(t, ns, e.name("a"))
+	if out, err := harness.Kubectl(kubeCfg, "-n", ns, "delete", "pod", e.name("a"), "--wait=false"); err != nil {
+		t.Fatalf("delete pod: %v: %s", err, out)
+	}
+	w.waitFor("a's Pod healed from its deletion event", 2*time.Minute, 1, func(l watchLine) bool {
+		return l.Type == "action" && l.Instance == "a" && l.Outcome == "succeeded" && l.source() == "engine"
+	})
+	if p, ok := getPod(t, ns, e.name("a")); !ok || p.Metadata.UID == before.Metadata.UID {
+		t.Fatalf("a's Pod not replaced by watch: %v", ok)
+	}
+	if out, err := harness.Kubectl(kubeCfg, "-n", ns, "patch", "networkpolicy", e.name("b"), "--type=json",
+		"-p", `[{"op":"replace","path":"/spec/policyTypes","value":["Ingress"]}]`); err != nil {
+		t.Fatalf("edit b's NetworkPolicy: %v: %s", err, out)
+	}
+	w.waitFor("b's NetworkPolicy healed from its change event", 2*time.Minute, 1, func(l watchLine) bool {
+		return l.Type == "action" && l.Instance == "b" && l.Outcome == "succeeded" && l.source() == "engine"
+	})
+	if out, err := harness.Kubectl(kubeCfg, "-n", ns, "get", "networkpolicy", e.name("b"), "-o", "jsonpath={.spec.policyTypes}"); err != nil || !strings.Contains(out, "Egress") {
+		t.Errorf("b's NetworkPolicy after watch healed it: %v %s", err, out)
+	}
+	if code := w.stop(); code != 0 {
+		t.Fatalf("watch exited %d", code)
+	}
+
 	// An orphan is collected.
 	m = e.manifest("instances: {\n" + base + "}")
 	mustCode(t, e.jackinEnv(extra, "apply", "-f", m), 0, "apply without b")
