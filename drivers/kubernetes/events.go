@@ -187,10 +187,8 @@ func (t *translator) pod(typ watch.EventType, p *corev1.Pod, now time.Time) (dri
 
 // agentExit is the exit of a Pod's agent container, when it has exited.
 func agentExit(p *corev1.Pod) (code int32, at time.Time, done bool) {
-	for _, cs := range p.Status.ContainerStatuses {
-		if cs.Name == AgentContainer && cs.State.Terminated != nil {
-			return cs.State.Terminated.ExitCode, cs.State.Terminated.FinishedAt.Time, true
-		}
+	if cs := agentStatus(p); cs != nil && cs.State.Terminated != nil {
+		return cs.State.Terminated.ExitCode, cs.State.Terminated.FinishedAt.Time, true
 	}
 	if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
 		code := int32(0)

@@ -432,12 +432,7 @@ func observed(ns string, pols []networkingv1.NetworkPolicy, pvcs []corev1.Persis
 // podState maps a Pod's phase and its main container's status onto the
 // engine's states.
 func podState(r *drivers.ObservedResource, p *corev1.Pod) {
-	var cs *corev1.ContainerStatus
-	for i := range p.Status.ContainerStatuses {
-		if p.Status.ContainerStatuses[i].Name == AgentContainer {
-			cs = &p.Status.ContainerStatuses[i]
-		}
-	}
+	cs := agentStatus(p)
 	switch {
 	case p.DeletionTimestamp != nil:
 		r.State, r.Status = drivers.StateRemoving, "Pod terminating"
@@ -464,6 +459,16 @@ func podState(r *drivers.ObservedResource, p *corev1.Pod) {
 	if cs != nil {
 		r.ImageID = ""
 	}
+}
+
+// agentStatus is the status of a Pod's agent container (nil before it has one).
+func agentStatus(p *corev1.Pod) *corev1.ContainerStatus {
+	for i := range p.Status.ContainerStatuses {
+		if p.Status.ContainerStatuses[i].Name == AgentContainer {
+			return &p.Status.ContainerStatuses[i]
+		}
+	}
+	return nil
 }
 
 // waitingProblem is why a pending Pod's containers cannot start, when it
