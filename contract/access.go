@@ -75,6 +75,10 @@ func AccessOfSpec(s reconciler.Spec, home string) Access {
 		// source repository's git directory (so counts as rw of src); a
 		// clone or a seeded volume is a copy of src's content (ro).
 		mode := m.Mode
+		if schema.IsCheckout(m.Mode) && !filepath.IsAbs(m.Src) {
+			// A git URL cloned inside a Pod: no host access.
+			continue
+		}
 		switch m.Mode {
 		case schema.MountRW, schema.MountRO:
 		case schema.MountWorktree:

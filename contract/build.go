@@ -860,7 +860,7 @@ func (b builder) recovery(fx facts) Recovery {
 	}
 	image := "the image " + fx.di.Image.Ref + " (jackin never removes images)"
 	history := "history in " + db
-	var checkouts, volumes []string
+	var checkouts, claims, volumes []string
 	for _, m := range fx.di.Spec.Mounts {
 		rm, ok := renderedMount(fx, m.Dst)
 		if !ok {
@@ -868,6 +868,10 @@ func (b builder) recovery(fx facts) Recovery {
 		}
 		switch m.Mode {
 		case schema.MountWorktree, schema.MountClone:
+			if rm.Clone != nil {
+				claims = append(claims, "claim "+rm.Source+" (the "+m.Mode+" of "+m.Src+" at "+m.Dst+")")
+				continue
+			}
 			checkouts = append(checkouts, m.Mode+" "+rm.Source+" (at "+m.Dst+")")
 		case schema.MountEphemeral:
 			volumes = append(volumes, "volume "+rm.Source+" (at "+m.Dst+")")
@@ -876,6 +880,9 @@ func (b builder) recovery(fx facts) Recovery {
 	var keptOnDelete []string
 	for _, c := range checkouts {
 		keptOnDelete = append(keptOnDelete, c+", while it holds uncommitted or unpushed work (until jackin delete --purge)")
+	}
+	for _, c := range claims {
+		keptOnDelete = append(keptOnDelete, c+", always (until jackin delete --purge)")
 	}
 	for _, m := range renderedMounts(fx, reconciler.MountFromSupervisor) {
 		if m.Target == supervisor.HomeStore {
@@ -888,14 +895,19 @@ func (b builder) recovery(fx facts) Recovery {
 			volumes = append(volumes, "volume "+m.Source+" ("+what+")")
 		}
 	}
-	r.SurvivesRecreate = append(append(append(append([]string{}, binds...), checkouts...), volumes...), image, history)
+	r.SurvivesRecreate = append(append(append(append(append([]string{}, binds...), checkouts...), claims...), volumes...), image, history)
 	r.LostOnRecreate = append([]string{"the container's writable layer: everything written outside the mounts", "running processes"}, tmpfs...)
 	r.SurvivesDelete = append(append(append([]string{}, binds...), keptOnDelete...), image, history)
 	r.LostOnDelete = append(append([]string{"the container " + fx.name + " and its writable layer", "the network " + fx.name}, tmpfs...), volumes...)
 	for _, c := range checkouts {
 		r.LostOnDelete = append(r.LostOnDelete, c+", when it is clean and pushed or merged")
 	}
-	if len(checkouts) > 0 {
+	if len(claims) > 0 {
+		r.PreservedWork = "the checkouts cloned in the Pod: " + strings.Join(claims, ", ") + "; review and push from inside (jackin exec), as jackin work sees only checkouts on this machine"
+		if len(fx.rwMounts) > 0 {
+			r.PreservedWork += "; and what the agent writes to its read-write mounts"
+		}
+	} else if len(checkouts) > 0 {
 		r.PreservedWork = "the worktree and clone checkouts: " + strings.Join(checkouts, ", ") + "; jackin work lists them with their unpushed work and how to review it"
 		if len(fx.rwMounts) > 0 {
 			r.PreservedWork += "; and what the agent writes to its read-write mounts"

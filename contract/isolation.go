@@ -12,10 +12,12 @@ import (
 
 // Lifecycle of isolated mounts, in the words the contract prints.
 const (
-	checkoutPersists    = "on the host under the state dir: survives recreates and crashes"
-	checkoutRemovedWhen = "when the instance is deleted, if it is clean and its commits are pushed or merged; otherwise kept (status preserved-dirty or preserved-unpushed, listed by jackin work) until jackin delete --purge"
-	volumePersists      = "in the engine's volume: survives recreates"
-	volumeRemovedWhen   = "when the instance is deleted (jackin delete, or removal from the manifest)"
+	checkoutPersists         = "on the host under the state dir: survives recreates and crashes"
+	checkoutRemovedWhen      = "when the instance is deleted, if it is clean and its commits are pushed or merged; otherwise kept (status preserved-dirty or preserved-unpushed, listed by jackin work) until jackin delete --purge"
+	volumePersists           = "in the engine's volume: survives recreates"
+	volumeRemovedWhen        = "when the instance is deleted (jackin delete, or removal from the manifest)"
+	claimCheckoutPersists    = "in a PersistentVolumeClaim of the namespace: survives Pod recreates"
+	claimCheckoutRemovedWhen = "never by jackin apply or delete (jackin cannot see from here whether it holds unpushed work): only jackin delete --purge removes the claim"
 )
 
 // agentContainer is the rendered agent container: what the executor
@@ -71,6 +73,14 @@ func isolationMount(fx facts, m reconciler.SpecMount, rm drivers.MountSpec) Moun
 	mt := Mount{Destination: m.Dst, Mode: m.Mode, Access: access(rm)}
 	switch m.Mode {
 	case schema.MountWorktree, schema.MountClone:
+		if rm.Clone != nil {
+			mt.Type, mt.Source = MountVolume, rm.Source
+			mt.EnforcedBy = "nothing: read-write, the agent can change this checkout and push from it with what its network and credentials allow"
+			mt.Persistence = claimCheckoutPersists
+			mt.Isolation = &Isolation{Mode: m.Mode, HostPath: rm.Source, Source: m.Src, ScratchBranch: rm.Clone.Branch,
+				StartsFrom: orDefault(m.Ref, "the HEAD of "+m.Src+" when the claim is first filled"), Persists: claimCheckoutPersists, RemovedWhen: claimCheckoutRemovedWhen}
+			break
+		}
 		path := rm.Source
 		mt.Type, mt.Source = MountBind, path
 		mt.EnforcedBy = "nothing: read-write, the agent can change this checkout (not " + m.Src + " itself)"
@@ -150,6 +160,12 @@ func isolationEffects(fx facts, status func(bool) string, volumes map[string]boo
 		rm, _ := renderedMount(fx, m.Dst)
 		switch m.Mode {
 		case schema.MountWorktree, schema.MountClone:
+			if rm.Clone != nil {
+				// Nothing on this machine: the Pod's init container clones.
+				out = append(out, HostEffect{Kind: EffectVolume, Name: rm.Source, Status: status(volumes[rm.Source]), AfterDelete: AfterDeleteKeptIfWork,
+					Effect: "create the claim " + rm.Source + "; the Pod's init container clones " + m.Src + " into it with the role image's git and checks out the new branch " + rm.Clone.Branch + " from " + orDefault(m.Ref, "the remote's HEAD") + " (once: a claim holding a checkout is kept as it is)"})
+				continue
+			}
 			path := rm.Source
 			st := StatusPlanned
 			if checkoutExists(fx.di, m.Dst) {

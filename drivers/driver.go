@@ -63,6 +63,10 @@ const (
 	// settings, login and sessions, kept across recreates and removed with
 	// the instance.
 	ComponentHome = "home"
+	// ComponentCheckout is the claim a Kubernetes Pod clones a worktree or
+	// clone mount's git URL into: kept across recreates, and kept on
+	// delete (it can hold unpushed work) until delete --purge.
+	ComponentCheckout = "checkout"
 )
 
 // IsSidecar reports whether a container component is one of the sidecars
@@ -149,6 +153,19 @@ type MountSpec struct {
 	// read-only parts of a worktree's git directory), is that directory:
 	// it must still match and no component below it may be a symlink.
 	Under *hostpath.Pin `json:"-"`
+	// Clone, on a volume mount, is the git repository the volume is
+	// filled from before the container starts (when it holds no checkout
+	// yet).
+	Clone *CloneSpec `json:",omitempty"`
+}
+
+// CloneSpec is a checkout made inside the instance: the URL is cloned
+// into the mount and Branch, a new scratch branch, checked out from Ref
+// (the remote's HEAD when empty).
+type CloneSpec struct {
+	URL    string
+	Ref    string `json:",omitempty"`
+	Branch string
 }
 
 // VerifySource checks a bind's host source against what was validated

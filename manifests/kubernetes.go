@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"github.com/jackin-dev/jackin/egress"
 	"github.com/jackin-dev/jackin/schema"
 )
 
@@ -50,17 +51,59 @@ func (c *instanceChecker) kubernetes(r rawInstance, inst *schema.Instance) {
 	}
 }
 
-// kubernetesSource refuses a mount of the operator's files on a
-// Kubernetes instance: the Pod runs on a cluster node, where they are not
-// (and a hostPath volume would mount the node's files instead).
-func (c *instanceChecker) kubernetesSource(i int, m rawMount) {
+// kubernetesSource checks a mount's src on a Kubernetes instance. A
+// worktree or clone names a git URL, cloned into a claim by an init
+// container in the Pod. Any other src is the operator's files, which are
+// not on a cluster node (and a hostPath volume would mount the node's
+// files instead): refused.
+func (c *instanceChecker) kubernetesSource(i int, m rawMount, mount *schema.Mount) {
 	switch m.Mode {
 	case schema.MountWorktree, schema.MountClone:
-		c.errorf([]any{"mounts", i, "src"}, "a %s mount cannot run on backend %q: jackin makes worktrees and clones with git on this machine, and a cluster node cannot mount them; remove the mount (or use an ephemeral mount and clone inside the agent), or run the instance on the docker backend", m.Mode, schema.BackendKubernetes)
+		if _, err := schema.ParseGitURL(*m.Src); err != nil {
+			c.errorf([]any{"mounts", i, "src"}, "on backend %q a %s mount clones a git URL into a claim inside the Pod (this machine's repositories are not on the cluster's nodes): %v", schema.BackendKubernetes, m.Mode, err)
+			return
+		}
+		mount.Src = *m.Src
 	case schema.MountEphemeral:
 		c.errorf([]any{"mounts", i, "src"}, "an ephemeral mount's src is copied from this machine, and backend %q runs the instance on a cluster node: remove src (the claim starts empty)", schema.BackendKubernetes)
 	default:
-		c.errorf([]any{"mounts", i, "src"}, "a %s mount of a host path cannot run on backend %q: the operator's files are not on the cluster's nodes (and jackin never mounts a node's own files); use an ephemeral or tmpfs mount, or run the instance on the docker backend", m.Mode, schema.BackendKubernetes)
+		c.errorf([]any{"mounts", i, "src"}, "a %s mount of a host path cannot run on backend %q: the operator's files are not on the cluster's nodes (and jackin never mounts a node's own files); use an ephemeral or tmpfs mount, a clone of a git URL, or run the instance on the docker backend", m.Mode, schema.BackendKubernetes)
+	}
+}
+
+// kubernetesCheckouts refuses a checkout the Pod could not clone: with
+// egress "none" it has no network, and with an allowlist it reaches the
+// repository only through the egress proxy (http and https) and only when
+// the allowlist allows its host.
+func (c *instanceChecker) kubernetesCheckouts(inst *schema.Instance) {
+	var policy *egress.Policy
+	for i, m := range inst.Mounts {
+		if !schema.IsCheckout(m.Mode) || m.Src == "" {
+			continue
+		}
+		remote, err := schema.ParseGitURL(m.Src)
+		if err != nil {
+			continue // reported with the mount
+		}
+		switch inst.Network.Egress {
+		case schema.EgressNone:
+			c.errorf([]any{"mounts", i, "src"}, "the Pod clones %s, and egress \"none\" gives it no network: use egress \"allowlist\" with %s allowed, or \"open\"", m.Src, remote.Host)
+		case schema.EgressAllowlist:
+			if remote.Scheme != "https" && remote.Scheme != "http" {
+				c.errorf([]any{"mounts", i, "src"}, "the Pod clones %s over %s, and under egress \"allowlist\" it goes out only through the egress proxy, which carries http and https: use the repository's https URL", m.Src, remote.Scheme)
+				continue
+			}
+			if policy == nil {
+				rules, err := egress.Expand(inst.Network.Allow, inst.Runtime())
+				if err != nil {
+					return // reported with network.allow
+				}
+				policy = &egress.Policy{Rules: rules}
+			}
+			if ok, why := policy.Decide(remote.Host, remote.Port); !ok {
+				c.errorf([]any{"mounts", i, "src"}, "the Pod clones %s through the egress proxy, and the allowlist does not let it (%s): add %s to network.allow", m.Src, why, remote.Host)
+			}
+		}
 	}
 }
 
@@ -69,6 +112,7 @@ func (c *instanceChecker) kubernetesSource(i int, m rawMount) {
 // runs, published host ports, the private Docker daemon and engines.
 func (c *instanceChecker) kubernetesLimits(inst *schema.Instance) {
 	const where = `backend "kubernetes"`
+	c.kubernetesCheckouts(inst)
 	if len(inst.Integrations) > 0 {
 		c.errorf([]any{"integrations"}, "integrations mount this machine's toolchains and caches, and %s runs the instance on a cluster node: remove integrations", where)
 	}

@@ -758,7 +758,7 @@ func (c *instanceChecker) mounts(ms []rawMount, inst *schema.Instance) {
 				break
 			}
 			if inst.Backend == schema.BackendKubernetes {
-				c.kubernetesSource(i, m)
+				c.kubernetesSource(i, m, &mount)
 				break
 			}
 			src, ok := c.hostPath(*m.Src, "mounts", i, "src")

@@ -218,6 +218,18 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 		case schema.MountTmpfs:
 			ms.Type, ms.SizeBytes = "tmpfs", m.SizeBytes
 		case schema.MountWorktree, schema.MountClone:
+			if inst.Backend == schema.BackendKubernetes {
+				// The Pod clones the git URL into a claim of its own (an
+				// init container); a worktree is a clone there too, as
+				// there is no repository of the operator's to share.
+				vname := VolumeName(fleet, name, m.Dst)
+				labels := base(drivers.ComponentCheckout)
+				delete(labels, drivers.LabelSpecHash)
+				volumes = append(volumes, drivers.Resource{Kind: drivers.KindVolume, Name: vname, Component: drivers.ComponentCheckout, Labels: labels, Volume: &drivers.VolumeSpec{Target: m.Dst}})
+				ms.Type, ms.Source = "volume", vname
+				ms.Clone = &drivers.CloneSpec{URL: m.Src, Ref: m.Ref, Branch: workspace.Branch(fleet, name)}
+				break
+			}
 			w := workspace.Want{StateDir: stateDir, Fleet: fleet, Instance: name, Mode: m.Mode, Src: m.Src, Ref: m.Ref, Dst: m.Dst}
 			checkouts = append(checkouts, w)
 			ms.Type, ms.Source = "bind", workspace.Path(stateDir, fleet, name, workspace.Slug(m.Dst))

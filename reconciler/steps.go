@@ -275,7 +275,8 @@ func Steps(act Action, opts StepOptions) []Step {
 		}
 	case ActionDelete:
 		// Containers, then networks, then the volumes that live as long as
-		// the instance. Other volumes are kept.
+		// the instance (and with purge the checkout claims). Other volumes
+		// are kept.
 		for _, c := range containers {
 			stopRemove(c)
 		}
@@ -283,7 +284,8 @@ func Steps(act Action, opts StepOptions) []Step {
 			add(Step{Kind: StepRemove, Object: drivers.KindNetwork, Name: n.Name, ID: n.ID})
 		}
 		for _, o := range act.Observed {
-			if o.Kind == drivers.KindVolume && drivers.OwnedByInstance(o.Labels[drivers.LabelComponent]) {
+			comp := o.Labels[drivers.LabelComponent]
+			if o.Kind == drivers.KindVolume && (drivers.OwnedByInstance(comp) || act.Purge && comp == drivers.ComponentCheckout) {
 				add(Step{Kind: StepRemove, Object: drivers.KindVolume, Name: o.Name, ID: o.ID})
 			}
 		}

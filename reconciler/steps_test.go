@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/drivers/fake"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/schema"
@@ -146,5 +147,33 @@ func TestStepsArePure(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(f.StateDir, "docker")); err == nil {
 		t.Fatal("computing steps wrote the daemon's certificates")
+	}
+}
+
+// TestDeleteKeepsCheckoutClaimsUnlessPurged: the claim a Pod cloned a
+// checkout into can hold unpushed work: a delete keeps it, a purge
+// removes it with the instance's own volumes.
+func TestDeleteKeepsCheckoutClaimsUnlessPurged(t *testing.T) {
+	vol := func(name, component string) drivers.ObservedResource {
+		return drivers.ObservedResource{Kind: drivers.KindVolume, Name: name, ID: name, Labels: map[string]string{
+			drivers.LabelManagedBy: "jackin", drivers.LabelFleet: "demo", drivers.LabelInstance: "web", drivers.LabelComponent: component}}
+	}
+	act := reconciler.Action{Instance: "web", Type: reconciler.ActionDelete, Pruned: true,
+		Observed: []drivers.ObservedResource{vol("jk-demo-web-home", drivers.ComponentHome), vol("jk-demo-web-src", drivers.ComponentCheckout)}}
+	removed := func(a reconciler.Action) []string {
+		var out []string
+		for _, s := range reconciler.Steps(a, reconciler.StepOptions{}) {
+			if s.Kind == reconciler.StepRemove && s.Object == drivers.KindVolume {
+				out = append(out, s.Name)
+			}
+		}
+		return out
+	}
+	if got := removed(act); len(got) != 1 || got[0] != "jk-demo-web-home" {
+		t.Errorf("delete removes %q, want the home volume only", got)
+	}
+	act.Purge = true
+	if got := removed(act); len(got) != 2 || got[1] != "jk-demo-web-src" {
+		t.Errorf("purge removes %q, want the checkout claim too", got)
 	}
 }

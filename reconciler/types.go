@@ -206,6 +206,10 @@ type Action struct {
 	Missing []drivers.Resource
 	// Pruned is false for a delete kept back by --prune=false: reported, not executed.
 	Pruned bool
+	// Purge, on a delete (jackin delete --purge), removes the claims a
+	// Kubernetes Pod cloned its checkouts into as well: without it they
+	// are kept, as they can hold unpushed work.
+	Purge bool
 	// Widens lists how a create or recreate widens the instance's access
 	// compared with what was last applied. The planner leaves it empty: the
 	// contract package fills it (contract.MarkWidenings), as the reconciler

@@ -6,8 +6,10 @@ import (
 	"sort"
 
 	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/drivers/kubernetes"
 	"github.com/jackin-dev/jackin/drivers/orbstack"
 	"github.com/jackin-dev/jackin/reconciler"
+	"github.com/jackin-dev/jackin/schema"
 )
 
 // findAgentInMachines looks for an instance's agent in OrbStack machines
@@ -82,6 +84,17 @@ func (a *app) withEngines(ctx context.Context, files []string, fleet string, set
 	}
 	onEngine := map[string]string{}
 	merged := *observed
+	add := func(key string, drv drivers.Driver, obs *drivers.Observed) {
+		set[key] = drv
+		for _, list := range [][]drivers.ObservedResource{obs.Networks, obs.Volumes, obs.Containers} {
+			for _, r := range list {
+				onEngine[r.Instance()] = key
+			}
+		}
+		merged.Networks = append(append([]drivers.ObservedResource(nil), merged.Networks...), obs.Networks...)
+		merged.Volumes = append(append([]drivers.ObservedResource(nil), merged.Volumes...), obs.Volumes...)
+		merged.Containers = append(append([]drivers.ObservedResource(nil), merged.Containers...), obs.Containers...)
+	}
 	names := make([]string, 0, len(f.Engines))
 	for name := range f.Engines {
 		names = append(names, name)
@@ -98,16 +111,19 @@ func (a *app) withEngines(ctx context.Context, files []string, fleet string, set
 		if err != nil {
 			return nil, nil, nil, exitWith(exitInvalid, fmt.Errorf("delete: engine %s (%s) cannot be observed, so nothing was deleted: %w", name, f.Engines[name].Host, err))
 		}
-		key := drivers.PlacementKey(drivers.DefaultBackend, name)
-		set[key] = drv
-		for _, list := range [][]drivers.ObservedResource{obs.Networks, obs.Volumes, obs.Containers} {
-			for _, r := range list {
-				onEngine[r.Instance()] = key
-			}
+		add(drivers.PlacementKey(drivers.DefaultBackend, name), drv, obs)
+	}
+	if len(kubernetes.ConfigFor(f).Instances) > 0 {
+		// The namespaces the manifest's Kubernetes instances name.
+		drv, err := a.openKubernetes(ctx, f)
+		if err != nil {
+			return nil, nil, nil, err
 		}
-		merged.Networks = append(append([]drivers.ObservedResource(nil), merged.Networks...), obs.Networks...)
-		merged.Volumes = append(append([]drivers.ObservedResource(nil), merged.Volumes...), obs.Volumes...)
-		merged.Containers = append(append([]drivers.ObservedResource(nil), merged.Containers...), obs.Containers...)
+		obs, err := drv.Observe(ctx, fleet, nil)
+		if err != nil {
+			return nil, nil, nil, exitWith(exitInvalid, fmt.Errorf("delete: the Kubernetes instances cannot be observed, so nothing was deleted: %w", err))
+		}
+		add(schema.BackendKubernetes, drv, obs)
 	}
 	return set, &merged, onEngine, nil
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -240,6 +242,26 @@ func (a *app) deletePlan(fleet string, observed *drivers.Observed, names []strin
 	for _, act := range all.Actions {
 		live[act.Instance] = true
 	}
+	// Claims a Pod cloned checkouts into outlive their instance's delete:
+	// an instance of which only they are left is deleted again, to purge
+	// them.
+	claims := map[string][]drivers.ObservedResource{}
+	for _, v := range observed.Volumes {
+		if v.Labels[drivers.LabelManagedBy] == drivers.ManagedByValue && v.Labels[drivers.LabelFleet] == fleet &&
+			v.Labels[drivers.LabelComponent] == drivers.ComponentCheckout && !live[v.Instance()] {
+			claims[v.Instance()] = append(claims[v.Instance()], v)
+		}
+	}
+	for inst, vs := range claims {
+		if len(names) == 0 || slices.Contains(names, inst) {
+			all.Actions = append(all.Actions, reconciler.Action{Instance: inst, Type: reconciler.ActionDelete, Reasons: []string{reconciler.ReasonDeleteRequest}, Observed: vs, Pruned: true})
+			live[inst] = true
+		}
+	}
+	sort.Slice(all.Actions, func(i, j int) bool { return all.Actions[i].Instance < all.Actions[j].Instance })
+	for i := range all.Actions {
+		all.Actions[i].Purge = true
+	}
 	checkouts, err := workspace.List(a.global.stateDir, fleet, "")
 	if err != nil {
 		return nil, nil, err
@@ -273,11 +295,22 @@ func (a *app) deletePlan(fleet string, observed *drivers.Observed, names []strin
 		}
 		seen[n] = true
 	}
-	if len(liveNames) == 0 {
-		return &reconciler.Plan{Fleet: fleet}, purgeOnly, nil
+	p := &reconciler.Plan{Fleet: fleet}
+	var unknown []string
+	for _, n := range liveNames {
+		i := slices.IndexFunc(all.Actions, func(a reconciler.Action) bool { return a.Instance == n })
+		if i < 0 {
+			unknown = append(unknown, strconv.Quote(n))
+			continue
+		}
+		p.Actions = append(p.Actions, all.Actions[i])
 	}
-	p, err := reconciler.DeletePlan(fleet, observed, liveNames)
-	return p, purgeOnly, err
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return nil, nil, fmt.Errorf("fleet %q has no instance named %s on the backend, and keeps no checkout of it", fleet, strings.Join(unknown, ", "))
+	}
+	sort.Slice(p.Actions, func(i, j int) bool { return p.Actions[i].Instance < p.Actions[j].Instance })
+	return p, purgeOnly, nil
 }
 
 // confirmPurge lists the work --purge would destroy and asks for
@@ -289,6 +322,13 @@ func (a *app) confirmPurge(ctx context.Context, fleet string, p *reconciler.Plan
 		instances = append(instances, act.Instance)
 	}
 	var lost []string
+	for _, act := range p.Actions {
+		for _, o := range act.Observed {
+			if o.Kind == drivers.KindVolume && o.Labels[drivers.LabelComponent] == drivers.ComponentCheckout {
+				lost = append(lost, fmt.Sprintf("  %s: the claim %s, a checkout cloned in its Pod (jackin cannot see from here whether it holds unpushed work)", act.Instance, o.Name))
+			}
+		}
+	}
 	for _, inst := range instances {
 		list, err := workspace.List(a.global.stateDir, fleet, inst)
 		if err != nil {

@@ -483,7 +483,11 @@ func waitingProblem(p *corev1.Pod) string {
 				}
 			}
 			if t := cs.State.Terminated; t != nil && t.ExitCode != 0 && i == 0 {
-				return fmt.Sprintf("init container %s exited (%d) %s", cs.Name, t.ExitCode, t.Reason)
+				msg := fmt.Sprintf("init container %s exited (%d) %s", cs.Name, t.ExitCode, t.Reason)
+				if m := strings.TrimSpace(t.Message); m != "" {
+					msg += ": " + m
+				}
+				return msg
 			}
 		}
 	}
@@ -686,7 +690,11 @@ func (d *Driver) waitRunning(ctx context.Context, ns, name string, timeout time.
 		case corev1.PodRunning, corev1.PodSucceeded:
 			return nil
 		case corev1.PodFailed:
-			return fmt.Errorf("Pod %s/%s failed: %s", ns, name, p.Status.Message)
+			why := p.Status.Message
+			if w := waitingProblem(p); w != "" {
+				why = w
+			}
+			return fmt.Errorf("Pod %s/%s failed: %s", ns, name, why)
 		}
 		if w := waitingProblem(p); w != "" {
 			return fmt.Errorf("Pod %s/%s cannot start: %s", ns, name, w)

@@ -367,3 +367,67 @@ func TestFailClosed(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderCheckoutClone: a clone mount on Kubernetes is a claim of its
+// own (component checkout: kept on delete) filled by an init container
+// that runs after jackin-init, from the role image, as the agent, with the
+// proxy's variables and none of the agent's others.
+func TestRenderCheckoutClone(t *testing.T) {
+	in := kinst("web", schema.EgressAllowlist)
+	in.Network.Allow = []string{"git.example"}
+	in.Mounts = []schema.Mount{{Src: "https://git.example/app.git", Dst: "/src", Mode: schema.MountClone, Ref: "v2"}}
+	d := desired(t, fleet(in))
+	var agent, claim drivers.Resource
+	for _, r := range d.Instances[0].Resources {
+		switch {
+		case r.Kind == drivers.KindContainer && r.Component == drivers.ComponentAgent:
+			agent = r
+		case r.Kind == drivers.KindVolume && r.Component == drivers.ComponentCheckout:
+			claim = r
+		}
+	}
+	if claim.Name == "" || drivers.OwnedByInstance(claim.Component) {
+		t.Fatalf("no checkout claim kept on delete: %+v", claim)
+	}
+	if len(d.Instances[0].Checkouts) != 0 {
+		t.Errorf("a checkout on this machine was planned too: %+v", d.Instances[0].Checkouts)
+	}
+	agent.Container.User = "1000:1000"
+	rd, err := kubernetes.RenderPod(agent, kubernetes.PodInput{Namespace: ns, HelperImage: "jackin-kube-helper:x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inits := rd.Pod.Spec.InitContainers
+	if len(inits) != 2 || inits[0].Name != "jackin-init" || inits[1].Name != "checkout-0" {
+		t.Fatalf("init containers %+v", inits)
+	}
+	co := inits[1]
+	want := []string{supervisor.BinDir + "/jackin", "git-checkout", "--dir", "/src", "--url", "https://git.example/app.git", "--branch", "jackin/demo/web", "--ref", "v2"}
+	if strings.Join(co.Command, " ") != strings.Join(want, " ") {
+		t.Errorf("checkout command %q, want %q", co.Command, want)
+	}
+	if co.Image != "example.com/agent:v1" || co.SecurityContext == nil || co.SecurityContext.RunAsUser == nil || *co.SecurityContext.RunAsUser != 1000 {
+		t.Errorf("checkout image %q security %+v: want the role image as the agent's user", co.Image, co.SecurityContext)
+	}
+	var mountsClaim bool
+	for _, vm := range co.VolumeMounts {
+		for _, v := range rd.Pod.Spec.Volumes {
+			if v.Name == vm.Name && v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == claim.Name && vm.MountPath == "/src" {
+				mountsClaim = true
+			}
+		}
+	}
+	if !mountsClaim {
+		t.Errorf("the checkout container does not mount the claim %s at /src: %+v", claim.Name, co.VolumeMounts)
+	}
+	names := map[string]bool{}
+	for _, e := range co.Env {
+		names[e.Name] = true
+	}
+	if !names["HTTPS_PROXY"] || names["GREETING"] {
+		t.Errorf("checkout env %v: want the proxy's variables only", names)
+	}
+	if co.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
+		t.Errorf("git's error would not reach apply: %q", co.TerminationMessagePolicy)
+	}
+}

@@ -290,6 +290,7 @@ func RenderPod(r drivers.Resource, in PodInput) (*Rendered, error) {
 
 	secretItems := []corev1.KeyToPath{}
 	var initMounts []corev1.VolumeMount
+	var clones []cloneInit
 	vols := map[string]bool{}
 	addVolume := func(v corev1.Volume) {
 		if !vols[v.Name] {
@@ -318,6 +319,9 @@ func RenderPod(r drivers.Resource, in PodInput) (*Rendered, error) {
 			ctr.VolumeMounts = append(ctr.VolumeMounts, corev1.VolumeMount{Name: name, MountPath: m.Target, ReadOnly: m.ReadOnly})
 			if c.Supervisor != nil && m.Target == c.Supervisor.HomeTarget {
 				initMounts = append(initMounts, corev1.VolumeMount{Name: name, MountPath: "/home-store"})
+			}
+			if m.Clone != nil {
+				clones = append(clones, cloneInit{volume: name, target: m.Target, spec: *m.Clone})
 			}
 		case "tmpfs":
 			name := "tmpfs-" + strconv.Itoa(i)
@@ -409,6 +413,12 @@ func RenderPod(r drivers.Resource, in PodInput) (*Rendered, error) {
 		}
 		pod.Spec.InitContainers = []corev1.Container{init}
 	}
+	for i, cl := range clones {
+		if c.Supervisor == nil {
+			return nil, fmt.Errorf("container %s: the checkout at %s is cloned by jackin's binary, which only a supervised container has", r.Name, cl.target)
+		}
+		pod.Spec.InitContainers = append(pod.Spec.InitContainers, checkoutContainer(i, cl, ctr))
+	}
 	pod.Spec.Containers = []corev1.Container{ctr}
 	raw, err := json.Marshal(pod)
 	if err != nil {
@@ -416,6 +426,50 @@ func RenderPod(r drivers.Resource, in PodInput) (*Rendered, error) {
 	}
 	secret.Data[SecretPodKey] = raw
 	return &Rendered{Secret: secret, Pod: pod}, nil
+}
+
+// cloneInit is a volume mount the Pod fills with a git checkout.
+type cloneInit struct {
+	volume, target string
+	spec           drivers.CloneSpec
+}
+
+// proxyEnv are the variables that point git at the egress proxy (an
+// allowlist Pod reaches nothing else); the checkout's init container gets
+// them, and none of the agent's other variables (its credentials).
+var proxyEnv = map[string]bool{"HTTP_PROXY": true, "HTTPS_PROXY": true, "http_proxy": true, "https_proxy": true, "NO_PROXY": true, "no_proxy": true}
+
+// checkoutContainer is the init container that clones a checkout's git
+// URL into its claim: the role image's own git, driven by jackin's binary
+// (copied into the Pod by jackin-init before it), as the agent's user and
+// under the agent's security context, so the files are the agent's. A
+// claim that already holds a checkout is left as it is: it is the agent's
+// work, kept across Pod recreates.
+func checkoutContainer(i int, cl cloneInit, agent corev1.Container) corev1.Container {
+	args := []string{path.Join(supervisor.BinDir, "jackin"), "git-checkout", "--dir", cl.target, "--url", cl.spec.URL, "--branch", cl.spec.Branch}
+	if cl.spec.Ref != "" {
+		args = append(args, "--ref", cl.spec.Ref)
+	}
+	ctr := corev1.Container{
+		Name:            "checkout-" + strconv.Itoa(i),
+		Image:           agent.Image,
+		ImagePullPolicy: agent.ImagePullPolicy,
+		Command:         args,
+		SecurityContext: agent.SecurityContext,
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: "jackin-bin", MountPath: supervisor.BinDir, ReadOnly: true},
+			{Name: cl.volume, MountPath: cl.target},
+		},
+		Resources: agent.Resources,
+		// git's own words reach apply's error when the clone fails.
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+	}
+	for _, e := range agent.Env {
+		if proxyEnv[e.Name] {
+			ctr.Env = append(ctr.Env, e)
+		}
+	}
+	return ctr
 }
 
 // supervisorArgv is the supervisor and what it runs, as the Docker driver

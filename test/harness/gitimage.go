@@ -12,10 +12,11 @@ import (
 )
 
 // GitImage is an agent image with git and a shell, for tests where agents
-// commit inside their containers. It is built from the host's own git and
-// its shared libraries (there is no registry), plus the demo agent as the
-// entrypoint and busybox (from Debian's busybox-static) as /bin/sh.
-const GitImage = "jackin-e2e-git:v1"
+// commit inside their containers (or clone over http, in a Kubernetes
+// Pod). It is built from the host's own git, its http remote helper and
+// their shared libraries (there is no registry), plus the demo agent as
+// the entrypoint and busybox (from Debian's busybox-static) as /bin/sh.
+const GitImage = "jackin-e2e-git:v2"
 
 // BuildGitImage builds GitImage unless the engine already has it, using dir
 // as scratch space.
@@ -40,12 +41,22 @@ func BuildGitImage(dir string) error {
 		return err
 	}
 	files := map[string]string{gitBin: "/usr/bin/git", busybox: "/bin/busybox"}
-	libs, err := sharedLibraries(gitBin)
-	if err != nil {
-		return err
+	bins := []string{gitBin}
+	if out, err := exec.Command(gitBin, "--exec-path").Output(); err == nil {
+		helper := filepath.Join(strings.TrimSpace(string(out)), "git-remote-http")
+		if _, err := os.Stat(helper); err == nil {
+			files[helper] = helper
+			bins = append(bins, helper)
+		}
 	}
-	for _, l := range libs {
-		files[l] = l
+	for _, bin := range bins {
+		libs, err := sharedLibraries(bin)
+		if err != nil {
+			return err
+		}
+		for _, l := range libs {
+			files[l] = l
+		}
 	}
 	for src, dst := range files {
 		if err := copyFile(src, filepath.Join(root, dst)); err != nil {

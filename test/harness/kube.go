@@ -3,6 +3,7 @@ package harness
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,4 +50,19 @@ func Kubectl(kubeconfig string, args ...string) (string, error) {
 	bin := filepath.Join(cache, "kube-v1.37.2", "bin", "kubectl")
 	out, err := exec.Command(bin, append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
+}
+
+// KubePodGateway is the address the test cluster's Pods reach this
+// machine at: the gateway of the Pod network's bridge (cluster.sh's
+// POD_SUBNET, its first address).
+func KubePodGateway() (string, error) {
+	subnet := os.Getenv("JACKIN_KUBE_POD_SUBNET")
+	if subnet == "" {
+		subnet = "10.244.77.0/24"
+	}
+	prefix, err := netip.ParsePrefix(subnet)
+	if err != nil {
+		return "", fmt.Errorf("the Pod subnet %q: %w", subnet, err)
+	}
+	return prefix.Masked().Addr().Next().String(), nil
 }
