@@ -1113,6 +1113,9 @@ func (b builder) dockerDaemon(fx facts) *DockerDaemon {
 	default:
 		d.InnerEgress = "as open as the agent: the daemon is on the instance's bridge, and its containers reach any host the agent can"
 	}
+	if fx.inst.Backend == schema.BackendKubernetes {
+		kubernetesDaemon(d, b.fleet, fx.di.Name)
+	}
 	return d
 }
 

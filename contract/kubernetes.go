@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/schema"
 )
 
@@ -28,6 +29,9 @@ type Cluster struct {
 	NotEnforced []string `json:"notEnforced"`
 	// ImageDelivery is how images reach the nodes.
 	ImageDelivery string `json:"imageDelivery"`
+	// PrivilegedPod (docker "private" only) says when the daemon's
+	// privileged Pod is admitted.
+	PrivilegedPod string `json:"privilegedPod,omitempty"`
 }
 
 // Words of the Kubernetes boundary.
@@ -54,6 +58,10 @@ func kubernetesCluster(fx facts) *Cluster {
 		Access:            "attach, exec and logs go through the API server (pods/exec, pods/log): anyone allowed create on pods/exec in the namespace can do what jackin exec does",
 		NotEnforced:       []string{"resources.pids (no per-Pod field: the kubelet's podPidsLimit applies)", "resources.nofile (the runtime's default)"},
 		ImageDelivery:     "built on this machine's Docker engine; the nodes pull them by reference, or JACKIN_KUBE_IMAGE_LOAD loads them",
+	}
+	if fx.docker == schema.DockerPrivate {
+		c.PrivilegedPod = "the private Docker daemon runs in a privileged Pod of its own: before the instance's first object is made, jackin reads namespace " + k.Namespace +
+			"'s Pod Security label (pod-security.kubernetes.io/enforce: baseline or restricted refuses it) and asks the API server with a server-side dry run of a privileged Pod (its --allow-privileged, default levels and admission webhooks); a refusal refuses the instance with the reason"
 	}
 	switch {
 	case fx.inst.Network.Egress == schema.EgressOpen:
@@ -88,4 +96,19 @@ func kubernetesSandboxLines(s *textSection, c *Cluster) {
 		s.kv("  not enforced", n)
 	}
 	s.kv("images", c.ImageDelivery)
+	if c.PrivilegedPod != "" {
+		s.kv("privileged Pod", c.PrivilegedPod)
+	}
+}
+
+// kubernetesDaemon rewrites the private daemon's description for a Pod:
+// its own privileged Pod, its files in Secrets, its data in a claim.
+func kubernetesDaemon(d *DockerDaemon, fleet, instance string) {
+	d.Sidecar = "the Pod " + reconciler.DockerSidecarName(fleet, instance)
+	d.Network = "the instance's network only: a NetworkPolicy admits the instance's own Pods; the agent reaches it by the host alias " + reconciler.DockerAlias + " (its Pod IP)"
+	d.Certificates += "; on the cluster, the server's key is in the daemon Pod's Secret and the client's in the agent's, readable by anyone with get on secrets in the namespace"
+	d.Data = "the claim " + reconciler.DockerVolumeName(fleet, instance) + " at /var/lib/docker: images, containers and volumes survive recreates of the agent; removed when the instance is deleted"
+	if len(d.Capabilities) == 1 && d.Capabilities[0] == "ALL" {
+		d.Privilege = "privileged: a privileged Pod, every capability, every device of the node, no seccomp or AppArmor confinement; root in it is root on the node, and the node's other Pods are within its reach"
+	}
 }

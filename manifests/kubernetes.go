@@ -109,7 +109,8 @@ func (c *instanceChecker) kubernetesCheckouts(inst *schema.Instance) {
 
 // kubernetesLimits refuses what the Kubernetes rendering does not carry:
 // features that read or rewrite this machine's files while the instance
-// runs, published host ports, the private Docker daemon and engines.
+// runs, published host ports, the private Docker daemon's capabilities
+// mode and engines.
 func (c *instanceChecker) kubernetesLimits(inst *schema.Instance) {
 	const where = `backend "kubernetes"`
 	c.kubernetesCheckouts(inst)
@@ -119,8 +120,8 @@ func (c *instanceChecker) kubernetesLimits(inst *schema.Instance) {
 	if inst.Recovery.Snapshot != "" && inst.Recovery.Snapshot != schema.SnapshotOff {
 		c.errorf([]any{"recovery", "snapshot"}, "recovery snapshots are taken of this machine's paths, and %s mounts none: set snapshot: \"off\"", where)
 	}
-	if inst.Docker == schema.DockerPrivate {
-		c.errorf([]any{"docker"}, "docker: \"private\" needs a privileged daemon container, and %s runs Pods under the namespace's Pod Security level with no privilege: use docker: \"none\", or the docker backend", where)
+	if inst.Docker == schema.DockerPrivate && inst.DockerDaemon != nil && inst.DockerDaemon.Privilege == schema.DaemonCapabilities {
+		c.errorf([]any{"dockerDaemon", "privilege"}, "privilege \"capabilities\" binds the host's /sys/fs/cgroup and sets a device cgroup rule, which %s cannot render: use privilege \"privileged\" (the daemon's Pod is privileged, in a namespace whose Pod Security level admits it)", where)
 	}
 	if len(inst.Network.Ports) > 0 {
 		c.errorf([]any{"network", "ports"}, "%s publishes no host ports (a Pod is on a cluster node): remove ports, and reach the agent with jackin exec or kubectl port-forward", where)

@@ -80,6 +80,10 @@ type Placement struct {
 	// AllowUnenforcedPolicy runs an internal-network instance where the
 	// cluster does not enforce NetworkPolicy.
 	AllowUnenforcedPolicy bool
+	// PrivateDocker is docker "private": the instance's daemon runs in a
+	// privileged Pod, which the namespace must admit (checked before the
+	// instance's first object is made).
+	PrivateDocker bool
 }
 
 // Config opens the backend for a fleet.
@@ -107,7 +111,8 @@ func ConfigFor(f *schema.Fleet) Config {
 			continue
 		}
 		cfg.Context = in.Kubernetes.Context
-		cfg.Instances[name] = Placement{Namespace: in.Kubernetes.Namespace, AllowUnenforcedPolicy: in.Kubernetes.AllowUnenforcedPolicy}
+		cfg.Instances[name] = Placement{Namespace: in.Kubernetes.Namespace, AllowUnenforcedPolicy: in.Kubernetes.AllowUnenforcedPolicy,
+			PrivateDocker: in.Docker == schema.DockerPrivate}
 	}
 	return cfg
 }
@@ -127,9 +132,10 @@ type Driver struct {
 
 	helperMu sync.Mutex // held while the helper image is made
 	mu       sync.Mutex
-	helper   string          // the helper image's reference, once made
-	probed   map[string]bool // namespace -> NetworkPolicy enforced
-	loaded   map[string]bool // image IDs loaded into the cluster
+	helper   string            // the helper image's reference, once made
+	probed   map[string]bool   // namespace -> NetworkPolicy enforced
+	admits   map[string]string // namespace -> why it refuses a privileged Pod ("": admitted)
+	loaded   map[string]bool   // image IDs loaded into the cluster
 	imgCache map[string]imageConfig
 }
 
@@ -148,7 +154,7 @@ var (
 // New opens the backend from the kubeconfig (KUBECONFIG or
 // ~/.kube/config, as kubectl reads it) without contacting the cluster.
 func New(ctx context.Context, log logr.Logger, cfg Config) (*Driver, error) {
-	d := &Driver{log: log, cfg: cfg, probed: map[string]bool{}, loaded: map[string]bool{}, imgCache: map[string]imageConfig{}}
+	d := &Driver{log: log, cfg: cfg, probed: map[string]bool{}, admits: map[string]string{}, loaded: map[string]bool{}, imgCache: map[string]imageConfig{}}
 	rc := cfg.RESTConfig
 	d.defNS = "default"
 	if cfg.Client == nil {
@@ -555,6 +561,13 @@ func (d *Driver) Create(ctx context.Context, r drivers.Resource) (string, error)
 				return "", err
 			}
 		}
+		if p.PrivateDocker {
+			// The instance's first object: refused here, nothing of it
+			// is made.
+			if err := d.requirePrivileged(ctx, ns, r.Labels[drivers.LabelInstance]); err != nil {
+				return "", err
+			}
+		}
 		err = d.apply(ctx, np, func(b []byte) error {
 			_, err := d.cs.NetworkingV1().NetworkPolicies(ns).Patch(ctx, np.Name, types.ApplyPatchType, b, applyOpts())
 			return err
@@ -577,6 +590,11 @@ func (d *Driver) Create(ctx context.Context, r drivers.Resource) (string, error)
 		}
 		return ID(ns, pvc.Name), nil
 	case drivers.KindContainer:
+		if r.Container != nil && r.Container.Privileged {
+			if err := d.requirePrivileged(ctx, ns, r.Labels[drivers.LabelInstance]); err != nil {
+				return "", err
+			}
+		}
 		in := PodInput{Namespace: ns}
 		if r.Container != nil && r.Container.Supervisor != nil {
 			if in.HelperImage, err = d.helperImage(ctx); err != nil {

@@ -4,14 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	k8sschema "k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/drivers/kubernetes"
@@ -429,5 +434,73 @@ func TestRenderCheckoutClone(t *testing.T) {
 	}
 	if co.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
 		t.Errorf("git's error would not reach apply: %q", co.TerminationMessagePolicy)
+	}
+}
+
+// TestPrivateDockerNeedsAPrivilegedNamespace: docker "private" is checked
+// before the instance's first object: a namespace at Pod Security level
+// baseline refuses it without asking further; an unlabelled one is asked
+// with a server-side dry run (nothing made), whose refusal refuses it.
+func TestPrivateDockerNeedsAPrivilegedNamespace(t *testing.T) {
+	ctx := context.Background()
+	in := kinst("web", schema.EgressOpen)
+	in.Docker = schema.DockerPrivate
+	d := desired(t, fleet(in))
+	var netRes drivers.Resource
+	for _, r := range d.Instances[0].Resources {
+		if r.Kind == drivers.KindNetwork {
+			netRes = r
+		}
+	}
+	open := func(labels map[string]string) (*fake.Clientset, *kubernetes.Driver) {
+		cs := fake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}})
+		drv, err := kubernetes.New(ctx, logr.Discard(), kubernetes.Config{Client: cs, Instances: map[string]kubernetes.Placement{"web": {Namespace: ns, PrivateDocker: true}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs, drv
+	}
+	cs, drv := open(map[string]string{kubernetes.LabelPodSecurityEnforce: "baseline"})
+	_, err := drv.Create(ctx, netRes)
+	var refused *kubernetes.ErrPrivilegedRefused
+	if !errors.As(err, &refused) || !strings.Contains(err.Error(), `enforces Pod Security level "baseline"`) {
+		t.Fatalf("baseline namespace: %v", err)
+	}
+	for _, a := range cs.Actions() {
+		if a.GetVerb() == "create" || a.GetVerb() == "patch" {
+			t.Errorf("a refused instance made %s %s", a.GetVerb(), a.GetResource().Resource)
+		}
+	}
+
+	cs, drv = open(nil)
+	var dryRun bool
+	cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		c := a.(k8stesting.CreateActionImpl)
+		dryRun = len(c.CreateOptions.DryRun) == 1 && c.CreateOptions.DryRun[0] == metav1.DryRunAll
+		return true, nil, apierrors.NewForbidden(k8sschema.GroupResource{Resource: "pods"}, "x", errors.New("disallowed by cluster policy"))
+	})
+	_, err = drv.Create(ctx, netRes)
+	if !dryRun || !errors.As(err, &refused) || !strings.Contains(err.Error(), "disallowed by cluster policy") {
+		t.Fatalf("dry run %v, err %v", dryRun, err)
+	}
+
+	// Only the daemon may be privileged.
+	var daemon drivers.Resource
+	for _, r := range d.Instances[0].Resources {
+		if r.Component == drivers.ComponentDocker {
+			daemon = r
+		}
+	}
+	rd, err := kubernetes.RenderPod(daemon, kubernetes.PodInput{Namespace: ns, ReadFile: func(string) ([]byte, error) { return []byte("pem"), nil },
+		ReadDir: func(string) ([]os.DirEntry, error) { return nil, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc := rd.Pod.Spec.Containers[0].SecurityContext; sc.Privileged == nil || !*sc.Privileged || sc.AllowPrivilegeEscalation != nil {
+		t.Errorf("daemon security context %+v", sc)
+	}
+	daemon.Component = drivers.ComponentEgress
+	if _, err := kubernetes.RenderPod(daemon, kubernetes.PodInput{Namespace: ns}); err == nil || !strings.Contains(err.Error(), "only for the private Docker daemon") {
+		t.Errorf("a privileged non-daemon container rendered: %v", err)
 	}
 }

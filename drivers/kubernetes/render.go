@@ -210,8 +210,13 @@ func RenderPod(r drivers.Resource, in PodInput) (*Rendered, error) {
 	if len(c.Ports) > 0 {
 		return nil, fmt.Errorf("container %s publishes ports, and a Pod publishes none on the operator's machine", r.Name)
 	}
-	if c.Privileged || len(c.SecurityOpt) > 0 || len(c.DeviceCgroupRules) > 0 {
-		return nil, fmt.Errorf("container %s asks for privilege beyond the defaults, which jackin never asks of a cluster", r.Name)
+	if len(c.SecurityOpt) > 0 || len(c.DeviceCgroupRules) > 0 || len(c.Sysctls) > 0 {
+		return nil, fmt.Errorf("container %s asks for security options, device rules or sysctls, which a Pod does not carry", r.Name)
+	}
+	if c.Privileged && r.Component != drivers.ComponentDocker {
+		// Only the private Docker daemon is privileged, and only where
+		// the namespace admits it (the driver checks before creating).
+		return nil, fmt.Errorf("container %s asks for privilege, which jackin asks of a cluster only for the private Docker daemon", r.Name)
 	}
 	if in.ReadFile == nil {
 		in.ReadFile = os.ReadFile
@@ -259,6 +264,11 @@ func RenderPod(r drivers.Resource, in PodInput) (*Rendered, error) {
 	sc, podSC, err := securityContexts(c)
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", r.Name, err)
+	}
+	if c.Privileged {
+		// Privileged implies escalation: the API server refuses the two
+		// together.
+		sc.Privileged, sc.AllowPrivilegeEscalation = ptr(true), nil
 	}
 	ctr.SecurityContext = sc
 	ctr.Resources = resources(c)

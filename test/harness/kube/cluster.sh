@@ -295,6 +295,10 @@ cmd_up() {
   wait_for etcd 30 curl -sf http://127.0.0.1:$ETCD_PORT/health
 
   local p=$STATE/pki
+  # Privileged Pods are allowed, as on kubeadm's clusters: whether a
+  # namespace admits them is its Pod Security level (the e2e tests run
+  # jackin's private Docker daemon in one namespace and see it refused in
+  # one labelled baseline).
   start_bg kube-apiserver "$KBIN/kube-apiserver" \
     --etcd-servers http://127.0.0.1:$ETCD_PORT \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port $APISERVER_PORT \
@@ -305,7 +309,7 @@ cmd_up() {
     --kubelet-certificate-authority $p/ca.crt --kubelet-preferred-address-types Hostname \
     --service-account-key-file $p/sa.pub --service-account-signing-key-file $p/sa.key \
     --service-account-issuer https://kubernetes.default.svc \
-    --authorization-mode Node,RBAC --allow-privileged=false \
+    --authorization-mode Node,RBAC --allow-privileged=true \
     --enable-admission-plugins NodeRestriction
   wait_for kube-apiserver 90 "$KBIN/kubectl" --kubeconfig "$STATE/admin.kubeconfig" get --raw /readyz
 
