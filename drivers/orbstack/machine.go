@@ -300,9 +300,13 @@ func (d *Driver) RemoveInstance(ctx context.Context, fleet, instance string) err
 		if m.Name != name {
 			continue
 		}
+		// A stopped machine proves its owner too: reading its marker
+		// starts it (orb runs a command in a stopped machine by starting
+		// it). A machine of this name without this instance's marker is
+		// someone else's, running or not, and is never deleted.
 		mk, ok := d.markerOf(ctx, m)
-		if m.State == stateRunning && (!ok || mk.Fleet != fleet || mk.Instance != instance) {
-			d.log.V(2).Info("machine left alone: not this instance's", "machine", name)
+		if !ok || mk.Fleet != fleet || mk.Instance != instance {
+			d.log.V(2).Info("machine left alone: not this instance's", "machine", name, "state", m.State)
 			return nil
 		}
 		_, err := d.orb.run(ctx, nil, "delete", "-f", name)
