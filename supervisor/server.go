@@ -151,7 +151,7 @@ func (s *supervisor) watch(ctx context.Context, conn peer, br *bufio.Reader) {
 // attach joins a client to the terminal: the recent screen first, then
 // the live output; the client's keystrokes go to the agent.
 func (s *supervisor) attach(ctx context.Context, conn peer, br *bufio.Reader, req Request) {
-	c := &client{out: make(chan []byte, 1024), done: make(chan struct{})}
+	c := &client{out: make(chan []byte, 1024), done: make(chan struct{}), written: make(chan struct{})}
 	s.mu.Lock()
 	if s.exited || s.ptmx == nil {
 		st := s.status
@@ -187,6 +187,7 @@ func (s *supervisor) attach(ctx context.Context, conn peer, br *bufio.Reader, re
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
+		defer close(c.written)
 		for {
 			select {
 			case f := <-c.out:

@@ -103,6 +103,9 @@ type client struct {
 	out  chan []byte
 	done chan struct{}
 	once sync.Once
+	// written is closed when the client's writer has returned: finish
+	// waits for it, so the exit frame is on its way before PID 1 exits.
+	written chan struct{}
 }
 
 func (c *client) close() { c.once.Do(func() { close(c.done) }) }
@@ -386,12 +389,24 @@ func (s *supervisor) finish(code int) {
 	}
 	s.mu.Unlock()
 	s.pub.publish(st)
+	// Each attached client gets the exit frame, and the supervisor waits
+	// (a little) for it to be written: returning ends PID 1, and with it
+	// the container and the client's stream.
+	wait, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
 	for c := range clients {
 		select {
 		case c.out <- exitFrame(st):
-		default:
+		case <-wait.Done():
 		}
 		c.close()
+	}
+	for c := range clients {
+		select {
+		case <-c.written:
+		case <-wait.Done():
+			return
+		}
 	}
 }
 
