@@ -263,6 +263,11 @@ func checkStarts(ctx context.Context, fleet string, started []startedAgent, drv 
 			if c.OOMKilled || (known && code == 0) {
 				break
 			}
+			if known && code == 137 && oomKilledLate(ctx, d, fleet, c.ID) {
+				// The engine learns of an OOM kill after the exit: a
+				// SIGKILL is looked at again before it counts.
+				break
+			}
 			status := "an unknown status"
 			if known {
 				status = "status " + strconv.Itoa(code)
@@ -276,6 +281,28 @@ func checkStarts(ctx context.Context, fleet string, started []startedAgent, drv 
 		}
 	}
 	return started
+}
+
+// oomKilledLate observes the fleet again after a second and reports
+// whether the container is then marked OOM-killed: the engine records the
+// kernel's OOM event after the container's exit, so a list made right
+// after the exit can show a plain SIGKILL.
+func oomKilledLate(ctx context.Context, d drivers.Driver, fleet, id string) bool {
+	select {
+	case <-time.After(time.Second):
+	case <-ctx.Done():
+		return false
+	}
+	obs, err := d.Observe(ctx, fleet, nil)
+	if err != nil {
+		return false
+	}
+	for _, c := range obs.Containers {
+		if c.ID == id {
+			return c.OOMKilled
+		}
+	}
+	return false
 }
 
 // holdsAny reports whether line holds any of the values, however short
