@@ -147,11 +147,14 @@ func (a *app) watch(ctx context.Context, files []string, opts watchOptions, form
 	}()
 
 	// Each backend that streams its changes does so on its own stream: the
-	// local engine's events and the Kubernetes watch API. Remote engines
-	// heal on resyncs (and on their return from a partition).
+	// local engine's and every declared engine's events (over its own
+	// connection), and the Kubernetes watch API. A stream that cannot
+	// open (an engine cut off) is retried on its own and delays no other;
+	// the engine's return opens it again and heals.
 	events := map[string]drivers.EventSource{}
 	for key, d := range sess.set {
-		if es, ok := d.(drivers.EventSource); ok && (key == drivers.DefaultBackend || key == schema.BackendKubernetes) {
+		backend, _ := drivers.SplitPlacement(key)
+		if es, ok := d.(drivers.EventSource); ok && (backend == drivers.DefaultBackend || backend == schema.BackendKubernetes) {
 			events[key] = es
 		}
 	}

@@ -224,6 +224,19 @@ func TestRemoteEngines(t *testing.T) {
 	}
 	mustCode(t, run("diff", "-f", mf), 0, "diff after r2's return")
 
+	// watch heals a remote engine from its own event stream: with an hour
+	// between resyncs, only r1's events can start the heal.
+	w = e.startWatch(sshEnv, "-f", mf, "--resync", "1h")
+	w.waitFor("watch started", 60*time.Second, 1, func(l watchLine) bool { return l.Type == "info" && strings.Contains(l.Message, "watching fleet") })
+	time.Sleep(2 * time.Second) // the first pass subscribes before it observes; let it finish
+	if out, err := engines.SSH("r1", "docker", "rm", "-f", e.name("a")); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	w.waitFor("a healed on r1 from r1's events", 2*time.Minute, 1, healed("a", "create|recreate", "engine"))
+	if code := w.stop(); code != 0 {
+		t.Errorf("watch exited %d", code)
+	}
+
 	// SIGKILL of an apply that recreates on every engine converges.
 	changed := remoteFleet(e, role, []string{"l", "a", "b"}, "env: {ROUND: \"2\"}")
 	cmd := exec.Command(jackinBin, "--state-dir", e.stateDir, "apply", "-f", changed)
