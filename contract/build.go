@@ -869,7 +869,7 @@ func (b builder) recovery(fx facts) Recovery {
 		switch m.Mode {
 		case schema.MountWorktree, schema.MountClone:
 			if rm.Clone != nil {
-				claims = append(claims, "claim "+rm.Source+" (the "+m.Mode+" of "+m.Src+" at "+m.Dst+")")
+				claims = append(claims, clonedCheckoutOf(fx, rm.Source).volume+" (the "+m.Mode+" of "+m.Src+" at "+m.Dst+")")
 				continue
 			}
 			checkouts = append(checkouts, m.Mode+" "+rm.Source+" (at "+m.Dst+")")
@@ -903,7 +903,7 @@ func (b builder) recovery(fx facts) Recovery {
 		r.LostOnDelete = append(r.LostOnDelete, c+", when it is clean and pushed or merged")
 	}
 	if len(claims) > 0 {
-		r.PreservedWork = "the checkouts cloned in the Pod: " + strings.Join(claims, ", ") + "; review and push from inside (jackin exec), as jackin work sees only checkouts on this machine"
+		r.PreservedWork = "the checkouts the instance cloned: " + strings.Join(claims, ", ") + "; review and push from inside (jackin exec), as jackin work sees only checkouts on this machine"
 		if len(fx.rwMounts) > 0 {
 			r.PreservedWork += "; and what the agent writes to its read-write mounts"
 		}

@@ -12,13 +12,34 @@ import (
 
 // Lifecycle of isolated mounts, in the words the contract prints.
 const (
-	checkoutPersists         = "on the host under the state dir: survives recreates and crashes"
-	checkoutRemovedWhen      = "when the instance is deleted, if it is clean and its commits are pushed or merged; otherwise kept (status preserved-dirty or preserved-unpushed, listed by jackin work) until jackin delete --purge"
-	volumePersists           = "in the engine's volume: survives recreates"
-	volumeRemovedWhen        = "when the instance is deleted (jackin delete, or removal from the manifest)"
-	claimCheckoutPersists    = "in a PersistentVolumeClaim of the namespace: survives Pod recreates"
-	claimCheckoutRemovedWhen = "never by jackin apply or delete (jackin cannot see from here whether it holds unpushed work): only jackin delete --purge removes the claim"
+	checkoutPersists    = "on the host under the state dir: survives recreates and crashes"
+	checkoutRemovedWhen = "when the instance is deleted, if it is clean and its commits are pushed or merged; otherwise kept (status preserved-dirty or preserved-unpushed, listed by jackin work) until jackin delete --purge"
+	volumePersists      = "in the engine's volume: survives recreates"
+	volumeRemovedWhen   = "when the instance is deleted (jackin delete, or removal from the manifest)"
 )
+
+// clonedCheckout describes a checkout the instance clones from a git URL
+// into a volume of its own: a claim filled by the Pod's init container on
+// Kubernetes, a volume filled by a short-lived container before the
+// agent's on a Docker engine.
+type clonedCheckout struct {
+	volume, filler, persists, removedWhen string
+}
+
+func clonedCheckoutOf(fx facts, name string) clonedCheckout {
+	if fx.inst.Backend == schema.BackendKubernetes {
+		return clonedCheckout{volume: "the claim " + name, filler: "the Pod's init container",
+			persists:    "in a PersistentVolumeClaim of the namespace: survives Pod recreates",
+			removedWhen: "never by jackin apply or delete (jackin cannot see from here whether it holds unpushed work): only jackin delete --purge removes the claim"}
+	}
+	where := "the engine"
+	if fx.inst.Engine != "" {
+		where = "engine " + fx.inst.Engine
+	}
+	return clonedCheckout{volume: "the volume " + name + " on " + where, filler: "a short-lived container of the role image, before the agent's,",
+		persists:    "in a volume on " + where + ": survives recreates",
+		removedWhen: "never by jackin apply or delete (jackin cannot see from here whether it holds unpushed work): only jackin delete --purge removes the volume"}
+}
 
 // agentContainer is the rendered agent container: what the executor
 // creates, and so what the contract describes.
@@ -74,11 +95,12 @@ func isolationMount(fx facts, m reconciler.SpecMount, rm drivers.MountSpec) Moun
 	switch m.Mode {
 	case schema.MountWorktree, schema.MountClone:
 		if rm.Clone != nil {
+			cc := clonedCheckoutOf(fx, rm.Source)
 			mt.Type, mt.Source = MountVolume, rm.Source
 			mt.EnforcedBy = "nothing: read-write, the agent can change this checkout and push from it with what its network and credentials allow"
-			mt.Persistence = claimCheckoutPersists
+			mt.Persistence = cc.persists
 			mt.Isolation = &Isolation{Mode: m.Mode, HostPath: rm.Source, Source: m.Src, ScratchBranch: rm.Clone.Branch,
-				StartsFrom: orDefault(m.Ref, "the HEAD of "+m.Src+" when the claim is first filled"), Persists: claimCheckoutPersists, RemovedWhen: claimCheckoutRemovedWhen}
+				StartsFrom: orDefault(m.Ref, "the HEAD of "+m.Src+" when "+cc.volume+" is first filled"), Persists: cc.persists, RemovedWhen: cc.removedWhen}
 			break
 		}
 		path := rm.Source
@@ -162,8 +184,9 @@ func isolationEffects(fx facts, status func(bool) string, volumes map[string]boo
 		case schema.MountWorktree, schema.MountClone:
 			if rm.Clone != nil {
 				// Nothing on this machine: the Pod's init container clones.
+				cc := clonedCheckoutOf(fx, rm.Source)
 				out = append(out, HostEffect{Kind: EffectVolume, Name: rm.Source, Status: status(volumes[rm.Source]), AfterDelete: AfterDeleteKeptIfWork,
-					Effect: "create the claim " + rm.Source + "; the Pod's init container clones " + m.Src + " into it with the role image's git and checks out the new branch " + rm.Clone.Branch + " from " + orDefault(m.Ref, "the remote's HEAD") + " (once: a claim holding a checkout is kept as it is)"})
+					Effect: "create " + cc.volume + "; " + cc.filler + " clones " + m.Src + " into it with the role image's git and checks out the new branch " + rm.Clone.Branch + " from " + orDefault(m.Ref, "the remote's HEAD") + " (once: a volume holding a checkout is kept as it is)"})
 				continue
 			}
 			path := rm.Source

@@ -63,9 +63,10 @@ const (
 	// settings, login and sessions, kept across recreates and removed with
 	// the instance.
 	ComponentHome = "home"
-	// ComponentCheckout is the claim a Kubernetes Pod clones a worktree or
-	// clone mount's git URL into: kept across recreates, and kept on
-	// delete (it can hold unpushed work) until delete --purge.
+	// ComponentCheckout is the volume an instance clones a worktree or
+	// clone mount's git URL into (a Pod's claim, a volume on a remote
+	// engine): kept across recreates, and kept on delete (it can hold
+	// unpushed work) until delete --purge.
 	ComponentCheckout = "checkout"
 )
 

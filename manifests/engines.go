@@ -112,14 +112,15 @@ func (c *instanceChecker) engine(r rawInstance, inst *schema.Instance) {
 // (absolute, never ~ or relative: those name this machine's files), never
 // looked up here, and never the engine's Docker socket or a parent of it
 // (by spelling: the remote host's symbolic links cannot be resolved from
-// here). A worktree or clone (made by git on this machine) and an
-// ephemeral volume's seed (copied from this machine) cannot work there.
+// here). A worktree or clone takes a git URL, cloned on the engine into
+// a volume; an ephemeral volume's seed (copied from this machine) cannot
+// work there.
 func (c *instanceChecker) remoteSource(i int, m rawMount, mount *schema.Mount) {
 	e := c.l.engines[c.remoteEngine]
 	where := fmt.Sprintf("engine %s (%s)", e.Name, e.Host)
 	switch m.Mode {
 	case schema.MountWorktree, schema.MountClone:
-		c.errorf([]any{"mounts", i, "mode"}, "a %s mount cannot run on %s: jackin makes worktrees and clones with git on this machine, and the engine's host cannot mount them; mount a checkout that is on that host (mode \"rw\" with its path there), or run the instance on the local engine", m.Mode, where)
+		c.gitURLSource(i, m, mount, fmt.Sprintf("on %s a %s mount clones a git URL into a volume there, before the agent starts (jackin makes checkouts of paths with git on this machine, which the engine's host cannot mount; for a checkout already on that host, mount its path there with mode \"rw\")", where, m.Mode))
 		return
 	case schema.MountEphemeral:
 		c.errorf([]any{"mounts", i, "src"}, "an ephemeral mount's src is copied from this machine into the volume, and the instance runs on %s: remove src (the volume starts empty), or run the instance on the local engine", where)
@@ -150,6 +151,8 @@ func (c *instanceChecker) remoteLimits(inst *schema.Instance) {
 	where := fmt.Sprintf("engine %s (%s)", e.Name, e.Host)
 	if inst.Network.Egress == schema.EgressAllowlist {
 		c.errorf([]any{"network", "egress"}, "egress \"allowlist\" is not available on %s yet: the egress proxy's policy file is rewritten in place on this machine; use egress \"open\" or \"none\" there, or run the instance on the local engine", where)
+	} else {
+		c.clonedCheckouts(inst)
 	}
 	if len(inst.Integrations) > 0 {
 		c.errorf([]any{"integrations"}, "integrations mount this machine's toolchains and caches, and the instance runs on %s: remove integrations, or run the instance on the local engine", where)

@@ -25,7 +25,7 @@ func TestEnginesPlaceInstances(t *testing.T) {
 			"defaults: engine: \"build1\"\n" +
 			"instances: {\n" +
 			"  a: {role: image: \"x\", network: egress: \"none\", mounts: [{src: \"/srv/only/on/build1\", dst: \"/w\", mode: \"rw\"}]}\n" +
-			"  b: {role: image: \"x\", engine: \"tls1\"}\n" +
+			"  b: {role: image: \"x\", engine: \"tls1\", mounts: [{src: \"https://git.example/app.git\", dst: \"/src\", mode: \"clone\", ref: \"main\"}]}\n" +
 			"}\n",
 	})
 	f := fx.mustLoad(t, "f.cue")
@@ -35,6 +35,9 @@ func TestEnginesPlaceInstances(t *testing.T) {
 	}
 	if len(a.Mounts) != 1 || a.Mounts[0].Src != "/srv/only/on/build1" {
 		t.Errorf("a: mounts %+v, want the remote path as written", a.Mounts)
+	}
+	if len(b.Mounts) != 1 || b.Mounts[0].Src != "https://git.example/app.git" || b.Mounts[0].Ref != "main" {
+		t.Errorf("b: mounts %+v, want the git URL cloned on the engine", b.Mounts)
 	}
 	if b.Engine != "tls1" || b.EngineSpec.TLS == nil || b.EngineSpec.TLS.CA != filepath.Join(fx.dir, "tls/ca.pem") {
 		t.Errorf("b: engine %q spec %+v, want tls1 with its files resolved against the manifest", b.Engine, b.EngineSpec)
@@ -77,8 +80,10 @@ func TestEngineRefusals(t *testing.T) {
 			path: "engines.e.host", msg: "not an absolute socket path"},
 		{name: "engine on orbstack", src: engineHead + "instances: a: {role: image: \"x\", backend: \"orbstack-isolated\", «engine: \"build1\"}\n",
 			path: "instances.a.engine", msg: `this instance has backend: "orbstack-isolated"`},
-		{name: "worktree on a remote engine", src: remote("mounts: [{src: \"/r\", dst: \"/w\", «mode: \"worktree\"}]"),
-			path: "instances.a.mounts[0].mode", msg: "a worktree mount cannot run on engine build1 (ssh://jackin@build1.example:2222)"},
+		{name: "worktree of a path on a remote engine", src: remote("mounts: [{«src: \"/r\", dst: \"/w\", mode: \"worktree\"}]"),
+			path: "instances.a.mounts[0].src", msg: `on engine build1 (ssh://jackin@build1.example:2222) a worktree mount clones a git URL into a volume there, before the agent starts`},
+		{name: "clone without a network on a remote engine", src: remote("network: egress: \"none\", mounts: [{«src: \"https://git.example/r.git\", dst: \"/w\", mode: \"clone\"}]"),
+			path: "instances.a.mounts[0].src", msg: `the instance clones https://git.example/r.git, and egress "none" gives it no network`},
 		{name: "relative path on a remote engine", src: remote("mounts: [{«src: \"~/code\", dst: \"/w\", mode: \"rw\"}]"),
 			path: "instances.a.mounts[0].src", msg: "give it as an absolute path there"},
 		{name: "remote docker socket", src: remote("mounts: [{«src: \"/var/run\", dst: \"/w\", mode: \"ro\"}]"),

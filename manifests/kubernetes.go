@@ -1,6 +1,8 @@
 package manifests
 
 import (
+	"fmt"
+
 	"github.com/jackin-dev/jackin/egress"
 	"github.com/jackin-dev/jackin/schema"
 )
@@ -59,11 +61,7 @@ func (c *instanceChecker) kubernetes(r rawInstance, inst *schema.Instance) {
 func (c *instanceChecker) kubernetesSource(i int, m rawMount, mount *schema.Mount) {
 	switch m.Mode {
 	case schema.MountWorktree, schema.MountClone:
-		if _, err := schema.ParseGitURL(*m.Src); err != nil {
-			c.errorf([]any{"mounts", i, "src"}, "on backend %q a %s mount clones a git URL into a claim inside the Pod (this machine's repositories are not on the cluster's nodes): %v", schema.BackendKubernetes, m.Mode, err)
-			return
-		}
-		mount.Src = *m.Src
+		c.gitURLSource(i, m, mount, fmt.Sprintf("on backend %q a %s mount clones a git URL into a claim inside the Pod (this machine's repositories are not on the cluster's nodes)", schema.BackendKubernetes, m.Mode))
 	case schema.MountEphemeral:
 		c.errorf([]any{"mounts", i, "src"}, "an ephemeral mount's src is copied from this machine, and backend %q runs the instance on a cluster node: remove src (the claim starts empty)", schema.BackendKubernetes)
 	default:
@@ -71,11 +69,22 @@ func (c *instanceChecker) kubernetesSource(i int, m rawMount, mount *schema.Moun
 	}
 }
 
-// kubernetesCheckouts refuses a checkout the Pod could not clone: with
+// gitURLSource takes a worktree or clone mount's src as a git URL, which
+// the instance clones itself (a Pod's init container, or a container
+// before the agent's on a remote engine); why says so in the error.
+func (c *instanceChecker) gitURLSource(i int, m rawMount, mount *schema.Mount, why string) {
+	if _, err := schema.ParseGitURL(*m.Src); err != nil {
+		c.errorf([]any{"mounts", i, "src"}, "%s: %v", why, err)
+		return
+	}
+	mount.Src = *m.Src
+}
+
+// clonedCheckouts refuses a checkout the instance could not clone: with
 // egress "none" it has no network, and with an allowlist it reaches the
 // repository only through the egress proxy (http and https) and only when
 // the allowlist allows its host.
-func (c *instanceChecker) kubernetesCheckouts(inst *schema.Instance) {
+func (c *instanceChecker) clonedCheckouts(inst *schema.Instance) {
 	var policy *egress.Policy
 	for i, m := range inst.Mounts {
 		if !schema.IsCheckout(m.Mode) || m.Src == "" {
@@ -87,10 +96,10 @@ func (c *instanceChecker) kubernetesCheckouts(inst *schema.Instance) {
 		}
 		switch inst.Network.Egress {
 		case schema.EgressNone:
-			c.errorf([]any{"mounts", i, "src"}, "the Pod clones %s, and egress \"none\" gives it no network: use egress \"allowlist\" with %s allowed, or \"open\"", m.Src, remote.Host)
+			c.errorf([]any{"mounts", i, "src"}, "the instance clones %s, and egress \"none\" gives it no network: use egress \"allowlist\" with %s allowed, or \"open\"", m.Src, remote.Host)
 		case schema.EgressAllowlist:
 			if remote.Scheme != "https" && remote.Scheme != "http" {
-				c.errorf([]any{"mounts", i, "src"}, "the Pod clones %s over %s, and under egress \"allowlist\" it goes out only through the egress proxy, which carries http and https: use the repository's https URL", m.Src, remote.Scheme)
+				c.errorf([]any{"mounts", i, "src"}, "the instance clones %s over %s, and under egress \"allowlist\" it goes out only through the egress proxy, which carries http and https: use the repository's https URL", m.Src, remote.Scheme)
 				continue
 			}
 			if policy == nil {
@@ -101,7 +110,7 @@ func (c *instanceChecker) kubernetesCheckouts(inst *schema.Instance) {
 				policy = &egress.Policy{Rules: rules}
 			}
 			if ok, why := policy.Decide(remote.Host, remote.Port); !ok {
-				c.errorf([]any{"mounts", i, "src"}, "the Pod clones %s through the egress proxy, and the allowlist does not let it (%s): add %s to network.allow", m.Src, why, remote.Host)
+				c.errorf([]any{"mounts", i, "src"}, "the instance clones %s through the egress proxy, and the allowlist does not let it (%s): add %s to network.allow", m.Src, why, remote.Host)
 			}
 		}
 	}
@@ -113,7 +122,7 @@ func (c *instanceChecker) kubernetesCheckouts(inst *schema.Instance) {
 // mode and engines.
 func (c *instanceChecker) kubernetesLimits(inst *schema.Instance) {
 	const where = `backend "kubernetes"`
-	c.kubernetesCheckouts(inst)
+	c.clonedCheckouts(inst)
 	if len(inst.Integrations) > 0 {
 		c.errorf([]any{"integrations"}, "integrations mount this machine's toolchains and caches, and %s runs the instance on a cluster node: remove integrations", where)
 	}

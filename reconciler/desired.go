@@ -218,10 +218,12 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 		case schema.MountTmpfs:
 			ms.Type, ms.SizeBytes = "tmpfs", m.SizeBytes
 		case schema.MountWorktree, schema.MountClone:
-			if inst.Backend == schema.BackendKubernetes {
-				// The Pod clones the git URL into a claim of its own (an
-				// init container); a worktree is a clone there too, as
-				// there is no repository of the operator's to share.
+			if inst.Backend == schema.BackendKubernetes || !filepath.IsAbs(m.Src) {
+				// A git URL (Kubernetes, remote engines): the instance
+				// clones it into a volume of its own before the agent
+				// starts (a Pod's init container, a short-lived container
+				// on Docker); a worktree is a clone there too, as there is
+				// no repository of the operator's to share.
 				vname := VolumeName(fleet, name, m.Dst)
 				labels := base(drivers.ComponentCheckout)
 				delete(labels, drivers.LabelSpecHash)

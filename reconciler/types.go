@@ -206,9 +206,10 @@ type Action struct {
 	Missing []drivers.Resource
 	// Pruned is false for a delete kept back by --prune=false: reported, not executed.
 	Pruned bool
-	// Purge, on a delete (jackin delete --purge), removes the claims a
-	// Kubernetes Pod cloned its checkouts into as well: without it they
-	// are kept, as they can hold unpushed work.
+	// Purge, on a delete (jackin delete --purge), removes the volumes the
+	// instance cloned its checkouts into as well (a Pod's claims, volumes
+	// on a remote engine): without it they are kept, as they can hold
+	// unpushed work.
 	Purge bool
 	// Widens lists how a create or recreate widens the instance's access
 	// compared with what was last applied. The planner leaves it empty: the

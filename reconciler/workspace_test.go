@@ -148,3 +148,44 @@ func TestExecuteIsolatedMountsLifecycle(t *testing.T) {
 		t.Fatalf("workspace calls %s, want %s", got, want)
 	}
 }
+
+// TestDesiredClonedCheckout: a worktree or clone of a git URL (a remote
+// engine's, a Kubernetes instance's) is a volume of component checkout
+// the instance fills itself, with the URL, ref and scratch branch on the
+// mount; nothing is checked out on this machine.
+func TestDesiredClonedCheckout(t *testing.T) {
+	f := with(fleetOf(), "web", func(in *schema.Instance) {
+		in.Engine = "r1"
+		in.EngineSpec = &schema.Engine{Name: "r1", Host: "ssh://root@r1"}
+		in.Mounts = []schema.Mount{{Src: "https://git.example/app.git", Dst: "/work", Mode: schema.MountWorktree, Ref: "v2"}}
+	})
+	f.StateDir = "/state"
+	in := desired(t, f).Instance("web")
+	if len(in.Checkouts) != 0 {
+		t.Errorf("checkouts on this machine: %+v", in.Checkouts)
+	}
+	var vol *drivers.Resource
+	for i, r := range in.Resources {
+		if r.Kind == drivers.KindVolume && r.Component == drivers.ComponentCheckout {
+			vol = &in.Resources[i]
+		}
+	}
+	if vol == nil || vol.Labels[drivers.LabelSpecHash] != "" {
+		t.Fatalf("no checkout volume (kept across recreates, so no spec hash): %+v", in.Resources)
+	}
+	var got *drivers.MountSpec
+	for _, r := range in.Resources {
+		if r.Component != drivers.ComponentAgent || r.Container == nil {
+			continue
+		}
+		for i, m := range r.Container.Mounts {
+			if m.Target == "/work" {
+				got = &r.Container.Mounts[i]
+			}
+		}
+	}
+	want := drivers.CloneSpec{URL: "https://git.example/app.git", Ref: "v2", Branch: "jackin/demo/web"}
+	if got == nil || got.Type != "volume" || got.Source != vol.Name || got.Clone == nil || *got.Clone != want {
+		t.Errorf("agent mount %+v, want the volume %s filled from %+v", got, vol.Name, want)
+	}
+}

@@ -242,9 +242,9 @@ func (a *app) deletePlan(fleet string, observed *drivers.Observed, names []strin
 	for _, act := range all.Actions {
 		live[act.Instance] = true
 	}
-	// Claims a Pod cloned checkouts into outlive their instance's delete:
-	// an instance of which only they are left is deleted again, to purge
-	// them.
+	// Volumes an instance cloned checkouts into (a Pod's claims, volumes
+	// on a remote engine) outlive its delete: an instance of which only
+	// they are left is deleted again, to purge them.
 	claims := map[string][]drivers.ObservedResource{}
 	for _, v := range observed.Volumes {
 		if v.Labels[drivers.LabelManagedBy] == drivers.ManagedByValue && v.Labels[drivers.LabelFleet] == fleet &&
@@ -325,7 +325,7 @@ func (a *app) confirmPurge(ctx context.Context, fleet string, p *reconciler.Plan
 	for _, act := range p.Actions {
 		for _, o := range act.Observed {
 			if o.Kind == drivers.KindVolume && o.Labels[drivers.LabelComponent] == drivers.ComponentCheckout {
-				lost = append(lost, fmt.Sprintf("  %s: the claim %s, a checkout cloned in its Pod (jackin cannot see from here whether it holds unpushed work)", act.Instance, o.Name))
+				lost = append(lost, fmt.Sprintf("  %s: the volume %s, a checkout the instance cloned (jackin cannot see from here whether it holds unpushed work)", act.Instance, o.Name))
 			}
 		}
 	}

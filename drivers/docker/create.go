@@ -329,6 +329,9 @@ func (d *Driver) createContainer(ctx context.Context, r drivers.Resource) (strin
 	if err != nil {
 		return "", err
 	}
+	if err := d.fillCheckouts(ctx, r); err != nil {
+		return "", err
+	}
 	multi := versions.GreaterThanOrEqualTo(d.cli.ClientVersion(), "1.44")
 	opts, later, err := containerCreateOptions(r, multi)
 	if err != nil {

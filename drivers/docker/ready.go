@@ -149,13 +149,7 @@ func (d *Driver) logTail(ctx context.Context, id string, probe drivers.ReadyProb
 		return ""
 	}
 	if probe.QuoteLog {
-		// Printable only: the log is written by a container.
-		text = strings.Map(func(r rune) rune {
-			if r == '\n' || r == '\t' || (r >= ' ' && r != 0x7f && !(r >= 0x80 && r < 0xa0)) {
-				return r
-			}
-			return '?'
-		}, text)
+		text = printable(text)
 		return "\nits log ends:\n  " + strings.ReplaceAll(text, "\n", "\n  ")
 	}
 	var found []string
@@ -171,6 +165,17 @@ func (d *Driver) logTail(ctx context.Context, id string, probe drivers.ReadyProb
 }
 
 // capped is a writer that keeps the first max bytes.
+// printable replaces what a terminal would act on in text a container
+// wrote (control characters, C1 codes) with '?': newlines and tabs stay.
+func printable(text string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' || (r >= ' ' && r != 0x7f && !(r >= 0x80 && r < 0xa0)) {
+			return r
+		}
+		return '?'
+	}, text)
+}
+
 type capped struct {
 	buf *bytes.Buffer
 	max int

@@ -1,13 +1,9 @@
 package e2e
 
 import (
-	"net"
-	"net/http"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackin-dev/jackin/test/harness"
 )
@@ -25,27 +21,12 @@ func TestKubernetesCheckout(t *testing.T) {
 	img := gitImage(t)
 
 	src, _ := gitRepo(t, 0)
-	served := t.TempDir()
-	bare := filepath.Join(served, "app.git")
-	hostGit(t, served, "clone", "-q", "--bare", src, bare)
-	hostGit(t, bare, "update-server-info")
 	head := hostGit(t, src, "rev-parse", "HEAD")
 	gw, err := harness.KubePodGateway()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fetched atomic.Int64
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fetched.Add(1)
-		http.FileServer(http.Dir(served)).ServeHTTP(w, r)
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close() })
-	url := "http://" + net.JoinHostPort(gw, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)) + "/app.git"
+	url, fetched := serveGit(t, src, gw)
 
 	inst := func(name, from string) string {
 		return `	` + name + `: {
@@ -118,15 +99,15 @@ func TestKubernetesCheckout(t *testing.T) {
 	}
 	r = e.jackinEnv(extra, "delete", "-f", m, "--purge", "--yes")
 	mustCode(t, r, 0, "delete --purge")
-	if !strings.Contains(r.stderr, "a checkout cloned in its Pod") {
+	if !strings.Contains(r.stderr, "a checkout the instance cloned") {
 		t.Errorf("purge did not list the claim it removes:\n%s", r)
 	}
-	if got := claims(); got != "" {
-		// A claim being deleted still lists until its finalizer runs.
-		out, _ := harness.Kubectl(kubeCfg, "-n", ns, "get", "pvc", "-l", "dev.jackin.component=checkout", "-o", "jsonpath={.items[*].metadata.deletionTimestamp}")
-		if out == "" {
-			t.Errorf("purge kept the claim: %s", got)
+	// A claim being deleted lists until the claim's finalizer has run.
+	for deadline := time.Now().Add(30 * time.Second); claims() != ""; {
+		if time.Now().After(deadline) {
+			t.Fatalf("purge kept the claim: %s", claims())
 		}
+		time.Sleep(200 * time.Millisecond)
 	}
 
 	// A URL that does not clone fails apply with git's words.
