@@ -112,6 +112,14 @@ func VolumeName(fleet, instance, dst string) string {
 	return ResourceName(fleet, instance) + "-" + workspace.Slug(dst)
 }
 
+// CheckoutVolumeName is the volume an instance clones a checkout into: a
+// name of its own, so a mount that changes between ephemeral and a
+// checkout at the same path never takes over the other's volume (and its
+// keep-or-remove rule).
+func CheckoutVolumeName(fleet, instance, dst string) string {
+	return VolumeName(fleet, instance, dst) + "-git"
+}
+
 func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]string, stateDir string, pins map[string]*hostpath.Pin) (DesiredInstance, error) {
 	inst.Name = name
 	var running bool
@@ -224,7 +232,7 @@ func desiredInstance(fleet, name string, inst schema.Instance, tags map[string]s
 				// starts (a Pod's init container, a short-lived container
 				// on Docker); a worktree is a clone there too, as there is
 				// no repository of the operator's to share.
-				vname := VolumeName(fleet, name, m.Dst)
+				vname := CheckoutVolumeName(fleet, name, m.Dst)
 				labels := base(drivers.ComponentCheckout)
 				delete(labels, drivers.LabelSpecHash)
 				volumes = append(volumes, drivers.Resource{Kind: drivers.KindVolume, Name: vname, Component: drivers.ComponentCheckout, Labels: labels, Volume: &drivers.VolumeSpec{Target: m.Dst}})

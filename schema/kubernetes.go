@@ -46,15 +46,15 @@ func ParseGitURL(src string) (GitRemote, error) {
 	}
 	scheme, _, ok := strings.Cut(src, "://")
 	if !ok {
-		return GitRemote{}, fmt.Errorf("%q is not a git URL (https://, http://, ssh://, git:// or user@host:path)", src)
+		return GitRemote{}, fmt.Errorf("%q is not a git URL (https://, http://, ssh://, git:// or user@host:path)", redactGitURL(src))
 	}
 	defaults := map[string]int{"https": 443, "http": 80, "ssh": 22, "git": 9418}
 	if _, known := defaults[scheme]; !known {
-		return GitRemote{}, fmt.Errorf("%q: a checkout clones over https, http, ssh or git, not %s", src, scheme)
+		return GitRemote{}, fmt.Errorf("%q: a checkout clones over https, http, ssh or git, not %s", redactGitURL(src), scheme)
 	}
 	u, err := url.Parse(src)
 	if err != nil || u.Hostname() == "" {
-		return GitRemote{}, fmt.Errorf("%q is not a git URL: it names no host", src)
+		return GitRemote{}, fmt.Errorf("%q is not a git URL: it names no host", redactGitURL(src))
 	}
 	if _, hasPassword := u.User.Password(); hasPassword || (u.User != nil && scheme != "ssh") {
 		u.User = nil
@@ -64,11 +64,29 @@ func ParseGitURL(src string) (GitRemote, error) {
 	if p := u.Port(); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 65535 {
-			return GitRemote{}, fmt.Errorf("%q: port %q is not a port number", src, p)
+			return GitRemote{}, fmt.Errorf("%q: port %q is not a port number", redactGitURL(src), p)
 		}
 		r.Port = n
 	}
 	return r, nil
+}
+
+// redactGitURL hides what stands before an '@' in src's host part (a
+// user, a token) for an error message: an src that is refused may still
+// hold a secret.
+func redactGitURL(src string) string {
+	prefix, rest := "", src
+	if i := strings.Index(src, "://"); i >= 0 {
+		prefix, rest = src[:i+3], src[i+3:]
+	}
+	authority := rest
+	if i := strings.Index(rest, "/"); i >= 0 {
+		authority = rest[:i]
+	}
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
+		return prefix + "...@" + rest[at+1:]
+	}
+	return src
 }
 
 // scpLike recognises git's user@host:path form (no scheme, a colon before

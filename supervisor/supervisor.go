@@ -392,22 +392,26 @@ func (s *supervisor) finish(code int) {
 	// Each attached client gets the exit frame, and the supervisor waits
 	// (a little) for it to be written: returning ends PID 1, and with it
 	// the container and the client's stream.
-	wait, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
+	// Each on its own, so a stalled client delays none of the others.
+	var wg sync.WaitGroup
 	for c := range clients {
-		select {
-		case c.out <- exitFrame(st):
-		case <-wait.Done():
-		}
-		c.close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			limit, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			select {
+			case c.out <- exitFrame(st):
+			case <-limit.Done():
+			}
+			c.close()
+			select {
+			case <-c.written:
+			case <-limit.Done():
+			}
+		}()
 	}
-	for c := range clients {
-		select {
-		case <-c.written:
-		case <-wait.Done():
-			return
-		}
-	}
+	wg.Wait()
 }
 
 // emit queues an event for the state machine.

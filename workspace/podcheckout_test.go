@@ -10,9 +10,10 @@ import (
 
 // TestCloneIntoMakesTheBranchOnceAndKeepsTheWork: the first call clones
 // onto the scratch branch at the remote's HEAD (into a directory that
-// already holds lost+found); later calls keep what the agent did; a .git
-// an interrupted attempt left without a commit is made again; a ref picks
-// a tag or branch, and an unknown one is refused by name.
+// already holds lost+found); later calls keep what the agent did, in
+// whatever state, and refuse another URL; an interrupted attempt is made
+// again; a ref picks a tag or branch, and an unknown one is refused by
+// name.
 func TestCloneIntoMakesTheBranchOnceAndKeepsTheWork(t *testing.T) {
 	ctx := context.Background()
 	src, bare := newRepo(t)
@@ -53,9 +54,26 @@ func TestCloneIntoMakesTheBranchOnceAndKeepsTheWork(t *testing.T) {
 		t.Errorf("the agent's file is gone: %v", err)
 	}
 
-	// An attempt killed before its checkout left a .git with no commit.
+	// A .git is the agent's, whatever state it is in: an orphan branch
+	// with no commit yet is kept, never cloned over.
+	run(t, dir, "checkout", "-q", "--orphan", "fresh")
+	if res, err = CloneInto(ctx, dir, bare, "", "jackin/f/web"); err != nil || !res.Kept {
+		t.Fatalf("a checkout on an unborn branch: %+v %v, want it kept", res, err)
+	}
+	if _, err := git(ctx, dir, "rev-parse", "--verify", "jackin/f/web"); err != nil {
+		t.Errorf("the scratch branch is gone: %v", err)
+	}
+
+	// Another URL is refused, the checkout left as it is.
+	var changed *SourceChangedError
+	if _, err := CloneInto(ctx, dir, src, "", "jackin/f/web"); !errors.As(err, &changed) || changed.Had != bare {
+		t.Errorf("a checkout of another URL: %v", err)
+	}
+
+	// An attempt killed before its end left only jackin's own git
+	// directory: it is made again, and work-tree files stay.
 	half := t.TempDir()
-	run(t, half, "init", "-q")
+	run(t, half, "init", "-q", "--bare", cloneDir)
 	mustWrite(t, filepath.Join(half, "notes"), "kept\n")
 	res, err = CloneInto(ctx, half, bare, "v2", "jackin/f/web")
 	if err != nil || res.Kept || res.Commit != v2 {
@@ -63,6 +81,9 @@ func TestCloneIntoMakesTheBranchOnceAndKeepsTheWork(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(half, "notes")); err != nil {
 		t.Errorf("a work-tree file was removed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(half, cloneDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the clone's own git directory is left: %v", err)
 	}
 
 	res, err = CloneInto(ctx, t.TempDir(), bare, "next", "b")

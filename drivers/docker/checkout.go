@@ -22,6 +22,10 @@ import (
 // label, so observation never sees it.
 const LabelCheckoutOf = "dev.jackin.checkout-of"
 
+// ownerCaps are what git-checkout needs as root: to hand a new volume to
+// the agent's user and to become that user (it holds none once it has).
+var ownerCaps = []string{"CHOWN", "SETUID", "SETGID"}
+
 // proxyVars are the agent's variables the clone gets: those that point
 // git at the egress proxy, and none of its others (its credentials).
 var proxyVars = []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"}
@@ -29,8 +33,9 @@ var proxyVars = []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy
 // fillCheckouts runs, before an agent container is created, one
 // short-lived container per volume mount with a Clone: the role image's
 // git (driven by jackin's binary, bound as the supervisor's is) clones
-// the URL into the volume as the agent's user, on the agent's first
-// network, or keeps the checkout the volume already holds. It is the
+// the URL into the volume as the agent's user (it starts as root with
+// three capabilities to hand the volume over, and drops them), on the
+// agent's first network, or keeps the checkout the volume already holds. It is the
 // Docker form of a Kubernetes init container; running it before the
 // agent exists means an apply killed meanwhile leaves no agent to start
 // over a half-made checkout.
@@ -66,6 +71,21 @@ func (d *Driver) runCheckout(ctx context.Context, r drivers.Resource, n int, m, 
 	if m.Clone.Ref != "" {
 		argv = append(argv, "--ref", m.Clone.Ref)
 	}
+	// It starts as root, hands a new volume to the agent's user and runs
+	// git as them: the checkout is the agent's, whoever that is.
+	owner := s.User
+	if owner == "" {
+		img, err := d.cli.ImageInspect(ctx, s.Image.Ref)
+		if err != nil {
+			return d.wrap(err, "inspect image %q for the agent's user", s.Image.Ref)
+		}
+		if img.Config != nil {
+			owner = img.Config.User
+		}
+	}
+	if owner != "" {
+		argv = append(argv, "--owner", owner)
+	}
 	env := []string{"HOME=/tmp"}
 	for _, k := range proxyVars {
 		if v, ok := s.Env[k]; ok {
@@ -73,11 +93,11 @@ func (d *Driver) runCheckout(ctx context.Context, r drivers.Resource, n int, m, 
 		}
 	}
 	cfg := &container.Config{
-		Image: s.Image.Ref, Entrypoint: argv, Env: env, User: s.User,
+		Image: s.Image.Ref, Entrypoint: argv, Env: env, User: "0:0",
 		Labels: map[string]string{drivers.LabelManagedBy: drivers.ManagedByValue, LabelCheckoutOf: r.Name},
 	}
 	hc := &container.HostConfig{
-		CapDrop: []string{"ALL"}, SecurityOpt: []string{"no-new-privileges"}, ReadonlyRootfs: true,
+		CapDrop: []string{"ALL"}, CapAdd: ownerCaps, SecurityOpt: []string{"no-new-privileges"}, ReadonlyRootfs: true,
 		Tmpfs: map[string]string{"/tmp": ""},
 		Mounts: []mount.Mount{
 			{Type: mount.TypeBind, Source: bin.Source, Target: supervisor.BinDir, ReadOnly: true},
@@ -92,7 +112,10 @@ func (d *Driver) runCheckout(ctx context.Context, r drivers.Resource, n int, m, 
 		return d.wrap(err, "create %s, which clones %s into the volume %s", name, m.Clone.URL, m.Source)
 	}
 	defer func() {
-		_, _ = d.cli.ContainerRemove(context.WithoutCancel(ctx), res.ID, client.ContainerRemoveOptions{Force: true})
+		if _, err := d.cli.ContainerRemove(context.WithoutCancel(ctx), res.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !isNotFound(err) {
+			// The next create of this agent removes it (removeCheckoutJob).
+			d.log.Error(err, "remove the checkout container", "container", name)
+		}
 	}()
 	wait := d.cli.ContainerWait(ctx, res.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
 	if _, err := d.cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {

@@ -53,6 +53,7 @@ import (
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/drivers/docker"
 	"github.com/jackin-dev/jackin/schema"
+	"github.com/jackin-dev/jackin/termtext"
 )
 
 // Backend is the backend name manifests use.
@@ -132,14 +133,17 @@ type Driver struct {
 
 	helperMu sync.Mutex // held while the helper image is made
 	mu       sync.Mutex
-	helper   string            // the helper image's reference, once made
-	probed   map[string]bool   // namespace -> NetworkPolicy enforced
-	admits   map[string]string // namespace -> why it refuses a privileged Pod ("": admitted)
-	loaded   map[string]bool   // image IDs loaded into the cluster
+	helper   string          // the helper image's reference, once made
+	probed   map[string]bool // namespace -> NetworkPolicy enforced
+	admits   map[string]bool // namespaces that admit a privileged Pod
+	loaded   map[string]bool // image IDs loaded into the cluster
 	imgCache map[string]imageConfig
 }
 
-type imageConfig struct{ entry, cmd []string }
+type imageConfig struct {
+	entry, cmd []string
+	user       string
+}
 
 var (
 	_ drivers.Driver       = (*Driver)(nil)
@@ -154,7 +158,7 @@ var (
 // New opens the backend from the kubeconfig (KUBECONFIG or
 // ~/.kube/config, as kubectl reads it) without contacting the cluster.
 func New(ctx context.Context, log logr.Logger, cfg Config) (*Driver, error) {
-	d := &Driver{log: log, cfg: cfg, probed: map[string]bool{}, admits: map[string]string{}, loaded: map[string]bool{}, imgCache: map[string]imageConfig{}}
+	d := &Driver{log: log, cfg: cfg, probed: map[string]bool{}, admits: map[string]bool{}, loaded: map[string]bool{}, imgCache: map[string]imageConfig{}}
 	rc := cfg.RESTConfig
 	d.defNS = "default"
 	if cfg.Client == nil {
@@ -485,12 +489,14 @@ func waitingProblem(p *corev1.Pod) string {
 			if w := cs.State.Waiting; w != nil {
 				switch w.Reason {
 				case "ErrImageNeverPull", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError", "CrashLoopBackOff":
-					return "container " + cs.Name + ": " + w.Reason + ": " + w.Message
+					return "container " + cs.Name + ": " + w.Reason + ": " + termtext.String(w.Message)
 				}
 			}
 			if t := cs.State.Terminated; t != nil && t.ExitCode != 0 && i == 0 {
 				msg := fmt.Sprintf("init container %s exited (%d) %s", cs.Name, t.ExitCode, t.Reason)
-				if m := strings.TrimSpace(t.Message); m != "" {
+				// The message is the container's own log tail (a checkout's
+				// git, in a volume the agent writes): plain text only.
+				if m := strings.TrimSpace(termtext.String(t.Message)); m != "" {
 					msg += ": " + m
 				}
 				return msg
@@ -604,7 +610,7 @@ func (d *Driver) Create(ctx context.Context, r drivers.Resource) (string, error)
 			if err != nil {
 				return "", err
 			}
-			in.ImageEntrypoint, in.ImageCmd = ic.entry, ic.cmd
+			in.ImageEntrypoint, in.ImageCmd, in.ImageUser = ic.entry, ic.cmd, ic.user
 		}
 		if r.Container != nil {
 			if err := d.loadImage(ctx, r.Container.Image.Ref); err != nil {
@@ -814,7 +820,7 @@ func (d *Driver) imageConfig(ctx context.Context, ref string) (imageConfig, erro
 		return ic, fmt.Errorf("inspect image %q for the agent's command (it is built or pulled on this machine's engine): %w", ref, err)
 	}
 	if c := res.Config; c != nil {
-		ic = imageConfig{entry: c.Entrypoint, cmd: c.Cmd}
+		ic = imageConfig{entry: c.Entrypoint, cmd: c.Cmd, user: c.User}
 	}
 	d.mu.Lock()
 	d.imgCache[ref] = ic

@@ -375,8 +375,8 @@ func TestFailClosed(t *testing.T) {
 
 // TestRenderCheckoutClone: a clone mount on Kubernetes is a claim of its
 // own (component checkout: kept on delete) filled by an init container
-// that runs after jackin-init, from the role image, as the agent, with the
-// proxy's variables and none of the agent's others.
+// that runs after jackin-init, from the role image, for the agent's user,
+// with the proxy's variables and none of the agent's others.
 func TestRenderCheckoutClone(t *testing.T) {
 	in := kinst("web", schema.EgressAllowlist)
 	in.Network.Allow = []string{"git.example"}
@@ -407,12 +407,16 @@ func TestRenderCheckoutClone(t *testing.T) {
 		t.Fatalf("init containers %+v", inits)
 	}
 	co := inits[1]
-	want := []string{supervisor.BinDir + "/jackin", "git-checkout", "--dir", "/src", "--url", "https://git.example/app.git", "--branch", "jackin/demo/web", "--ref", "v2"}
+	want := []string{supervisor.BinDir + "/jackin", "git-checkout", "--dir", "/src", "--url", "https://git.example/app.git", "--branch", "jackin/demo/web", "--ref", "v2", "--owner", "1000:1000"}
 	if strings.Join(co.Command, " ") != strings.Join(want, " ") {
 		t.Errorf("checkout command %q, want %q", co.Command, want)
 	}
-	if co.Image != "example.com/agent:v1" || co.SecurityContext == nil || co.SecurityContext.RunAsUser == nil || *co.SecurityContext.RunAsUser != 1000 {
-		t.Errorf("checkout image %q security %+v: want the role image as the agent's user", co.Image, co.SecurityContext)
+	// Root with three capabilities only, to hand the claim to the agent's
+	// user and become them.
+	sc := co.SecurityContext
+	if co.Image != "example.com/agent:v1" || sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != 0 || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.Capabilities == nil || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" || len(sc.Capabilities.Add) != 3 {
+		t.Errorf("checkout image %q security %+v", co.Image, sc)
 	}
 	var mountsClaim bool
 	for _, vm := range co.VolumeMounts {
@@ -472,16 +476,23 @@ func TestPrivateDockerNeedsAPrivilegedNamespace(t *testing.T) {
 		}
 	}
 
-	cs, drv = open(nil)
-	var dryRun bool
-	cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		c := a.(k8stesting.CreateActionImpl)
-		dryRun = len(c.CreateOptions.DryRun) == 1 && c.CreateOptions.DryRun[0] == metav1.DryRunAll
-		return true, nil, apierrors.NewForbidden(k8sschema.GroupResource{Resource: "pods"}, "x", errors.New("disallowed by cluster policy"))
-	})
-	_, err = drv.Create(ctx, netRes)
-	if !dryRun || !errors.As(err, &refused) || !strings.Contains(err.Error(), "disallowed by cluster policy") {
-		t.Fatalf("dry run %v, err %v", dryRun, err)
+	// The API server's answer decides; a refusal about something else (a
+	// quota) is an error, not a verdict on privilege.
+	for answer, isRefusal := range map[string]bool{
+		"spec.containers[0].securityContext.privileged: Forbidden: disallowed by cluster policy": true,
+		"exceeded quota: pods, requested: pods=1, used: pods=10, limited: pods=10":               false,
+	} {
+		cs, drv = open(nil)
+		var dryRun bool
+		cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			c := a.(k8stesting.CreateActionImpl)
+			dryRun = len(c.CreateOptions.DryRun) == 1 && c.CreateOptions.DryRun[0] == metav1.DryRunAll
+			return true, nil, apierrors.NewForbidden(k8sschema.GroupResource{Resource: "pods"}, "x", errors.New(answer))
+		})
+		_, err = drv.Create(ctx, netRes)
+		if !dryRun || err == nil || errors.As(err, &refused) != isRefusal || !strings.Contains(err.Error(), answer) {
+			t.Errorf("%s: dry run %v, err %v", answer, dryRun, err)
+		}
 	}
 
 	// Only the daemon may be privileged.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -31,23 +32,26 @@ func (e *ErrPrivilegedRefused) Error() string {
 }
 
 // requirePrivileged refuses an instance whose namespace does not admit a
-// privileged Pod. The answer is kept per namespace for the driver's life.
+// privileged Pod. An admission is kept per namespace for the driver's
+// life; a refusal is asked again next time (under watch, the operator may
+// relabel the namespace meanwhile).
 func (d *Driver) requirePrivileged(ctx context.Context, ns, instance string) error {
 	d.mu.Lock()
-	reason, known := d.admits[ns]
+	admitted := d.admits[ns]
 	d.mu.Unlock()
-	if !known {
-		var err error
-		if reason, err = d.privilegedRefusal(ctx, ns); err != nil {
-			return fmt.Errorf("instance %s: whether namespace %s admits the private Docker daemon's privileged Pod is unknown, so it is not made: %w", instance, ns, err)
-		}
-		d.mu.Lock()
-		d.admits[ns] = reason
-		d.mu.Unlock()
+	if admitted {
+		return nil
+	}
+	reason, err := d.privilegedRefusal(ctx, ns)
+	if err != nil {
+		return fmt.Errorf("instance %s: whether namespace %s admits the private Docker daemon's privileged Pod is unknown, so it is not made: %w", instance, ns, err)
 	}
 	if reason != "" {
 		return &ErrPrivilegedRefused{Instance: instance, Namespace: ns, Reason: reason}
 	}
+	d.mu.Lock()
+	d.admits[ns] = true
+	d.mu.Unlock()
 	return nil
 }
 
@@ -90,8 +94,18 @@ func (d *Driver) privilegedRefusal(ctx context.Context, ns string) (string, erro
 	switch {
 	case err == nil:
 		return "", nil
-	case apierrors.IsForbidden(err), apierrors.IsInvalid(err):
+	case (apierrors.IsForbidden(err) || apierrors.IsInvalid(err)) && refusesPrivilege(err):
 		return fmt.Sprintf("the cluster does not admit a privileged Pod in namespace %s (%v)", ns, err), nil
 	}
+	// Another refusal (a quota, a webhook about something else) says
+	// nothing about privilege: reported as it is.
 	return "", d.wrap(err, "dry-run a privileged Pod in namespace %s", ns)
+}
+
+// refusesPrivilege reports whether an admission error is about privilege
+// (Pod Security, the API server's --allow-privileged, a policy naming
+// it), not about the probe Pod's other fields.
+func refusesPrivilege(err error) bool {
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "privileged") || strings.Contains(msg, "podsecurity") || strings.Contains(msg, "pod security")
 }

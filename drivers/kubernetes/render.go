@@ -180,8 +180,10 @@ type PodInput struct {
 	// not on the node, so it cannot be mounted as on Docker).
 	HelperImage string
 	// ImageEntrypoint and ImageCmd are the image's, for a supervised
-	// container.
+	// container, and ImageUser its USER (the agent's user when the profile
+	// sets none).
 	ImageEntrypoint, ImageCmd []string
+	ImageUser                 string
 	// ReadFile reads a file of a bind jackin makes from its own state (a
 	// credential, a CA bundle, the proxy's policy): its content goes into
 	// the container's Secret. Tests substitute it.
@@ -427,7 +429,7 @@ func RenderPod(r drivers.Resource, in PodInput) (*Rendered, error) {
 		if c.Supervisor == nil {
 			return nil, fmt.Errorf("container %s: the checkout at %s is cloned by jackin's binary, which only a supervised container has", r.Name, cl.target)
 		}
-		pod.Spec.InitContainers = append(pod.Spec.InitContainers, checkoutContainer(i, cl, ctr))
+		pod.Spec.InitContainers = append(pod.Spec.InitContainers, checkoutContainer(i, cl, ctr, in.ImageUser))
 	}
 	pod.Spec.Containers = []corev1.Container{ctr}
 	raw, err := json.Marshal(pod)
@@ -451,21 +453,40 @@ var proxyEnv = map[string]bool{"HTTP_PROXY": true, "HTTPS_PROXY": true, "http_pr
 
 // checkoutContainer is the init container that clones a checkout's git
 // URL into its claim: the role image's own git, driven by jackin's binary
-// (copied into the Pod by jackin-init before it), as the agent's user and
-// under the agent's security context, so the files are the agent's. A
-// claim that already holds a checkout is left as it is: it is the agent's
-// work, kept across Pod recreates.
-func checkoutContainer(i int, cl cloneInit, agent corev1.Container) corev1.Container {
+// (copied into the Pod by jackin-init before it). It starts as root with
+// the three capabilities that hand a new claim's root to the agent's user
+// and become that user, and runs git as them, so the checkout is the
+// agent's (git refuses a repository another user owns). A claim that
+// already holds a checkout is left as it is: it is the agent's work, kept
+// across Pod recreates.
+func checkoutContainer(i int, cl cloneInit, agent corev1.Container, imageUser string) corev1.Container {
 	args := []string{path.Join(supervisor.BinDir, "jackin"), "git-checkout", "--dir", cl.target, "--url", cl.spec.URL, "--branch", cl.spec.Branch}
 	if cl.spec.Ref != "" {
 		args = append(args, "--ref", cl.spec.Ref)
+	}
+	owner := imageUser
+	if sc := agent.SecurityContext; sc != nil && sc.RunAsUser != nil {
+		owner = strconv.FormatInt(*sc.RunAsUser, 10)
+		if sc.RunAsGroup != nil {
+			owner += ":" + strconv.FormatInt(*sc.RunAsGroup, 10)
+		}
+	}
+	if owner != "" {
+		args = append(args, "--owner", owner)
 	}
 	ctr := corev1.Container{
 		Name:            "checkout-" + strconv.Itoa(i),
 		Image:           agent.Image,
 		ImagePullPolicy: agent.ImagePullPolicy,
 		Command:         args,
-		SecurityContext: agent.SecurityContext,
+		SecurityContext: &corev1.SecurityContext{
+			RunAsUser:                ptr(int64(0)),
+			RunAsNonRoot:             ptr(false),
+			AllowPrivilegeEscalation: ptr(false),
+			ReadOnlyRootFilesystem:   ptr(true),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"CHOWN", "SETUID", "SETGID"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
 		VolumeMounts: []corev1.VolumeMount{
 			{Name: "jackin-bin", MountPath: supervisor.BinDir, ReadOnly: true},
 			{Name: cl.volume, MountPath: cl.target},

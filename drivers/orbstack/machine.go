@@ -306,7 +306,7 @@ func (d *Driver) RemoveInstance(ctx context.Context, fleet, instance string) err
 		// someone else's, running or not, and is never deleted.
 		mk, ok := d.markerOf(ctx, m)
 		if !ok || mk.Fleet != fleet || mk.Instance != instance {
-			d.log.V(2).Info("machine left alone: not this instance's", "machine", name, "state", m.State)
+			d.log.Info("machine left alone: it does not carry this instance's marker (jackin never removes a machine it cannot prove is its own)", "machine", name, "state", m.State)
 			return nil
 		}
 		_, err := d.orb.run(ctx, nil, "delete", "-f", name)

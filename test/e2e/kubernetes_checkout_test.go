@@ -11,7 +11,7 @@ import (
 // TestKubernetesCheckout: a clone mount on Kubernetes takes a git URL,
 // which an init container clones into a claim with the role image's git
 // (here over dumb HTTP from this test, reached at the Pod network's
-// gateway). The agent sees the scratch branch; its commit survives a
+// gateway), for an agent that is not root: the checkout is theirs. The agent sees the scratch branch; its commit survives a
 // deleted Pod (the claim is kept and not cloned again); delete keeps the
 // claim, delete --purge removes it; a URL that does not clone fails apply
 // with git's own words.
@@ -33,6 +33,7 @@ func TestKubernetesCheckout(t *testing.T) {
 		role: image: "` + img + `"
 		backend: "kubernetes"
 		kubernetes: namespace: "` + ns + `"
+		security: user: "1000:1000"
 		mounts: [{src: "` + from + `", dst: "/src", mode: "clone"}]
 	}
 `
@@ -55,6 +56,11 @@ func TestKubernetesCheckout(t *testing.T) {
 	}
 	if got := git("rev-parse", "HEAD"); got != head {
 		t.Errorf("the branch starts at %s, want the remote's HEAD %s", got, head)
+	}
+	r = e.jackinEnv(extra, "exec", "-f", m, "c", "--", "busybox", "stat", "-c", "%u:%g", "/src", "/src/.git", "/src/README")
+	mustCode(t, r, 0, "stat the checkout")
+	if got := strings.TrimSpace(r.stdout); got != "1000:1000\n1000:1000\n1000:1000" {
+		t.Errorf("the checkout's owners %q, want the agent's user 1000:1000", got)
 	}
 
 	// The agent's commit lives in the claim: a new Pod keeps it.

@@ -41,7 +41,8 @@ func serveGit(t *testing.T, src, host string) (string, *atomic.Int64) {
 // TestRemoteEngineCheckout: on a remote engine a clone mount takes a git
 // URL, cloned into a volume on that engine by a short-lived container of
 // the role image before the agent's (here the role, with git, is built on
-// the engine, and the repository is served over dumb HTTP from this test).
+// the engine, and the repository is served over dumb HTTP from this test),
+// for an agent that is not root: the checkout is theirs.
 // The agent sees the scratch branch; its commit survives a recreate;
 // delete keeps the volume, delete --purge removes it; a URL that does not
 // clone fails apply with git's words and leaves no agent container.
@@ -81,6 +82,7 @@ instances: g: {
 	engine: "r1"
 	role: build: context: %q
 	agent: "shell"
+	security: user: "1000:1000"
 	mounts: [{src: %q, dst: "/src", mode: "clone"}]
 	%s
 }
@@ -106,6 +108,9 @@ instances: g: {
 	}
 	if got := in("git -C /src rev-parse HEAD"); got != head {
 		t.Errorf("the branch starts at %s, want the remote's HEAD %s", got, head)
+	}
+	if got := in("busybox stat -c %u:%g /src /src/.git /src/README"); got != "1000:1000\n1000:1000\n1000:1000" {
+		t.Errorf("the checkout's owners %q, want the agent's user 1000:1000", got)
 	}
 	if out, _ := engines.SSH("r1", "docker", "ps", "-a", "--format", "'{{.Names}}'"); strings.Contains(out, "checkout") {
 		t.Errorf("the checkout container was left on r1: %s", out)
