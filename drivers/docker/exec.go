@@ -90,6 +90,13 @@ type execSession struct {
 	stdout, stderr io.Reader
 	pipes          [2]*io.PipeWriter // stdout's and stderr's, without a terminal
 
+	// resizeMu orders resizes; userSized is set by the first Resize the
+	// caller makes, after which the initial size is never applied (on an
+	// older engine it is set from a goroutine that could otherwise land
+	// after the caller's newer size).
+	resizeMu  sync.Mutex
+	userSized bool
+
 	// drained is closed once the output has been read to its end (or the
 	// connection failed or was closed); readErr is why, when not EOF.
 	drained   chan struct{}
@@ -209,7 +216,14 @@ func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 // it at start: the command may not run yet, so it retries briefly.
 func (s *execSession) initialResize(ctx context.Context, size client.ConsoleSize) {
 	for i := range 10 {
-		if s.Resize(ctx, size.Height, size.Width) == nil {
+		s.resizeMu.Lock()
+		if s.userSized {
+			s.resizeMu.Unlock()
+			return
+		}
+		err := s.resize(ctx, size.Height, size.Width)
+		s.resizeMu.Unlock()
+		if err == nil {
 			return
 		}
 		select {
@@ -224,6 +238,13 @@ func (s *execSession) initialResize(ctx context.Context, size client.ConsoleSize
 
 // Resize changes the command's terminal size.
 func (s *execSession) Resize(ctx context.Context, rows, cols uint) error {
+	s.resizeMu.Lock()
+	defer s.resizeMu.Unlock()
+	s.userSized = true
+	return s.resize(ctx, rows, cols)
+}
+
+func (s *execSession) resize(ctx context.Context, rows, cols uint) error {
 	if !s.tty {
 		return fmt.Errorf("resize %s: it has no terminal", s.what)
 	}

@@ -124,13 +124,16 @@ func TestTelemetry(t *testing.T) {
 		}
 	}
 
-	// full's fill is written once the container starts.
+	// full's fill is written once the container starts, and on a loaded
+	// machine a sample can catch it half-way: wait until it is all there
+	// and reported near the limit (60Mi and the supervisor's few, past 90%
+	// of it), or fail with the last sample.
 	var res map[string]*telResources
 	if !agtUntilTel(30*time.Second, func() bool {
 		res = e.telGet(t, "-f", m)
-		return res["full"] != nil && res["full"].MemoryBytes >= 60*mi
+		return res["full"] != nil && res["full"].MemoryBytes >= 60*mi && res["full"].NearMemoryLimit
 	}) {
-		t.Fatalf("full never used its 60Mi: %+v", res["full"])
+		t.Fatalf("full never showed its 60Mi near its limit: %+v", res["full"])
 	}
 	busy, full, side := res["busy"], res["full"], res["side"]
 	t.Logf("busy %+v\nfull %+v\nside %+v", busy, full, side)
