@@ -263,9 +263,10 @@ func checkStarts(ctx context.Context, fleet string, started []startedAgent, drv 
 			if c.OOMKilled || (known && code == 0) {
 				break
 			}
-			if known && code == 137 && oomKilledLate(ctx, d, fleet, c.ID) {
-				// The engine learns of an OOM kill after the exit: a
-				// SIGKILL is looked at again before it counts.
+			if known && code == 137 && memoryLimited(s.result.Action.Desired) {
+				// A SIGKILL under a memory limit is the OOM killer's,
+				// which the engine may mark only after the exit is
+				// listed (under load, after seconds): not a failed start.
 				break
 			}
 			status := "an unknown status"
@@ -283,23 +284,15 @@ func checkStarts(ctx context.Context, fleet string, started []startedAgent, drv 
 	return started
 }
 
-// oomKilledLate observes the fleet again after a second and reports
-// whether the container is then marked OOM-killed: the engine records the
-// kernel's OOM event after the container's exit, so a list made right
-// after the exit can show a plain SIGKILL.
-func oomKilledLate(ctx context.Context, d drivers.Driver, fleet, id string) bool {
-	select {
-	case <-time.After(time.Second):
-	case <-ctx.Done():
+// memoryLimited reports whether the instance's agent container has a
+// memory limit.
+func memoryLimited(di *DesiredInstance) bool {
+	if di == nil {
 		return false
 	}
-	obs, err := d.Observe(ctx, fleet, nil)
-	if err != nil {
-		return false
-	}
-	for _, c := range obs.Containers {
-		if c.ID == id {
-			return c.OOMKilled
+	for _, r := range di.Resources {
+		if r.Component == drivers.ComponentAgent && r.Container != nil {
+			return r.Container.Memory > 0
 		}
 	}
 	return false

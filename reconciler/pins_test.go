@@ -163,3 +163,23 @@ func TestAnAgentThatExitsAtOnceFailsItsAction(t *testing.T) {
 		t.Fatalf("without a start check: %+v", results)
 	}
 }
+
+// TestAnOOMKillAtStartIsNotAFailedStart: an agent killed (137) right
+// after its start under a memory limit is the OOM killer's, which the
+// engine may mark only after the exit is listed: not a failed start.
+// Without a memory limit a SIGKILL still fails the action.
+func TestAnOOMKillAtStartIsNotAFailedStart(t *testing.T) {
+	f := with(fleetOf("free"), "hog", func(in *schema.Instance) { in.Resources.MemoryBytes = 32 << 20 })
+	drv := newDriver()
+	drv.SetExitOnStart(name("hog"), 137)
+	drv.SetExitOnStart(name("free"), 137)
+	d := desired(t, f)
+	obs, err := drv.Observe(t.Context(), d.Fleet, d.ImageRefs())
+	mustDo(t, err)
+	p, err := reconciler.BuildPlan(d, obs, nil, reconciler.PlanOptions{Prune: true})
+	mustDo(t, err)
+	got := outcomes(reconciler.Execute(t.Context(), p, drv, reconciler.ExecOptions{Images: obs.Images, StartCheck: 20 * time.Millisecond}))
+	if got["hog"] != reconciler.OutcomeSucceeded || got["free"] != reconciler.OutcomeFailed {
+		t.Fatalf("outcomes %v: want hog (memory-limited) succeeded, free failed", got)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -65,7 +66,7 @@ type Driver struct {
 	// BeforeCall, when set, runs at the start of every call with the method
 	// and the object name (or image reference). Set it before use.
 	BeforeCall   func(method, name string)
-	crashOnStart map[string]bool // see SetCrashOnStart
+	crashOnStart map[string]int // exit status, see SetCrashOnStart
 
 	subscribers []chan drivers.Event
 	subErrs     []chan error
@@ -328,9 +329,9 @@ func (d *Driver) Start(ctx context.Context, id string) error {
 			}
 		}
 		o.State, o.Status = drivers.StateRunning, "Up Less than a second"
-		if d.crashOnStart[o.Name] {
-			o.State, o.Status = drivers.StateExited, "Exited (1) Less than a second ago"
-			d.emitLocked(containerEvent(o, drivers.EventDie, "1"), o.Labels[drivers.LabelFleet])
+		if code := d.crashOnStart[o.Name]; code != 0 {
+			o.State, o.Status = drivers.StateExited, fmt.Sprintf("Exited (%d) Less than a second ago", code)
+			d.emitLocked(containerEvent(o, drivers.EventDie, strconv.Itoa(code)), o.Labels[drivers.LabelFleet])
 		}
 		return nil
 	})
@@ -512,12 +513,22 @@ func (d *Driver) Events(ctx context.Context, fleet string) (<-chan drivers.Event
 // SetCrashOnStart makes the named container exit as soon as it starts, with
 // a die event, like an agent whose command fails at once (or stop doing so).
 func (d *Driver) SetCrashOnStart(name string, crash bool) {
+	code := 0
+	if crash {
+		code = 1
+	}
+	d.SetExitOnStart(name, code)
+}
+
+// SetExitOnStart makes the named container exit with code as soon as it
+// starts (137: as the kernel's OOM killer leaves it); 0 stops doing so.
+func (d *Driver) SetExitOnStart(name string, code int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.crashOnStart == nil {
-		d.crashOnStart = map[string]bool{}
+		d.crashOnStart = map[string]int{}
 	}
-	d.crashOnStart[name] = crash
+	d.crashOnStart[name] = code
 }
 
 // Emit sends an event to every open stream.
