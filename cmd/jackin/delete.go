@@ -232,6 +232,11 @@ func (a *app) fleetKnown(ctx context.Context, st *store.Store, fleet string, obs
 func (a *app) deletePlan(fleet string, observed *drivers.Observed, names []string, purge bool) (*reconciler.Plan, []string, error) {
 	if !purge {
 		p, err := reconciler.DeletePlan(fleet, observed, names)
+		if err != nil {
+			if kept := checkoutVolumes(fleet, observed, names); len(kept) > 0 {
+				err = fmt.Errorf("%w; kept there: %s (checkouts the instance cloned, kept as they may hold unpushed work): jackin delete --purge removes them", err, strings.Join(kept, ", "))
+			}
+		}
 		return p, nil, err
 	}
 	all, err := reconciler.DeletePlan(fleet, observed, nil)
@@ -311,6 +316,21 @@ func (a *app) deletePlan(fleet string, observed *drivers.Observed, names []strin
 	}
 	sort.Slice(p.Actions, func(i, j int) bool { return p.Actions[i].Instance < p.Actions[j].Instance })
 	return p, purgeOnly, nil
+}
+
+// checkoutVolumes names the kept checkout volumes of the named instances
+// (a Pod's claims, volumes on a remote engine), for an error that would
+// otherwise say only that nothing of them is there.
+func checkoutVolumes(fleet string, observed *drivers.Observed, names []string) []string {
+	var out []string
+	for _, v := range observed.Volumes {
+		if v.Labels[drivers.LabelManagedBy] == drivers.ManagedByValue && v.Labels[drivers.LabelFleet] == fleet &&
+			v.Labels[drivers.LabelComponent] == drivers.ComponentCheckout && slices.Contains(names, v.Instance()) {
+			out = append(out, v.Instance()+"'s "+v.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // confirmPurge lists the work --purge would destroy and asks for
