@@ -160,6 +160,16 @@ type MountSpec struct {
 	Clone *CloneSpec `json:",omitempty"`
 }
 
+// ProxyEnv are the variables that point a program at the egress proxy.
+// A checkout's clone gets these from the agent's environment and none of
+// its others (its credentials).
+var ProxyEnv = []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"}
+
+// CheckoutCaps are the only capabilities a checkout's clone starts with
+// (as root): to hand a new volume to the agent's user and to become that
+// user, after which it holds none.
+var CheckoutCaps = []string{"CHOWN", "SETUID", "SETGID"}
+
 // CloneSpec is a checkout made inside the instance: the URL is cloned
 // into the mount and Branch, a new scratch branch, checked out from Ref
 // (the remote's HEAD when empty).

@@ -263,7 +263,7 @@ func checkStarts(ctx context.Context, fleet string, started []startedAgent, drv 
 			if c.OOMKilled || (known && code == 0) {
 				break
 			}
-			if known && code == 137 && memoryLimited(s.result.Action.Desired) {
+			if agentSpec := desiredContainers(s.result.Action.Desired)[drivers.ComponentAgent]; known && code == 137 && agentSpec != nil && agentSpec.Memory > 0 {
 				// A SIGKILL under a memory limit is the OOM killer's,
 				// which the engine may mark only after the exit is
 				// listed (under load, after seconds): not a failed start.
@@ -282,20 +282,6 @@ func checkStarts(ctx context.Context, fleet string, started []startedAgent, drv 
 		}
 	}
 	return started
-}
-
-// memoryLimited reports whether the instance's agent container has a
-// memory limit.
-func memoryLimited(di *DesiredInstance) bool {
-	if di == nil {
-		return false
-	}
-	for _, r := range di.Resources {
-		if r.Component == drivers.ComponentAgent && r.Container != nil {
-			return r.Container.Memory > 0
-		}
-	}
-	return false
 }
 
 // holdsAny reports whether line holds any of the values, however short

@@ -58,17 +58,24 @@ func (a *app) withMachines(ctx context.Context, fleet string, def engine, observ
 		return set, observed, nil
 	}
 	in := map[string]bool{}
-	merged := *observed
-	for _, list := range [][]drivers.ObservedResource{obs.Networks, obs.Volumes, obs.Containers} {
+	merged := mergeObserved(observed, obs, func(instance string) { in[instance] = true })
+	set[orbstack.Backend] = drv
+	return set, merged, in
+}
+
+// mergeObserved returns base with another backend's objects added (base
+// is not changed), calling found with the instance of each.
+func mergeObserved(base, other *drivers.Observed, found func(instance string)) *drivers.Observed {
+	merged := *base
+	for _, list := range [][]drivers.ObservedResource{other.Networks, other.Volumes, other.Containers} {
 		for _, r := range list {
-			in[r.Instance()] = true
+			found(r.Instance())
 		}
 	}
-	merged.Networks = append(append([]drivers.ObservedResource(nil), observed.Networks...), obs.Networks...)
-	merged.Volumes = append(append([]drivers.ObservedResource(nil), observed.Volumes...), obs.Volumes...)
-	merged.Containers = append(append([]drivers.ObservedResource(nil), observed.Containers...), obs.Containers...)
-	set[orbstack.Backend] = drv
-	return set, &merged, in
+	merged.Networks = append(append([]drivers.ObservedResource(nil), base.Networks...), other.Networks...)
+	merged.Volumes = append(append([]drivers.ObservedResource(nil), base.Volumes...), other.Volumes...)
+	merged.Containers = append(append([]drivers.ObservedResource(nil), base.Containers...), other.Containers...)
+	return &merged
 }
 
 // withEngines adds, for delete with a manifest, what the fleet holds on
@@ -83,17 +90,10 @@ func (a *app) withEngines(ctx context.Context, files []string, fleet string, set
 		return nil, nil, nil, err
 	}
 	onEngine := map[string]string{}
-	merged := *observed
+	merged := observed
 	add := func(key string, drv drivers.Driver, obs *drivers.Observed) {
 		set[key] = drv
-		for _, list := range [][]drivers.ObservedResource{obs.Networks, obs.Volumes, obs.Containers} {
-			for _, r := range list {
-				onEngine[r.Instance()] = key
-			}
-		}
-		merged.Networks = append(append([]drivers.ObservedResource(nil), merged.Networks...), obs.Networks...)
-		merged.Volumes = append(append([]drivers.ObservedResource(nil), merged.Volumes...), obs.Volumes...)
-		merged.Containers = append(append([]drivers.ObservedResource(nil), merged.Containers...), obs.Containers...)
+		merged = mergeObserved(merged, obs, func(instance string) { onEngine[instance] = key })
 	}
 	names := make([]string, 0, len(f.Engines))
 	for name := range f.Engines {
@@ -125,5 +125,5 @@ func (a *app) withEngines(ctx context.Context, files []string, fleet string, set
 		}
 		add(schema.BackendKubernetes, drv, obs)
 	}
-	return set, &merged, onEngine, nil
+	return set, merged, onEngine, nil
 }

@@ -250,15 +250,8 @@ func (a *app) deletePlan(fleet string, observed *drivers.Observed, names []strin
 	// Volumes an instance cloned checkouts into (a Pod's claims, volumes
 	// on a remote engine) outlive its delete: an instance of which only
 	// they are left is deleted again, to purge them.
-	claims := map[string][]drivers.ObservedResource{}
-	for _, v := range observed.Volumes {
-		if v.Labels[drivers.LabelManagedBy] == drivers.ManagedByValue && v.Labels[drivers.LabelFleet] == fleet &&
-			v.Labels[drivers.LabelComponent] == drivers.ComponentCheckout && !live[v.Instance()] {
-			claims[v.Instance()] = append(claims[v.Instance()], v)
-		}
-	}
-	for inst, vs := range claims {
-		if len(names) == 0 || slices.Contains(names, inst) {
+	for inst, vs := range keptCheckouts(fleet, observed) {
+		if !live[inst] && (len(names) == 0 || slices.Contains(names, inst)) {
 			all.Actions = append(all.Actions, reconciler.Action{Instance: inst, Type: reconciler.ActionDelete, Reasons: []string{reconciler.ReasonDeleteRequest}, Observed: vs, Pruned: true})
 			live[inst] = true
 		}
@@ -318,15 +311,29 @@ func (a *app) deletePlan(fleet string, observed *drivers.Observed, names []strin
 	return p, purgeOnly, nil
 }
 
-// checkoutVolumes names the kept checkout volumes of the named instances
-// (a Pod's claims, volumes on a remote engine), for an error that would
-// otherwise say only that nothing of them is there.
-func checkoutVolumes(fleet string, observed *drivers.Observed, names []string) []string {
-	var out []string
+// keptCheckouts are the fleet's checkout volumes (a Pod's claims, volumes
+// on a remote engine), by instance.
+func keptCheckouts(fleet string, observed *drivers.Observed) map[string][]drivers.ObservedResource {
+	out := map[string][]drivers.ObservedResource{}
 	for _, v := range observed.Volumes {
 		if v.Labels[drivers.LabelManagedBy] == drivers.ManagedByValue && v.Labels[drivers.LabelFleet] == fleet &&
-			v.Labels[drivers.LabelComponent] == drivers.ComponentCheckout && slices.Contains(names, v.Instance()) {
-			out = append(out, v.Instance()+"'s "+v.Name)
+			v.Labels[drivers.LabelComponent] == drivers.ComponentCheckout {
+			out[v.Instance()] = append(out[v.Instance()], v)
+		}
+	}
+	return out
+}
+
+// checkoutVolumes names the kept checkout volumes of the named instances,
+// for an error that would otherwise say only that nothing of them is
+// there.
+func checkoutVolumes(fleet string, observed *drivers.Observed, names []string) []string {
+	var out []string
+	for inst, vs := range keptCheckouts(fleet, observed) {
+		if slices.Contains(names, inst) {
+			for _, v := range vs {
+				out = append(out, inst+"'s "+v.Name)
+			}
 		}
 	}
 	sort.Strings(out)

@@ -22,14 +22,6 @@ import (
 // label, so observation never sees it.
 const LabelCheckoutOf = "dev.jackin.checkout-of"
 
-// ownerCaps are what git-checkout needs as root: to hand a new volume to
-// the agent's user and to become that user (it holds none once it has).
-var ownerCaps = []string{"CHOWN", "SETUID", "SETGID"}
-
-// proxyVars are the agent's variables the clone gets: those that point
-// git at the egress proxy, and none of its others (its credentials).
-var proxyVars = []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"}
-
 // fillCheckouts runs, before an agent container is created, one
 // short-lived container per volume mount with a Clone: the role image's
 // git (driven by jackin's binary, bound as the supervisor's is) clones
@@ -39,8 +31,12 @@ var proxyVars = []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy
 // Docker form of a Kubernetes init container; running it before the
 // agent exists means an apply killed meanwhile leaves no agent to start
 // over a half-made checkout.
-func (d *Driver) fillCheckouts(ctx context.Context, r drivers.Resource) error {
+func (d *Driver) fillCheckouts(ctx context.Context, r drivers.Resource, imageUser string) error {
 	s := r.Container
+	owner := s.User
+	if owner == "" {
+		owner = imageUser
+	}
 	var bin *drivers.MountSpec
 	for i, m := range s.Mounts {
 		if m.Type == "bind" && m.Target == supervisor.BinDir {
@@ -54,14 +50,14 @@ func (d *Driver) fillCheckouts(ctx context.Context, r drivers.Resource) error {
 		if m.Type != "volume" || bin == nil {
 			return fmt.Errorf("container %s: the checkout at %s is cloned by jackin's binary into a volume, and the container has no supervisor or the mount is a %s", r.Name, m.Target, m.Type)
 		}
-		if err := d.runCheckout(ctx, r, i, m, *bin); err != nil {
+		if err := d.runCheckout(ctx, r, i, m, *bin, owner); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (d *Driver) runCheckout(ctx context.Context, r drivers.Resource, n int, m, bin drivers.MountSpec) error {
+func (d *Driver) runCheckout(ctx context.Context, r drivers.Resource, n int, m, bin drivers.MountSpec, owner string) error {
 	s := r.Container
 	name := r.Name + "-checkout-" + strconv.Itoa(n)
 	if err := d.removeCheckoutJob(ctx, name, r.Name); err != nil {
@@ -71,23 +67,14 @@ func (d *Driver) runCheckout(ctx context.Context, r drivers.Resource, n int, m, 
 	if m.Clone.Ref != "" {
 		argv = append(argv, "--ref", m.Clone.Ref)
 	}
-	// It starts as root, hands a new volume to the agent's user and runs
-	// git as them: the checkout is the agent's, whoever that is.
-	owner := s.User
-	if owner == "" {
-		img, err := d.cli.ImageInspect(ctx, s.Image.Ref)
-		if err != nil {
-			return d.wrap(err, "inspect image %q for the agent's user", s.Image.Ref)
-		}
-		if img.Config != nil {
-			owner = img.Config.User
-		}
-	}
+	// It starts as root, hands a new volume to the agent's user (the
+	// profile's, else the image's) and runs git as them: the checkout is
+	// the agent's, whoever that is.
 	if owner != "" {
 		argv = append(argv, "--owner", owner)
 	}
 	env := []string{"HOME=/tmp"}
-	for _, k := range proxyVars {
+	for _, k := range drivers.ProxyEnv {
 		if v, ok := s.Env[k]; ok {
 			env = append(env, k+"="+v)
 		}
@@ -97,7 +84,7 @@ func (d *Driver) runCheckout(ctx context.Context, r drivers.Resource, n int, m, 
 		Labels: map[string]string{drivers.LabelManagedBy: drivers.ManagedByValue, LabelCheckoutOf: r.Name},
 	}
 	hc := &container.HostConfig{
-		CapDrop: []string{"ALL"}, CapAdd: ownerCaps, SecurityOpt: []string{"no-new-privileges"}, ReadonlyRootfs: true,
+		CapDrop: []string{"ALL"}, CapAdd: drivers.CheckoutCaps, SecurityOpt: []string{"no-new-privileges"}, ReadonlyRootfs: true,
 		Tmpfs: map[string]string{"/tmp": ""},
 		Mounts: []mount.Mount{
 			{Type: mount.TypeBind, Source: bin.Source, Target: supervisor.BinDir, ReadOnly: true},

@@ -329,7 +329,13 @@ func (d *Driver) createContainer(ctx context.Context, r drivers.Resource) (strin
 	if err != nil {
 		return "", err
 	}
-	if err := d.fillCheckouts(ctx, r); err != nil {
+	var img imageRun
+	if r.Container.Supervisor != nil {
+		if img, err = d.imageRunOf(ctx, r.Container.Image.Ref); err != nil {
+			return "", fmt.Errorf("create container %s: %w", r.Name, err)
+		}
+	}
+	if err := d.fillCheckouts(ctx, r, img.user); err != nil {
 		return "", err
 	}
 	multi := versions.GreaterThanOrEqualTo(d.cli.ClientVersion(), "1.44")
@@ -338,11 +344,7 @@ func (d *Driver) createContainer(ctx context.Context, r drivers.Resource) (strin
 		return "", fmt.Errorf("create container %s: %w", r.Name, err)
 	}
 	if r.Container.Supervisor != nil {
-		entry, cmd, err := d.supervisorCommand(ctx, r.Container)
-		if err != nil {
-			return "", fmt.Errorf("create container %s: %w", r.Name, err)
-		}
-		opts.Config.Entrypoint, opts.Config.Cmd = entry, cmd
+		opts.Config.Entrypoint, opts.Config.Cmd = supervisorCommand(r.Container, img)
 	}
 	res, err := d.cli.ContainerCreate(ctx, opts)
 	if err != nil {

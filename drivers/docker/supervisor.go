@@ -11,19 +11,32 @@ import (
 	"github.com/jackin-dev/jackin/drivers"
 )
 
+// imageRun is what an image runs and as whom, from its config.
+type imageRun struct {
+	entry, cmd []string
+	user       string
+}
+
+// imageRunOf inspects a supervised container's image once: the supervisor
+// runs the image's entrypoint and command, and a checkout is handed to
+// the image's user.
+func (d *Driver) imageRunOf(ctx context.Context, ref string) (imageRun, error) {
+	res, err := d.cli.ImageInspect(ctx, ref)
+	if err != nil {
+		return imageRun{}, d.wrap(err, "inspect image %q for the agent's command and user", ref)
+	}
+	if c := res.Config; c != nil {
+		return imageRun{entry: c.Entrypoint, cmd: c.Cmd, user: c.User}, nil
+	}
+	return imageRun{}, nil
+}
+
 // supervisorCommand turns a supervised container's spec into the engine's
 // entrypoint and command: the supervisor, then the image's entrypoint and
 // the command, as the engine itself would have run them.
-func (d *Driver) supervisorCommand(ctx context.Context, s *drivers.ContainerSpec) (entry, cmd []string, err error) {
+func supervisorCommand(s *drivers.ContainerSpec, img imageRun) (entry, cmd []string) {
 	sup := s.Supervisor
-	res, err := d.cli.ImageInspect(ctx, s.Image.Ref)
-	if err != nil {
-		return nil, nil, d.wrap(err, "inspect image %q for the agent's command", s.Image.Ref)
-	}
-	var imgEntry, imgCmd []string
-	if c := res.Config; c != nil {
-		imgEntry, imgCmd = c.Entrypoint, c.Cmd
-	}
+	imgEntry, imgCmd := img.entry, img.cmd
 	entry = append([]string{}, sup.Entrypoint...)
 	var argv []string
 	if sup.ImageCommand {
@@ -36,7 +49,7 @@ func (d *Driver) supervisorCommand(ctx context.Context, s *drivers.ContainerSpec
 	} else {
 		argv = append(append([]string{}, imgEntry...), sup.Command...)
 	}
-	return append(entry, "--"), argv, nil
+	return append(entry, "--"), argv
 }
 
 // openHomeVolume makes a directory in the runtime-home volume, mounted at

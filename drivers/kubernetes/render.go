@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -446,11 +447,6 @@ type cloneInit struct {
 	spec           drivers.CloneSpec
 }
 
-// proxyEnv are the variables that point git at the egress proxy (an
-// allowlist Pod reaches nothing else); the checkout's init container gets
-// them, and none of the agent's other variables (its credentials).
-var proxyEnv = map[string]bool{"HTTP_PROXY": true, "HTTPS_PROXY": true, "http_proxy": true, "https_proxy": true, "NO_PROXY": true, "no_proxy": true}
-
 // checkoutContainer is the init container that clones a checkout's git
 // URL into its claim: the role image's own git, driven by jackin's binary
 // (copied into the Pod by jackin-init before it). It starts as root with
@@ -484,7 +480,7 @@ func checkoutContainer(i int, cl cloneInit, agent corev1.Container, imageUser st
 			RunAsNonRoot:             ptr(false),
 			AllowPrivilegeEscalation: ptr(false),
 			ReadOnlyRootFilesystem:   ptr(true),
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"CHOWN", "SETUID", "SETGID"}},
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: capabilities(drivers.CheckoutCaps)},
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 		VolumeMounts: []corev1.VolumeMount{
@@ -496,11 +492,19 @@ func checkoutContainer(i int, cl cloneInit, agent corev1.Container, imageUser st
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
 	for _, e := range agent.Env {
-		if proxyEnv[e.Name] {
+		if slices.Contains(drivers.ProxyEnv, e.Name) {
 			ctr.Env = append(ctr.Env, e)
 		}
 	}
 	return ctr
+}
+
+func capabilities(names []string) []corev1.Capability {
+	out := make([]corev1.Capability, len(names))
+	for i, n := range names {
+		out[i] = corev1.Capability(n)
+	}
+	return out
 }
 
 // supervisorArgv is the supervisor and what it runs, as the Docker driver

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 
@@ -42,27 +41,9 @@ func TestKubernetesPrivateDocker(t *testing.T) {
 	r := e.jackinEnv(extra, "apply", "-f", m)
 	mustCode(t, r, 0, "apply")
 
-	out, err := harness.Kubectl(kubeCfg, "-n", ns, "get", "pod", e.name("a")+"-dind", "-o", "json")
-	if err != nil {
-		t.Fatalf("the daemon's Pod: %v: %s", err, out)
-	}
-	var daemon struct {
-		Spec struct {
-			Containers []struct {
-				SecurityContext struct {
-					Privileged *bool `json:"privileged"`
-				} `json:"securityContext"`
-			} `json:"containers"`
-			Volumes []struct {
-				HostPath any `json:"hostPath"`
-			} `json:"volumes"`
-		} `json:"spec"`
-		Status struct {
-			Phase string `json:"phase"`
-		} `json:"status"`
-	}
-	if err := json.Unmarshal([]byte(out), &daemon); err != nil {
-		t.Fatal(err)
+	daemon, ok := getPod(t, ns, e.name("a")+"-dind")
+	if !ok {
+		t.Fatalf("the daemon's Pod %s-dind is missing", e.name("a"))
 	}
 	if daemon.Status.Phase != "Running" || daemon.Spec.Containers[0].SecurityContext.Privileged == nil || !*daemon.Spec.Containers[0].SecurityContext.Privileged {
 		t.Errorf("the daemon's Pod: phase %q, privileged %v", daemon.Status.Phase, daemon.Spec.Containers[0].SecurityContext.Privileged)

@@ -55,6 +55,7 @@ type kubePod struct {
 				Limits map[string]string `json:"limits"`
 			} `json:"resources"`
 			SecurityContext struct {
+				Privileged               *bool  `json:"privileged"`
 				RunAsUser                *int64 `json:"runAsUser"`
 				AllowPrivilegeEscalation *bool  `json:"allowPrivilegeEscalation"`
 				ReadOnlyRootFilesystem   *bool  `json:"readOnlyRootFilesystem"`
