@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackin-dev/jackin/drivers"
 )
@@ -188,11 +189,23 @@ func (c *Conn) Attach(ctx context.Context, o AttachOptions) (AttachResult, error
 		err error
 	}
 	done := make(chan end, 3)
+	// detaching is set before the detach frame is written: the supervisor
+	// may end the stream before the keystrokes' goroutine reports the
+	// detach, and that end is the detach, not a lost supervisor.
+	var detaching atomic.Bool
+	detach := func() {
+		detaching.Store(true)
+		_ = write(FrameDetach, nil)
+	}
 	go func() { // the agent's output
 		buf := make([]byte, 64<<10)
 		for {
 			typ, p, err := ReadFrame(c.r, buf)
 			if err != nil {
+				if detaching.Load() {
+					done <- end{res: AttachResult{Detached: true}}
+					return
+				}
 				done <- end{err: c.relayError(err)}
 				return
 			}
@@ -219,15 +232,15 @@ func (c *Conn) Attach(ctx context.Context, o AttachOptions) (AttachResult, error
 		for {
 			n, err := o.In.Read(buf)
 			if n > 0 {
-				send, detach := d.feed(buf[:n])
+				send, detachNow := d.feed(buf[:n])
 				if len(send) > 0 {
 					if werr := write(FrameInput, send); werr != nil {
 						done <- end{err: werr}
 						return
 					}
 				}
-				if detach {
-					_ = write(FrameDetach, nil)
+				if detachNow {
+					detach()
 					done <- end{res: AttachResult{Detached: true}}
 					return
 				}
@@ -238,7 +251,7 @@ func (c *Conn) Attach(ctx context.Context, o AttachOptions) (AttachResult, error
 				if held := d.flush(); len(held) > 0 {
 					_ = write(FrameInput, held)
 				}
-				_ = write(FrameDetach, nil)
+				detach()
 				done <- end{res: AttachResult{Detached: true}}
 				return
 			}
@@ -247,7 +260,7 @@ func (c *Conn) Attach(ctx context.Context, o AttachOptions) (AttachResult, error
 	for {
 		select {
 		case <-ctx.Done():
-			_ = write(FrameDetach, nil)
+			detach()
 			return AttachResult{Detached: true}, ctx.Err()
 		case sz, ok := <-o.Resize:
 			if !ok {

@@ -304,3 +304,32 @@ func TestEchoIsNotActivity(t *testing.T) {
 		t.Fatal("output long after the typing counted as its echo")
 	}
 }
+
+// closingOnDetach is the supervisor's side of a connection that ends the
+// stream as soon as it reads the detach frame, and only then lets the
+// frame's write return: the stream's end reaches the client before its
+// keystrokes' goroutine reports the detach.
+type closingOnDetach struct {
+	out *io.PipeWriter
+}
+
+func (c closingOnDetach) Write(p []byte) (int, error) {
+	if len(p) > 0 && p[0] == FrameDetach {
+		c.out.Close()
+		time.Sleep(100 * time.Millisecond)
+	}
+	return len(p), nil
+}
+
+func (c closingOnDetach) Close() error { return nil }
+
+// TestDetachWhileTheStreamEnds: a detach is a detach even when the
+// supervisor ends the stream before the client has noted it.
+func TestDetachWhileTheStreamEnds(t *testing.T) {
+	r, w := io.Pipe()
+	c := NewConn(r, closingOnDetach{out: w})
+	res, err := c.Attach(context.Background(), AttachOptions{In: strings.NewReader("\x10\x11"), Out: io.Discard, DetachKeys: []byte{0x10, 0x11}})
+	if err != nil || !res.Detached {
+		t.Fatalf("Attach = %+v, %v; want detached", res, err)
+	}
+}
