@@ -38,8 +38,10 @@ func enginesFleet(fleet, role string, n int, spread bool) string {
 // running sshd and their own dockerd) against a converged diff of the same
 // N on the local engine alone, in the same run. Target: within 1.5x. The
 // remote engines are observed in parallel with the local one; "warm" is
-// with jackin's ssh connection to each engine already open (it is kept a
-// minute after a command), "cold" pays the ssh handshakes.
+// with jackin's ssh connection to each engine already open and a
+// dial-stdio connection ready in its dial keeper (both are kept a minute
+// after a command), "cold" pays the ssh handshakes and starts the docker
+// CLI on each engine's host.
 func BenchmarkDiffConvergedEngines(b *testing.B) {
 	setup(b)
 	if err := harness.BuildRemoteEngineImage(); err != nil {
@@ -83,14 +85,23 @@ func BenchmarkDiffConvergedEngines(b *testing.B) {
 		}
 	}
 	var oneT, threeT, coldT []time.Duration
+	// A pause after each diff: the dial keepers replace the connection a
+	// command used once it is done with it, and that work (an ssh and a
+	// docker CLI started per engine) must not fall on the next diff,
+	// whichever it is.
+	settle := func() { time.Sleep(time.Second) }
 	for i := 0; i < trials; i++ {
 		// Interleaved, so load on the machine falls on both alike.
 		oneT = append(oneT, diff(one))
+		settle()
 		threeT = append(threeT, diff(three))
+		settle()
 	}
 	for i := 0; i < 3; i++ {
 		closeMux()
+		settle()
 		coldT = append(coldT, diff(three))
+		settle()
 	}
 	o, t, c := median(oneT), median(threeT), median(coldT)
 	b.ReportMetric(float64(o.Milliseconds()), "one-engine-ms")

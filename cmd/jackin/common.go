@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"sort"
 
@@ -134,6 +135,9 @@ func (a *app) openEngine(ctx context.Context, e schema.Engine) (drivers.Driver, 
 		cfg.HostFiles = &docker.HostFiles{
 			Roots: []string{a.global.stateDir}, TmpfsRoots: []string{reconciler.SecretsBase()},
 			Dir: docker.DefaultRemoteDir, TmpfsDir: docker.DefaultRemoteTmpfsDir,
+		}
+		if exe, err := os.Executable(); err == nil && keepDials {
+			cfg.Keeper = []string{exe, dialKeeperCommand}
 		}
 	}
 	drv, err := docker.OpenEngine(ctx, a.log.WithName("engine").WithValues("engine", e.Name), cfg)

@@ -21,6 +21,9 @@ import (
 )
 
 func main() {
+	// Only the jackin binary starts dial keepers (a test binary is not
+	// one).
+	keepDials = true
 	os.Exit(run())
 }
 

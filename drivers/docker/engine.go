@@ -29,6 +29,11 @@ type EngineConfig struct {
 	// are jackin's own files on this machine, copied to the engine's host
 	// before a container that mounts them is created.
 	HostFiles *HostFiles
+	// Keeper, for an ssh:// engine, is the command that runs a dial keeper
+	// (jackin's own binary and its hidden command; see RunDialKeeper):
+	// connections are then taken from it. Empty: every connection starts
+	// its own ssh.
+	Keeper []string
 }
 
 // TLSFiles are a tcp:// engine's CA and client certificate and key.
@@ -164,8 +169,8 @@ func CheckEngineHost(host string, hasTLS bool) error {
 
 // OpenEngine returns a driver for a declared engine. It does not contact
 // the engine; call Ping for that. ssh:// runs the operator's ssh per
-// connection (CommandDialer), tcp:// uses mutual TLS, unix:// a socket on
-// this machine.
+// connection (CommandDialer), taken from a dial keeper when cfg.Keeper
+// names one; tcp:// uses mutual TLS, unix:// a socket on this machine.
 func OpenEngine(ctx context.Context, log logr.Logger, cfg EngineConfig) (*Driver, error) {
 	if err := CheckEngineHost(cfg.Host, cfg.TLS != nil); err != nil {
 		return nil, fmt.Errorf("engine %s: %w", cfg.Name, err)
@@ -178,7 +183,7 @@ func OpenEngine(ctx context.Context, log logr.Logger, cfg EngineConfig) (*Driver
 		if err != nil {
 			return nil, err
 		}
-		if d, err = NewDialed(ctx, log, endpoint, CommandDialer(argv, nil)); err != nil {
+		if d, err = NewDialed(ctx, log, endpoint, keptDialer(log, argv, cfg.Keeper)); err != nil {
 			return nil, err
 		}
 	default:
