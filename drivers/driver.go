@@ -297,6 +297,14 @@ type ReadyWaiter interface {
 	WaitReady(ctx context.Context, id string, probe ReadyProbe) error
 }
 
+// ContainerStater is a backend that can report some containers' states by
+// ID, as Observe reports them, without listing the whole fleet: apply's
+// check that the agents it started stayed up asks only for those. A
+// container that is gone is left out.
+type ContainerStater interface {
+	ContainerStates(ctx context.Context, ids []string) ([]ObservedResource, error)
+}
+
 // Container states as reported by Observe.
 const (
 	StateCreated    = "created"

@@ -24,3 +24,15 @@ type InstanceHost interface {
 	PrepareInstance(ctx context.Context, in InstanceSetup) error
 	RemoveInstance(ctx context.Context, fleet, instance string) error
 }
+
+// ImageStager is an InstanceHost that can stream an instance's images
+// into its host while the executor creates the instance's objects that
+// need none (its networks and volumes). StageImages starts that once the
+// host is prepared and returns settle, which stops what is still running
+// and waits for it: the executor calls settle before the action ends,
+// whatever its outcome, so no transfer outlives its action. A container's
+// Create waits for a transfer of its image in flight and makes its own
+// when the staged one failed, so staging reports no error.
+type ImageStager interface {
+	StageImages(ctx context.Context, in InstanceSetup) (settle func())
+}

@@ -236,7 +236,13 @@ func checkStarts(ctx context.Context, fleet string, started []startedAgent, drv 
 	case <-ctx.Done():
 		return started // interrupted: what ran is reported as it ran
 	}
-	observed := map[string]*drivers.Observed{} // by backend
+	// One read per backend: the started containers alone where the
+	// backend can report them by ID, else the fleet's whole list.
+	ids := map[string][]string{} // by backend
+	for _, s := range started {
+		ids[s.result.Action.Backend] = append(ids[s.result.Action.Backend], s.id)
+	}
+	observed := map[string][]drivers.ObservedResource{} // by backend
 	for i := range started {
 		s := &started[i]
 		d, err := opts.driverFor(s.result.Action, drv)
@@ -244,15 +250,23 @@ func checkStarts(ctx context.Context, fleet string, started []startedAgent, drv 
 			continue
 		}
 		backend := s.result.Action.Backend
-		obs, ok := observed[backend]
+		cs, ok := observed[backend]
 		if !ok {
-			if obs, err = d.Observe(ctx, fleet, nil); err != nil {
+			if st, can := d.(drivers.ContainerStater); can {
+				cs, err = st.ContainerStates(ctx, ids[backend])
+			} else {
+				var obs *drivers.Observed
+				if obs, err = d.Observe(ctx, fleet, nil); err == nil {
+					cs = obs.Containers
+				}
+			}
+			if err != nil {
 				opts.Log.Error(err, "check that the started agents are up")
 				return started
 			}
-			observed[backend] = obs
+			observed[backend] = cs
 		}
-		for _, c := range obs.Containers {
+		for _, c := range cs {
 			if c.ID != s.id && c.Name != s.name && strings.TrimPrefix(c.Name, "/") != s.name {
 				continue
 			}
@@ -497,6 +511,13 @@ func runAction(ctx context.Context, fleet string, act Action, drv drivers.Driver
 		ctx = callCtx
 	}
 	run := stepRunner{fleet: fleet, act: act, drv: drv, opts: opts, created: map[string]string{}}
+	defer func() {
+		// A transfer the host staged ends with its action: a container
+		// create already waited for it; anything else is stopped.
+		if run.settle != nil {
+			run.settle()
+		}
+	}()
 	for i, s := range steps {
 		if i > 0 && ctx.Err() != nil {
 			return run.started, fmt.Errorf("interrupted after %s: %w", steps[i-1], context.Cause(ctx))
@@ -522,10 +543,14 @@ func (r *stepRunner) prepareHost(ctx context.Context) error {
 	if !ok || r.hostReady || r.act.Desired == nil {
 		return nil
 	}
-	if err := h.PrepareInstance(ctx, drivers.InstanceSetup{Fleet: r.fleet, Instance: r.act.Desired.Instance, Resources: r.act.Desired.Resources}); err != nil {
+	setup := drivers.InstanceSetup{Fleet: r.fleet, Instance: r.act.Desired.Instance, Resources: r.act.Desired.Resources}
+	if err := h.PrepareInstance(ctx, setup); err != nil {
 		return err
 	}
 	r.hostReady = true
+	if st, ok := r.drv.(drivers.ImageStager); ok {
+		r.settle = st.StageImages(ctx, setup)
+	}
 	return nil
 }
 
@@ -542,6 +567,8 @@ type stepRunner struct {
 	started *agentStart
 	// hostReady: the instance's own host was prepared (InstanceHost).
 	hostReady bool
+	// settle ends the image staging the host began (ImageStager), if any.
+	settle func()
 }
 
 // id is the ID of the step's object: observed, or created by this action.

@@ -2,13 +2,16 @@ package reconciler_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/drivers/fake"
 	"github.com/jackin-dev/jackin/hostpath"
 	"github.com/jackin-dev/jackin/reconciler"
@@ -181,5 +184,141 @@ func TestAnOOMKillAtStartIsNotAFailedStart(t *testing.T) {
 	got := outcomes(reconciler.Execute(t.Context(), p, drv, reconciler.ExecOptions{Images: obs.Images, StartCheck: 20 * time.Millisecond}))
 	if got["hog"] != reconciler.OutcomeSucceeded || got["free"] != reconciler.OutcomeFailed {
 		t.Fatalf("outcomes %v: want hog (memory-limited) succeeded, free failed", got)
+	}
+}
+
+// staterFake is the fake backend that reports containers by ID, and
+// records which IDs it was asked for.
+type staterFake struct {
+	*fake.Driver
+	asked *[][]string
+}
+
+func (s staterFake) ContainerStates(ctx context.Context, ids []string) ([]drivers.ObservedResource, error) {
+	*s.asked = append(*s.asked, append([]string(nil), ids...))
+	obs, err := s.Observe(ctx, testFleet, nil)
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	var out []drivers.ObservedResource
+	for _, c := range obs.Containers {
+		if want[c.ID] {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// TestTheStartCheckAsksOnlyForTheStartedAgents: on a backend that reports
+// containers by ID, the start check makes one request naming exactly the
+// started agents, observes nothing else, and still fails the agent that
+// exited.
+func TestTheStartCheckAsksOnlyForTheStartedAgents(t *testing.T) {
+	var asked [][]string
+	drv := staterFake{Driver: newDriver(), asked: &asked}
+	drv.SetCrashOnStart(name("bad"), true)
+	d := desired(t, fleetOf("bad", "good"))
+	obs, err := drv.Observe(t.Context(), d.Fleet, d.ImageRefs())
+	mustDo(t, err)
+	p, err := reconciler.BuildPlan(d, obs, nil, reconciler.PlanOptions{Prune: true})
+	mustDo(t, err)
+	observes := drv.Calls()[fake.MethodObserve]
+	got := outcomes(reconciler.Execute(t.Context(), p, drv, reconciler.ExecOptions{Images: obs.Images, StartCheck: 20 * time.Millisecond}))
+	during := drv.Calls()[fake.MethodObserve] - observes
+	if got["bad"] != reconciler.OutcomeFailed || got["good"] != reconciler.OutcomeSucceeded {
+		t.Fatalf("outcomes %v: want bad failed, good succeeded", got)
+	}
+	if len(asked) != 1 || len(asked[0]) != 2 {
+		t.Fatalf("asked for %v: want one request for the two started agents", asked)
+	}
+	// staterFake answers from one Observe of its own; the check itself
+	// observed nothing.
+	if during != len(asked) {
+		t.Errorf("%d observes during Execute: want only the %d of staterFake's answers", during, len(asked))
+	}
+	after, err := drv.Observe(t.Context(), d.Fleet, nil)
+	mustDo(t, err)
+	agents := map[string]bool{}
+	for _, c := range after.Containers {
+		if c.Labels[drivers.LabelComponent] == drivers.ComponentAgent {
+			agents[c.ID] = true
+		}
+	}
+	for _, id := range asked[0] {
+		if !agents[id] {
+			t.Errorf("asked for %s, which is not an agent container of the fleet", id)
+		}
+	}
+}
+
+// hostFake is the fake backend as an InstanceHost that stages images: it
+// records, in order, the host's preparation, the staging, each create and
+// the staging's settle.
+type hostFake struct {
+	*fake.Driver
+	mu     *sync.Mutex
+	events *[]string
+}
+
+func (h hostFake) note(e string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	*h.events = append(*h.events, e)
+}
+
+func (h hostFake) PrepareInstance(_ context.Context, in drivers.InstanceSetup) error {
+	h.note("prepare " + in.Instance.Name)
+	return nil
+}
+
+func (h hostFake) RemoveInstance(context.Context, string, string) error { return nil }
+
+func (h hostFake) StageImages(_ context.Context, in drivers.InstanceSetup) func() {
+	h.note("stage " + in.Instance.Name)
+	return func() { h.note("settle " + in.Instance.Name) }
+}
+
+func (h hostFake) Create(ctx context.Context, r drivers.Resource) (string, error) {
+	h.note("create " + string(r.Kind))
+	return h.Driver.Create(ctx, r)
+}
+
+// TestStagedImagesEndWithTheirAction: a host that stages an instance's
+// images while its other objects are made has the staging settled before
+// the action ends, when it succeeds and when it fails before its
+// container is made (the transfer never outlives its action).
+func TestStagedImagesEndWithTheirAction(t *testing.T) {
+	for _, failNetwork := range []bool{false, true} {
+		var events []string
+		drv := hostFake{Driver: newDriver(), mu: &sync.Mutex{}, events: &events}
+		if failNetwork {
+			drv.FailOn(fake.MethodCreate, "network "+name("web"), errors.New("no network today"))
+		}
+		d := desired(t, fleetOf("web"))
+		obs, err := drv.Observe(t.Context(), d.Fleet, d.ImageRefs())
+		mustDo(t, err)
+		p, err := reconciler.BuildPlan(d, obs, nil, reconciler.PlanOptions{Prune: true})
+		mustDo(t, err)
+		got := outcomes(reconciler.Execute(t.Context(), p, drv, reconciler.ExecOptions{Images: obs.Images}))
+		want := reconciler.OutcomeSucceeded
+		if failNetwork {
+			want = reconciler.OutcomeFailed
+		}
+		if got["web"] != want {
+			t.Fatalf("network fails %v: outcome %v, want %s", failNetwork, got, want)
+		}
+		if len(events) < 3 || events[0] != "prepare web" || events[1] != "stage web" || events[len(events)-1] != "settle web" {
+			t.Fatalf("network fails %v: events %v: want the host prepared, the images staged, and the staging settled last", failNetwork, events)
+		}
+		if n := slices.Index(events, "settle web"); n != len(events)-1 {
+			t.Errorf("network fails %v: settled more than once or before the end: %v", failNetwork, events)
+		}
+		if !failNetwork && !slices.Contains(events, "create container") {
+			t.Errorf("no container created: %v", events)
+		}
 	}
 }

@@ -202,3 +202,17 @@ func sortedEnv(env map[string]string) []string {
 	}
 	return out
 }
+
+// LoadImage loads an image tar (`docker save`'s stream) into the engine and
+// reads the engine's answer to its end.
+func (d *Driver) LoadImage(ctx context.Context, tar io.Reader) error {
+	res, err := d.cli.ImageLoad(ctx, tar, client.ImageLoadWithQuiet(true))
+	if err != nil {
+		return d.wrap(err, "load image")
+	}
+	defer res.Close()
+	if _, err := readJSONStream(res, io.Discard); err != nil {
+		return d.wrap(err, "load image")
+	}
+	return nil
+}

@@ -91,6 +91,29 @@ func (d *Driver) Observe(ctx context.Context, fleet string, imageRefs []string) 
 	return obs, nil
 }
 
+var _ drivers.ContainerStater = (*Driver)(nil)
+
+// ContainerStates lists the containers with the given IDs (one list call,
+// the same fields Observe gives, OOM kills included).
+func (d *Driver) ContainerStates(ctx context.Context, ids []string) ([]drivers.ObservedResource, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	if err := d.ensureNegotiated(ctx); err != nil {
+		return nil, err
+	}
+	res, err := d.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: client.Filters{}.Add("id", ids...)})
+	if err != nil {
+		return nil, d.wrap(err, "list containers %s", strings.Join(ids, ", "))
+	}
+	out := make([]drivers.ObservedResource, 0, len(res.Items))
+	for _, c := range res.Items {
+		out = append(out, observedContainer(c))
+	}
+	d.markOOMKills(ctx, out)
+	return out, nil
+}
+
 func observedContainer(c container.Summary) drivers.ObservedResource {
 	r := drivers.ObservedResource{
 		Kind:    drivers.KindContainer,

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -90,9 +91,17 @@ func (d *Driver) PrepareInstance(ctx context.Context, setup drivers.InstanceSetu
 		opts = &schema.OrbStack{Distro: schema.DefaultOrbDistro, BlockHostNetwork: true, SSHAgent: "off"}
 	}
 	shares := Shares(setup.Resources)
-	all, err := d.orb.list(ctx)
-	if err != nil {
-		return err
+	// The list this command's Observe read, when it lacks the machine: a
+	// machine made since makes orb create fail with "already exists", and
+	// is then adopted below. One that names it is listed again, fresh.
+	d.mu.Lock()
+	all := d.listed
+	d.mu.Unlock()
+	if all == nil || slices.ContainsFunc(all, func(m machine) bool { return m.Name == name }) {
+		var err error
+		if all, err = d.orb.list(ctx); err != nil {
+			return err
+		}
 	}
 	var found *machine
 	for i := range all {
@@ -127,6 +136,54 @@ func (d *Driver) PrepareInstance(ctx context.Context, setup drivers.InstanceSetu
 		return err
 	}
 	return d.waitEngine(ctx, name)
+}
+
+// StageImages starts streaming the instance's images into its machine
+// (PrepareInstance made it ready) while the executor creates the objects
+// that need none. The transfer holds the machine's image lock, so a
+// container's Create waits for it and then finds its image there (or
+// transfers it itself when the staged transfer failed); settle cancels
+// whatever is still running and waits for it to end.
+func (d *Driver) StageImages(ctx context.Context, setup drivers.InstanceSetup) (settle func()) {
+	name := MachineName(setup.Fleet, setup.Instance.Name)
+	in, err := d.engine(ctx, name)
+	if err != nil {
+		return func() {}
+	}
+	// Which images the machine lacks is asked here, on the engine
+	// connection the wait for the engine left idle.
+	var refs []string
+	seen := map[string]bool{}
+	for _, r := range setup.Resources {
+		if r.Kind != drivers.KindContainer || r.Container == nil || seen[r.Container.Image.Ref] {
+			continue
+		}
+		ref := r.Container.Image.Ref
+		seen[ref] = true
+		if need, err := d.needsImage(ctx, name, in, ref); err == nil && need {
+			refs = append(refs, ref)
+		}
+	}
+	if len(refs) == 0 {
+		return func() {}
+	}
+	tctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	mu := d.imageLock(name)
+	mu.Lock() // taken here, so no Create can start a transfer of its own first
+	go func() {
+		defer close(done)
+		defer mu.Unlock()
+		for _, ref := range refs {
+			if err := d.loadImage(tctx, name, in, ref); err != nil {
+				d.log.V(2).Info("staged image transfer failed; the container's create transfers it", "machine", name, "ref", ref, "error", err.Error())
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // adopt checks that an existing machine is this instance's and has the
@@ -256,6 +313,25 @@ func (d *Driver) waitEngine(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	// A second connection is started beside the wait: the executor's
+	// first create and the image load then run at once, neither waiting
+	// for an orb command to start. It is given up with the wait.
+	d.mu.Lock()
+	sp := d.spares[name]
+	d.mu.Unlock()
+	fillCtx, stopFill := context.WithTimeout(context.WithoutCancel(ctx), d.readyTimeout)
+	go func() {
+		defer stopFill()
+		if err := sp.Fill(fillCtx, 200*time.Millisecond); err != nil {
+			d.log.V(2).Info("no spare connection to the machine's engine", "machine", name, "error", err.Error())
+		}
+	}()
+	ready := false
+	defer func() {
+		if !ready {
+			stopFill()
+		}
+	}()
 	deadline := time.Now().Add(d.readyTimeout)
 	delay := 100 * time.Millisecond
 	var last error
@@ -269,6 +345,7 @@ func (d *Driver) waitEngine(ctx context.Context, name string) error {
 		cancel()
 		if last == nil {
 			d.log.V(2).Info("machine docker ready", "machine", name, "dockerVersion", ver.Version, "api", ver.APIVersion)
+			ready = true
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -351,23 +428,52 @@ func (d *Driver) CollectMachines(ctx context.Context, fleet string, keep []strin
 // (`docker save` into `orb -m NAME docker load`) unless the machine
 // already holds the same image ID.
 func (d *Driver) transferImage(ctx context.Context, name string, in *docker.Driver, ref string) error {
+	mu := d.imageLock(name)
+	mu.Lock()
+	defer mu.Unlock()
+	return d.transferImageLocked(ctx, name, in, ref)
+}
+
+// imageLock serialises the image transfers into one machine.
+func (d *Driver) imageLock(name string) *sync.Mutex {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	mu, ok := d.imgMu[name]
 	if !ok {
 		mu = &sync.Mutex{}
 		d.imgMu[name] = mu
 	}
-	d.mu.Unlock()
-	mu.Lock()
-	defer mu.Unlock()
+	return mu
+}
+
+// transferImageLocked is transferImage with the machine's image lock held.
+func (d *Driver) transferImageLocked(ctx context.Context, name string, in *docker.Driver, ref string) error {
+	need, err := d.needsImage(ctx, name, in, ref)
+	if err != nil || !need {
+		return err
+	}
+	return d.loadImage(ctx, name, in, ref)
+}
+
+// needsImage says whether the machine lacks the host's image ID of ref.
+func (d *Driver) needsImage(ctx context.Context, name string, in *docker.Driver, ref string) (bool, error) {
 	host, err := d.host.Client().ImageInspect(ctx, ref)
 	if err != nil {
-		return fmt.Errorf("image %s is not on the host engine (it is built there first): %w", ref, err)
+		return false, fmt.Errorf("image %s is not on the host engine (it is built there first): %w", ref, err)
 	}
 	if got, err := in.Client().ImageInspect(ctx, ref); err == nil && got.ID == host.ID {
 		d.log.V(2).Info("image present in machine", "machine", name, "ref", ref, "id", host.ID)
-		return nil
+		return false, nil
 	}
+	return true, nil
+}
+
+// loadImage streams ref from the host engine into the machine: `docker
+// save` on the host into the machine engine's image load, over the same
+// `orb -m NAME docker system dial-stdio` connection every other request
+// takes (what `orb -m NAME docker load` would send, without starting a
+// command for it).
+func (d *Driver) loadImage(ctx context.Context, name string, in *docker.Driver, ref string) error {
 	start := time.Now()
 	save, err := d.host.Client().ImageSave(ctx, []string{ref})
 	if err != nil {
@@ -375,7 +481,7 @@ func (d *Driver) transferImage(ctx context.Context, name string, in *docker.Driv
 	}
 	defer save.Close()
 	cr := &countingReader{r: save}
-	if _, err := d.orb.run(ctx, cr, "-m", name, "docker", "load", "-q"); err != nil {
+	if err := in.LoadImage(ctx, cr); err != nil {
 		return fmt.Errorf("load image %s into machine %s: %w", ref, name, err)
 	}
 	d.log.V(2).Info("image transferred", "machine", name, "ref", ref, "bytes", cr.n, "ms", time.Since(start).Milliseconds())

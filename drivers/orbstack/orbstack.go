@@ -68,25 +68,33 @@ type Driver struct {
 
 	readyTimeout time.Duration
 
-	mu     sync.Mutex
-	inner  map[string]*docker.Driver // by machine name
-	owners map[string]marker         // by machine ID: the markers read
+	mu    sync.Mutex
+	inner map[string]*docker.Driver // by machine name
+	// spares start connections to a machine's engine ahead of need.
+	spares map[string]*docker.SpareDialer // by machine name
+	owners map[string]marker              // by machine ID: the markers read
 	// imgMu serialises image transfers into one machine.
 	imgMu map[string]*sync.Mutex
 	// version is the probed OrbStack version (zero before Ping).
 	version semver
+	// listed is the last `orb list` machines() read (nil before one):
+	// PrepareInstance makes a machine it does not name without listing
+	// again, as orb create refuses a name taken since.
+	listed []machine
 }
 
 var (
-	_ drivers.Driver       = (*Driver)(nil)
-	_ drivers.InstanceHost = (*Driver)(nil)
-	_ drivers.Execer       = (*Driver)(nil)
-	_ drivers.LogStreamer  = (*Driver)(nil)
-	_ drivers.LogTailer    = (*Driver)(nil)
-	_ drivers.LogReader    = (*Driver)(nil)
-	_ drivers.ReadyWaiter  = (*Driver)(nil)
-	_ drivers.Seeder       = (*Driver)(nil)
-	_ drivers.AgentLocator = (*Driver)(nil)
+	_ drivers.Driver          = (*Driver)(nil)
+	_ drivers.InstanceHost    = (*Driver)(nil)
+	_ drivers.ImageStager     = (*Driver)(nil)
+	_ drivers.Execer          = (*Driver)(nil)
+	_ drivers.LogStreamer     = (*Driver)(nil)
+	_ drivers.LogTailer       = (*Driver)(nil)
+	_ drivers.LogReader       = (*Driver)(nil)
+	_ drivers.ReadyWaiter     = (*Driver)(nil)
+	_ drivers.Seeder          = (*Driver)(nil)
+	_ drivers.AgentLocator    = (*Driver)(nil)
+	_ drivers.ContainerStater = (*Driver)(nil)
 )
 
 // New opens the backend: the orb command on PATH, and the host's Docker
@@ -113,6 +121,7 @@ func New(ctx context.Context, log logr.Logger) (*Driver, error) {
 		log:          log,
 		readyTimeout: timeout,
 		inner:        map[string]*docker.Driver{},
+		spares:       map[string]*docker.SpareDialer{},
 		owners:       map[string]marker{},
 		imgMu:        map[string]*sync.Mutex{},
 	}, nil
@@ -179,6 +188,9 @@ func (d *Driver) machines(ctx context.Context, fleet string) ([]machine, map[str
 	if err != nil {
 		return nil, nil, err
 	}
+	d.mu.Lock()
+	d.listed = all
+	d.mu.Unlock()
 	prefix := "jk-" + fleet
 	if fleet != "" {
 		prefix += "-"
@@ -233,11 +245,13 @@ func (d *Driver) engine(ctx context.Context, name string) (*docker.Driver, error
 		return in, nil
 	}
 	argv := []string{d.orb.path, "-m", name, "docker", "system", "dial-stdio"}
-	in, err := docker.NewDialed(ctx, d.log.WithName(name), "machine "+name+" (orb -m "+name+" docker system dial-stdio)", docker.CommandDialer(argv, nil))
+	sp := docker.NewSpareDialer(d.log.WithName(name), docker.CommandDialer(argv, nil))
+	in, err := docker.NewDialed(ctx, d.log.WithName(name), "machine "+name+" (orb -m "+name+" docker system dial-stdio)", sp.Dial)
 	if err != nil {
 		return nil, err
 	}
 	d.inner[name] = in
+	d.spares[name] = sp
 	return in, nil
 }
 
@@ -248,6 +262,10 @@ func (d *Driver) forget(name string) {
 	if in, ok := d.inner[name]; ok {
 		_ = in.Close()
 		delete(d.inner, name)
+	}
+	if sp, ok := d.spares[name]; ok {
+		sp.Close()
+		delete(d.spares, name)
 	}
 	for id, mk := range d.owners {
 		if MachineName(mk.Fleet, mk.Instance) == name {
@@ -285,6 +303,37 @@ func (d *Driver) Observe(ctx context.Context, fleet string, imageRefs []string) 
 		}
 	}
 	return obs, nil
+}
+
+// ContainerStates asks each machine's engine for its containers among ids
+// ("MACHINE/ID"), through the connection it already holds: no orb list and
+// no marker read.
+func (d *Driver) ContainerStates(ctx context.Context, ids []string) ([]drivers.ObservedResource, error) {
+	byMachine := map[string][]string{}
+	var order []string
+	for _, id := range ids {
+		m, inner, err := split(id)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := byMachine[m]; !ok {
+			order = append(order, m)
+		}
+		byMachine[m] = append(byMachine[m], inner)
+	}
+	var out []drivers.ObservedResource
+	for _, m := range order {
+		in, err := d.engine(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		cs, err := in.ContainerStates(ctx, byMachine[m])
+		if err != nil {
+			return nil, fmt.Errorf("machine %s: %w", m, err)
+		}
+		out = append(out, qualify(m, cs)...)
+	}
+	return out, nil
 }
 
 func qualify(name string, rs []drivers.ObservedResource) []drivers.ObservedResource {

@@ -146,7 +146,7 @@ func TestOrbStackFleet(t *testing.T) {
 	mustCode(t, r, 0, "logs through the machine")
 
 	// Converged: no machine made, no image imported, diff exits 0.
-	creates, loads := harness.CountOrbCalls(logPath, "create"), harness.CountOrbCalls(logPath, "-m", machine, "docker", "load")
+	creates, loads := harness.CountOrbCalls(logPath, "create"), harness.OrbImageLoads(machine)
 	if creates != 1 || loads != 1 {
 		t.Errorf("first apply: %d creates, %d loads, want 1 and 1", creates, loads)
 	}
@@ -156,7 +156,7 @@ func TestOrbStackFleet(t *testing.T) {
 		t.Errorf("second apply changed something:\n%s", r)
 	}
 	mustCode(t, e.jackinEnv(extra, "diff", "-f", m), 0, "converged diff")
-	if c, l := harness.CountOrbCalls(logPath, "create"), harness.CountOrbCalls(logPath, "-m", machine, "docker", "load"); c != creates || l != loads {
+	if c, l := harness.CountOrbCalls(logPath, "create"), harness.OrbImageLoads(machine); c != creates || l != loads {
 		t.Errorf("converged apply and diff: creates %d→%d, loads %d→%d, want none", creates, c, loads, l)
 	}
 

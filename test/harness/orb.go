@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // OrbMachineLabel marks the containers the orb stand-in (test/harness/orb)
@@ -40,6 +42,20 @@ func RemoveOrbMachines(prefix string) {
 		_, _ = exec.Command("docker", "rm", "-f", "-v", OrbMachineContainer(name)).CombinedOutput()
 		_, _ = exec.Command("docker", "network", "rm", "orbsim-net-"+name).CombinedOutput()
 	}
+}
+
+// OrbImageLoads counts the image loads a stand-in machine's engine has
+// done since it started (its own "load" events), however the image came
+// in: `orb -m NAME docker load` or a load request over a dial-stdio
+// connection. A machine that is gone counts -1.
+func OrbImageLoads(machine string) int {
+	out, err := exec.Command("docker", "exec", OrbMachineContainer(machine), "docker", "events",
+		"--since", "0", "--until", strconv.FormatFloat(float64(time.Now().UnixNano())/1e9, 'f', 6, 64),
+		"--filter", "type=image", "--filter", "event=load", "--format", "{{.Action}}").Output()
+	if err != nil {
+		return -1
+	}
+	return strings.Count(string(out), "load")
 }
 
 // OrbCalls reads the stand-in's call log (ORB_SIM_LOG): the arguments of

@@ -18,7 +18,8 @@
 // that path; a machine that is not --isolated gets ORB_SIM_MAC (default a
 // directory under the system temp dir) at /mnt/mac; --isolate-network puts
 // it on an internal network of its own; `-m NAME CMD` is a docker exec.
-// Cloud-init user data is applied in part: write_files and runcmd
+// Cloud-init user data is applied in part, by one script in the machine as
+// cloud-init works through it in one program: write_files and runcmd
 // (systemctl lines are skipped: dockerd is the machine's first process),
 // and packages are checked, not installed (nothing is downloaded here).
 //
@@ -448,7 +449,12 @@ func create(args []string) int {
 	return 0
 }
 
-// applyUserData applies a cloud-config document's write_files and runcmd.
+// applyUserData applies a cloud-config document's packages (checked),
+// write_files and runcmd the way cloud-init does: one program inside the
+// machine works through the whole document, in one exec, rather than a
+// command started from outside per file or line (which would charge each a
+// process start-up real cloud-init does not pay). Its report is appended to
+// /var/log/cloud-init-output.log, as cloud-init's is.
 func applyUserData(name, path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -466,25 +472,19 @@ func applyUserData(name, path string) error {
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return fmt.Errorf("user data %s: %w", path, err)
 	}
-	var logb strings.Builder
+	var sh strings.Builder
+	sh.WriteString("mkdir -p /var/log\nexec 3>>/var/log/cloud-init-output.log\n")
+	sh.WriteString("fail() { echo \"$1\" >&2; echo \"$1\" >&3; exit 1; }\n")
 	for _, p := range doc.Packages {
-		if _, err := docker("exec", prefix+name, "dpkg", "-s", p); err != nil {
-			fmt.Fprintf(&logb, "package %s: not in the image (the stand-in installs nothing)\n", p)
-		} else {
-			fmt.Fprintf(&logb, "package %s: present\n", p)
-		}
+		fmt.Fprintf(&sh, "if dpkg -s %[1]s >/dev/null 2>&1; then echo 'package '%[1]s': present' >&3; else echo 'package '%[1]s': not in the image (the stand-in installs nothing)' >&3; fi\n", quote(p))
 	}
 	for _, f := range doc.WriteFiles {
 		perm := f.Permissions
 		if perm == "" {
 			perm = "0644"
 		}
-		cmd := exec.Command("docker", "exec", "-i", prefix+name, "sh", "-c",
-			`mkdir -p "$(dirname "$1")" && cat > "$1" && chmod "$2" "$1"`, "sh", f.Path, perm)
-		cmd.Stdin = strings.NewReader(f.Content)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("write_files %s: %v: %s", f.Path, err, out)
-		}
+		fmt.Fprintf(&sh, "{ mkdir -p \"$(dirname %[1]s)\" && printf %%s %[2]s > %[1]s && chmod %[3]s %[1]s; } || fail %[4]s\n",
+			quote(f.Path), quote(f.Content), quote(perm), quote("write_files "+f.Path))
 	}
 	for _, c := range doc.Runcmd {
 		var argv []string
@@ -500,17 +500,26 @@ func applyUserData(name, path string) error {
 			continue
 		}
 		if argv[0] == "systemctl" {
-			fmt.Fprintf(&logb, "runcmd %v: skipped (dockerd is the machine's first process)\n", argv)
+			fmt.Fprintf(&sh, "echo %s >&3\n", quote(fmt.Sprintf("runcmd %v: skipped (dockerd is the machine's first process)", argv)))
 			continue
 		}
-		if _, err := docker(append([]string{"exec", prefix + name}, argv...)...); err != nil {
-			return fmt.Errorf("runcmd %v: %w", argv, err)
+		q := make([]string, len(argv))
+		for i, a := range argv {
+			q[i] = quote(a)
 		}
+		fmt.Fprintf(&sh, "%s || fail %s\n", strings.Join(q, " "), quote(fmt.Sprintf("runcmd %v", argv)))
 	}
-	cmd := exec.Command("docker", "exec", "-i", prefix+name, "sh", "-c", "mkdir -p /var/log && cat >> /var/log/cloud-init-output.log")
-	cmd.Stdin = strings.NewReader(logb.String())
-	_ = cmd.Run()
+	cmd := exec.Command("docker", "exec", "-i", prefix+name, "sh", "-s")
+	cmd.Stdin = strings.NewReader(sh.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+	}
 	return nil
+}
+
+// quote is s as one single-quoted shell word.
+func quote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func del(args []string) int {
