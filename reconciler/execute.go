@@ -510,7 +510,7 @@ func runAction(ctx context.Context, fleet string, act Action, drv drivers.Driver
 	if opts.FinishStarted {
 		ctx = callCtx
 	}
-	run := stepRunner{fleet: fleet, act: act, drv: drv, opts: opts, created: map[string]string{}}
+	run := stepRunner{fleet: fleet, act: act, drv: drv, opts: opts, created: map[string]string{}, steps: steps}
 	defer func() {
 		// A transfer the host staged ends with its action: a container
 		// create already waited for it; anything else is stopped.
@@ -549,7 +549,17 @@ func (r *stepRunner) prepareHost(ctx context.Context) error {
 	}
 	r.hostReady = true
 	if st, ok := r.drv.(drivers.ImageStager); ok {
-		r.settle = st.StageImages(ctx, setup)
+		// Only the images of the containers this action creates.
+		stage := setup
+		stage.Resources = nil
+		for _, s := range r.steps {
+			if s.Kind == StepCreate && s.Resource != nil && s.Resource.Kind == drivers.KindContainer {
+				stage.Resources = append(stage.Resources, *s.Resource)
+			}
+		}
+		if len(stage.Resources) > 0 {
+			r.settle = st.StageImages(ctx, stage)
+		}
 	}
 	return nil
 }
@@ -569,6 +579,8 @@ type stepRunner struct {
 	hostReady bool
 	// settle ends the image staging the host began (ImageStager), if any.
 	settle func()
+	// steps are the action's steps (what it creates is staged).
+	steps []Step
 }
 
 // id is the ID of the step's object: observed, or created by this action.

@@ -279,6 +279,11 @@ func (h hostFake) RemoveInstance(context.Context, string, string) error { return
 
 func (h hostFake) StageImages(_ context.Context, in drivers.InstanceSetup) func() {
 	h.note("stage " + in.Instance.Name)
+	for _, r := range in.Resources {
+		if r.Kind != drivers.KindContainer {
+			h.note("staged a " + string(r.Kind))
+		}
+	}
 	return func() { h.note("settle " + in.Instance.Name) }
 }
 
@@ -316,6 +321,11 @@ func TestStagedImagesEndWithTheirAction(t *testing.T) {
 		}
 		if n := slices.Index(events, "settle web"); n != len(events)-1 {
 			t.Errorf("network fails %v: settled more than once or before the end: %v", failNetwork, events)
+		}
+		for _, e := range events {
+			if strings.HasPrefix(e, "staged a ") {
+				t.Errorf("network fails %v: %s: only the images of the containers the action creates are staged", failNetwork, e)
+			}
 		}
 		if !failNetwork && !slices.Contains(events, "create container") {
 			t.Errorf("no container created: %v", events)

@@ -375,9 +375,13 @@ func TestWatchReconnectsAndResyncs(t *testing.T) {
 	eventually(t, "created", running(drv, "a"))
 	eventually(t, "subscribed", func() bool { return drv.Streams() == 1 })
 
-	// While the stream is down, the container goes without an event.
+	// While the stream is down, the container goes without an event. The
+	// stream stays down until the container has gone (else the resync
+	// could run before the stop and find nothing to heal).
+	drv.FailOn(fake.MethodEvents, "*", errors.New("engine restarting"))
 	drv.EndStreams(errors.New("engine restarting"))
 	mustDo(t, drv.StopContainer(name("a")))
+	drv.FailOn(fake.MethodEvents, "*", nil)
 	eventually(t, "stream reopened", func() bool { return drv.Streams() == 1 })
 	eventually(t, "the resync after the reconnect heals a", running(drv, "a"))
 	var sources []string

@@ -206,13 +206,16 @@ func sortedEnv(env map[string]string) []string {
 // LoadImage loads an image tar (`docker save`'s stream) into the engine and
 // reads the engine's answer to its end.
 func (d *Driver) LoadImage(ctx context.Context, tar io.Reader) error {
+	if err := d.ensureNegotiated(ctx); err != nil {
+		return err
+	}
 	res, err := d.cli.ImageLoad(ctx, tar, client.ImageLoadWithQuiet(true))
 	if err != nil {
-		return d.wrap(err, "load image")
+		return d.wrap(err, "engine image load")
 	}
 	defer res.Close()
 	if _, err := readJSONStream(res, io.Discard); err != nil {
-		return d.wrap(err, "load image")
+		return d.wrap(err, "engine image load")
 	}
 	return nil
 }

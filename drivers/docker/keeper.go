@@ -295,12 +295,13 @@ func (k *keeper) ready(limit time.Duration) (*readyConn, error) {
 // connection is left between requests.
 func (rc *readyConn) ping(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { rc.Close() })
-	defer stop()
 	if _, err := io.WriteString(rc, "GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n"); err != nil {
+		stop()
 		return err
 	}
 	res, err := http.ReadResponse(rc.br, nil)
 	if err != nil {
+		stop()
 		if ctx.Err() != nil {
 			return fmt.Errorf("the engine did not answer a ping: %w", ctx.Err())
 		}
@@ -308,6 +309,11 @@ func (rc *readyConn) ping(ctx context.Context) error {
 	}
 	_, _ = io.Copy(io.Discard, res.Body)
 	res.Body.Close()
+	if !stop() {
+		// The deadline passed as the answer came: the connection is
+		// being closed, however well it answered.
+		return fmt.Errorf("the engine did not answer a ping: %w", ctx.Err())
+	}
 	if res.StatusCode != http.StatusOK {
 		return fmt.Errorf("the engine answered a ping with %s", res.Status)
 	}

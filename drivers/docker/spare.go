@@ -22,9 +22,10 @@ type SpareDialer struct {
 	dial DialFunc
 	log  logr.Logger
 
-	mu     sync.Mutex
-	spares []spareConn
-	closed bool
+	mu      sync.Mutex
+	spares  []spareConn
+	filling bool
+	closed  bool
 }
 
 type spareConn struct {
@@ -66,9 +67,27 @@ func (s *SpareDialer) Dial(ctx context.Context) (net.Conn, error) {
 	}
 }
 
-// Fill makes one spare connection: it dials and pings, again every retry
-// until one answers or ctx ends (the engine may still be coming up).
+// Fill makes one spare connection: it dials and pings, again after retry
+// (doubling up to 2 s) until one answers or ctx ends (the engine may still
+// be coming up). It does nothing while a spare is parked or another Fill
+// is making one: one spare is all a command needs.
 func (s *SpareDialer) Fill(ctx context.Context, retry time.Duration) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errors.New("spare dialer closed")
+	}
+	if s.filling || len(s.spares) > 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	s.filling = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.filling = false
+		s.mu.Unlock()
+	}()
 	for {
 		s.mu.Lock()
 		closed := s.closed
@@ -99,6 +118,7 @@ func (s *SpareDialer) Fill(ctx context.Context, retry time.Duration) error {
 			return ctx.Err()
 		case <-time.After(retry):
 		}
+		retry = min(2*retry, 2*time.Second)
 	}
 }
 

@@ -21,8 +21,11 @@ func TestSpareDialerHandsOutAPingedSpareOnce(t *testing.T) {
 	if err := sp.Fill(t.Context(), 50*time.Millisecond); err != nil {
 		t.Fatalf("fill: %v", err)
 	}
+	if err := sp.Fill(t.Context(), 50*time.Millisecond); err != nil {
+		t.Fatalf("second fill: %v", err)
+	}
 	if n := starts(); n != 1 {
-		t.Fatalf("%d engine commands started by the fill, want 1", n)
+		t.Fatalf("%d engine commands started by two fills, want 1 (one spare is parked at most)", n)
 	}
 	c1, err := sp.Dial(t.Context())
 	if err != nil {

@@ -138,12 +138,12 @@ func (d *Driver) PrepareInstance(ctx context.Context, setup drivers.InstanceSetu
 	return d.waitEngine(ctx, name)
 }
 
-// StageImages starts streaming the instance's images into its machine
-// (PrepareInstance made it ready) while the executor creates the objects
-// that need none. The transfer holds the machine's image lock, so a
-// container's Create waits for it and then finds its image there (or
-// transfers it itself when the staged transfer failed); settle cancels
-// whatever is still running and waits for it to end.
+// StageImages starts streaming the images of the containers in setup into
+// their machine (PrepareInstance made it ready) while the executor creates
+// the objects that need none. The transfer holds the machine's image lock,
+// so a container's Create waits for it and then finds its image there, or
+// returns the error the staged transfer met; settle cancels whatever is
+// still running and waits for it to end.
 func (d *Driver) StageImages(ctx context.Context, setup drivers.InstanceSetup) (settle func()) {
 	name := MachineName(setup.Fleet, setup.Instance.Name)
 	in, err := d.engine(ctx, name)
@@ -171,13 +171,21 @@ func (d *Driver) StageImages(ctx context.Context, setup drivers.InstanceSetup) (
 	done := make(chan struct{})
 	mu := d.imageLock(name)
 	mu.Lock() // taken here, so no Create can start a transfer of its own first
+	// The machine's lack of refs was asked just above, and one instance
+	// has one action at a time: asking again here would take a second
+	// engine connection beside the executor's first create.
 	go func() {
 		defer close(done)
 		defer mu.Unlock()
 		for _, ref := range refs {
-			if err := d.loadImage(tctx, name, in, ref); err != nil {
-				d.log.V(2).Info("staged image transfer failed; the container's create transfers it", "machine", name, "ref", ref, "error", err.Error())
+			err := d.loadImage(tctx, name, in, ref)
+			if err == nil || tctx.Err() != nil {
+				continue
 			}
+			d.log.V(2).Info("staged image transfer failed", "machine", name, "ref", ref, "error", err.Error())
+			d.mu.Lock()
+			d.stageErr[name+"\x00"+ref] = err
+			d.mu.Unlock()
 		}
 	}()
 	return func() {
@@ -317,15 +325,17 @@ func (d *Driver) waitEngine(ctx context.Context, name string) error {
 	// first create and the image load then run at once, neither waiting
 	// for an orb command to start. It is given up with the wait.
 	d.mu.Lock()
-	sp := d.spares[name]
+	sp := d.spares[name] // nil when the machine was forgotten meanwhile
 	d.mu.Unlock()
 	fillCtx, stopFill := context.WithTimeout(context.WithoutCancel(ctx), d.readyTimeout)
-	go func() {
-		defer stopFill()
-		if err := sp.Fill(fillCtx, 200*time.Millisecond); err != nil {
-			d.log.V(2).Info("no spare connection to the machine's engine", "machine", name, "error", err.Error())
-		}
-	}()
+	if sp != nil {
+		go func() {
+			defer stopFill()
+			if err := sp.Fill(fillCtx, 200*time.Millisecond); err != nil {
+				d.log.V(2).Info("no spare connection to the machine's engine", "machine", name, "error", err.Error())
+			}
+		}()
+	}
 	ready := false
 	defer func() {
 		if !ready {
@@ -431,6 +441,16 @@ func (d *Driver) transferImage(ctx context.Context, name string, in *docker.Driv
 	mu := d.imageLock(name)
 	mu.Lock()
 	defer mu.Unlock()
+	key := name + "\x00" + ref
+	d.mu.Lock()
+	staged, failed := d.stageErr[key]
+	delete(d.stageErr, key)
+	d.mu.Unlock()
+	if failed {
+		// Not streamed a second time: a large image would double the
+		// time to the same error. The next apply tries again.
+		return staged
+	}
 	return d.transferImageLocked(ctx, name, in, ref)
 }
 

@@ -75,6 +75,9 @@ type Driver struct {
 	owners map[string]marker              // by machine ID: the markers read
 	// imgMu serialises image transfers into one machine.
 	imgMu map[string]*sync.Mutex
+	// stageErr is a staged transfer's failure, by machine and image
+	// reference, for the container's Create to report.
+	stageErr map[string]error
 	// version is the probed OrbStack version (zero before Ping).
 	version semver
 	// listed is the last `orb list` machines() read (nil before one):
@@ -124,6 +127,7 @@ func New(ctx context.Context, log logr.Logger) (*Driver, error) {
 		spares:       map[string]*docker.SpareDialer{},
 		owners:       map[string]marker{},
 		imgMu:        map[string]*sync.Mutex{},
+		stageErr:     map[string]error{},
 	}, nil
 }
 

@@ -474,16 +474,17 @@ func applyUserData(name, path string) error {
 	}
 	var sh strings.Builder
 	sh.WriteString("mkdir -p /var/log\nexec 3>>/var/log/cloud-init-output.log\n")
-	sh.WriteString("fail() { echo \"$1\" >&2; echo \"$1\" >&3; exit 1; }\n")
+	sh.WriteString("fail() { printf '%s\\n' \"$1\" >&2; printf '%s\\n' \"$1\" >&3; exit 1; }\n")
 	for _, p := range doc.Packages {
-		fmt.Fprintf(&sh, "if dpkg -s %[1]s >/dev/null 2>&1; then echo 'package '%[1]s': present' >&3; else echo 'package '%[1]s': not in the image (the stand-in installs nothing)' >&3; fi\n", quote(p))
+		fmt.Fprintf(&sh, "if dpkg -s %[1]s >/dev/null 2>&1 </dev/null; then printf '%%s\\n' %[2]s >&3; else printf '%%s\\n' %[3]s >&3; fi\n",
+			quote(p), quote("package "+p+": present"), quote("package "+p+": not in the image (the stand-in installs nothing)"))
 	}
 	for _, f := range doc.WriteFiles {
 		perm := f.Permissions
 		if perm == "" {
 			perm = "0644"
 		}
-		fmt.Fprintf(&sh, "{ mkdir -p \"$(dirname %[1]s)\" && printf %%s %[2]s > %[1]s && chmod %[3]s %[1]s; } || fail %[4]s\n",
+		fmt.Fprintf(&sh, "{ mkdir -p -- \"$(dirname -- %[1]s)\" && printf %%s %[2]s > %[1]s && chmod %[3]s -- %[1]s; } || fail %[4]s\n",
 			quote(f.Path), quote(f.Content), quote(perm), quote("write_files "+f.Path))
 	}
 	for _, c := range doc.Runcmd {
@@ -500,14 +501,15 @@ func applyUserData(name, path string) error {
 			continue
 		}
 		if argv[0] == "systemctl" {
-			fmt.Fprintf(&sh, "echo %s >&3\n", quote(fmt.Sprintf("runcmd %v: skipped (dockerd is the machine's first process)", argv)))
+			fmt.Fprintf(&sh, "printf '%%s\\n' %s >&3\n", quote(fmt.Sprintf("runcmd %v: skipped (dockerd is the machine's first process)", argv)))
 			continue
 		}
 		q := make([]string, len(argv))
 		for i, a := range argv {
 			q[i] = quote(a)
 		}
-		fmt.Fprintf(&sh, "%s || fail %s\n", strings.Join(q, " "), quote(fmt.Sprintf("runcmd %v", argv)))
+		// </dev/null: the script itself is the shell's input.
+		fmt.Fprintf(&sh, "%s </dev/null || fail %s\n", strings.Join(q, " "), quote(fmt.Sprintf("runcmd %v", argv)))
 	}
 	cmd := exec.Command("docker", "exec", "-i", prefix+name, "sh", "-s")
 	cmd.Stdin = strings.NewReader(sh.String())
