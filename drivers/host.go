@@ -32,7 +32,11 @@ type InstanceHost interface {
 // and waits for it: the executor calls settle before the action ends,
 // whatever its outcome, so no transfer outlives its action. A container's
 // Create waits for a transfer of its image in flight and makes its own
-// when the staged one failed, so staging reports no error.
+// when the staged one failed, so staging reports no error. The executor
+// calls StageImages after every PrepareInstance that succeeded, with no
+// containers too: PrepareInstance may have begun work for the images (an
+// export from the host beside a new machine's making) that StageImages
+// hands to the transfer or gives up.
 type ImageStager interface {
 	StageImages(ctx context.Context, in InstanceSetup) (settle func())
 }

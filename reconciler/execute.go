@@ -557,9 +557,9 @@ func (r *stepRunner) prepareHost(ctx context.Context) error {
 				stage.Resources = append(stage.Resources, *s.Resource)
 			}
 		}
-		if len(stage.Resources) > 0 {
-			r.settle = st.StageImages(ctx, stage)
-		}
+		// Called with none as well: what PrepareInstance began for the
+		// images is the stager's to hand on or give up.
+		r.settle = st.StageImages(ctx, stage)
 	}
 	return nil
 }

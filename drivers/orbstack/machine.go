@@ -82,8 +82,19 @@ func sharePaths(ss []Share) []string {
 
 // PrepareInstance makes the instance's machine, or adopts the one a
 // previous apply made (its marker names the fleet and instance), starts it
-// when stopped, and waits until its Docker engine answers.
+// when stopped, and waits until its Docker engine answers. A machine it
+// makes gets its images' export from the host started first (spool.go),
+// for StageImages to hand to the transfer or give up.
 func (d *Driver) PrepareInstance(ctx context.Context, setup drivers.InstanceSetup) error {
+	err := d.prepareInstance(ctx, setup)
+	if err != nil {
+		// Exports begun for a machine that is not ready go with it.
+		d.dropSpools(MachineName(setup.Fleet, setup.Instance.Name), nil)
+	}
+	return err
+}
+
+func (d *Driver) prepareInstance(ctx context.Context, setup drivers.InstanceSetup) error {
 	inst := setup.Instance
 	name := MachineName(setup.Fleet, inst.Name)
 	opts := inst.OrbStack
@@ -110,6 +121,9 @@ func (d *Driver) PrepareInstance(ctx context.Context, setup drivers.InstanceSetu
 		}
 	}
 	if found == nil {
+		// A new machine lacks every image: their export from the host
+		// runs beside the machine's making.
+		d.startSpools(ctx, name, setup.Resources)
 		err := d.create(ctx, name, setup.Fleet, inst.Name, opts, shares)
 		var oe *orbError
 		if !errors.As(err, &oe) || !strings.Contains(oe.stderr, "already exists") {
@@ -148,6 +162,7 @@ func (d *Driver) StageImages(ctx context.Context, setup drivers.InstanceSetup) (
 	name := MachineName(setup.Fleet, setup.Instance.Name)
 	in, err := d.engine(ctx, name)
 	if err != nil {
+		d.dropSpools(name, nil)
 		return func() {}
 	}
 	// Which images the machine lacks is asked here, on the engine
@@ -164,6 +179,9 @@ func (d *Driver) StageImages(ctx context.Context, setup drivers.InstanceSetup) (
 			refs = append(refs, ref)
 		}
 	}
+	// An export begun for an image the machine turned out to have (or
+	// that no container of this action uses) is given up.
+	d.dropSpools(name, refs)
 	if len(refs) == 0 {
 		return func() {}
 	}
@@ -191,6 +209,7 @@ func (d *Driver) StageImages(ctx context.Context, setup drivers.InstanceSetup) (
 	return func() {
 		cancel()
 		<-done
+		d.dropSpools(name, nil)
 	}
 }
 
@@ -494,6 +513,28 @@ func (d *Driver) needsImage(ctx context.Context, name string, in *docker.Driver,
 // takes (what `orb -m NAME docker load` would send, without starting a
 // command for it).
 func (d *Driver) loadImage(ctx context.Context, name string, in *docker.Driver, ref string) error {
+	if sp := d.takeSpool(name, ref); sp != nil {
+		defer sp.close()
+		if err := sp.failed(); err != nil {
+			d.log.V(2).Info("image export failed before the machine was ready; streaming it again", "machine", name, "ref", ref, "error", err.Error())
+		} else {
+			start := time.Now()
+			cr := &countingReader{r: sp.reader(ctx)}
+			err := in.LoadImage(ctx, cr)
+			if err == nil {
+				d.log.V(2).Info("image transferred", "machine", name, "ref", ref, "bytes", cr.n, "ms", time.Since(start).Milliseconds(),
+					"exportStartedMsBefore", start.Sub(sp.start).Milliseconds())
+				return nil
+			}
+			serr := sp.failed()
+			if ctx.Err() != nil || serr == nil {
+				return fmt.Errorf("load image %s into machine %s: %w", ref, name, err)
+			}
+			// The export broke (the spool's disk full, say), not the
+			// machine: once more straight from the host engine.
+			d.log.V(2).Info("image export failed during the transfer; streaming it again", "machine", name, "ref", ref, "error", serr.Error())
+		}
+	}
 	start := time.Now()
 	save, err := d.host.Client().ImageSave(ctx, []string{ref})
 	if err != nil {
@@ -506,6 +547,88 @@ func (d *Driver) loadImage(ctx context.Context, name string, in *docker.Driver, 
 	}
 	d.log.V(2).Info("image transferred", "machine", name, "ref", ref, "bytes", cr.n, "ms", time.Since(start).Milliseconds())
 	return nil
+}
+
+// startSpools begins exporting, from the host engine, the image of every
+// container in rs, for machine name (made now, so lacking them all).
+func (d *Driver) startSpools(ctx context.Context, name string, rs []drivers.Resource) {
+	save := func(ctx context.Context, ref string) (io.ReadCloser, error) {
+		return d.host.Client().ImageSave(ctx, []string{ref})
+	}
+	for _, r := range rs {
+		if r.Kind != drivers.KindContainer || r.Container == nil || r.Container.Image.Ref == "" {
+			continue
+		}
+		ref := r.Container.Image.Ref
+		key := name + "\x00" + ref
+		d.mu.Lock()
+		_, have := d.spools[key]
+		d.mu.Unlock()
+		if have {
+			continue
+		}
+		if why := d.spoolRoom(ctx, ref); why != "" {
+			d.log.V(2).Info("no early image export", "machine", name, "ref", ref, "reason", why)
+			continue
+		}
+		// The export outlives this call: the transfer reads it, or the
+		// action's end closes it.
+		sp, err := startSpool(context.WithoutCancel(ctx), "", ref, save)
+		if err != nil {
+			// Only a head start is lost: the transfer streams it.
+			d.log.V(2).Info("no early image export", "machine", name, "ref", ref, "error", err.Error())
+			continue
+		}
+		d.log.V(2).Info("image export started beside the machine's making", "machine", name, "ref", ref)
+		d.mu.Lock()
+		d.spools[key] = sp
+		d.mu.Unlock()
+	}
+}
+
+// spoolHeadroom is the space a spool leaves free beside its image.
+const spoolHeadroom = 1 << 30
+
+// spoolRoom says why ref is not spooled ("": it is): a spool that would
+// fill the disk it shares with everything else is not worth its head
+// start.
+func (d *Driver) spoolRoom(ctx context.Context, ref string) string {
+	img, err := d.host.Client().ImageInspect(ctx, ref)
+	if err != nil {
+		return "the host engine does not have it: " + err.Error()
+	}
+	dir := os.TempDir()
+	free, ok := freeSpace(dir)
+	if ok && free < uint64(max(img.Size, 0))+spoolHeadroom {
+		return fmt.Sprintf("%s has %d MiB free, and the image is %d MiB", dir, free>>20, img.Size>>20)
+	}
+	return ""
+}
+
+// takeSpool hands out the export of ref for machine name, if one runs.
+func (d *Driver) takeSpool(name, ref string) *imageSpool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	key := name + "\x00" + ref
+	sp := d.spools[key]
+	delete(d.spools, key)
+	return sp
+}
+
+// dropSpools closes machine name's exports, but for those of keep.
+func (d *Driver) dropSpools(name string, keep []string) {
+	var drop []*imageSpool
+	d.mu.Lock()
+	for key, sp := range d.spools {
+		if m, ref, _ := strings.Cut(key, "\x00"); m == name && !slices.Contains(keep, ref) {
+			drop = append(drop, sp)
+			delete(d.spools, key)
+		}
+	}
+	d.mu.Unlock()
+	for _, sp := range drop {
+		sp.close()
+	}
 }
 
 type countingReader struct {

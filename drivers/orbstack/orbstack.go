@@ -78,6 +78,9 @@ type Driver struct {
 	// stageErr is a staged transfer's failure, by machine and image
 	// reference, for the container's Create to report.
 	stageErr map[string]error
+	// spools are image exports started while a new machine is made, by
+	// machine and image reference, for the transfer into it to read.
+	spools map[string]*imageSpool
 	// version is the probed OrbStack version (zero before Ping).
 	version semver
 	// listed is the last `orb list` machines() read (nil before one):
@@ -128,6 +131,7 @@ func New(ctx context.Context, log logr.Logger) (*Driver, error) {
 		owners:       map[string]marker{},
 		imgMu:        map[string]*sync.Mutex{},
 		stageErr:     map[string]error{},
+		spools:       map[string]*imageSpool{},
 	}, nil
 }
 

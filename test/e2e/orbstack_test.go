@@ -86,7 +86,10 @@ func TestOrbStackFleet(t *testing.T) {
 
 	r := e.jackinEnv(extra, "apply", "-f", m, "-v", "2")
 	mustCode(t, r, 0, "first apply")
-	for _, want := range []string{`"creating machine"`, `"shares":`, `"enforcement":"guest-enforced"`, `"image transferred"`, `"machine docker ready"`, `"orbstack version probe"`} {
+	for _, want := range []string{`"creating machine"`, `"shares":`, `"enforcement":"guest-enforced"`, `"image transferred"`, `"machine docker ready"`, `"orbstack version probe"`,
+		// A new machine's image is exported while the machine is made,
+		// and the transfer reads that export.
+		`"image export started beside the machine's making"`, `"exportStartedMsBefore"`} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("-v 2 log lacks %s", want)
 		}
