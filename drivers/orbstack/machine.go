@@ -567,7 +567,8 @@ func (d *Driver) startSpools(ctx context.Context, name string, rs []drivers.Reso
 		if have {
 			continue
 		}
-		if why := d.spoolRoom(ctx, ref); why != "" {
+		size, why := d.reserveSpool(ctx, ref)
+		if why != "" {
 			d.log.V(2).Info("no early image export", "machine", name, "ref", ref, "reason", why)
 			continue
 		}
@@ -575,10 +576,12 @@ func (d *Driver) startSpools(ctx context.Context, name string, rs []drivers.Reso
 		// action's end closes it.
 		sp, err := startSpool(context.WithoutCancel(ctx), "", ref, save)
 		if err != nil {
+			d.releaseSpool(size)
 			// Only a head start is lost: the transfer streams it.
 			d.log.V(2).Info("no early image export", "machine", name, "ref", ref, "error", err.Error())
 			continue
 		}
+		sp.release = func() { d.releaseSpool(size) }
 		d.log.V(2).Info("image export started beside the machine's making", "machine", name, "ref", ref)
 		d.mu.Lock()
 		d.spools[key] = sp
@@ -589,20 +592,33 @@ func (d *Driver) startSpools(ctx context.Context, name string, rs []drivers.Reso
 // spoolHeadroom is the space a spool leaves free beside its image.
 const spoolHeadroom = 1 << 30
 
-// spoolRoom says why ref is not spooled ("": it is): a spool that would
-// fill the disk it shares with everything else is not worth its head
-// start.
-func (d *Driver) spoolRoom(ctx context.Context, ref string) string {
+// reserveSpool says why ref is not spooled (why != ""), or reserves its
+// size in the temporary directory: a spool that would fill the disk it
+// shares with everything else (the machines' own disks among it, on a
+// Mac) is not worth its head start, and the spools of instances made at
+// once count together.
+func (d *Driver) reserveSpool(ctx context.Context, ref string) (size int64, why string) {
 	img, err := d.host.Client().ImageInspect(ctx, ref)
 	if err != nil {
-		return "the host engine does not have it: " + err.Error()
+		return 0, "the host engine does not have it: " + err.Error()
 	}
+	size = max(img.Size, 0)
 	dir := os.TempDir()
-	free, ok := freeSpace(dir)
-	if ok && free < uint64(max(img.Size, 0))+spoolHeadroom {
-		return fmt.Sprintf("%s has %d MiB free, and the image is %d MiB", dir, free>>20, img.Size>>20)
+	free, known := freeSpace(dir)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if known && free < uint64(d.spoolReserved+size)+spoolHeadroom {
+		return 0, fmt.Sprintf("%s has %d MiB free, the image is %d MiB and the exports under way hold %d MiB", dir, free>>20, size>>20, d.spoolReserved>>20)
 	}
-	return ""
+	d.spoolReserved += size
+	return size, ""
+}
+
+// releaseSpool gives back a closed spool's reservation.
+func (d *Driver) releaseSpool(size int64) {
+	d.mu.Lock()
+	d.spoolReserved -= size
+	d.mu.Unlock()
 }
 
 // takeSpool hands out the export of ref for machine name, if one runs.

@@ -81,6 +81,8 @@ type Driver struct {
 	// spools are image exports started while a new machine is made, by
 	// machine and image reference, for the transfer into it to read.
 	spools map[string]*imageSpool
+	// spoolReserved is the image bytes the open spools may write.
+	spoolReserved int64
 	// version is the probed OrbStack version (zero before Ping).
 	version semver
 	// listed is the last `orb list` machines() read (nil before one):

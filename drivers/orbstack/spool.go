@@ -32,6 +32,9 @@ type imageSpool struct {
 	grew    chan struct{} // closed and replaced on every write and at the end
 	cancel  context.CancelFunc
 	ended   chan struct{} // closed when the export goroutine returns
+	// release, when set, gives back the room reserved for the spool.
+	release   func()
+	closeOnce sync.Once
 }
 
 // errSpoolClosed is a read of a spool given up (its action ended).
@@ -78,7 +81,7 @@ func (s *imageSpool) fill(ctx context.Context, save func(context.Context, string
 			s.grew = make(chan struct{})
 			s.mu.Unlock()
 		}
-		if errors.Is(rerr, io.EOF) {
+		if rerr == io.EOF { // itself, not an error wrapping it: a cut-off export is no image
 			s.finish(nil)
 			return
 		}
@@ -113,16 +116,21 @@ func (s *imageSpool) reader(ctx context.Context) io.Reader {
 	return &spoolReader{s: s, ctx: ctx}
 }
 
-// close stops the export and releases the file.
+// close stops the export and releases the file and its room; again, it
+// does nothing.
 func (s *imageSpool) close() {
-	s.cancel()
-	<-s.ended
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.done {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		<-s.ended
+		s.mu.Lock()
+		// Whatever the export ended with, the file is gone now.
 		s.done, s.err = true, errSpoolClosed
-	}
-	s.f.Close()
+		s.f.Close()
+		s.mu.Unlock()
+		if s.release != nil {
+			s.release()
+		}
+	})
 }
 
 type spoolReader struct {

@@ -170,3 +170,56 @@ func TestFreeSpaceIsRead(t *testing.T) {
 		t.Fatal("freeSpace of a missing directory claimed to read it")
 	}
 }
+
+// TestSpoolsAreHandedOnOrGivenUp: the driver's bookkeeping of the exports
+// it began for new machines: StageImages keeps the ones whose images the
+// machine lacks and drops the rest, of that machine only; a spool handed
+// to a transfer is no longer the driver's; every closed spool gives its
+// reserved room back, once.
+func TestSpoolsAreHandedOnOrGivenUp(t *testing.T) {
+	d := &Driver{spools: map[string]*imageSpool{}}
+	var srcs []*pipeSave
+	open := func(machine, ref string, size int64) *imageSpool {
+		src := newPipeSave()
+		srcs = append(srcs, src)
+		sp, err := startSpool(context.Background(), t.TempDir(), ref, src.save)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.spoolReserved += size
+		sp.release = func() { d.releaseSpool(size) }
+		d.spools[machine+"\x00"+ref] = sp
+		return sp
+	}
+	keep := open("jk-f-a", "role:v1", 100)
+	drop := open("jk-f-a", "sidecar:v1", 10)
+	other := open("jk-f-b", "sidecar:v1", 1000)
+
+	d.dropSpools("jk-f-a", []string{"role:v1"})
+	if _, err := io.ReadAll(drop.reader(context.Background())); !errors.Is(err, errSpoolClosed) {
+		t.Fatalf("the dropped spool still reads (%v); want it closed", err)
+	}
+	if got := d.takeSpool("jk-f-b", "sidecar:v1"); got != other {
+		t.Fatal("dropping machine jk-f-a's spools took another machine's")
+	}
+	if got := d.takeSpool("jk-f-a", "role:v1"); got != keep {
+		t.Fatal("the spool of an image the machine lacks was not kept for its transfer")
+	}
+	if got := d.takeSpool("jk-f-a", "role:v1"); got != nil {
+		t.Fatal("a spool was handed out twice")
+	}
+	if d.spoolReserved != 1100 {
+		t.Fatalf("reserved %d bytes after one spool of 10 closed; want 1100", d.spoolReserved)
+	}
+	keep.close()
+	other.close()
+	keep.close() // twice: nothing more is given back
+	if d.spoolReserved != 0 || len(d.spools) != 0 {
+		t.Fatalf("after every spool closed: %d bytes reserved, %d spools held; want none", d.spoolReserved, len(d.spools))
+	}
+	for _, src := range srcs {
+		if _, err := src.w.Write([]byte("x")); err == nil {
+			t.Fatal("a closed spool's export stream was still read")
+		}
+	}
+}
