@@ -27,28 +27,23 @@ func TestSpareDialerHandsOutAPingedSpareOnce(t *testing.T) {
 	if n := starts(); n != 1 {
 		t.Fatalf("%d engine commands started by two fills, want 1 (one spare is parked at most)", n)
 	}
-	c1, err := sp.Dial(t.Context())
-	if err != nil {
-		t.Fatal(err)
+	// Each dial's connection answers; the engine commands started by then.
+	dialAndPing := func(what string, wantStarts int, why string) {
+		t.Helper()
+		c, err := sp.Dial(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if got := pingOver(t, c); !strings.HasPrefix(got, "OK from") {
+			t.Fatalf("ping over %s: %q", what, got)
+		}
+		if n := starts(); n != wantStarts {
+			t.Errorf("%d engine commands after %s was used, want %d (%s)", n, what, wantStarts, why)
+		}
 	}
-	defer c1.Close()
-	if got := pingOver(t, c1); !strings.HasPrefix(got, "OK from") {
-		t.Fatalf("ping over the spare: %q", got)
-	}
-	if n := starts(); n != 1 {
-		t.Errorf("%d engine commands after the spare was used, want still 1", n)
-	}
-	c2, err := sp.Dial(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
-	if got := pingOver(t, c2); !strings.HasPrefix(got, "OK from") {
-		t.Fatalf("ping over a new connection: %q", got)
-	}
-	if n := starts(); n != 2 {
-		t.Errorf("%d engine commands after a second dial, want 2 (the spare is handed out once)", n)
-	}
+	dialAndPing("the spare", 1, "the spare is the one started")
+	dialAndPing("a second dial's connection", 2, "the spare is handed out once")
 }
 
 // TestSpareDialerFillWaitsForTheEngine: while the engine's command fails

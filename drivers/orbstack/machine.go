@@ -202,7 +202,7 @@ func (d *Driver) StageImages(ctx context.Context, setup drivers.InstanceSetup) (
 			}
 			d.log.V(2).Info("staged image transfer failed", "machine", name, "ref", ref, "error", err.Error())
 			d.mu.Lock()
-			d.stageErr[name+"\x00"+ref] = err
+			d.stageErr[machineImage{name, ref}] = err
 			d.mu.Unlock()
 		}
 	}()
@@ -460,7 +460,7 @@ func (d *Driver) transferImage(ctx context.Context, name string, in *docker.Driv
 	mu := d.imageLock(name)
 	mu.Lock()
 	defer mu.Unlock()
-	key := name + "\x00" + ref
+	key := machineImage{name, ref}
 	d.mu.Lock()
 	staged, failed := d.stageErr[key]
 	delete(d.stageErr, key)
@@ -515,37 +515,41 @@ func (d *Driver) needsImage(ctx context.Context, name string, in *docker.Driver,
 func (d *Driver) loadImage(ctx context.Context, name string, in *docker.Driver, ref string) error {
 	if sp := d.takeSpool(name, ref); sp != nil {
 		defer sp.close()
-		if err := sp.failed(); err != nil {
-			d.log.V(2).Info("image export failed before the machine was ready; streaming it again", "machine", name, "ref", ref, "error", err.Error())
-		} else {
-			start := time.Now()
-			cr := &countingReader{r: sp.reader(ctx)}
-			err := in.LoadImage(ctx, cr)
-			if err == nil {
-				d.log.V(2).Info("image transferred", "machine", name, "ref", ref, "bytes", cr.n, "ms", time.Since(start).Milliseconds(),
-					"exportStartedMsBefore", start.Sub(sp.start).Milliseconds())
-				return nil
+		err := sp.failed()
+		if err == nil {
+			err = d.loadFrom(ctx, name, in, ref, sp.reader(ctx), sp.start)
+			if err == nil || ctx.Err() != nil || sp.failed() == nil {
+				// Done, interrupted, or refused by the machine: a second
+				// stream would meet the same end.
+				return err
 			}
-			serr := sp.failed()
-			if ctx.Err() != nil || serr == nil {
-				return fmt.Errorf("load image %s into machine %s: %w", ref, name, err)
-			}
-			// The export broke (the spool's disk full, say), not the
-			// machine: once more straight from the host engine.
-			d.log.V(2).Info("image export failed during the transfer; streaming it again", "machine", name, "ref", ref, "error", serr.Error())
+			err = sp.failed()
 		}
+		// The export broke (the spool's disk full, say), not the machine:
+		// straight from the host engine instead.
+		d.log.V(2).Info("image export failed; streaming it again", "machine", name, "ref", ref, "error", err.Error())
 	}
-	start := time.Now()
 	save, err := d.host.Client().ImageSave(ctx, []string{ref})
 	if err != nil {
 		return fmt.Errorf("save image %s from the host engine: %w", ref, err)
 	}
 	defer save.Close()
-	cr := &countingReader{r: save}
+	return d.loadFrom(ctx, name, in, ref, save, time.Time{})
+}
+
+// loadFrom loads the image tar r into the machine's engine and logs the
+// transfer; exportStart is when its spool's export began (zero: none).
+func (d *Driver) loadFrom(ctx context.Context, name string, in *docker.Driver, ref string, r io.Reader, exportStart time.Time) error {
+	start := time.Now()
+	cr := &countingReader{r: r}
 	if err := in.LoadImage(ctx, cr); err != nil {
 		return fmt.Errorf("load image %s into machine %s: %w", ref, name, err)
 	}
-	d.log.V(2).Info("image transferred", "machine", name, "ref", ref, "bytes", cr.n, "ms", time.Since(start).Milliseconds())
+	kv := []any{"machine", name, "ref", ref, "bytes", cr.n, "ms", time.Since(start).Milliseconds()}
+	if !exportStart.IsZero() {
+		kv = append(kv, "exportStartedMsBefore", start.Sub(exportStart).Milliseconds())
+	}
+	d.log.V(2).Info("image transferred", kv...)
 	return nil
 }
 
@@ -560,7 +564,7 @@ func (d *Driver) startSpools(ctx context.Context, name string, rs []drivers.Reso
 			continue
 		}
 		ref := r.Container.Image.Ref
-		key := name + "\x00" + ref
+		key := machineImage{name, ref}
 		d.mu.Lock()
 		_, have := d.spools[key]
 		d.mu.Unlock()
@@ -625,7 +629,7 @@ func (d *Driver) releaseSpool(size int64) {
 func (d *Driver) takeSpool(name, ref string) *imageSpool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	key := name + "\x00" + ref
+	key := machineImage{name, ref}
 	sp := d.spools[key]
 	delete(d.spools, key)
 	return sp
@@ -636,7 +640,7 @@ func (d *Driver) dropSpools(name string, keep []string) {
 	var drop []*imageSpool
 	d.mu.Lock()
 	for key, sp := range d.spools {
-		if m, ref, _ := strings.Cut(key, "\x00"); m == name && !slices.Contains(keep, ref) {
+		if key.machine == name && !slices.Contains(keep, key.ref) {
 			drop = append(drop, sp)
 			delete(d.spools, key)
 		}

@@ -58,6 +58,9 @@ func LookOrb() (string, error) {
 	return p, nil
 }
 
+// machineImage names one image reference in one machine.
+type machineImage struct{ machine, ref string }
+
 // Driver is the OrbStack isolated machine backend. Object IDs it reports
 // and takes are "MACHINE/ID": the machine's name, then the ID its engine
 // gives the object.
@@ -77,10 +80,10 @@ type Driver struct {
 	imgMu map[string]*sync.Mutex
 	// stageErr is a staged transfer's failure, by machine and image
 	// reference, for the container's Create to report.
-	stageErr map[string]error
+	stageErr map[machineImage]error
 	// spools are image exports started while a new machine is made, by
 	// machine and image reference, for the transfer into it to read.
-	spools map[string]*imageSpool
+	spools map[machineImage]*imageSpool
 	// spoolReserved is the image bytes the open spools may write.
 	spoolReserved int64
 	// version is the probed OrbStack version (zero before Ping).
@@ -132,8 +135,8 @@ func New(ctx context.Context, log logr.Logger) (*Driver, error) {
 		spares:       map[string]*docker.SpareDialer{},
 		owners:       map[string]marker{},
 		imgMu:        map[string]*sync.Mutex{},
-		stageErr:     map[string]error{},
-		spools:       map[string]*imageSpool{},
+		stageErr:     map[machineImage]error{},
+		spools:       map[machineImage]*imageSpool{},
 	}, nil
 }
 

@@ -177,7 +177,7 @@ func TestFreeSpaceIsRead(t *testing.T) {
 // to a transfer is no longer the driver's; every closed spool gives its
 // reserved room back, once.
 func TestSpoolsAreHandedOnOrGivenUp(t *testing.T) {
-	d := &Driver{spools: map[string]*imageSpool{}}
+	d := &Driver{spools: map[machineImage]*imageSpool{}}
 	var srcs []*pipeSave
 	open := func(machine, ref string, size int64) *imageSpool {
 		src := newPipeSave()
@@ -188,7 +188,7 @@ func TestSpoolsAreHandedOnOrGivenUp(t *testing.T) {
 		}
 		d.spoolReserved += size
 		sp.release = func() { d.releaseSpool(size) }
-		d.spools[machine+"\x00"+ref] = sp
+		d.spools[machineImage{machine, ref}] = sp
 		return sp
 	}
 	keep := open("jk-f-a", "role:v1", 100)
