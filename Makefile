@@ -12,8 +12,14 @@ help: ## list targets
 engine: ## make sure a Docker engine answers (installs and starts one on Debian if needed)
 	@bash .ci/ensure-engine
 
-build: ## build bin/jackin
+build: ## build bin/jackin (off Linux also bin/jackin-linux-ARCH, the build its containers run)
 	$(GO) build -o $(BIN) ./cmd/jackin
+	@# Containers run a static Linux jackin (the agents' supervisor, the
+	@# egress proxy): off Linux (macOS: OrbStack, Docker Desktop) it is a
+	@# second build of the same tree, kept beside bin/jackin.
+	@os=$$($(GO) env GOOS); arch=$$($(GO) env GOARCH); if [ "$$os" != linux ]; then \
+	  echo "$(GO) build linux/$$arch -o bin/jackin-linux-$$arch"; \
+	  GOOS=linux GOARCH=$$arch $(GO) build -o bin/jackin-linux-$$arch ./cmd/jackin; fi
 
 test: lint ## lint, then every test: unit and end-to-end (starts an engine if it can; CI=true makes the engine required)
 	@bash .ci/ensure-engine || { [ "$${CI:-}" != "true" ] && echo "warning: no Docker engine: end-to-end tests will skip"; }
@@ -30,10 +36,11 @@ e2e: ## end-to-end tests only, against the local engine
 	@bash .ci/ensure-test-tools || true
 	$(GO) test -count=1 -timeout 40m -v ./test/e2e/
 
-lint: ## gofmt check and go vet
+lint: ## gofmt check and go vet (for Linux and for macOS, where OrbStack runs)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	GOOS=darwin GOARCH=arm64 $(GO) vet $(PKGS)
 
 fuzz: ## fuzz the manifest loader for 5 minutes
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $${FUZZTIME:-5m} ./manifests/

@@ -1,8 +1,7 @@
 package reconciler
 
 import (
-	"bytes"
-	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/linuxexe"
 	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/supervisor"
 )
@@ -32,6 +32,22 @@ type AgentPrep struct {
 // as their supervisor.
 func SupervisorBinDir(stateDir string) string { return filepath.Join(stateDir, "supervisor") }
 
+// MachineDir holds what jackin keeps on the host for an instance's OrbStack
+// machine alone.
+func MachineDir(stateDir, fleet, instance string) string {
+	return filepath.Join(stateDir, "machines", fleet, instance)
+}
+
+// MachineSupervisorBinDir is the supervisor's directory of an instance on
+// backend orbstack-isolated: a copy of its own. A machine's share is
+// writable from inside the machine (OrbStack has no read-only share; the
+// machine's Docker enforces :ro, and an agent with docker: private
+// controls that Docker), so sharing the one every agent container runs
+// would let one machine change every other instance's PID 1.
+func MachineSupervisorBinDir(stateDir, fleet, instance string) string {
+	return filepath.Join(MachineDir(stateDir, fleet, instance), "supervisor")
+}
+
 // HomeVolumeName is the instance's runtime-home volume.
 func HomeVolumeName(fleet, instance string) string { return ResourceName(fleet, instance) + "-home" }
 
@@ -41,6 +57,9 @@ func HomeVolumeName(fleet, instance string) string { return ResourceName(fleet, 
 func renderSupervisor(fleet, name string, inst schema.Instance, spec Spec, ctr *drivers.ContainerSpec, base func(string) map[string]string, stateDir string) (drivers.Resource, *AgentPrep) {
 	rt := inst.Runtime()
 	prep := &AgentPrep{BinDir: SupervisorBinDir(stateDir), Dir: supervisor.HostDir(stateDir, fleet, name)}
+	if inst.Backend == schema.BackendOrbStack {
+		prep.BinDir = MachineSupervisorBinDir(stateDir, fleet, name)
+	}
 	entry := []string{supervisor.Binary, "supervise", "--runtime", rt.Name}
 	if rt.Custom {
 		entry = append(entry, "--state-source", string(rt.State))
@@ -86,17 +105,14 @@ func specRun(inst schema.Instance) SpecRun {
 
 var binMu sync.Mutex
 
-// InstallSupervisorBinary puts jackin's static executable into dir, where
-// agent containers mount it. Unit tests that run the executor against the
-// in-memory driver replace it (their test binary is not static, and no
-// container runs it).
+// InstallSupervisorBinary puts jackin's static Linux executable
+// (linuxexe: this one on a Linux host) into dir, where agent containers
+// mount it. Unit tests that run the executor against the in-memory driver
+// replace it (their test binary is not static, and no container runs it).
 var InstallSupervisorBinary = func(dir string) error {
-	exe, err := os.Executable()
+	exe, err := linuxexe.Path()
 	if err != nil {
-		return fmt.Errorf("find jackin's executable for the agent's supervisor: %w", err)
-	}
-	if r, err := filepath.EvalSymlinks(exe); err == nil {
-		exe = r
+		return fmt.Errorf("the agent's supervisor: %w", err)
 	}
 	binMu.Lock()
 	defer binMu.Unlock()
@@ -125,9 +141,40 @@ func (p *AgentPrep) Prepare() error {
 	return os.Chmod(p.Dir, 0o777|os.ModeSticky)
 }
 
+// installStamp says which executable a directory's copy came from and
+// which copy that is. It is kept beside the directory (installStampPath),
+// never in it: the directory is mounted into containers (and shared into
+// an OrbStack machine, whose root can write it), the stamp is jackin's.
+type installStamp struct {
+	Source      string `json:"source"`
+	SourceSize  int64  `json:"sourceSize"`
+	SourceMtime int64  `json:"sourceMtime"`
+	CopySize    int64  `json:"copySize"`
+	CopyMtime   int64  `json:"copyMtime"`
+	CopyIno     uint64 `json:"copyIno,omitempty"`
+}
+
+func installStampPath(dir string) string {
+	return filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".installed")
+}
+
+// installBinary copies exe into dir as jackin, unless the stamp beside dir
+// says the copy there came from exe as it is now and the copy is the one
+// made then (its size, modification time and inode): comparing a few stat
+// fields rather than hashing two 100 MB files, which took 0.2 s per action.
+// A new version is renamed into place, so a running supervisor keeps the
+// one it started with. A copy that is not a regular file is replaced.
 func installBinary(exe, dir string) error {
-	if err := CheckStatic(exe); err != nil {
+	src, err := os.Stat(exe)
+	if err != nil {
 		return fmt.Errorf("the agent's supervisor: %w", err)
+	}
+	want := installStamp{Source: exe, SourceSize: src.Size(), SourceMtime: src.ModTime().UnixNano()}
+	dst := filepath.Join(dir, "jackin")
+	if st, ok := readInstallStamp(dir); ok && st.Source == want.Source && st.SourceSize == want.SourceSize && st.SourceMtime == want.SourceMtime {
+		if fi, err := os.Lstat(dst); err == nil && fi.Mode().IsRegular() && fi.Size() == st.CopySize && fi.ModTime().UnixNano() == st.CopyMtime && inodeOf(fi) == st.CopyIno {
+			return nil
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("the agent's supervisor: %w", err)
@@ -135,14 +182,6 @@ func installBinary(exe, dir string) error {
 	// The directory is mounted into containers: readable by any user.
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return err
-	}
-	dst := filepath.Join(dir, "jackin")
-	same, err := sameContent(exe, dst)
-	if err != nil {
-		return fmt.Errorf("the agent's supervisor: %w", err)
-	}
-	if same {
-		return nil
 	}
 	in, err := os.Open(exe)
 	if err != nil {
@@ -158,49 +197,49 @@ func installBinary(exe, dir string) error {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("the agent's supervisor: %w", err)
 	}
+	fi, err := os.Lstat(tmp.Name())
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("the agent's supervisor: %w", err)
+	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("the agent's supervisor: %w", err)
 	}
+	want.CopySize, want.CopyMtime, want.CopyIno = fi.Size(), fi.ModTime().UnixNano(), inodeOf(fi)
+	// Without a stamp the next command copies again: slower, not wrong.
+	_ = writeInstallStamp(dir, want)
 	return nil
 }
 
-// sameContent compares two files by size and hash.
-func sameContent(a, b string) (bool, error) {
-	fa, err := os.Stat(a)
-	if err != nil {
-		return false, err
+// readInstallStamp reads the stamp beside dir (a small file of jackin's).
+func readInstallStamp(dir string) (installStamp, bool) {
+	var st installStamp
+	b, err := os.ReadFile(installStampPath(dir))
+	if err != nil || len(b) > 4096 || json.Unmarshal(b, &st) != nil {
+		return installStamp{}, false
 	}
-	fb, err := os.Stat(b)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if fa.Size() != fb.Size() {
-		return false, nil
-	}
-	ha, err := fileHash(a)
-	if err != nil {
-		return false, err
-	}
-	hb, err := fileHash(b)
-	if err != nil {
-		return false, err
-	}
-	return bytes.Equal(ha, hb), nil
+	return st, true
 }
 
-func fileHash(p string) ([]byte, error) {
-	f, err := os.Open(p)
+func writeInstallStamp(dir string, st installStamp) error {
+	b, err := json.Marshal(st)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return nil, err
+	p := installStampPath(dir)
+	tmp, err := os.CreateTemp(filepath.Dir(p), ".stamp-*")
+	if err != nil {
+		return err
 	}
-	return h.Sum(nil), nil
+	_, werr := tmp.Write(b)
+	if err := errors.Join(werr, tmp.Close()); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Rename(tmp.Name(), p); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return nil
 }

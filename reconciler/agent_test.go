@@ -4,12 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/drivers/orbstack"
 	"github.com/jackin-dev/jackin/reconciler"
+	"github.com/jackin-dev/jackin/schema"
 	"github.com/jackin-dev/jackin/supervisor"
 )
 
@@ -132,5 +136,42 @@ func TestAnInstanceFromBeforeTheSupervisorGetsItsHomeVolume(t *testing.T) {
 	execute(t, drv, empty, nil, reconciler.ExecOptions{})
 	if objs := drv.Objects(); len(objs) != 0 {
 		t.Fatalf("left behind: %+v", objs)
+	}
+}
+
+// TestOrbStackSupervisorCopyIsTheInstances: an OrbStack instance's machine
+// shares a supervisor directory of its own, never the one every other
+// agent container runs (a machine's share is writable from inside it);
+// deleting the instance removes that copy.
+func TestOrbStackSupervisorCopyIsTheInstances(t *testing.T) {
+	stubSupervisorBinary(t, nil)
+	state := t.TempDir()
+	f := with(fleetOf("web"), "box", func(in *schema.Instance) {
+		in.Backend = schema.BackendOrbStack
+		in.OrbStack = &schema.OrbStack{Distro: schema.DefaultOrbDistro, BlockHostNetwork: true, SSHAgent: schema.OrbSSHAgentOff}
+	})
+	f.StateDir = state
+	d := desired(t, f)
+	web, box := d.Instance("web"), d.Instance("box")
+	if web.Agent.BinDir != reconciler.SupervisorBinDir(state) {
+		t.Errorf("docker instance's supervisor from %s, want the shared %s", web.Agent.BinDir, reconciler.SupervisorBinDir(state))
+	}
+	own := reconciler.MachineSupervisorBinDir(state, "demo", "box")
+	if box.Agent.BinDir != own {
+		t.Errorf("orbstack instance's supervisor from %s, want its own %s", box.Agent.BinDir, own)
+	}
+	for _, s := range orbstack.Shares(box.Resources) {
+		if s.Path == reconciler.SupervisorBinDir(state) || !strings.Contains(s.Path, string(filepath.Separator)+"box") {
+			t.Errorf("the machine shares %s, which is not the instance's own", s.Path)
+		}
+	}
+	if err := os.MkdirAll(own, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := reconciler.RemoveInstanceFiles(state, "demo", "box"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(reconciler.MachineDir(state, "demo", "box")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("delete left the machine's supervisor copy: %v", err)
 	}
 }

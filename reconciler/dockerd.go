@@ -237,6 +237,8 @@ func RemoveInstanceFiles(stateDir, fleet, instance string) error {
 		}
 	}
 	removeAgentDir(supervisor.HostDir(stateDir, fleet, instance))
+	// An OrbStack machine's own copies (its root could write them).
+	removeAgentDir(MachineDir(stateDir, fleet, instance))
 	return errors.Join(errs...)
 }
 

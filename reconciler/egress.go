@@ -3,7 +3,6 @@ package reconciler
 import (
 	"bytes"
 	"crypto/sha256"
-	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/egress"
+	"github.com/jackin-dev/jackin/linuxexe"
 	"github.com/jackin-dev/jackin/schema"
 )
 
@@ -59,17 +59,19 @@ var exeHash struct {
 	hash string
 }
 
-// sidecarImage hashes os.Executable() into the tag. The build context is
-// prepared under the state dir only when the image is built, and a
-// dynamically linked executable (which cannot run in a FROM scratch image)
-// is refused then.
+// sidecarImage hashes the Linux build of jackin (linuxexe) into the tag.
+// The build context is prepared under the state dir only when the image is
+// built: planning and explaining work with any build of jackin, and the
+// lack of a Linux build is reported then.
 func sidecarImage(stateDir string) (drivers.ImageSpec, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return drivers.ImageSpec{}, fmt.Errorf("egress sidecar: find jackin's executable: %w", err)
-	}
-	if r, err := filepath.EvalSymlinks(exe); err == nil {
-		exe = r
+	exe, findErr := linuxexe.Path()
+	if findErr != nil {
+		// Tagged by the running executable, so the plan still names one
+		// image per build; Prepare refuses it.
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return drivers.ImageSpec{}, fmt.Errorf("egress sidecar: find jackin's executable: %w", err)
+		}
 	}
 	fi, err := os.Stat(exe)
 	if err != nil {
@@ -96,31 +98,13 @@ func sidecarImage(stateDir string) (drivers.ImageSpec, error) {
 	return drivers.ImageSpec{Ref: SidecarImageRepo + ":" + hash, Build: &drivers.BuildSpec{
 		Context:    dir,
 		Dockerfile: "Dockerfile",
-		// Checked only when the image is built: planning and explaining
-		// work with any build of jackin.
 		Prepare: func() error {
-			if err := CheckStatic(exe); err != nil {
-				return fmt.Errorf("egress sidecar: %w", err)
+			if findErr != nil {
+				return fmt.Errorf("egress sidecar: %w", findErr)
 			}
 			return prepareSidecarContext(dir, exe)
 		},
 	}}, nil
-}
-
-// CheckStatic refuses a dynamically linked executable (one with an ELF
-// interpreter): the sidecar image is FROM scratch and has no libc.
-func CheckStatic(exe string) error {
-	f, err := elf.Open(exe)
-	if err != nil {
-		return fmt.Errorf("%s is not an ELF executable jackin can run in a container: %w", exe, err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("%s is dynamically linked, and jackin runs its own executable in containers without a C library (the agents' supervisor, the egress proxy): rebuild jackin with CGO_ENABLED=0 (make build does)", exe)
-		}
-	}
-	return nil
 }
 
 const sidecarDockerfile = "FROM scratch\nCOPY jackin /jackin\nENTRYPOINT [\"/jackin\"]\n"

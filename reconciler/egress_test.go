@@ -12,6 +12,7 @@ import (
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/drivers/fake"
 	"github.com/jackin-dev/jackin/egress"
+	"github.com/jackin-dev/jackin/linuxexe"
 	"github.com/jackin-dev/jackin/reconciler"
 	"github.com/jackin-dev/jackin/schema"
 )
@@ -230,24 +231,6 @@ func TestWritePolicies(t *testing.T) {
 	}
 }
 
-func TestCheckStaticRefusesDynamicExecutables(t *testing.T) {
-	// /bin/sh on a Linux host is dynamically linked (has PT_INTERP).
-	for _, p := range []string{"/bin/sh", "/usr/bin/env"} {
-		if _, err := os.Stat(p); err != nil {
-			continue
-		}
-		err := reconciler.CheckStatic(p)
-		if err == nil {
-			t.Skipf("%s is static here", p)
-		}
-		if !strings.Contains(err.Error(), "CGO_ENABLED=0") {
-			t.Errorf("error does not say how to fix it: %v", err)
-		}
-		return
-	}
-	t.Skip("no dynamic executable to check")
-}
-
 // The sidecar alone is replaced when it alone is wrong: the agent keeps
 // running (its container ID stays).
 func TestExecuteReplacesOnlyTheSidecar(t *testing.T) {
@@ -303,8 +286,7 @@ func TestSidecarImageOfThisExecutable(t *testing.T) {
 		t.Fatalf("sidecar image %+v", img)
 	}
 	err = img.Build.Prepare()
-	exe, _ := os.Executable()
-	if reconciler.CheckStatic(exe) != nil {
+	if _, findErr := linuxexe.Path(); findErr != nil {
 		// A test binary built with cgo: the build is refused, clearly.
 		if err == nil || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
 			t.Fatalf("a dynamic executable: Prepare = %v", err)

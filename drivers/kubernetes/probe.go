@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/linuxexe"
 )
 
 // ProbePort is where the probe's target Pod listens.
@@ -228,9 +229,9 @@ func (d *Driver) helperImage(ctx context.Context) (string, error) {
 	if d.host == nil {
 		return HelperRepo + ":test", nil
 	}
-	exe, err := os.Executable()
+	exe, err := linuxexe.Path()
 	if err != nil {
-		return "", fmt.Errorf("find jackin's executable for the helper image: %w", err)
+		return "", fmt.Errorf("the helper image: %w", err)
 	}
 	sum, err := fileHash(exe)
 	if err != nil {

@@ -110,8 +110,10 @@ func TestOrbStackFleet(t *testing.T) {
 		t.Fatalf("agent in the machine's engine: %q %v", out, err)
 	}
 
-	// Shares: the mount sources and jackin's own per-instance directories,
-	// never a parent of them, and no /mnt/mac (isolated).
+	// Shares: the mount sources and jackin's own directories of this
+	// instance alone (never one another instance's containers use, such as
+	// the supervisor every Docker agent runs: a share is writable from
+	// inside the machine), never a parent of them, and no /mnt/mac.
 	binds := dockerLines(t, "inspect", "--format", `{{range .Mounts}}{{if eq .Type "bind"}}{{.Source}}{{"\n"}}{{end}}{{end}}`, harness.OrbMachineContainer(machine))
 	for _, want := range []string{ro, rw} {
 		if !slices.Contains(binds, want) {
@@ -121,7 +123,7 @@ func TestOrbStackFleet(t *testing.T) {
 	for _, b := range binds {
 		switch {
 		case b == ro || b == rw || b == "/sys/fs/cgroup": // the stand-in's own cgroup bind
-		case strings.HasPrefix(b, e.stateDir+"/"):
+		case strings.HasPrefix(b, e.stateDir+"/") && strings.Contains(b+"/", "/"+e.fleet+"/o/"):
 		default:
 			t.Errorf("machine shares %s: not one of the instance's mount sources", b)
 		}
