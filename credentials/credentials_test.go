@@ -210,3 +210,26 @@ func TestWriteDirAtomicAndExact(t *testing.T) {
 		}
 	}
 }
+
+// Where jackin cannot tell a memory-backed directory (macOS), it writes no
+// value until the operator names one: never a silent default on a disk.
+func TestBaseMustBeNamedWhereMemoryCannotBeChecked(t *testing.T) {
+	orig := memoryChecked
+	memoryChecked = false
+	t.Cleanup(func() { memoryChecked = orig })
+	base := filepath.Join(t.TempDir(), "secrets")
+	t.Setenv(BaseEnv, "")
+	_, err := WriteDir(base, filepath.Join(base, "x"), map[string][]byte{"A": []byte("1")}, 0o400, 0o700, nil)
+	if err == nil || !strings.Contains(err.Error(), BaseEnv) || !strings.Contains(err.Error(), "RAM disk") {
+		t.Fatalf("no %s where memory cannot be checked: %v", BaseEnv, err)
+	}
+	if _, statErr := os.Stat(base); !os.IsNotExist(statErr) {
+		t.Errorf("the refused base was made: %v", statErr)
+	}
+	// Named, it is taken (on this Linux test host the tmpfs check itself
+	// still runs after).
+	t.Setenv(BaseEnv, base)
+	if _, err := WriteDir(base, filepath.Join(base, "x"), map[string][]byte{"A": []byte("1")}, 0o400, 0o700, nil); err != nil && strings.Contains(err.Error(), "RAM disk") {
+		t.Fatalf("with %s named: %v", BaseEnv, err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,6 +41,9 @@ type Owner struct{ UID, GID int }
 // owner points the paths below it. Inside a 0700 directory of jackin's
 // own, nobody else can plant anything.
 func ensureBase(base string) error {
+	if !memoryChecked && os.Getenv(BaseEnv) == "" {
+		return fmt.Errorf("credential values are written only to memory, and on %s jackin cannot tell a memory-backed directory from a disk: set %s to a directory on a RAM disk of yours (on macOS: diskutil erasevolume HFS+ jackin-secrets $(hdiutil attach -nomount ram://131072), then %s=/Volumes/jackin-secrets/jackin)", runtime.GOOS, BaseEnv, BaseEnv)
+	}
 	if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
 		return fmt.Errorf("make %s: %w", filepath.Dir(base), err)
 	}
