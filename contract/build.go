@@ -31,8 +31,9 @@ var DockerDefaultCapabilities = []string{
 // HostDockerSocketRule states the validation rule that keeps the host Docker
 // socket out of every instance.
 const HostDockerSocketRule = "validation refuses any mount whose source is a host Docker socket (" +
-	"/var/run/docker.sock, /run/docker.sock), a parent directory of one, or a symlink or .. spelling " +
-	"that resolves to either, and any DOCKER_HOST in env"
+	"/var/run/docker.sock, /run/docker.sock, DOCKER_HOST's, and those in the user's directories: " +
+	"Docker Desktop's, OrbStack's, Colima's, Rancher Desktop's, rootless Docker's), a parent directory of one, " +
+	"or a symlink or .. spelling that resolves to either, and any DOCKER_HOST in env"
 
 // Options are the inputs of Build besides the fleet.
 type Options struct {

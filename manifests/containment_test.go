@@ -318,3 +318,30 @@ func TestScanCapIsAWarning(t *testing.T) {
 		t.Fatalf("want one warning about the scan cap at the src, got %v", res.Warnings)
 	}
 }
+
+// The engine sockets in a user's own directories (OrbStack's, Docker
+// Desktop's on macOS) are guarded by default, whichever engine jackin
+// talks to: their directories are never mount sources.
+func TestUserEngineSocketsAreGuardedByDefault(t *testing.T) {
+	for _, rel := range []string{".orbstack/run/docker.sock", ".docker/run/docker.sock"} {
+		t.Run(rel, func(t *testing.T) {
+			top := strings.SplitN(rel, "/", 2)[0]
+			fx := newFixture(t, map[string]string{"f.cue": inst(`mounts: [{«src: "./home/` + top + `", dst: "/x", mode: "ro", allowSensitive: true}]`), "home/": "", "state/": "", "shm/jackin-0/": ""})
+			// A file stands for the socket (a socket path this long is
+			// too long to bind): the guard knows it by identity.
+			writeFile(t, fx, "home/"+rel, "")
+			o := fx.opts()
+			o.StateDir = filepath.Join(fx.dir, "state")
+			o.SecretsDir = filepath.Join(fx.dir, "shm", "jackin-0")
+			o.Home = filepath.Join(fx.dir, "home")
+			_, diags := fx.load(t, o, "f.cue")
+			if diags == nil {
+				t.Fatalf("a mount of ~/%s was accepted", top)
+			}
+			expect(t, diags, fx.where, "instances.a.mounts[0].src", "the Docker socket "+filepath.Join(fx.dir, "home", rel))
+		})
+	}
+	if got := userEngineSockets("/h", "/run/user/1000"); !strings.Contains(strings.Join(got, " "), "/h/.orbstack/run/docker.sock") || got[len(got)-1] != "/run/user/1000/docker.sock" {
+		t.Errorf("user engine sockets %v", got)
+	}
+}

@@ -39,6 +39,7 @@ func newGuard(opts Options) *schema.HostGuard {
 		if h := os.Getenv("DOCKER_HOST"); strings.HasPrefix(h, "unix://") {
 			socks = append(socks, strings.TrimPrefix(h, "unix://"))
 		}
+		socks = append(socks, userEngineSockets(opts.Home, os.Getenv("XDG_RUNTIME_DIR"))...)
 	}
 	return &schema.HostGuard{Home: opts.Home, Protected: protected, EngineSockets: socks}
 }
@@ -206,4 +207,23 @@ func (l *loader) checkWritableNesting(checkers map[string]*instanceChecker, flee
 			}
 		}
 	}
+}
+
+// userEngineSockets are the Docker engine sockets that live in a user's
+// own directories, whichever engine jackin itself talks to: Docker
+// Desktop's and OrbStack's on macOS (where /var/run/docker.sock is at most
+// a link to one of them), Colima's, Rancher Desktop's, and rootless
+// Docker's under $XDG_RUNTIME_DIR. Each is root of some engine, so none is
+// ever a mount source, nor is a directory above one.
+func userEngineSockets(home, runtimeDir string) []string {
+	var out []string
+	if home != "" {
+		for _, rel := range []string{".docker/run/docker.sock", ".orbstack/run/docker.sock", ".colima/default/docker.sock", ".colima/docker.sock", ".rd/docker.sock"} {
+			out = append(out, filepath.Join(home, filepath.FromSlash(rel)))
+		}
+	}
+	if runtimeDir != "" {
+		out = append(out, filepath.Join(runtimeDir, "docker.sock"))
+	}
+	return out
 }
