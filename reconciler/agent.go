@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/jackin-dev/jackin/drivers"
@@ -26,6 +27,9 @@ type AgentPrep struct {
 	// Dir is the instance's agent directory (mounted at
 	// supervisor.AgentDir).
 	Dir string
+
+	mu    sync.Mutex
+	waits []func() error // the copies Prepare began, for Ready
 }
 
 // SupervisorBinDir is where jackin keeps the binary agent containers run
@@ -103,31 +107,106 @@ func specRun(inst schema.Instance) SpecRun {
 	return SpecRun{Argv: argv, ImageCommand: imageCommand, Homes: rt.HomeRels(), StateSource: string(rt.State)}
 }
 
-var binMu sync.Mutex
-
-// InstallSupervisorBinary puts jackin's static Linux executable
+// InstallSupervisorBinary starts putting jackin's static Linux executable
 // (linuxexe: this one on a Linux host) into dir, where agent containers
-// mount it. Unit tests that run the executor against the in-memory driver
-// replace it (their test binary is not static, and no container runs it).
-var InstallSupervisorBinary = func(dir string) error {
+// mount it, and returns what waits for it to be there. What it can refuse
+// at once (no Linux build) it refuses at once; the copy itself (about
+// 100 MB, when dir lacks it) runs in the background, beside the rest of
+// the action (on OrbStack, beside the machine's making), and installs
+// into one directory are one. Unit tests that run the executor against
+// the in-memory driver replace it (their test binary is not static, and no
+// container runs it).
+var InstallSupervisorBinary = func(dir string) (wait func() error, err error) {
 	exe, err := linuxexe.Path()
 	if err != nil {
-		return fmt.Errorf("the agent's supervisor: %w", err)
+		return nil, fmt.Errorf("the agent's supervisor: %w", err)
 	}
-	binMu.Lock()
-	defer binMu.Unlock()
-	return installBinary(exe, dir)
+	return startInstall(exe, dir)
 }
 
-// Prepare copies jackin's executable into BinDir (when its content
-// differs: a new version is renamed into place, and a running supervisor
-// keeps the one it started with) and makes the agent directory, writable
-// by the agent's user whoever that is (its parent directories are
-// jackin's own, 0700).
+// installs are the copies in progress, by directory.
+var installs struct {
+	sync.Mutex
+	m map[string]*install
+}
+
+type install struct {
+	source installStamp // the source fields alone
+	done   chan struct{}
+	err    error
+}
+
+func (in *install) wait() error {
+	<-in.done
+	return in.err
+}
+
+// startInstall joins the copy of exe into dir already in progress, or
+// checks the stamp and, when dir lacks exe, starts one.
+func startInstall(exe, dir string) (func() error, error) {
+	want, err := sourceStamp(exe)
+	if err != nil {
+		return nil, err
+	}
+	installs.Lock()
+	defer installs.Unlock()
+	if in := installs.m[dir]; in != nil {
+		select {
+		case <-in.done:
+		default:
+			if in.source == want {
+				return in.wait, nil
+			}
+			// Another source (jackin replaced meanwhile): after that copy.
+			prev := in
+			return startCopy(exe, dir, want, prev), nil
+		}
+	}
+	if installedFrom(dir, want) {
+		return func() error { return nil }, nil
+	}
+	// The directory exists before the wait: it is what a machine shares.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("the agent's supervisor: %w", err)
+	}
+	// Mounted into containers: readable by any user.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("the agent's supervisor: %w", err)
+	}
+	return startCopy(exe, dir, want, nil), nil
+}
+
+// startCopy runs installBinary in the background, after prev if any.
+// installs is held.
+func startCopy(exe, dir string, want installStamp, prev *install) func() error {
+	in := &install{source: want, done: make(chan struct{})}
+	if installs.m == nil {
+		installs.m = map[string]*install{}
+	}
+	installs.m[dir] = in
+	go func() {
+		defer close(in.done)
+		if prev != nil {
+			<-prev.done
+		}
+		in.err = installBinary(exe, dir)
+	}()
+	return in.wait
+}
+
+// Prepare makes the agent directory, writable by the agent's user whoever
+// that is (its parent directories are jackin's own, 0700), and starts
+// copying jackin's executable into BinDir when it differs (a new version
+// is renamed into place, and a running supervisor keeps the one it
+// started with); Ready waits for that copy.
 func (p *AgentPrep) Prepare() error {
-	if err := InstallSupervisorBinary(p.BinDir); err != nil {
+	wait, err := InstallSupervisorBinary(p.BinDir)
+	if err != nil {
 		return err
 	}
+	p.mu.Lock()
+	p.waits = append(p.waits, wait)
+	p.mu.Unlock()
 	if err := os.MkdirAll(filepath.Dir(p.Dir), 0o700); err != nil {
 		return fmt.Errorf("agent directory: %w", err)
 	}
@@ -139,6 +218,23 @@ func (p *AgentPrep) Prepare() error {
 		return fmt.Errorf("agent directory %s is not a directory", p.Dir)
 	}
 	return os.Chmod(p.Dir, 0o777|os.ModeSticky)
+}
+
+// Ready waits until the supervisor's executable Prepare began copying is
+// in BinDir: before the agent container is created or started.
+func (p *AgentPrep) Ready() error {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	waits := slices.Clone(p.waits)
+	p.mu.Unlock()
+	for _, w := range waits {
+		if err := w(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // installStamp says which executable a directory's copy came from and
@@ -165,23 +261,15 @@ func installStampPath(dir string) string {
 // A new version is renamed into place, so a running supervisor keeps the
 // one it started with. A copy that is not a regular file is replaced.
 func installBinary(exe, dir string) error {
-	src, err := os.Stat(exe)
+	want, err := sourceStamp(exe)
 	if err != nil {
-		return fmt.Errorf("the agent's supervisor: %w", err)
+		return err
 	}
-	want := installStamp{Source: exe, SourceSize: src.Size(), SourceMtime: src.ModTime().UnixNano()}
-	dst := filepath.Join(dir, "jackin")
-	if st, ok := readInstallStamp(dir); ok && st.Source == want.Source && st.SourceSize == want.SourceSize && st.SourceMtime == want.SourceMtime {
-		if fi, err := os.Lstat(dst); err == nil && fi.Mode().IsRegular() && fi.Size() == st.CopySize && fi.ModTime().UnixNano() == st.CopyMtime && inodeOf(fi) == st.CopyIno {
-			return nil
-		}
+	if installedFrom(dir, want) {
+		return nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("the agent's supervisor: %w", err)
-	}
-	// The directory is mounted into containers: readable by any user.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return err
 	}
 	in, err := os.Open(exe)
 	if err != nil {
@@ -202,7 +290,7 @@ func installBinary(exe, dir string) error {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("the agent's supervisor: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, "jackin")); err != nil {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("the agent's supervisor: %w", err)
 	}
@@ -210,6 +298,26 @@ func installBinary(exe, dir string) error {
 	// Without a stamp the next command copies again: slower, not wrong.
 	_ = writeInstallStamp(dir, want)
 	return nil
+}
+
+// sourceStamp is the stamp's source fields for exe as it is now.
+func sourceStamp(exe string) (installStamp, error) {
+	src, err := os.Stat(exe)
+	if err != nil {
+		return installStamp{}, fmt.Errorf("the agent's supervisor: %w", err)
+	}
+	return installStamp{Source: exe, SourceSize: src.Size(), SourceMtime: src.ModTime().UnixNano()}, nil
+}
+
+// installedFrom reports whether dir's copy is the one its stamp says was
+// made from the source want describes.
+func installedFrom(dir string, want installStamp) bool {
+	st, ok := readInstallStamp(dir)
+	if !ok || st.Source != want.Source || st.SourceSize != want.SourceSize || st.SourceMtime != want.SourceMtime {
+		return false
+	}
+	fi, err := os.Lstat(filepath.Join(dir, "jackin"))
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == st.CopySize && fi.ModTime().UnixNano() == st.CopyMtime && inodeOf(fi) == st.CopyIno
 }
 
 // readInstallStamp reads the stamp beside dir (a small file of jackin's).

@@ -24,11 +24,11 @@ func stubSupervisorBinary(t *testing.T, err error) func() []string {
 	var mu sync.Mutex
 	var dirs []string
 	orig := reconciler.InstallSupervisorBinary
-	reconciler.InstallSupervisorBinary = func(dir string) error {
+	reconciler.InstallSupervisorBinary = func(dir string) (func() error, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		dirs = append(dirs, dir)
-		return err
+		return func() error { return nil }, err
 	}
 	t.Cleanup(func() { reconciler.InstallSupervisorBinary = orig })
 	return func() []string {

@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv("JACKIN_HOME", dir)
 	// No container runs the supervisor against the in-memory driver.
-	reconciler.InstallSupervisorBinary = func(string) error { return nil }
+	reconciler.InstallSupervisorBinary = func(string) (func() error, error) { return func() error { return nil }, nil }
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

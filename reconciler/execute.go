@@ -608,6 +608,11 @@ func (r *stepRunner) step(ctx context.Context, s Step) error {
 			return err
 		}
 		if s.Resource.Kind == drivers.KindContainer {
+			if s.Resource.Component == drivers.ComponentAgent && r.act.Desired != nil {
+				if err := r.act.Desired.Agent.Ready(); err != nil {
+					return err
+				}
+			}
 			if err := verifySources(s.Resource.Container); err != nil {
 				return err
 			}
@@ -636,6 +641,11 @@ func (r *stepRunner) step(ctx context.Context, s Step) error {
 	case StepStart:
 		if err := r.prepareHost(ctx); err != nil {
 			return err
+		}
+		if s.Agent && r.act.Desired != nil {
+			if err := r.act.Desired.Agent.Ready(); err != nil {
+				return err
+			}
 		}
 		// The engine resolves a bind's host path at every start, so a
 		// source swapped for a symlink since validation would be followed.

@@ -82,3 +82,68 @@ func TestInstallBinaryCopiesOnlyWhatChanged(t *testing.T) {
 	}
 	install("v2")
 }
+
+// startInstall makes the directory at once (a machine shares it before the
+// copy is done), copies in the background, and joins the copy already
+// running for the same directory rather than starting a second.
+func TestStartInstallJoinsTheCopyInProgress(t *testing.T) {
+	root := t.TempDir()
+	src, dir := filepath.Join(root, "jackin-src"), filepath.Join(root, "machines", "f", "i", "supervisor")
+	if err := os.WriteFile(src, make([]byte, 8<<20), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	waits := make([]func() error, 4)
+	for i := range waits {
+		w, err := startInstall(src, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits[i] = w
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			t.Fatalf("the directory is not there before the wait: %v", err)
+		}
+	}
+	installs.Lock()
+	in := installs.m[dir]
+	installs.Unlock()
+	for _, w := range waits {
+		if err := w(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if in == nil {
+		t.Fatal("no copy was started")
+	}
+	fi, err := os.Stat(filepath.Join(dir, "jackin"))
+	if err != nil || fi.Size() != 8<<20 {
+		t.Fatalf("the copy: %v %v", fi, err)
+	}
+	// One copy: the directory holds the executable and no leftover
+	// temporary file of a second copy.
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("directory holds %v", entries)
+	}
+	// Installed: the next start finds the stamp and copies nothing.
+	w, err := startInstall(src, dir)
+	if err != nil || w() != nil {
+		t.Fatalf("second start: %v", err)
+	}
+	if fi2, _ := os.Stat(filepath.Join(dir, "jackin")); inodeOf(fi2) != inodeOf(fi) {
+		t.Error("an installed executable was copied again")
+	}
+
+	// A copy that fails (a directory cannot be read as the executable) is
+	// reported by the wait, and by AgentPrep.Ready.
+	bad := filepath.Join(root, "not-a-file")
+	if err := os.Mkdir(bad, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w, err = startInstall(bad, filepath.Join(root, "other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &AgentPrep{waits: []func() error{w}}
+	if err := p.Ready(); err == nil {
+		t.Error("a failed copy was not reported")
+	}
+}
