@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/jackin-dev/jackin/schema"
 )
 
 // Tests for the containment holes of issue 22 that validation closes: a
@@ -341,7 +343,36 @@ func TestUserEngineSocketsAreGuardedByDefault(t *testing.T) {
 			expect(t, diags, fx.where, "instances.a.mounts[0].src", "the Docker socket "+filepath.Join(fx.dir, "home", rel))
 		})
 	}
-	if got := userEngineSockets("/h", "/run/user/1000"); !strings.Contains(strings.Join(got, " "), "/h/.orbstack/run/docker.sock") || got[len(got)-1] != "/run/user/1000/docker.sock" {
+	// OrbStack installed but stopped: its socket is absent, its directory
+	// is there, and the socket comes back when OrbStack starts.
+	fx := newFixture(t, map[string]string{"f.cue": inst(`mounts: [{«src: "./home/.orbstack", dst: "/x", mode: "ro", allowSensitive: true}]`), "home/": "", "state/": "", "shm/jackin-0/": ""})
+	mkdirs(t, fx, "home/.orbstack/run")
+	o := fx.opts()
+	o.StateDir, o.SecretsDir, o.Home = filepath.Join(fx.dir, "state"), filepath.Join(fx.dir, "shm", "jackin-0"), filepath.Join(fx.dir, "home")
+	if _, diags := fx.load(t, o, "f.cue"); diags == nil {
+		t.Error("a mount of a stopped OrbStack's directory was accepted")
+	} else {
+		expect(t, diags, fx.where, "instances.a.mounts[0].src", "would expose the host Docker socket "+filepath.Join(fx.dir, "home", ".orbstack", "run", "docker.sock"))
+	}
+	if got := userEngineSockets("/h", "/run/user/1000"); !strings.Contains(strings.Join(got, " "), "/h/.orbstack/run/docker.sock") || !strings.Contains(strings.Join(got, " "), "/run/user/1000/docker.sock") {
 		t.Errorf("user engine sockets %v", got)
+	}
+}
+
+// jackin's ssh control sockets (each the operator's access to a remote
+// engine's host) are never a mount source, nor is a directory holding them.
+func TestSSHControlDirIsNeverAMountSource(t *testing.T) {
+	t.Setenv("TMPDIR", "/tmp")
+	dir := schema.SSHControlDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range []string{dir, filepath.Dir(dir)} {
+		fx := newFixture(t, map[string]string{"f.cue": inst(`mounts: [{«src: "` + src + `", dst: "/x", mode: "ro", allowSensitive: true}]`), "home/": "", "state/": "", "shm/jackin-0/": ""})
+		_, diags := fx.load(t, guardOpts(fx), "f.cue")
+		if diags == nil {
+			t.Fatalf("a mount of %s was accepted", src)
+		}
+		expect(t, diags, fx.where, "instances.a.mounts[0].src", dir+" (jackin's ssh control sockets")
 	}
 }

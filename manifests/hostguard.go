@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 
 	"github.com/jackin-dev/jackin/credentials"
@@ -27,6 +29,7 @@ func newGuard(opts Options) *schema.HostGuard {
 	for _, p := range []schema.Protected{
 		{Path: state, What: "jackin's state: keys, certificates, egress policies and history"},
 		{Path: secrets, What: "jackin's credential values"},
+		{Path: schema.SSHControlDir(), What: "jackin's ssh control sockets: the operator's access to remote engines' hosts"},
 	} {
 		if abs, err := filepath.Abs(p.Path); err == nil {
 			p.Path = abs
@@ -218,12 +221,23 @@ func (l *loader) checkWritableNesting(checkers map[string]*instanceChecker, flee
 func userEngineSockets(home, runtimeDir string) []string {
 	var out []string
 	if home != "" {
-		for _, rel := range []string{".docker/run/docker.sock", ".orbstack/run/docker.sock", ".colima/default/docker.sock", ".colima/docker.sock", ".rd/docker.sock"} {
+		for _, rel := range []string{
+			".docker/run/docker.sock", ".docker/desktop/docker.sock", // Docker Desktop (macOS, Linux)
+			"Library/Containers/com.docker.docker/Data/docker.raw.sock", "Library/Containers/com.docker.docker/Data/docker-cli.sock",
+			".orbstack/run/docker.sock",
+			".colima/default/docker.sock", ".colima/docker.sock",
+			".lima/default/sock/docker.sock", ".lima/docker/sock/docker.sock",
+			".rd/docker.sock", // Rancher Desktop
+			".local/share/containers/podman/machine/podman.sock", ".local/share/containers/podman/machine/qemu/podman.sock",
+		} {
 			out = append(out, filepath.Join(home, filepath.FromSlash(rel)))
 		}
 	}
+	if runtimeDir == "" && runtime.GOOS == "linux" {
+		runtimeDir = "/run/user/" + strconv.Itoa(os.Getuid())
+	}
 	if runtimeDir != "" {
-		out = append(out, filepath.Join(runtimeDir, "docker.sock"))
+		out = append(out, filepath.Join(runtimeDir, "docker.sock"), filepath.Join(runtimeDir, "podman", "podman.sock"))
 	}
 	return out
 }

@@ -194,6 +194,8 @@ type HostGuard struct {
 	// engine, whatever its name.
 	EngineSockets []string
 
+	sockOnce   sync.Once
+	sockPaths  []string
 	once       sync.Once
 	ids        map[hostpath.ID]guarded // guarded paths, by identity
 	above      map[hostpath.ID][]int   // identity of a parent directory -> guarded paths below it
@@ -244,7 +246,7 @@ func (g *HostGuard) Check(src string) GuardResult {
 
 func (g *HostGuard) check(src string) GuardResult {
 	var r GuardResult
-	if sock, bad := DockerSocketExposure(src); bad {
+	if sock, bad := socketExposure(src, g.socketPaths()); bad {
 		r.Never = append(r.Never, "would expose the host Docker socket "+sock)
 	}
 	for _, f := range ProtectedPathFindings(src, g.Protected) {
@@ -399,6 +401,25 @@ func (g *HostGuard) fileIndex() map[hostpath.ID]guarded {
 		}
 	})
 	return g.files
+}
+
+// socketPaths are the well-known sockets and those EngineSockets whose
+// engine is installed here (the socket, or the directory it is made in,
+// exists: a stopped engine's socket comes back), each also with its links
+// resolved. They are refused by path, above the identity checks that need
+// the socket to exist.
+func (g *HostGuard) socketPaths() []string {
+	g.sockOnce.Do(func() {
+		out := append([]string{}, hostSockets()...)
+		for _, s := range g.EngineSockets {
+			if _, err := os.Lstat(filepath.Dir(s)); err != nil {
+				continue
+			}
+			out = append(out, filepath.Clean(s), ResolveExisting(s))
+		}
+		g.sockPaths = uniq(out...)
+	})
+	return g.sockPaths
 }
 
 // servedByEngine reports whether the socket at p is served by the Docker

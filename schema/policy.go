@@ -3,6 +3,8 @@ package schema
 import (
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -15,18 +17,40 @@ var HostDockerSockets = []string{"/var/run/docker.sock", "/run/docker.sock"}
 // symlink or ".." spelling that resolves to either. It returns the socket
 // path it would expose.
 func DockerSocketExposure(src string) (string, bool) {
+	return socketExposure(src, hostSockets())
+}
+
+// socketExposure is DockerSocketExposure against socks: by path, so a
+// socket that is absent now (its engine stopped) is still never mounted,
+// nor a directory above it. On macOS paths compare without case, as its
+// filesystems do by default.
+func socketExposure(src string, socks []string) (string, bool) {
 	if src == "" || !filepath.IsAbs(src) {
 		return "", false
 	}
 	candidates := uniq(filepath.Clean(src), ResolveExisting(src))
 	for _, c := range candidates {
-		for _, s := range hostSockets() {
-			if c == s || c == "/" || strings.HasPrefix(s, c+"/") {
+		for _, s := range socks {
+			if samePath(c, s) || c == "/" || hasPathPrefix(s, c+"/") {
 				return s, true
 			}
 		}
 	}
 	return "", false
+}
+
+// foldCase: paths on this system's default filesystem ignore case.
+var foldCase = runtime.GOOS == "darwin"
+
+func samePath(a, b string) bool {
+	if foldCase {
+		return strings.EqualFold(a, b)
+	}
+	return a == b
+}
+
+func hasPathPrefix(s, prefix string) bool {
+	return len(s) >= len(prefix) && samePath(s[:len(prefix)], prefix)
 }
 
 // hostSockets is HostDockerSockets plus their symlink-resolved forms (on
@@ -145,6 +169,29 @@ func DefaultStateDir() string {
 	}
 	return filepath.Join(home, ".local", "state", "jackin")
 }
+
+// SSHControlDir is the directory of jackin's ssh control sockets (and its
+// dial keepers' sockets) for ssh:// engines: the system's temporary
+// directory, unless a control socket's path there would not fit a unix
+// socket address (macOS's $TMPDIR under /var/folders is that long), then
+// /tmp. Each socket in it is the operator's access to an engine's host.
+func SSHControlDir() string {
+	name := "jackin-ssh-" + strconv.Itoa(os.Getuid())
+	dir := filepath.Join(os.TempDir(), name)
+	if len(dir)+sshSocketTail >= maxSocketPath {
+		dir = filepath.Join("/tmp", name)
+	}
+	return dir
+}
+
+// sshSocketTail is what ssh adds to the directory for a control socket:
+// "/", the 40 hex digits of %C, and the "." and 16 characters of the
+// temporary name it binds first. maxSocketPath is the smallest
+// sun_path of the systems jackin runs on (macOS: 104, with its NUL).
+const (
+	sshSocketTail = 1 + 40 + 17
+	maxSocketPath = 104
+)
 
 // ExpandHome replaces a leading "~" or "~/" with home. "~user" is not supported.
 func ExpandHome(p, home string) (string, bool) {

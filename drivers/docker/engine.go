@@ -14,6 +14,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/moby/moby/client"
+
+	"github.com/jackin-dev/jackin/schema"
 )
 
 // EngineConfig is a Docker engine a fleet declares besides the local one
@@ -109,7 +111,7 @@ func sshProgram() []string {
 // the engine's host as the operator). Anything else there (another
 // owner, wider modes, a symbolic link) turns multiplexing off.
 func sshMuxDir() (string, bool) {
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("jackin-ssh-%d", os.Getuid()))
+	dir := schema.SSHControlDir()
 	if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
 		return "", false
 	}
