@@ -422,7 +422,7 @@ func (b builder) filesystem(fx facts, warn func(string, string, ...any)) Filesys
 	}
 	fs.Mounts = append(fs.Mounts, gitDirMounts(fx)...)
 	for _, m := range renderedMounts(fx, reconciler.MountFromSupervisor) {
-		fs.Mounts = append(fs.Mounts, supervisorMount(m))
+		fs.Mounts = append(fs.Mounts, supervisorMount(m, fx.inst.Backend))
 	}
 	if sb := fx.di.Spec.Sandbox; sb != nil {
 		mounted := map[string]bool{}

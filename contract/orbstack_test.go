@@ -56,6 +56,27 @@ func TestOrbStackBoundary(t *testing.T) {
 	if s := shares["/srv/rw"]; s.Access != "rw" {
 		t.Errorf("rw share %+v", s)
 	}
+	// The supervisor's executable is a copy of the machine's own, and says
+	// so; the Docker instance's is the shared one.
+	for _, c := range []struct {
+		ct       Contract
+		own      bool
+		enforced string
+	}{{o, true, "guest-enforced"}, {d, false, "the engine"}} {
+		var found bool
+		for _, mt := range c.ct.Filesystem.Mounts {
+			if mt.Destination != "/run/jackin/bin" {
+				continue
+			}
+			found = true
+			if strings.Contains(mt.Source, "/machines/") != c.own || !strings.HasPrefix(mt.EnforcedBy, c.enforced) {
+				t.Errorf("instance %s: supervisor mount %+v", c.ct.Instance, mt)
+			}
+		}
+		if !found {
+			t.Errorf("instance %s: no supervisor mount in %+v", c.ct.Instance, c.ct.Filesystem.Mounts)
+		}
+	}
 	if pm := p.Sandbox.Machine; pm == nil || pm.HostNetwork != "open" || pm.SSHAgentForwarding != "on" {
 		t.Errorf("p's machine %+v, want host network open and the SSH agent on", pm)
 	}

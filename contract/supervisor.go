@@ -123,13 +123,17 @@ func quoteArgs(args []string) string {
 
 // supervisorMount describes one of the supervisor's mounts for the
 // filesystem section.
-func supervisorMount(m drivers.MountSpec) Mount {
+func supervisorMount(m drivers.MountSpec, backend string) Mount {
 	mt := Mount{Source: m.Source, Destination: m.Target, Access: access(m)}
 	switch m.Target {
 	case supervisor.BinDir:
 		mt.Type, mt.Mode = MountBind, "ro"
 		mt.EnforcedBy = "the engine (read-only bind mount of jackin's own executable, the supervisor)"
 		mt.Persistence = "on the host under the state dir: replaced when jackin is upgraded"
+		if backend == schema.BackendOrbStack {
+			mt.EnforcedBy = "guest-enforced (the machine's Docker mounts it read-only; the machine's share of it is writable from inside the machine, so this copy is the instance's alone)"
+			mt.Persistence = "a copy of jackin's executable for this machine alone, on the host under the state dir: replaced when jackin is upgraded; removed when the instance is deleted"
+		}
 	case supervisor.AgentDir:
 		mt.Type, mt.Mode = MountBind, "rw"
 		mt.EnforcedBy = "nothing: read-write, where the supervisor publishes the agent's state; the agent can write it too, and jackin reads it as untrusted input"

@@ -31,13 +31,14 @@ func CompanionName(arch string) string { return "jackin-linux-" + arch }
 var found struct {
 	sync.Mutex
 	key, path string
-	err       error
+	sig       string // the found file's size and times: found again when it changes
 }
 
 // Path returns the static linux executable, for this host's architecture,
-// of the jackin that is running. It looks once per process (per value of
-// Env): Env when set, this executable on a Linux host, else the companion
-// beside it.
+// of the jackin that is running: Env when set, this executable on a Linux
+// host (the running file itself, even if it was replaced since it
+// started), else the companion beside it. A file found is checked again
+// when it changes; a failure is not remembered.
 func Path() (string, error) {
 	self, err := os.Executable()
 	if err != nil {
@@ -46,44 +47,81 @@ func Path() (string, error) {
 	if r, err := filepath.EvalSymlinks(self); err == nil {
 		self = r
 	}
-	h := host{goos: runtime.GOOS, goarch: runtime.GOARCH, self: self, override: os.Getenv(Env)}
+	h := host{goos: runtime.GOOS, goarch: runtime.GOARCH, self: self, running: self, override: os.Getenv(Env)}
+	if h.goos == "linux" {
+		// The file at self's path is another one when jackin was replaced
+		// while this process runs: the running one is used.
+		a, errA := os.Stat(procSelf)
+		b, errB := os.Stat(self)
+		if errA == nil && (errB != nil || !os.SameFile(a, b)) {
+			h.running = procSelf
+		}
+	}
 	key := h.self + "\x00" + h.override
 	found.Lock()
 	defer found.Unlock()
-	if found.key != key {
-		found.key = key
-		found.path, found.err = find(h, Check)
+	if found.key == key && found.path != "" && signature(found.path) == found.sig {
+		return found.path, nil
 	}
-	return found.path, found.err
+	p, err := find(h, Check)
+	if err != nil {
+		found.key, found.path = "", ""
+		return "", err
+	}
+	found.key, found.path, found.sig = key, p, signature(p)
+	return p, nil
+}
+
+// procSelf is the running executable on Linux, whatever became of the
+// file it was started from.
+const procSelf = "/proc/self/exe"
+
+func signature(p string) string {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprint(fi.Size(), fi.ModTime().UnixNano(), fi.Sys())
 }
 
 // host is what find looks from: the system jackin runs on, its executable
 // and Env.
 type host struct {
-	goos, goarch   string
-	self, override string
+	goos, goarch string
+	// self is the executable's path (the companion is looked for beside
+	// it); running is the file to use for self (/proc/self/exe on Linux).
+	self, running, override string
 }
 
 // find picks the executable; check is Check outside tests.
 func find(h host, check func(path, arch, self string) error) (string, error) {
+	if h.running == "" {
+		h.running = h.self
+	}
 	if h.override != "" {
-		if err := check(h.override, h.goarch, h.self); err != nil {
+		p, err := filepath.Abs(h.override)
+		if err != nil {
 			return "", fmt.Errorf("%s=%s: %w", Env, h.override, err)
 		}
-		return h.override, nil
+		if err := check(p, h.goarch, h.running); err != nil {
+			return "", fmt.Errorf("%s=%s: %w", Env, h.override, err)
+		}
+		return p, nil
 	}
 	var selfErr error
 	if h.goos == "linux" {
-		if selfErr = check(h.self, h.goarch, h.self); selfErr == nil {
-			return h.self, nil
+		if selfErr = check(h.running, h.goarch, h.running); selfErr == nil {
+			return h.running, nil
 		}
 	}
 	comp := filepath.Join(filepath.Dir(h.self), CompanionName(h.goarch))
 	if _, err := os.Stat(comp); err == nil {
-		if err := check(comp, h.goarch, h.self); err != nil {
+		if err := check(comp, h.goarch, h.running); err != nil {
 			return "", fmt.Errorf("the Linux build of jackin for containers: %w", err)
 		}
 		return comp, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("the Linux build of jackin for containers: %w", err)
 	}
 	build := fmt.Sprintf("CGO_ENABLED=0 GOOS=linux GOARCH=%s go build -o %s ./cmd/jackin", h.goarch, comp)
 	if selfErr != nil {

@@ -9,7 +9,9 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackin-dev/jackin/drivers"
 	"github.com/jackin-dev/jackin/linuxexe"
@@ -245,9 +247,12 @@ type installStamp struct {
 	Source      string `json:"source"`
 	SourceSize  int64  `json:"sourceSize"`
 	SourceMtime int64  `json:"sourceMtime"`
+	SourceIno   uint64 `json:"sourceIno,omitempty"`
+	SourceCtime int64  `json:"sourceCtime,omitempty"`
 	CopySize    int64  `json:"copySize"`
 	CopyMtime   int64  `json:"copyMtime"`
 	CopyIno     uint64 `json:"copyIno,omitempty"`
+	CopyCtime   int64  `json:"copyCtime,omitempty"`
 }
 
 func installStampPath(dir string) string {
@@ -271,6 +276,7 @@ func installBinary(exe, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("the agent's supervisor: %w", err)
 	}
+	removeStaleCopies(dir)
 	in, err := os.Open(exe)
 	if err != nil {
 		return fmt.Errorf("the agent's supervisor: %w", err)
@@ -280,13 +286,9 @@ func installBinary(exe, dir string) error {
 	if err != nil {
 		return fmt.Errorf("the agent's supervisor: %w", err)
 	}
+	defer tmp.Close()
 	_, cerr := io.Copy(tmp, in)
-	if err := errors.Join(cerr, tmp.Close(), os.Chmod(tmp.Name(), 0o755)); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("the agent's supervisor: %w", err)
-	}
-	fi, err := os.Lstat(tmp.Name())
-	if err != nil {
+	if err := errors.Join(cerr, tmp.Chmod(0o755)); err != nil {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("the agent's supervisor: %w", err)
 	}
@@ -294,10 +296,39 @@ func installBinary(exe, dir string) error {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("the agent's supervisor: %w", err)
 	}
-	want.CopySize, want.CopyMtime, want.CopyIno = fi.Size(), fi.ModTime().UnixNano(), inodeOf(fi)
+	// The copy as it is after the rename (which sets its change time),
+	// through the descriptor: never a file put in its place since.
+	fi, err := tmp.Stat()
+	if err != nil {
+		return fmt.Errorf("the agent's supervisor: %w", err)
+	}
+	want.CopySize, want.CopyMtime = fi.Size(), fi.ModTime().UnixNano()
+	want.CopyIno, want.CopyCtime = fileID(fi)
 	// Without a stamp the next command copies again: slower, not wrong.
 	_ = writeInstallStamp(dir, want)
 	return nil
+}
+
+// staleCopy is the age past which a temporary copy in a supervisor
+// directory is an interrupted jackin's (a copy takes well under a second),
+// and not one another jackin is making now.
+const staleCopy = 10 * time.Minute
+
+// removeStaleCopies removes the temporary copies interrupted installs left
+// in dir (100 MB each). Entries are removed, never followed.
+func removeStaleCopies(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".jackin-") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleCopy {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // sourceStamp is the stamp's source fields for exe as it is now.
@@ -306,18 +337,26 @@ func sourceStamp(exe string) (installStamp, error) {
 	if err != nil {
 		return installStamp{}, fmt.Errorf("the agent's supervisor: %w", err)
 	}
-	return installStamp{Source: exe, SourceSize: src.Size(), SourceMtime: src.ModTime().UnixNano()}, nil
+	ino, ctime := fileID(src)
+	return installStamp{Source: exe, SourceSize: src.Size(), SourceMtime: src.ModTime().UnixNano(), SourceIno: ino, SourceCtime: ctime}, nil
 }
 
 // installedFrom reports whether dir's copy is the one its stamp says was
 // made from the source want describes.
 func installedFrom(dir string, want installStamp) bool {
 	st, ok := readInstallStamp(dir)
-	if !ok || st.Source != want.Source || st.SourceSize != want.SourceSize || st.SourceMtime != want.SourceMtime {
+	if !ok || st.Source != want.Source || st.SourceSize != want.SourceSize || st.SourceMtime != want.SourceMtime ||
+		st.SourceIno != want.SourceIno || st.SourceCtime != want.SourceCtime {
 		return false
 	}
 	fi, err := os.Lstat(filepath.Join(dir, "jackin"))
-	return err == nil && fi.Mode().IsRegular() && fi.Size() == st.CopySize && fi.ModTime().UnixNano() == st.CopyMtime && inodeOf(fi) == st.CopyIno
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o755 {
+		return false
+	}
+	// The change time as well: a copy rewritten in place, its times set
+	// back, still shows a new one.
+	ino, ctime := fileID(fi)
+	return fi.Size() == st.CopySize && fi.ModTime().UnixNano() == st.CopyMtime && ino == st.CopyIno && ctime == st.CopyCtime
 }
 
 // readInstallStamp reads the stamp beside dir (a small file of jackin's).

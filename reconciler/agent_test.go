@@ -168,10 +168,36 @@ func TestOrbStackSupervisorCopyIsTheInstances(t *testing.T) {
 	if err := os.MkdirAll(own, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := reconciler.RemoveInstanceFiles(state, "demo", "box"); err != nil {
+	// Left by an earlier removal the machine wrote into meanwhile.
+	leftover := filepath.Join(filepath.Dir(reconciler.MachineDir(state, "demo", "box")), ".removed-box-123", "x")
+	if err := os.MkdirAll(leftover, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(reconciler.MachineDir(state, "demo", "box")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("delete left the machine's supervisor copy: %v", err)
+	reconciler.RemoveMachineFiles(state, "demo", "box")
+	if _, err := os.Stat(filepath.Join(state, "machines", "demo")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("delete left the machine's files: %v", err)
+	}
+}
+
+// An OrbStack instance whose spec predates its machine's own supervisor
+// copy is planned for a recreate that says why, and how to remake it.
+func TestOrbStackSpecBeforeTheMachineCopyIsAChange(t *testing.T) {
+	box := func(in *schema.Instance) {
+		in.Backend = schema.BackendOrbStack
+		in.OrbStack = &schema.OrbStack{Distro: schema.DefaultOrbDistro, BlockHostNetwork: true, SSHAgent: schema.OrbSSHAgentOff}
+	}
+	d := desired(t, with(fleetOf(), "box", box))
+	cur := d.Instance("box").Spec
+	if cur.SupervisorCopy != reconciler.SupervisorCopyMachine {
+		t.Fatalf("orbstack spec %+v", cur)
+	}
+	old := cur
+	old.SupervisorCopy = ""
+	cs := reconciler.CompareSpecs(old, cur)
+	if !cs.Has(reconciler.FieldOrbStack) || !strings.Contains(strings.Join(cs.Reasons(), " "), "delete the instance (jackin delete) and apply it again") {
+		t.Errorf("changes %+v", cs)
+	}
+	if web := desired(t, fleetOf("web")).Instance("web").Spec; web.SupervisorCopy != "" {
+		t.Errorf("a docker instance's spec changed: %+v", web)
 	}
 }

@@ -514,17 +514,22 @@ func hashFile(h io.Writer, path string, size int64) error {
 // maps become empty, mounts are sorted by destination and ports by their
 // published address, limits are in canonical units.
 func canonicalSpec(inst schema.Instance, image string) (Spec, error) {
+	var supCopy string
+	if inst.Backend == schema.BackendOrbStack {
+		supCopy = SupervisorCopyMachine
+	}
 	s := Spec{
-		FormatVersion: SpecFormatVersion,
-		Backend:       inst.Backend,
-		Engine:        inst.Engine,
-		OrbStack:      inst.OrbStack,
-		Image:         image,
-		Agent:         inst.Agent,
-		Command:       append([]string{}, inst.Command...),
-		Env:           copyMap(inst.Env),
-		Labels:        copyMap(inst.Labels),
-		Mounts:        []SpecMount{},
+		SupervisorCopy: supCopy,
+		FormatVersion:  SpecFormatVersion,
+		Backend:        inst.Backend,
+		Engine:         inst.Engine,
+		OrbStack:       inst.OrbStack,
+		Image:          image,
+		Agent:          inst.Agent,
+		Command:        append([]string{}, inst.Command...),
+		Env:            copyMap(inst.Env),
+		Labels:         copyMap(inst.Labels),
+		Mounts:         []SpecMount{},
 		Resources: SpecResources{
 			MemoryBytes:            inst.Resources.MemoryBytes,
 			MemoryReservationBytes: inst.Resources.MemoryReservationBytes,

@@ -115,6 +115,9 @@ func CompareSpecs(old, cur Spec) SpecChanges {
 	if o, c := fmt.Sprintf("%+v", derefOrb(old.OrbStack)), fmt.Sprintf("%+v", derefOrb(cur.OrbStack)); o != c {
 		add(FieldOrbStack, fmt.Sprintf("orbstack machine settings changed: %s → %s", o, c))
 	}
+	if old.SupervisorCopy != cur.SupervisorCopy && cur.SupervisorCopy == SupervisorCopyMachine && old.Backend == cur.Backend {
+		add(FieldOrbStack, "the supervisor's executable is now a copy of the machine's own, and a machine made before shares the one every agent runs (writable from inside it): delete the instance (jackin delete) and apply it again to remake its machine")
+	}
 	if old.Image != cur.Image {
 		add(FieldImage, fmt.Sprintf("image changed: %s → %s", orNone(old.Image), orNone(cur.Image)))
 	}

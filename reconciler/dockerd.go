@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackin-dev/jackin/credentials"
@@ -237,9 +238,25 @@ func RemoveInstanceFiles(stateDir, fleet, instance string) error {
 		}
 	}
 	removeAgentDir(supervisor.HostDir(stateDir, fleet, instance))
-	// An OrbStack machine's own copies (its root could write them).
-	removeAgentDir(MachineDir(stateDir, fleet, instance))
 	return errors.Join(errs...)
+}
+
+// RemoveMachineFiles removes what jackin kept on the host for an
+// instance's OrbStack machine (its supervisor copy), once the machine is
+// gone: before, the machine could still write into it. What an earlier
+// removal left behind is swept too.
+func RemoveMachineFiles(stateDir, fleet, instance string) {
+	dir := MachineDir(stateDir, fleet, instance)
+	removeAgentDir(dir)
+	parent := filepath.Dir(dir)
+	if entries, err := os.ReadDir(parent); err == nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".removed-"+instance+"-") {
+				_ = os.RemoveAll(filepath.Join(parent, e.Name()))
+			}
+		}
+	}
+	_ = os.Remove(parent) // the fleet's directory, when it was the last
 }
 
 // removeAgentDir removes an instance's agent directory. The agent could

@@ -532,6 +532,9 @@ func runAction(ctx context.Context, fleet string, act Action, drv drivers.Driver
 		if err := h.RemoveInstance(callCtx, fleet, act.Instance); err != nil {
 			return run.started, fmt.Errorf("remove the host of instance %s: %w", act.Instance, err)
 		}
+		if opts.StateDir != "" {
+			RemoveMachineFiles(opts.StateDir, fleet, act.Instance)
+		}
 	}
 	return run.started, nil
 }
@@ -665,9 +668,18 @@ func (r *stepRunner) step(ctx context.Context, s Step) error {
 			return nil
 		}
 		return w.WaitReady(ctx, r.id(s), *s.Probe)
-	case StepStop:
-		return drv.Stop(ctx, r.id(s))
-	case StepRemove:
+	case StepStop, StepRemove:
+		if r.act.Type == ActionRecreate {
+			// The instance's own host is made or adopted before anything
+			// is stopped: one that cannot be (a machine made with other
+			// settings or shares) leaves the old containers running.
+			if err := r.prepareHost(ctx); err != nil {
+				return err
+			}
+		}
+		if s.Kind == StepStop {
+			return drv.Stop(ctx, r.id(s))
+		}
 		return drv.Remove(ctx, s.Object, r.id(s))
 	case StepRemoveFiles:
 		if f, ok := drv.(drivers.HostFileForgetter); ok {

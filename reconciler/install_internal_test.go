@@ -34,7 +34,8 @@ func TestInstallBinaryCopiesOnlyWhatChanged(t *testing.T) {
 			t.Fatalf("copy holds %q (%v), want %q", b, err, want)
 		}
 		fi, _ := os.Lstat(dst)
-		return inodeOf(fi)
+		ino, _ := fileID(fi)
+		return ino
 	}
 	t0 := time.Unix(1_700_000_000, 0)
 	write(src, "v1", t0)
@@ -55,9 +56,26 @@ func TestInstallBinaryCopiesOnlyWhatChanged(t *testing.T) {
 		t.Error("a changed source was not copied")
 	}
 
-	// The copy changed by someone else: copied again.
+	// The copy changed by someone else: copied again. Also when its
+	// modification time is set back to the stamp's (the change time
+	// cannot be), and when it is no longer executable.
 	write(dst, "xx", t0.Add(2*time.Second))
 	install("v2")
+	fi, _ := os.Lstat(dst)
+	if err := os.WriteFile(dst, []byte("zz"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(dst, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	install("v2")
+	if err := os.Chmod(dst, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	install("v2")
+	if fi, _ := os.Lstat(dst); fi.Mode().Perm() != 0o755 {
+		t.Errorf("a copy made non-executable was left so: %v", fi.Mode())
+	}
 
 	// The copy replaced by a FIFO, then by a symlink to a file elsewhere.
 	os.Remove(dst)
@@ -76,11 +94,26 @@ func TestInstallBinaryCopiesOnlyWhatChanged(t *testing.T) {
 		t.Errorf("the symlink's target was written: %q", b)
 	}
 
+	// An interrupted install's temporary copy is removed by the next copy
+	// once it is old; a recent one (another jackin copying now) is not.
+	old, recent := filepath.Join(dir, ".jackin-111"), filepath.Join(dir, ".jackin-222")
+	write(old, "partial", time.Now().Add(-time.Hour))
+	write(recent, "partial", time.Now())
+	write(src, "v3", t0.Add(3*time.Second))
+	install("v3")
+	if _, err := os.Lstat(old); !os.IsNotExist(err) {
+		t.Errorf("an old partial copy stayed: %v", err)
+	}
+	if _, err := os.Lstat(recent); err != nil {
+		t.Errorf("a recent partial copy was removed: %v", err)
+	}
+	os.Remove(recent)
+
 	// A stamp that does not parse is no stamp.
 	if err := os.WriteFile(installStampPath(dir), []byte("{"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	install("v2")
+	install("v3")
 }
 
 // startInstall makes the directory at once (a machine shares it before the
@@ -89,10 +122,16 @@ func TestInstallBinaryCopiesOnlyWhatChanged(t *testing.T) {
 func TestStartInstallJoinsTheCopyInProgress(t *testing.T) {
 	root := t.TempDir()
 	src, dir := filepath.Join(root, "jackin-src"), filepath.Join(root, "machines", "f", "i", "supervisor")
-	if err := os.WriteFile(src, make([]byte, 8<<20), 0o755); err != nil {
+	if err := os.WriteFile(src, make([]byte, 64<<20), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	current := func() *install {
+		installs.Lock()
+		defer installs.Unlock()
+		return installs.m[dir]
+	}
 	waits := make([]func() error, 4)
+	var in *install
 	for i := range waits {
 		w, err := startInstall(src, dir)
 		if err != nil {
@@ -102,10 +141,12 @@ func TestStartInstallJoinsTheCopyInProgress(t *testing.T) {
 		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 			t.Fatalf("the directory is not there before the wait: %v", err)
 		}
+		if i == 0 {
+			in = current()
+		} else if current() != in {
+			t.Errorf("start %d began a copy of its own instead of joining the first", i+1)
+		}
 	}
-	installs.Lock()
-	in := installs.m[dir]
-	installs.Unlock()
 	for _, w := range waits {
 		if err := w(); err != nil {
 			t.Fatal(err)
@@ -115,7 +156,7 @@ func TestStartInstallJoinsTheCopyInProgress(t *testing.T) {
 		t.Fatal("no copy was started")
 	}
 	fi, err := os.Stat(filepath.Join(dir, "jackin"))
-	if err != nil || fi.Size() != 8<<20 {
+	if err != nil || fi.Size() != 64<<20 {
 		t.Fatalf("the copy: %v %v", fi, err)
 	}
 	// One copy: the directory holds the executable and no leftover
@@ -128,7 +169,8 @@ func TestStartInstallJoinsTheCopyInProgress(t *testing.T) {
 	if err != nil || w() != nil {
 		t.Fatalf("second start: %v", err)
 	}
-	if fi2, _ := os.Stat(filepath.Join(dir, "jackin")); inodeOf(fi2) != inodeOf(fi) {
+	fi2, _ := os.Stat(filepath.Join(dir, "jackin"))
+	if a, _ := fileID(fi2); a != func() uint64 { b, _ := fileID(fi); return b }() {
 		t.Error("an installed executable was copied again")
 	}
 

@@ -14,6 +14,10 @@ import (
 // canonical spec's meaning changes; a bump recreates every instance.
 const SpecFormatVersion = 2
 
+// SupervisorCopyMachine is Spec.SupervisorCopy of an instance whose
+// machine has a copy of the supervisor's executable of its own.
+const SupervisorCopyMachine = "machine"
+
 // Spec is jackin's own canonical description of an instance, the input of
 // the spec hash. It never embeds a third-party type, so a library upgrade
 // cannot change hashes. Fields that do not require a recreate (state,
@@ -27,16 +31,20 @@ type Spec struct {
 	Engine string `json:"engine,omitempty"`
 	// OrbStack is the machine's settings (backend orbstack-isolated
 	// only; absent otherwise, so other instances' hashes are unchanged).
-	OrbStack  *schema.OrbStack  `json:"orbstack,omitempty"`
-	Image     string            `json:"image"`
-	Agent     string            `json:"agent"`
-	Command   []string          `json:"command"`
-	Env       map[string]string `json:"env"`
-	Labels    map[string]string `json:"labels"`
-	Mounts    []SpecMount       `json:"mounts"`
-	Resources SpecResources     `json:"resources"`
-	Network   SpecNetwork       `json:"network"`
-	Docker    string            `json:"docker"`
+	OrbStack *schema.OrbStack `json:"orbstack,omitempty"`
+	// SupervisorCopy is "machine" where the supervisor's executable is a
+	// copy of the instance's machine alone (orbstack-isolated; absent
+	// otherwise): machines made before shared the common one.
+	SupervisorCopy string            `json:"supervisorCopy,omitempty"`
+	Image          string            `json:"image"`
+	Agent          string            `json:"agent"`
+	Command        []string          `json:"command"`
+	Env            map[string]string `json:"env"`
+	Labels         map[string]string `json:"labels"`
+	Mounts         []SpecMount       `json:"mounts"`
+	Resources      SpecResources     `json:"resources"`
+	Network        SpecNetwork       `json:"network"`
+	Docker         string            `json:"docker"`
 	// Sandbox is the hardening a profile or the manifest's security fields
 	// set; nil is the engine's defaults (profile "standard"), which keeps
 	// the hash of every instance without hardening as it was.

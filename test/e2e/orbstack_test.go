@@ -187,10 +187,18 @@ func TestOrbStackFleet(t *testing.T) {
 	}
 	mustCode(t, e.jackinEnv([]string{"PATH=/usr/bin:/bin"}, "explain", "-f", m, "o"), 0, "explain without orb")
 
-	// Delete removes the machine and the Docker instance.
+	// Delete removes the machine, its supervisor copy on the host, and
+	// the Docker instance.
+	machineFiles := filepath.Join(e.stateDir, "machines", e.fleet)
+	if _, err := os.Stat(filepath.Join(machineFiles, "o", "supervisor", "jackin")); err != nil {
+		t.Errorf("the machine's own supervisor copy: %v", err)
+	}
 	mustCode(t, e.jackinEnv(extra, "delete", "-f", m), 0, "delete")
 	if got := harness.OrbMachines("jk-" + e.fleet + "-"); len(got) != 0 {
 		t.Errorf("machines after delete: %v", got)
+	}
+	if _, err := os.Stat(machineFiles); !os.IsNotExist(err) {
+		t.Errorf("the machine's files on the host after delete: %v", err)
 	}
 	if len(e.containers()) != 0 {
 		t.Errorf("containers after delete: %v", e.containers())
@@ -305,5 +313,9 @@ func TestOrbStackAttach(t *testing.T) {
 	r = e.jackinEnv(extra, "apply", "-f", m)
 	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "settings are fixed when it is made") {
 		t.Errorf("apply with other machine settings: want a refusal, got:\n%s", r)
+	}
+	// Refused before anything was stopped: the agent still runs.
+	if out, err := inMachine(e.name("o"), "inspect", "--format", "{{.State.Status}}", e.name("o")); err != nil || out != "running" {
+		t.Errorf("the agent after the refused recreate: %q %v, want it left running", out, err)
 	}
 }
