@@ -233,3 +233,15 @@ func TestBaseMustBeNamedWhereMemoryCannotBeChecked(t *testing.T) {
 		t.Fatalf("with %s named: %v", BaseEnv, err)
 	}
 }
+
+// A macOS volume that ignores ownership (a RAM disk as /Volumes mounts it
+// by default) is refused, with the command that fixes it.
+func TestVolumeIgnoringOwnershipIsRefused(t *testing.T) {
+	if err := ownershipHonoured(0x00001000, "/Volumes/s/jackin"); err != nil {
+		t.Errorf("a volume that honours ownership: %v", err)
+	}
+	err := ownershipHonoured(0x00001000|mntIgnoreOwnership, "/Volumes/s/jackin")
+	if err == nil || !strings.Contains(err.Error(), "diskutil enableOwnership") {
+		t.Errorf("a volume that ignores ownership: %v", err)
+	}
+}

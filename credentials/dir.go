@@ -42,7 +42,7 @@ type Owner struct{ UID, GID int }
 // own, nobody else can plant anything.
 func ensureBase(base string) error {
 	if !memoryChecked && os.Getenv(BaseEnv) == "" {
-		return fmt.Errorf("credential values are written only to memory, and on %s jackin cannot tell a memory-backed directory from a disk: set %s to a directory on a RAM disk of yours (on macOS: diskutil erasevolume HFS+ jackin-secrets $(hdiutil attach -nomount ram://131072), then %s=/Volumes/jackin-secrets/jackin)", runtime.GOOS, BaseEnv, BaseEnv)
+		return fmt.Errorf("credential values are written only to memory, and on %s jackin cannot tell a memory-backed directory from a disk: set %s to a directory on a RAM disk of yours (on macOS: diskutil erasevolume HFS+ jackin-secrets $(hdiutil attach -nomount ram://131072); diskutil enableOwnership /Volumes/jackin-secrets; then %s=/Volumes/jackin-secrets/jackin)", runtime.GOOS, BaseEnv, BaseEnv)
 	}
 	if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
 		return fmt.Errorf("make %s: %w", filepath.Dir(base), err)
@@ -176,5 +176,19 @@ func RemoveInstance(base, fleet, instance string) error {
 	}
 	// Drop the fleet's directory once it is empty.
 	_ = os.Remove(filepath.Join(base, fleet))
+	return nil
+}
+
+// mntIgnoreOwnership is MNT_IGNORE_OWNERSHIP from macOS's <sys/mount.h>:
+// every file on such a volume reads as the viewer's own, which /Volumes
+// mounts of a RAM disk get by default.
+const mntIgnoreOwnership = 0x00200000
+
+// ownershipHonoured refuses a macOS volume mounted with flags that ignore
+// file ownership.
+func ownershipHonoured(flags uint32, dir string) error {
+	if flags&mntIgnoreOwnership != 0 {
+		return fmt.Errorf("the volume of %s ignores file ownership, so every local user could read the credential values there: run diskutil enableOwnership on it (for the RAM disk of the hint: diskutil enableOwnership /Volumes/jackin-secrets)", dir)
+	}
 	return nil
 }

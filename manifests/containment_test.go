@@ -258,7 +258,7 @@ func TestJackinStateIsNeverAMountSource(t *testing.T) {
 
 func TestMoreSensitivePathsAreRefused(t *testing.T) {
 	homeFiles := func(t *testing.T, fx fixture) {
-		mkdirs(t, fx, "home/.claude", "home/.codex", "home/.local/share/amp", "home/.local/share/opencode", "home/.gemini", "home/.config/nvim", "home/src")
+		mkdirs(t, fx, "home/Library/Keychains", "home/.orbstack", "home/.claude", "home/.codex", "home/.local/share/amp", "home/.local/share/opencode", "home/.gemini", "home/.config/nvim", "home/src")
 		writeFile(t, fx, "home/.pgpass", "*:*:*:*:pw\n")
 	}
 	var cases []guardCase
@@ -280,6 +280,12 @@ func TestMoreSensitivePathsAreRefused(t *testing.T) {
 		{"/home", "exposes every user's home directory under /home"},
 		{"/home/someone-else", "exposes /home/someone-else, another user's home directory"},
 		{"/root", "exposes /root, the root user's home directory"},
+		// macOS.
+		{"/Users", "exposes every user's home directory under /Users"},
+		{"/Users/someone-else", "exposes /Users/someone-else, another user's home directory"},
+		{"/Library/Keychains", "exposes /Library/Keychains (the system's keychains)"},
+		{"~/Library/Keychains", "exposes ~/Library/Keychains (macOS keychains)"},
+		{"~/.orbstack", "exposes ~/.orbstack (OrbStack's engine socket and its SSH key into the machines)"},
 	} {
 		cases = append(cases, guardCase{name: c.src, setup: homeFiles,
 			src:  inst(`mounts: [{«src: "` + c.src + `", dst: "/x", mode: "ro"}]`),

@@ -98,6 +98,9 @@ var SystemPaths = []SystemPath{
 	{"/etc/sudoers", "sudo rules", true},
 	{"/etc/sudoers.d", "sudo rules", true},
 	{"/etc/ssh", "the host's SSH keys", true},
+	// macOS.
+	{"/Library/Keychains", "the system's keychains", true},
+	{"/private/var/db", "the system's databases: local users, sudo state", true},
 }
 
 // SystemPathFindings reports what a bind mount of src exposes of the host
@@ -159,15 +162,18 @@ func SystemPathFindings(src, home string) []string {
 		return false
 	}
 	for _, s := range srcs {
-		switch {
-		case s == "/home" || isParentDir(s, "/home") && s != "/":
-			add("exposes every user's home directory under /home")
-		case isParentDir("/home", s):
-			user := strings.SplitN(strings.TrimPrefix(s, "/home/"), "/", 2)[0]
-			if !ownHome("/home/" + user) {
-				add("exposes /home/" + user + ", another user's home directory")
+		for _, base := range []string{"/home", "/Users"} { // Linux, macOS
+			switch {
+			case s == base || isParentDir(s, base) && s != "/":
+				add("exposes every user's home directory under " + base)
+			case isParentDir(base, s):
+				user := strings.SplitN(strings.TrimPrefix(s, base+"/"), "/", 2)[0]
+				if !ownHome(base + "/" + user) {
+					add("exposes " + base + "/" + user + ", another user's home directory")
+				}
 			}
-		case s == "/root" || isParentDir("/root", s):
+		}
+		if s == "/root" || isParentDir("/root", s) {
 			if !ownHome("/root") {
 				add("exposes /root, the root user's home directory")
 			}

@@ -32,6 +32,13 @@ var SensitiveHomePaths = append([]SensitiveHomePath{
 	{".azure", "Azure credentials"},
 	{".config/op", "1Password CLI session"},
 	{".pgpass", "PostgreSQL passwords"},
+	// macOS, and the engines that run there.
+	{"Library/Keychains", "macOS keychains"},
+	{"Library/Cookies", "browser cookies"},
+	{".orbstack", "OrbStack's engine socket and its SSH key into the machines"},
+	{".colima", "Colima's engine socket and VM"},
+	{".lima", "Lima's VMs and their sockets"},
+	{"Library/Containers/com.docker.docker", "Docker Desktop's VM and sockets"},
 }, runtimeHomePaths()...)
 
 // runtimeHomePaths are the agent runtimes' own logins (runtimes.Runtime.Home,
