@@ -42,6 +42,9 @@ func newGuard(opts Options) *schema.HostGuard {
 		if h := os.Getenv("DOCKER_HOST"); strings.HasPrefix(h, "unix://") {
 			socks = append(socks, strings.TrimPrefix(h, "unix://"))
 		}
+		if h, _, _ := schema.DockerContextHost(); strings.HasPrefix(h, "unix://") {
+			socks = append(socks, strings.TrimPrefix(h, "unix://"))
+		}
 		socks = append(socks, userEngineSockets(opts.Home, os.Getenv("XDG_RUNTIME_DIR"))...)
 	}
 	return &schema.HostGuard{Home: opts.Home, Protected: protected, EngineSockets: socks}

@@ -20,6 +20,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/jackin-dev/jackin/drivers"
+	"github.com/jackin-dev/jackin/schema"
 )
 
 // Driver is the Docker Engine backend. It is safe for concurrent use.
@@ -56,10 +57,18 @@ func init() {
 func New(ctx context.Context, log logr.Logger) (*Driver, error) {
 	_ = ctx // reserved: creating a client makes no engine calls
 	counter := newCallCounter(log)
-	cli, err := client.New(
-		client.FromEnv,
-		client.WithHTTPRequestHook(counter.hook),
-	)
+	opts := []client.Opt{client.FromEnv, client.WithHTTPRequestHook(counter.hook)}
+	host, skipped, err := schema.DockerContextHost()
+	if err != nil {
+		return nil, err
+	}
+	if skipped != "" {
+		log.Info(skipped)
+	}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	cli, err := client.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("configure the Docker engine client from the environment: %w", err)
 	}

@@ -3,6 +3,9 @@ package docker
 import (
 	"archive/tar"
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
@@ -461,5 +464,34 @@ func TestUnsupportedLimitsNameWhatIsMissing(t *testing.T) {
 	err = unsupportedLimits("c", &drivers.ContainerSpec{MemoryRes: 1 << 20}, system.Info{CgroupVersion: "1"})
 	if err == nil || !strings.Contains(err.Error(), "memory and memoryReservation") || !strings.Contains(err.Error(), "cgroup v1") {
 		t.Fatalf("missing memory controller: %v", err)
+	}
+}
+
+// With DOCKER_HOST unset, the driver talks to the docker CLI's current
+// context (how Colima, and Docker Desktop or OrbStack without their
+// /var/run/docker.sock link, are reached on macOS).
+func TestNewUsesTheCurrentDockerContext(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("DOCKER_CONFIG", dir)
+	t.Setenv("DOCKER_HOST", "")
+	t.Setenv("DOCKER_CONTEXT", "")
+	sum := sha256.Sum256([]byte("colima"))
+	meta := filepath.Join(dir, "contexts", "meta", hex.EncodeToString(sum[:]), "meta.json")
+	if err := os.MkdirAll(filepath.Dir(meta), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(meta, []byte(`{"Name":"colima","Endpoints":{"docker":{"Host":"unix:///tmp/colima-test.sock"}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"currentContext":"colima"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(context.Background(), logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if got := d.Endpoint(); got != "unix:///tmp/colima-test.sock" {
+		t.Errorf("endpoint %s, want the context's", got)
 	}
 }
