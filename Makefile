@@ -12,14 +12,20 @@ help: ## list targets
 engine: ## make sure a Docker engine answers (installs and starts one on Debian if needed)
 	@bash .ci/ensure-engine
 
+# One source ID for both builds of make build (the commit and a hash of the
+# uncommitted changes): it is in the link flags Go records, which jackin
+# compares before its containers run the Linux build.
+SOURCE_ID := $(shell git rev-parse --short=12 HEAD 2>/dev/null)-$(shell { git status --porcelain; git diff HEAD; } 2>/dev/null | sha256sum | cut -c1-12)
+LDFLAGS   := -X main.sourceID=$(SOURCE_ID)
+
 build: ## build bin/jackin (off Linux also bin/jackin-linux-ARCH, the build its containers run)
-	$(GO) build -o $(BIN) ./cmd/jackin
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/jackin
 	@# Containers run a static Linux jackin (the agents' supervisor, the
 	@# egress proxy): off Linux (macOS: OrbStack, Docker Desktop) it is a
 	@# second build of the same tree, kept beside bin/jackin.
 	@os=$$($(GO) env GOOS); arch=$$($(GO) env GOARCH); if [ "$$os" != linux ]; then \
 	  echo "$(GO) build linux/$$arch -o bin/jackin-linux-$$arch"; \
-	  GOOS=linux GOARCH=$$arch $(GO) build -o bin/jackin-linux-$$arch ./cmd/jackin; fi
+	  GOOS=linux GOARCH=$$arch $(GO) build -ldflags '$(LDFLAGS)' -o bin/jackin-linux-$$arch ./cmd/jackin; fi
 
 test: lint ## lint, then every test: unit and end-to-end (starts an engine if it can; CI=true makes the engine required)
 	@bash .ci/ensure-engine || { [ "$${CI:-}" != "true" ] && echo "warning: no Docker engine: end-to-end tests will skip"; }

@@ -16,7 +16,13 @@ import (
 var (
 	version string
 	commit  string
+	// sourceID is make build's: the commit and a hash of uncommitted
+	// changes. It is only read back from the link flags Go records
+	// (linuxexe compares them between jackin and its Linux build).
+	sourceID string
 )
+
+var _ = sourceID
 
 // versionInfo is the document `jackin version -o json` prints.
 type versionInfo struct {
