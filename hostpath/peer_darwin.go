@@ -2,11 +2,7 @@
 
 package hostpath
 
-import (
-	"net"
-	"syscall"
-	"time"
-)
+import "syscall"
 
 // From macOS's <sys/un.h>: the socket option level of local sockets and
 // the option that reads the peer's process ID.
@@ -15,26 +11,13 @@ const (
 	localPeerPID = 0x002
 )
 
-// SocketPeer connects to the Unix socket at p and returns the process ID of
-// the process that serves it (LOCAL_PEERPID: on macOS an engine's socket is
-// served by its helper on the Mac, whatever the socket is called), or false
-// when nobody answers within timeout. It sends nothing.
-func SocketPeer(p string, timeout time.Duration) (int, bool) {
-	d := net.Dialer{Timeout: timeout}
-	c, err := d.Dial("unix", p)
+// peerPID is the socket peer's process ID (LOCAL_PEERPID: on macOS an
+// engine's socket is served by its helper on the Mac, whatever the socket
+// is called), 0 if unknown.
+func peerPID(fd int) int {
+	v, err := syscall.GetsockoptInt(fd, solLocal, localPeerPID)
 	if err != nil {
-		return 0, false
+		return 0
 	}
-	defer c.Close()
-	raw, err := c.(*net.UnixConn).SyscallConn()
-	if err != nil {
-		return 0, false
-	}
-	pid := 0
-	cerr := raw.Control(func(fd uintptr) {
-		if v, err := syscall.GetsockoptInt(int(fd), solLocal, localPeerPID); err == nil {
-			pid = v
-		}
-	})
-	return pid, cerr == nil && pid > 0
+	return v
 }

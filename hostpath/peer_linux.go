@@ -2,31 +2,13 @@
 
 package hostpath
 
-import (
-	"net"
-	"syscall"
-	"time"
-)
+import "syscall"
 
-// SocketPeer connects to the Unix socket at p and returns the process ID of
-// the process that serves it (SO_PEERCRED), or false when nobody answers
-// within timeout. It sends nothing: the connection is closed at once.
-func SocketPeer(p string, timeout time.Duration) (int, bool) {
-	d := net.Dialer{Timeout: timeout}
-	c, err := d.Dial("unix", p)
+// peerPID is the socket peer's process ID (SO_PEERCRED), 0 if unknown.
+func peerPID(fd int) int {
+	cred, err := syscall.GetsockoptUcred(fd, syscall.SOL_SOCKET, syscall.SO_PEERCRED)
 	if err != nil {
-		return 0, false
+		return 0
 	}
-	defer c.Close()
-	raw, err := c.(*net.UnixConn).SyscallConn()
-	if err != nil {
-		return 0, false
-	}
-	pid := 0
-	cerr := raw.Control(func(fd uintptr) {
-		if cred, err := syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED); err == nil {
-			pid = int(cred.Pid)
-		}
-	})
-	return pid, cerr == nil && pid > 0
+	return int(cred.Pid)
 }

@@ -31,7 +31,7 @@ func CompanionName(arch string) string { return "jackin-linux-" + arch }
 var found struct {
 	sync.Mutex
 	key, path string
-	sig       string // the found file's size and times: found again when it changes
+	fi        os.FileInfo // the found file's: found again when it changes
 }
 
 // Path returns the static linux executable, for this host's architecture,
@@ -60,7 +60,7 @@ func Path() (string, error) {
 	key := h.self + "\x00" + h.override
 	found.Lock()
 	defer found.Unlock()
-	if found.key == key && found.path != "" && signature(found.path) == found.sig {
+	if found.key == key && found.path != "" && unchanged(found.path, found.fi) {
 		return found.path, nil
 	}
 	p, err := find(h, Check)
@@ -68,7 +68,11 @@ func Path() (string, error) {
 		found.key, found.path = "", ""
 		return "", err
 	}
-	found.key, found.path, found.sig = key, p, signature(p)
+	fi, err := os.Stat(p)
+	if err != nil {
+		return "", fmt.Errorf("the Linux build of jackin for containers: %w", err)
+	}
+	found.key, found.path, found.fi = key, p, fi
 	return p, nil
 }
 
@@ -76,12 +80,11 @@ func Path() (string, error) {
 // file it was started from.
 const procSelf = "/proc/self/exe"
 
-func signature(p string) string {
+// unchanged reports whether p is still the file was: the same file, size
+// and modification time.
+func unchanged(p string, was os.FileInfo) bool {
 	fi, err := os.Stat(p)
-	if err != nil {
-		return ""
-	}
-	return fmt.Sprint(fi.Size(), fi.ModTime().UnixNano(), fi.Sys())
+	return err == nil && os.SameFile(fi, was) && fi.Size() == was.Size() && fi.ModTime().Equal(was.ModTime())
 }
 
 // host is what find looks from: the system jackin runs on, its executable

@@ -374,19 +374,5 @@ func writeInstallStamp(dir string, st installStamp) error {
 	if err != nil {
 		return err
 	}
-	p := installStampPath(dir)
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".stamp-*")
-	if err != nil {
-		return err
-	}
-	_, werr := tmp.Write(b)
-	if err := errors.Join(werr, tmp.Close()); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return nil
+	return replaceFile(installStampPath(dir), b, 0o644)
 }

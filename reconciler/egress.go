@@ -301,7 +301,13 @@ func writeAtomic(path string, b []byte) error {
 	if err := os.Chmod(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".policy-")
+	return replaceFile(path, b, 0o644)
+}
+
+// replaceFile writes b to a temporary file beside path, mode mode, and
+// renames it into place: a reader sees the old content or the new.
+func replaceFile(path string, b []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".write-")
 	if err != nil {
 		return err
 	}
@@ -310,7 +316,7 @@ func writeAtomic(path string, b []byte) error {
 		f.Close()
 		return err
 	}
-	if err := f.Chmod(0o644); err != nil {
+	if err := f.Chmod(mode); err != nil {
 		f.Close()
 		return err
 	}

@@ -80,7 +80,7 @@ func TestInstallBinaryCopiesOnlyWhatChanged(t *testing.T) {
 	// The copy replaced by a FIFO, then by a symlink to a file elsewhere.
 	os.Remove(dst)
 	if err := syscall.Mkfifo(dst, 0o644); err != nil {
-		t.Skipf("mkfifo: %v", err)
+		t.Fatalf("mkfifo: %v", err)
 	}
 	install("v2")
 	outside := filepath.Join(root, "outside")

@@ -1,3 +1,5 @@
+//go:build linux || darwin
+
 package reconciler
 
 import (
@@ -9,7 +11,7 @@ import (
 // unlike the modification time, no one can set the change time back.
 func fileID(fi fs.FileInfo) (ino uint64, ctime int64) {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return uint64(st.Ino), st.Ctimespec.Nano()
+		return uint64(st.Ino), ctimeOf(st)
 	}
 	return 0, 0
 }
