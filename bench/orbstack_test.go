@@ -61,8 +61,9 @@ func runEnv(b *testing.B, env []string, stdin string, name string, args ...strin
 // (machine with cloud-init, wait for its Docker, image streamed in, agent
 // created and started) against the same steps by hand with the orb and
 // docker CLIs (orb create --isolated --isolate-network -c, polling
-// `orb -m NAME docker version`, `docker save | orb -m NAME docker load`,
-// `orb -m NAME docker run -d`). Seven trials each, alternating; the ratio is
+// `orb -m NAME -u root docker version`, `docker save | orb -m NAME -u root
+// docker load`, `orb -m NAME -u root docker run -d`: root, as the
+// machine's default user cannot use its Docker). Seven trials each, alternating; the ratio is
 // the median of each back-to-back pair's.
 // Target: at most 1.15x. Then a converged diff of the instance, which must
 // make no orb create and no image transfer.
@@ -99,7 +100,7 @@ func BenchmarkOrbStackFirstApply(b *testing.B) {
 		deadline := time.Now().Add(2 * time.Minute)
 		delay := 100 * time.Millisecond
 		for {
-			cmd := exec.Command(orb, "-m", name, "docker", "version")
+			cmd := exec.Command(orb, "-m", name, "-u", "root", "docker", "version")
 			cmd.Env = env
 			if cmd.Run() == nil {
 				break
@@ -112,12 +113,12 @@ func BenchmarkOrbStackFirstApply(b *testing.B) {
 				delay *= 2
 			}
 		}
-		pipe := exec.Command("sh", "-c", "docker save "+harness.AgentImage+" | "+orb+" -m "+name+" docker load -q")
+		pipe := exec.Command("sh", "-c", "docker save "+harness.AgentImage+" | "+orb+" -m "+name+" -u root docker load -q")
 		pipe.Env = env
 		if out, err := pipe.CombinedOutput(); err != nil {
 			b.Fatalf("docker save | orb docker load: %v\n%s", err, out)
 		}
-		runEnv(b, env, "", orb, "-m", name, "docker", "run", "-d", "--name", name, harness.AgentImage, "/agent", "idle")
+		runEnv(b, env, "", orb, "-m", name, "-u", "root", "docker", "run", "-d", "--name", name, harness.AgentImage, "/agent", "idle")
 		raw = append(raw, time.Since(start))
 		harness.RemoveOrbMachines(name)
 	}
@@ -173,8 +174,8 @@ func BenchmarkOrbStackImageTransfer(b *testing.B) {
 	// Out of the machine's way: the agent container and the image it
 	// holds, so each trial loads the whole image again.
 	clear := func() {
-		runEnv(b, env, "", orb, "-m", machine, "docker", "rm", "-f", machine)
-		runEnv(b, env, "", orb, "-m", machine, "docker", "rmi", "-f", harness.AgentImage)
+		runEnv(b, env, "", orb, "-m", machine, "-u", "root", "docker", "rm", "-f", machine)
+		runEnv(b, env, "", orb, "-m", machine, "-u", "root", "docker", "rmi", "-f", harness.AgentImage)
 	}
 	const trials = 5
 	var jk, raw []time.Duration
@@ -191,7 +192,7 @@ func BenchmarkOrbStackImageTransfer(b *testing.B) {
 		jk = append(jk, time.Duration(ms)*time.Millisecond)
 
 		clear()
-		pipe := exec.Command("sh", "-c", "docker save "+harness.AgentImage+" | "+orb+" -m "+machine+" docker load -q")
+		pipe := exec.Command("sh", "-c", "docker save "+harness.AgentImage+" | "+orb+" -m "+machine+" -u root docker load -q")
 		pipe.Env = env
 		start := time.Now()
 		if out, err := pipe.CombinedOutput(); err != nil {

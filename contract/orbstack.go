@@ -63,7 +63,7 @@ func orbMachine(fx facts) *Machine {
 		Isolation:          OrbStackIsolation,
 		HostFilesystem:     "explicit shares only",
 		Shares:             []MachineShare{},
-		InnerDocker:        "machine-local daemon (the machine's own dockerd, reached through orb -m " + fx.name + " docker system dial-stdio; its socket is never forwarded to the host)",
+		InnerDocker:        "machine-local daemon (the machine's own dockerd, reached through orb -m " + fx.name + " -u root docker system dial-stdio; its socket is never forwarded to the host)",
 		HostNetwork:        "open",
 		HostNetworkDetail:  "orbstack.blockHostNetwork is false: the machine can reach the Mac's services and other machines",
 		SSHAgentForwarding: orDefault(o.SSHAgent, schema.OrbSSHAgentOff),

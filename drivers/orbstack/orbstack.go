@@ -3,7 +3,7 @@
 // instance, made with `orb create --isolated` and provisioned by
 // cloud-init, and inside it the same Docker rendering the docker backend
 // does, against the machine's own Docker engine. That engine is reached
-// through the machine (`orb -m NAME docker system dial-stdio`), never by
+// through the machine (`orb -m NAME -u root docker system dial-stdio`), never by
 // forwarding its socket to the host. Role images are built on the host
 // engine and streamed into a machine that lacks their image ID.
 //
@@ -191,6 +191,12 @@ func (d *Driver) Ping(ctx context.Context) error {
 	return d.host.Ping(ctx)
 }
 
+// dialArgs are the orb arguments that reach a machine's Docker engine:
+// `docker system dial-stdio` in the machine, as root (see engine).
+func dialArgs(machine string) []string {
+	return []string{"-m", machine, "-u", "root", "docker", "system", "dial-stdio"}
+}
+
 // MachineName is the machine of an instance.
 func MachineName(fleet, instance string) string { return "jk-" + fleet + "-" + instance }
 
@@ -235,7 +241,7 @@ func (d *Driver) markerOf(ctx context.Context, m machine) (marker, bool) {
 	if ok {
 		return mk, mk.Backend == Backend
 	}
-	out, err := d.orb.run(ctx, nil, "-m", m.Name, "cat", MarkerPath)
+	out, err := d.orb.run(ctx, nil, "-m", m.Name, "-u", "root", "cat", MarkerPath)
 	if err != nil {
 		d.log.V(2).Info("machine has no jackin marker: not jackin's", "machine", m.Name, "error", err.Error())
 		return marker{}, false
@@ -250,16 +256,19 @@ func (d *Driver) markerOf(ctx context.Context, m machine) (marker, bool) {
 }
 
 // engine is the Docker driver of a machine's own engine, reached through
-// `orb -m NAME docker system dial-stdio`.
+// `orb -m NAME -u root docker system dial-stdio`. As root: orb runs a
+// command as the machine's default user otherwise, whom OrbStack names
+// after the Mac's user and the distro's docker.io does not put in the
+// docker group, so the engine's socket refuses it.
 func (d *Driver) engine(ctx context.Context, name string) (*docker.Driver, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if in, ok := d.inner[name]; ok {
 		return in, nil
 	}
-	argv := []string{d.orb.path, "-m", name, "docker", "system", "dial-stdio"}
+	argv := append([]string{d.orb.path}, dialArgs(name)...)
 	sp := docker.NewSpareDialer(d.log.WithName(name), docker.CommandDialer(argv, nil))
-	in, err := docker.NewDialed(ctx, d.log.WithName(name), "machine "+name+" (orb -m "+name+" docker system dial-stdio)", sp.Dial)
+	in, err := docker.NewDialed(ctx, d.log.WithName(name), "machine "+name+" (orb "+strings.Join(dialArgs(name), " ")+")", sp.Dial)
 	if err != nil {
 		return nil, err
 	}

@@ -109,6 +109,19 @@ func TestOrbStackFleet(t *testing.T) {
 	if out, err := inMachine(machine, "ps", "--filter", "name="+machine, "--format", "{{.Names}} {{.State}}"); err != nil || out != machine+" running" {
 		t.Fatalf("agent in the machine's engine: %q %v", out, err)
 	}
+	// orb runs a command as the machine's default user (the Mac's user,
+	// not in the docker group), whom the machine's Docker refuses: jackin
+	// reaches that engine as root, and every one of its dials says so.
+	orbCmd := exec.Command(filepath.Join(orbDir, "orb"), "-m", machine, "docker", "version")
+	orbCmd.Env = append(os.Environ(), extra...)
+	if out, err := orbCmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "permission denied") {
+		t.Errorf("the stand-in's default user reached the machine's Docker (want permission denied, as in a real machine): %v\n%s", err, out)
+	}
+	for _, args := range harness.OrbCalls(logPath) {
+		if slices.Contains(args, "dial-stdio") && !slices.Equal(args, []string{"-m", machine, "-u", "root", "docker", "system", "dial-stdio"}) {
+			t.Errorf("jackin dialled the machine's engine with orb %v, want -u root", args)
+		}
+	}
 
 	// Shares: the mount sources and jackin's own directories of this
 	// instance alone (never one another instance's containers use, such as

@@ -17,7 +17,13 @@
 // (default the e2e private-daemon image); a --mount is a bind of exactly
 // that path; a machine that is not --isolated gets ORB_SIM_MAC (default a
 // directory under the system temp dir) at /mnt/mac; --isolate-network puts
-// it on an internal network of its own; `-m NAME CMD` is a docker exec.
+// it on an internal network of its own; `-m NAME CMD` is a docker exec, as
+// the machine's default user unless -u names another: OrbStack makes that
+// user from the Mac's username (uid 501, not root, not in the docker group
+// that the distro's docker.io makes), so the machine's Docker socket is
+// root's and the docker group's only, as it is in a real machine. The
+// stand-in takes the name from create's -u, else $USER unless it is root,
+// else "orbuser".
 // Cloud-init user data is applied in part, by one script in the machine as
 // cloud-init works through it in one program: write_files and runcmd
 // (systemctl lines are skipped: dockerd is the machine's first process),
@@ -40,6 +46,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/term"
@@ -52,6 +59,7 @@ const (
 	labelIsolated = "dev.jackin.orbsim.isolated"
 	labelNetBlock = "dev.jackin.orbsim.isolate-network"
 	labelSSHAgent = "dev.jackin.orbsim.forward-ssh-agent"
+	labelUser     = "dev.jackin.orbsim.default-user"
 	prefix        = "orbsim-"
 )
 
@@ -256,7 +264,7 @@ func toRecord(in inspected) record {
 	r.Image.Arch = "amd64"
 	r.Image.Variant = "default"
 	r.Config.Isolated = in.Config.Labels[labelIsolated] == "true"
-	r.Config.DefaultUsername = "root"
+	r.Config.DefaultUsername = in.Config.Labels[labelUser]
 	r.State = "stopped"
 	if in.State.Running {
 		r.State = "running"
@@ -333,6 +341,7 @@ func info(args []string) int {
 func create(args []string) int {
 	var isolated, isolateNet, sshAgent bool
 	var mounts []string
+	user := defaultUser()
 	var userData string
 	var pos []string
 	for i := 0; i < len(args); i++ {
@@ -369,7 +378,13 @@ func create(args []string) int {
 				return fail("flag needs an argument: %s", a)
 			}
 			userData = v
-		case "-a", "--arch", "-u", "--user", "-p", "--set-password":
+		case "-u", "--user":
+			v, ok := next()
+			if !ok {
+				return fail("flag needs an argument: %s", a)
+			}
+			user = v
+		case "-a", "--arch", "-p", "--set-password":
 			if _, ok := next(); !ok {
 				return fail("flag needs an argument: %s", a)
 			}
@@ -384,6 +399,14 @@ func create(args []string) int {
 		return fail("usage: orb create [flags] DISTRO[:VERSION] NAME")
 	}
 	distro, name := pos[0], pos[1]
+	// OrbStack makes one machine of a name at a time; two stand-in
+	// processes would otherwise both find no machine and make two
+	// networks of one name (an apply killed mid-create, and the next).
+	unlock, err := lockName(name)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer unlock()
 	if m, err := find(name); err != nil {
 		return fail("%v", err)
 	} else if m != nil {
@@ -394,6 +417,7 @@ func create(args []string) int {
 		"--label", labelIsolated + "=" + strconv.FormatBool(isolated),
 		"--label", labelNetBlock + "=" + strconv.FormatBool(isolateNet),
 		"--label", labelSSHAgent + "=" + strconv.FormatBool(sshAgent),
+		"--label", labelUser + "=" + user,
 		"--cap-drop", "ALL", "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
 		"--device-cgroup-rule", "a *:* rwm", "--sysctl", "net.ipv4.ip_forward=1",
 		"-v", "/sys/fs/cgroup:/sys/fs/cgroup", "--tmpfs", "/run", "-v", "/var/lib/docker"}
@@ -434,7 +458,9 @@ func create(args []string) int {
 	if image == "" {
 		image = "jackin-e2e-dind:bookworm"
 	}
-	run = append(run, image, "dockerd")
+	// The default user is made as the machine starts, before its dockerd
+	// (the machine's first process); again on a restart, which keeps it.
+	run = append(run, image, "sh", "-c", `id -u "$1" >/dev/null 2>&1 || useradd -m -u 501 -U -s /bin/sh "$1" || exit 1; exec dockerd`, "sh", user)
 	if _, err := docker(run...); err != nil {
 		if strings.Contains(err.Error(), "is already in use") {
 			return fail("machine already exists: %s", name)
@@ -591,6 +617,9 @@ func execIn(name, user string, argv []string) int {
 	if term.IsTerminal(int(os.Stdin.Fd())) {
 		args = append(args, "-t")
 	}
+	if user == "" {
+		user = m.Config.Labels[labelUser]
+	}
 	if user != "" {
 		args = append(args, "-u", user)
 	}
@@ -605,4 +634,32 @@ func execIn(name, user string, argv []string) int {
 		return fail("%v", err)
 	}
 	return 0
+}
+
+// defaultUser is the name a machine's default user gets when create's -u
+// does not give one: OrbStack's is the Mac user's name, never root.
+func defaultUser() string {
+	u := os.Getenv("USER")
+	if u == "" || u == "root" || strings.ContainsAny(u, ":/ \t") {
+		return "orbuser"
+	}
+	return u
+}
+
+// lockName holds an exclusive lock on the machine name until unlock: a
+// file lock, so a process that dies lets go of it.
+func lockName(name string) (unlock func(), err error) {
+	dir := filepath.Join(os.TempDir(), "orbsim-locks")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, name+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock machine name %s: %w", name, err)
+	}
+	return func() { f.Close() }, nil
 }
