@@ -9,6 +9,28 @@ import (
 	"strings"
 )
 
+// openStore makes the home store in the runtime-home volume mounted at its
+// parent, writable by any user, when the volume does not have it yet. The
+// driver leaves that to a supervisor that runs as root: for any other
+// user it uploads the directory when it creates the container, as a user
+// who is not root cannot make it in a volume root owns.
+func openStore(store string) error {
+	if _, err := os.Lstat(store); err == nil {
+		return nil
+	}
+	vol := filepath.Dir(store)
+	if !mountedAt(vol) && !mountedFile(vol) {
+		return nil // no volume there: linkHomes says so
+	}
+	if err := os.Mkdir(store, 0o700); err != nil && !os.IsExist(err) {
+		return fmt.Errorf("make the runtime-home store %s: %w", store, err)
+	}
+	if err := os.Chmod(store, 0o777|os.ModeSticky); err != nil {
+		return fmt.Errorf("open the runtime-home store %s to every user: %w", store, err)
+	}
+	return nil
+}
+
 // linkHomes makes each of the runtime's home paths under home a link into
 // store (the runtime-home volume), so what the runtime keeps there (its
 // settings, login and sessions) survives a recreate. What the image had

@@ -188,6 +188,11 @@ func (s *supervisor) run(ctx context.Context) (int, error) {
 	defer signal.Stop(sigs)
 
 	home := os.Getenv("HOME")
+	if os.Geteuid() == 0 {
+		if err := openStore(s.cfg.HomeStore); err != nil {
+			s.logf("%v", err)
+		}
+	}
 	for _, w := range linkHomes(home, s.cfg.HomeStore, s.cfg.Homes) {
 		s.warn(w)
 	}

@@ -368,7 +368,9 @@ func (d *Driver) createContainer(ctx context.Context, r drivers.Resource) (strin
 			return "", cerr
 		}
 	}
-	if sup := r.Container.Supervisor; sup != nil && sup.HomeTarget != "" && sup.HomeSubdir != "" {
+	// An agent that runs as root has its supervisor make the directory
+	// (one upload fewer per create); any other user cannot.
+	if sup := r.Container.Supervisor; sup != nil && sup.HomeTarget != "" && sup.HomeSubdir != "" && !runsAsRoot(r.Container.User, img.user) {
 		if err := d.openHomeVolume(ctx, res.ID, sup.HomeTarget, sup.HomeSubdir); err != nil {
 			if _, rerr := d.cli.ContainerRemove(ctx, res.ID, client.ContainerRemoveOptions{Force: true}); rerr != nil && !isNotFound(rerr) {
 				return "", fmt.Errorf("%w (and removing the half-created container failed: %v)", err, rerr)

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"strings"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -50,6 +51,18 @@ func supervisorCommand(s *drivers.ContainerSpec, img imageRun) (entry, cmd []str
 		argv = append(append([]string{}, imgEntry...), sup.Command...)
 	}
 	return append(entry, "--"), argv
+}
+
+// runsAsRoot reports whether a container runs as root: its user (the
+// profile's, else the image's) is unset, 0 or root. A name that only maps
+// to uid 0 in the image counts as another user (the upload is made).
+func runsAsRoot(specUser, imageUser string) bool {
+	u := specUser
+	if u == "" {
+		u = imageUser
+	}
+	name, _, _ := strings.Cut(u, ":")
+	return name == "" || name == "0" || name == "root"
 }
 
 // openHomeVolume makes a directory in the runtime-home volume, mounted at

@@ -495,3 +495,24 @@ func TestNewUsesTheCurrentDockerContext(t *testing.T) {
 		t.Errorf("endpoint %s, want the context's", got)
 	}
 }
+
+func TestRunsAsRoot(t *testing.T) {
+	for _, c := range []struct {
+		spec, image string
+		root        bool
+	}{
+		{"", "", true},
+		{"", "root", true},
+		{"", "0:0", true},
+		{"root:staff", "node", true},
+		{"", "node", false},
+		{"", "1000", false},
+		{"1000:20", "", false},
+		{"agent", "root", false},
+		{"", "toor", false}, // a name only the image's passwd could map to 0
+	} {
+		if got := runsAsRoot(c.spec, c.image); got != c.root {
+			t.Errorf("runsAsRoot(%q, %q) = %v, want %v", c.spec, c.image, got, c.root)
+		}
+	}
+}
