@@ -67,7 +67,7 @@ func orbMachine(fx facts) *Machine {
 		HostNetwork:        "open",
 		HostNetworkDetail:  "orbstack.blockHostNetwork is false: the machine can reach the Mac's services and other machines",
 		SSHAgentForwarding: orDefault(o.SSHAgent, schema.OrbSSHAgentOff),
-		ImageTransfer:      "built on the host's Docker engine, streamed in (docker save | orb -m " + fx.name + " docker load) when the machine lacks its image ID",
+		ImageTransfer:      "built on the host's Docker engine, streamed in (docker save | orb -m " + fx.name + " -u root docker load) when the machine lacks its image ID",
 	}
 	if o.BlockHostNetwork {
 		m.HostNetwork = "blocked"

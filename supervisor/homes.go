@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // openStore makes the home store in the runtime-home volume mounted at its
@@ -25,7 +26,13 @@ func openStore(store string) error {
 	if err := os.Mkdir(store, 0o700); err != nil && !os.IsExist(err) {
 		return fmt.Errorf("make the runtime-home store %s: %w", store, err)
 	}
-	if err := os.Chmod(store, 0o777|os.ModeSticky); err != nil {
+	// The directory made, not whatever a link there names.
+	f, err := os.OpenFile(store, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("open the runtime-home store %s: %w", store, err)
+	}
+	defer f.Close()
+	if err := f.Chmod(0o777 | os.ModeSticky); err != nil {
 		return fmt.Errorf("open the runtime-home store %s to every user: %w", store, err)
 	}
 	return nil

@@ -27,9 +27,10 @@ const (
 	// HomeStore is the runtime-home volume: the runtime's home paths are
 	// links into it, so they survive recreates.
 	HomeStore = "/run/jackin/home"
-	// HomeKept is the directory in that volume the homes are kept in: made
-	// writable by any user when the container is created (a new volume's
-	// root is root's, and the agent runs as the image's user).
+	// HomeKept is the directory in that volume the homes are kept in,
+	// writable by any user: uploaded when the container is created for an
+	// agent that is not root (a new volume's root is root's), made by the
+	// supervisor itself when it runs as root.
 	HomeKept = HomeStore + "/kept"
 )
 

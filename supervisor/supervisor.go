@@ -188,13 +188,16 @@ func (s *supervisor) run(ctx context.Context) (int, error) {
 	defer signal.Stop(sigs)
 
 	home := os.Getenv("HOME")
+	var storeErr error
 	if os.Geteuid() == 0 {
-		if err := openStore(s.cfg.HomeStore); err != nil {
-			s.logf("%v", err)
-		}
+		storeErr = openStore(s.cfg.HomeStore)
 	}
-	for _, w := range linkHomes(home, s.cfg.HomeStore, s.cfg.Homes) {
-		s.warn(w)
+	if storeErr != nil {
+		s.warn(storeErr.Error() + ": the runtime's homes are not kept across recreates")
+	} else {
+		for _, w := range linkHomes(home, s.cfg.HomeStore, s.cfg.Homes) {
+			s.warn(w)
+		}
 	}
 	_, warns := s.cfg.Runtime.InstallHooks(home, os.Getenv)
 	for _, w := range warns {

@@ -13,7 +13,7 @@ import (
 
 // SpareDialer is a DialFunc source that can start engine connections ahead
 // of need. On an engine reached through a command per connection (an
-// OrbStack machine's `orb -m NAME docker system dial-stdio`), a second
+// OrbStack machine's `orb -m NAME -u root docker system dial-stdio`), a second
 // request made while the first is in flight waits for a whole command to
 // start before its first byte; a spare started beside the wait for the
 // engine is ready when the engine is. A spare has answered a ping before

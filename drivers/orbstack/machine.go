@@ -454,7 +454,7 @@ func (d *Driver) CollectMachines(ctx context.Context, fleet string, keep []strin
 }
 
 // transferImage streams ref from the host engine into the machine
-// (`docker save` into `orb -m NAME docker load`) unless the machine
+// (`docker save` into `orb -m NAME -u root docker load`) unless the machine
 // already holds the same image ID.
 func (d *Driver) transferImage(ctx context.Context, name string, in *docker.Driver, ref string) error {
 	mu := d.imageLock(name)
@@ -509,8 +509,8 @@ func (d *Driver) needsImage(ctx context.Context, name string, in *docker.Driver,
 
 // loadImage streams ref from the host engine into the machine: `docker
 // save` on the host into the machine engine's image load, over the same
-// `orb -m NAME docker system dial-stdio` connection every other request
-// takes (what `orb -m NAME docker load` would send, without starting a
+// `orb -m NAME -u root docker system dial-stdio` connection every other request
+// takes (what `orb -m NAME -u root docker load` would send, without starting a
 // command for it).
 func (d *Driver) loadImage(ctx context.Context, name string, in *docker.Driver, ref string) error {
 	if sp := d.takeSpool(name, ref); sp != nil {

@@ -122,6 +122,22 @@ func TestOrbStackFleet(t *testing.T) {
 			t.Errorf("jackin dialled the machine's engine with orb %v, want -u root", args)
 		}
 	}
+	defer func() {
+		// Checked at the end: the marker is read when a later apply
+		// adopts the machine.
+		n := 0
+		for _, args := range harness.OrbCalls(logPath) {
+			if slices.Contains(args, "/jackin/machine.json") {
+				n++
+				if !slices.Equal(args, []string{"-m", machine, "-u", "root", "cat", "/jackin/machine.json"}) {
+					t.Errorf("jackin read the machine's marker with orb %v, want -u root", args)
+				}
+			}
+		}
+		if n == 0 {
+			t.Errorf("no marker read in the log: the check above proves nothing")
+		}
+	}()
 
 	// Shares: the mount sources and jackin's own directories of this
 	// instance alone (never one another instance's containers use, such as

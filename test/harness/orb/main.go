@@ -460,7 +460,7 @@ func create(args []string) int {
 	}
 	// The default user is made as the machine starts, before its dockerd
 	// (the machine's first process); again on a restart, which keeps it.
-	run = append(run, image, "sh", "-c", `id -u "$1" >/dev/null 2>&1 || useradd -m -u 501 -U -s /bin/sh "$1" || exit 1; exec dockerd`, "sh", user)
+	run = append(run, image, "sh", "-c", `id -u "$1" >/dev/null 2>&1 || useradd -m -u 501 -N -g users -s /bin/sh "$1" || { echo "orb stand-in: cannot make the default user $1" >&2; exit 1; }; exec dockerd`, "sh", user)
 	if _, err := docker(run...); err != nil {
 		if strings.Contains(err.Error(), "is already in use") {
 			return fail("machine already exists: %s", name)
