@@ -23,17 +23,27 @@ func openStore(store string) error {
 	if !mountedAt(vol) && !mountedFile(vol) {
 		return nil // no volume there: linkHomes says so
 	}
-	if err := os.Mkdir(store, 0o700); err != nil && !os.IsExist(err) {
-		return fmt.Errorf("make the runtime-home store %s: %w", store, err)
+	if err := OpenToAll(store); err != nil {
+		return fmt.Errorf("the runtime-home store: %w", err)
 	}
-	// The directory made, not whatever a link there names.
-	f, err := os.OpenFile(store, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	return nil
+}
+
+// OpenToAll makes dir (and its missing parents) and makes it writable by
+// every user, sticky, as /tmp is: the runtime-home store, which the agent
+// uses as whatever user it runs as. The mode is set on the directory
+// opened, never on what a link in its place names.
+func OpenToAll(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("make %s: %w", dir, err)
+	}
+	f, err := os.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return fmt.Errorf("open the runtime-home store %s: %w", store, err)
+		return fmt.Errorf("open %s: %w", dir, err)
 	}
 	defer f.Close()
 	if err := f.Chmod(0o777 | os.ModeSticky); err != nil {
-		return fmt.Errorf("open the runtime-home store %s to every user: %w", store, err)
+		return fmt.Errorf("open %s to every user: %w", dir, err)
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/jackin-dev/jackin/supervisor"
 )
 
 // newKubeInitCommand runs inside jackin's helper image on Kubernetes
@@ -54,11 +56,8 @@ func newKubeInitCommand(a *app) *cobra.Command {
 				}
 			}
 			for _, d := range open {
-				if err := os.MkdirAll(d, 0o755); err != nil {
-					return fmt.Errorf("make %s: %w", d, err)
-				}
-				if err := os.Chmod(d, 0o1777|os.ModeSticky); err != nil {
-					return fmt.Errorf("open %s: %w", d, err)
+				if err := supervisor.OpenToAll(d); err != nil {
+					return err
 				}
 			}
 			return nil

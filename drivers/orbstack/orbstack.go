@@ -191,10 +191,12 @@ func (d *Driver) Ping(ctx context.Context) error {
 	return d.host.Ping(ctx)
 }
 
-// dialArgs are the orb arguments that reach a machine's Docker engine:
-// `docker system dial-stdio` in the machine, as root (see engine).
-func dialArgs(machine string) []string {
-	return []string{"-m", machine, "-u", "root", "docker", "system", "dial-stdio"}
+// inMachine are the orb arguments that run argv in a machine, as root:
+// orb runs a command as the machine's default user otherwise, whom
+// OrbStack names after the Mac's user and the distro's docker.io does not
+// put in the docker group, so the machine's Docker socket refuses it.
+func inMachine(machine string, argv ...string) []string {
+	return append([]string{"-m", machine, "-u", "root"}, argv...)
 }
 
 // MachineName is the machine of an instance.
@@ -241,7 +243,7 @@ func (d *Driver) markerOf(ctx context.Context, m machine) (marker, bool) {
 	if ok {
 		return mk, mk.Backend == Backend
 	}
-	out, err := d.orb.run(ctx, nil, "-m", m.Name, "-u", "root", "cat", MarkerPath)
+	out, err := d.orb.run(ctx, nil, inMachine(m.Name, "cat", MarkerPath)...)
 	if err != nil {
 		d.log.V(2).Info("machine has no jackin marker: not jackin's", "machine", m.Name, "error", err.Error())
 		return marker{}, false
@@ -256,19 +258,16 @@ func (d *Driver) markerOf(ctx context.Context, m machine) (marker, bool) {
 }
 
 // engine is the Docker driver of a machine's own engine, reached through
-// `orb -m NAME -u root docker system dial-stdio`. As root: orb runs a
-// command as the machine's default user otherwise, whom OrbStack names
-// after the Mac's user and the distro's docker.io does not put in the
-// docker group, so the engine's socket refuses it.
+// `orb -m NAME -u root docker system dial-stdio` (inMachine).
 func (d *Driver) engine(ctx context.Context, name string) (*docker.Driver, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if in, ok := d.inner[name]; ok {
 		return in, nil
 	}
-	argv := append([]string{d.orb.path}, dialArgs(name)...)
-	sp := docker.NewSpareDialer(d.log.WithName(name), docker.CommandDialer(argv, nil))
-	in, err := docker.NewDialed(ctx, d.log.WithName(name), "machine "+name+" (orb "+strings.Join(dialArgs(name), " ")+")", sp.Dial)
+	args := inMachine(name, "docker", "system", "dial-stdio")
+	sp := docker.NewSpareDialer(d.log.WithName(name), docker.CommandDialer(append([]string{d.orb.path}, args...), nil))
+	in, err := docker.NewDialed(ctx, d.log.WithName(name), "machine "+name+" (orb "+strings.Join(args, " ")+")", sp.Dial)
 	if err != nil {
 		return nil, err
 	}
