@@ -449,12 +449,13 @@ func (c *IdleCleanup) consider(ctx context.Context, fleet *schema.Fleet, act rec
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			defer func() {
-				c.mu.Lock()
-				delete(c.inflight, name)
-				c.mu.Unlock()
-			}()
-			c.exec(ctx, fleet, act, ex, ctr.ID, v)
+			msg := c.exec(ctx, fleet, act, ex, ctr.ID, v)
+			// No longer in flight before it is reported: a pass that
+			// follows the report may start the next period's command.
+			c.mu.Lock()
+			delete(c.inflight, name)
+			c.mu.Unlock()
+			c.report(name, msg)
 		}()
 	}
 }
@@ -510,8 +511,8 @@ const maxExecOutput = 64 << 10
 // exec runs the instance's idle command in its agent container (no shell
 // but one the manifest names) and records its exit status and the tail of
 // its output, with anything that looks like a secret, or is one of the
-// instance's credential values, redacted.
-func (c *IdleCleanup) exec(ctx context.Context, fleet *schema.Fleet, act reconciler.Action, ex drivers.Execer, id string, v idle.Verdict) {
+// instance's credential values, redacted. It returns the line to report.
+func (c *IdleCleanup) exec(ctx context.Context, fleet *schema.Fleet, act reconciler.Action, ex drivers.Execer, id string, v idle.Verdict) string {
 	e := c.Env
 	name := act.Instance
 	timeout := c.ExecTimeout
@@ -533,10 +534,9 @@ func (c *IdleCleanup) exec(ctx context.Context, fleet *schema.Fleet, act reconci
 		e.Log.Error(err, "idle cleanup", "instance", name)
 	}
 	if err != nil {
-		c.report(name, "idle exec could not run: "+rec.Error)
-		return
+		return "idle exec could not run: " + rec.Error
 	}
-	c.report(name, fmt.Sprintf("idle exec exited with status %d (%s)", status, v.Why))
+	return fmt.Sprintf("idle exec exited with status %d (%s)", status, v.Why)
 }
 
 // runExec runs argv in container id and returns its output (stdout, then
